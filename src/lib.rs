@@ -1,0 +1,3 @@
+//! qwen3-agent: a Rust agent runtime for Qwen3 models. See ARCHITECTURE.md for the map.
+
+pub mod chat;
