@@ -1,3 +1,6 @@
 //! qwen3-agent: a Rust agent runtime for Qwen3 models. See ARCHITECTURE.md for the map.
 
 pub mod chat;
+pub mod engine;
+pub mod model;
+pub mod rng;

@@ -1,6 +1,7 @@
 //! Command-line interface: one subcommand per user task; each lives in its own file.
 
 mod inspect;
+mod model_cmds;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -16,11 +17,21 @@ pub struct Cli {
 enum Command {
     Render(inspect::RenderArgs),
     Parse(inspect::ParseArgs),
+    Logits(model_cmds::LogitsArgs),
+    Generate(model_cmds::GenerateArgs),
+    Synth(model_cmds::SynthArgs),
+    Quantize(model_cmds::QuantizeArgs),
+    Bench(model_cmds::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Render(args) => inspect::render(args),
         Command::Parse(args) => inspect::parse(args),
+        Command::Logits(args) => model_cmds::logits(args),
+        Command::Generate(args) => model_cmds::generate(args),
+        Command::Synth(args) => model_cmds::synth(args),
+        Command::Quantize(args) => model_cmds::quantize(args),
+        Command::Bench(args) => model_cmds::bench(args),
     }
 }

@@ -1,0 +1,332 @@
+//! Commands that run or write models: `logits`, `generate`, `synth`, `quantize`, `bench`.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use qwen3_agent::chat::{ChatTemplate, OutputParser, ParseEvent, RenderRequest, Tokenizer};
+use qwen3_agent::engine::{Engine, SamplingParams};
+use qwen3_agent::model::{self, npy, GenerationConfig, Qwen3};
+use serde_json::json;
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Loads a model directory with a progress bar on stderr (hidden when stderr is not a terminal).
+pub fn load_model(dir: &Path) -> Result<(Qwen3, f64)> {
+    let start = Instant::now();
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} layers").expect("valid template"),
+    );
+    bar.set_message(dir.display().to_string());
+    let model = model::load_dir(dir, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    Ok((model, start.elapsed().as_secs_f64()))
+}
+
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting the thread count")?;
+    }
+    Ok(())
+}
+
+/// Run one forward pass over token ids and write float32 logits [n_ids, vocab] as .npy.
+#[derive(Args)]
+pub struct LogitsArgs {
+    /// Model directory (config.json + safetensors; tokenizer files not needed).
+    #[arg(long)]
+    model: PathBuf,
+    /// Comma-separated token ids.
+    #[arg(long, value_delimiter = ',', required = true)]
+    ids: Vec<u32>,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn logits(args: LogitsArgs) -> Result<()> {
+    let (model, _) = load_model(&args.model)?;
+    let mut cache = model.new_cache(args.ids.len());
+    let logits = model.forward(&args.ids, &mut cache, true)?;
+    npy::write_f32(&args.out, &[args.ids.len(), model.config.vocab_size], &logits)
+}
+
+/// Generate text from a prompt or a messages file, streaming it to stdout.
+#[derive(Args)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// A user message (rendered with the chat template unless --raw).
+    #[arg(long, conflicts_with = "messages", required_unless_present = "messages")]
+    prompt: Option<String>,
+    /// A JSON file: a list of messages, or a render request object.
+    #[arg(long)]
+    messages: Option<PathBuf>,
+    /// Use --prompt verbatim, without the chat template.
+    #[arg(long)]
+    raw: bool,
+    #[arg(long)]
+    no_thinking: bool,
+    #[arg(long, default_value_t = 512)]
+    max_new_tokens: usize,
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long)]
+    min_p: Option<f32>,
+    #[arg(long, default_value_t = 0.0)]
+    presence_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Context positions to allocate for the KV cache.
+    #[arg(long, default_value_t = 4096)]
+    context_length: usize,
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print one JSON object at the end instead of streaming text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn generate(args: GenerateArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    let tokenizer = Tokenizer::from_model_dir(&args.model)?;
+    let thinking = !args.no_thinking && !args.raw;
+    let prompt_text = if args.raw {
+        args.prompt.clone().context("--raw needs --prompt")?
+    } else {
+        let template = ChatTemplate::from_model_dir(&args.model)?;
+        let mut request = match (&args.prompt, &args.messages) {
+            (Some(p), _) => RenderRequest { messages: vec![json!({"role": "user", "content": p})], ..Default::default() },
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let value: serde_json::Value =
+                    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+                if value.is_array() {
+                    RenderRequest::from_json(json!({"messages": value}))?
+                } else {
+                    RenderRequest::from_json(value)?
+                }
+            }
+            (None, None) => bail!("give --prompt or --messages"),
+        };
+        request.add_generation_prompt = true;
+        if args.no_thinking {
+            request.enable_thinking = Some(false);
+        }
+        template.render(&request)?
+    };
+    let prompt = tokenizer.encode(&prompt_text)?;
+    let (model, _) = load_model(&args.model)?;
+    let generation_config = GenerationConfig::load(&args.model)?;
+    let mut params = SamplingParams::for_mode(thinking);
+    if thinking {
+        params.temperature = generation_config.temperature.unwrap_or(params.temperature);
+        params.top_k = generation_config.top_k.unwrap_or(params.top_k);
+        params.top_p = generation_config.top_p.unwrap_or(params.top_p);
+        params.min_p = generation_config.min_p.unwrap_or(params.min_p);
+    }
+    params.temperature = args.temperature.unwrap_or(params.temperature);
+    params.top_k = args.top_k.unwrap_or(params.top_k);
+    params.top_p = args.top_p.unwrap_or(params.top_p);
+    params.min_p = args.min_p.unwrap_or(params.min_p);
+    params.presence_penalty = args.presence_penalty;
+    params.seed = args.seed;
+    let mut stop_ids = generation_config.eos_token_ids.clone();
+    stop_ids.extend(tokenizer.eos_token_id);
+    let mut engine = Engine::new(model, args.context_length.max(prompt.len() + 1));
+    let mut decoder = tokenizer.incremental_decoder();
+    let mut parser = OutputParser::new(thinking);
+    let mut text = String::new();
+    let mut stdout = std::io::stdout().lock();
+    let stream = !args.json;
+    let mut decode_error = None;
+    let generation = engine.generate(&prompt, args.max_new_tokens, params, &stop_ids, |id| {
+        match decoder.push(id) {
+            Ok(delta) => {
+                if stream {
+                    let _ = stdout.write_all(delta.as_bytes());
+                    let _ = stdout.flush();
+                }
+                parser.feed(&delta);
+                text.push_str(&delta);
+            }
+            Err(e) => {
+                decode_error = Some(e);
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    if let Some(e) = decode_error {
+        return Err(e);
+    }
+    let tail = decoder.finish()?;
+    parser.feed(&tail);
+    text.push_str(&tail);
+    let events = parser.finish(generation.finish_reason);
+    let parsed = parser.into_output();
+    if stream {
+        writeln!(stdout, "{tail}")?;
+        for event in events {
+            if let ParseEvent::Error(e) = event {
+                eprintln!("note: {e}");
+            }
+        }
+    } else {
+        let out = json!({
+            "token_ids": generation.token_ids,
+            "text": text,
+            "reasoning_content": parsed.reasoning_content,
+            "content": parsed.content,
+            "tool_calls": parsed.tool_calls,
+            "finish_reason": generation.finish_reason,
+            "prompt_tokens": generation.prompt_tokens,
+            "timings": generation.timings,
+        });
+        writeln!(stdout, "{}", serde_json::to_string(&out)?)?;
+    }
+    Ok(())
+}
+
+/// Write a random checkpoint with the exact names, shapes, dtypes and config of a published model.
+#[derive(Args)]
+pub struct SynthArgs {
+    /// qwen3-8b | qwen3-0.6b | tiny
+    #[arg(long)]
+    preset: String,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// JSON object merged into the preset's config.json (e.g. '{"vocab_size": 512}').
+    #[arg(long = "override")]
+    config_override: Option<String>,
+    /// Where tokenizer.json and tokenizer_config.json come from (default: the repository's fixtures).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+}
+
+pub fn synth(args: SynthArgs) -> Result<()> {
+    let mut config = model::synth::preset_config(&args.preset)?;
+    if let Some(text) = &args.config_override {
+        let overrides: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(text).context("--override must be a JSON object")?;
+        for (k, v) in overrides {
+            config[k] = v;
+        }
+    }
+    let default_tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-tokenizer");
+    let tokenizer = args.tokenizer.or_else(|| default_tokenizer.is_dir().then_some(default_tokenizer));
+    if tokenizer.is_none() {
+        eprintln!("note: no tokenizer files copied (pass --tokenizer DIR); logits and bench still work");
+    }
+    let start = Instant::now();
+    model::synth::write_random_model(&args.out, &config, args.seed, tokenizer.as_deref())?;
+    eprintln!("wrote {} in {:.1}s", args.out.display(), start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Quantize an fp16/bf16/fp32 checkpoint to 4-bit (round-to-nearest) in the AutoAWQ GEMM format.
+#[derive(Args)]
+pub struct QuantizeArgs {
+    #[arg(long = "in")]
+    input: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 128)]
+    group_size: usize,
+    /// Largest safetensors shard in MiB.
+    #[arg(long, default_value_t = 4096)]
+    max_shard_mib: usize,
+}
+
+pub fn quantize(args: QuantizeArgs) -> Result<()> {
+    model::quantize::quantize_dir(&args.input, &args.out, args.group_size, args.max_shard_mib << 20)?;
+    eprintln!("wrote {} (round-to-nearest 4-bit, group {})", args.out.display(), args.group_size);
+    Ok(())
+}
+
+/// Measure load time, prefill and decode speed, and peak memory.
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, default_value_t = 512)]
+    prompt_tokens: usize,
+    #[arg(long, default_value_t = 128)]
+    gen_tokens: usize,
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Also run an agent-like sequence of 4 growing prompts and report how many tokens were prefilled.
+    #[arg(long)]
+    agent_rounds: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    let (model, load_s) = load_model(&args.model)?;
+    let vocab = model.config.vocab_size as u64;
+    let mut rng = qwen3_agent::rng::Rng::seeded(1);
+    let prompt: Vec<u32> = (0..args.prompt_tokens).map(|_| (rng.next_u64() % vocab.min(150000)) as u32).collect();
+    let context = args.prompt_tokens + args.gen_tokens + 1 + if args.agent_rounds { 4 * 256 } else { 0 };
+    let mut engine = Engine::new(model, context);
+    let greedy = SamplingParams::greedy();
+    let generation = engine.generate(&prompt, args.gen_tokens, greedy, &[], |_| ControlFlow::Continue(()))?;
+    let t = &generation.timings;
+    let mut rounds = Vec::new();
+    if args.agent_rounds {
+        let mut history = prompt.clone();
+        for round in 0..4 {
+            history.extend((0..200).map(|_| (rng.next_u64() % vocab.min(150000)) as u32));
+            let g = engine.generate(&history, 8, greedy, &[], |_| ControlFlow::Continue(()))?;
+            rounds.push(json!({"round": round + 1, "prompt_tokens": history.len(),
+                "reused_tokens": g.timings.reused_tokens, "prefilled_tokens": g.timings.prefill_tokens,
+                "prefill_ms": g.timings.prefill_ms}));
+            history.extend(&g.token_ids);
+        }
+    }
+    let report = json!({
+        "model": args.model.display().to_string(),
+        "threads": rayon::current_num_threads(),
+        "load_s": load_s,
+        "prompt_tokens": args.prompt_tokens,
+        "prefill_tok_per_s": t.prefill_tok_per_s,
+        "gen_tokens": t.decode_tokens,
+        "decode_tok_per_s": t.decode_tok_per_s,
+        "peak_rss_gb": peak_rss_gb(),
+        "agent_rounds": rounds,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "load {:.2}s | prefill {} tok: {:.2} tok/s | decode {} tok: {:.2} tok/s | peak RSS {:.2} GB | {} threads",
+            load_s, args.prompt_tokens, t.prefill_tok_per_s, t.decode_tokens, t.decode_tok_per_s,
+            report["peak_rss_gb"].as_f64().unwrap_or(0.0), report["threads"]
+        );
+        for r in &rounds {
+            println!("agent round {}: prompt {} tokens, reused {}, prefilled {} ({:.0} ms)",
+                r["round"], r["prompt_tokens"], r["reused_tokens"], r["prefilled_tokens"], r["prefill_ms"].as_f64().unwrap_or(0.0));
+        }
+    }
+    Ok(())
+}
+
+/// Peak resident memory of this process (VmHWM), in GB; 0 where /proc is unavailable.
+fn peak_rss_gb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map(|kb| kb * 1024.0 / 1e9)
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,112 @@
+//! Generation on the local model: prefix-reusing prefill, the decode loop, stopping, timings.
+
+pub mod sampler;
+
+use crate::chat::FinishReason;
+use crate::model::{KvCache, Qwen3};
+use anyhow::Result;
+pub use sampler::{Sampler, SamplingParams};
+use serde::Serialize;
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+/// What happened in one `generate` call.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    pub token_ids: Vec<u32>,
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: usize,
+    pub timings: Timings,
+}
+
+/// Where the time went; `reused_tokens` are prompt tokens whose KV came from the previous call.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub reused_tokens: usize,
+    pub prefill_tokens: usize,
+    pub prefill_ms: f64,
+    pub decode_tokens: usize,
+    pub decode_ms: f64,
+    pub prefill_tok_per_s: f64,
+    pub decode_tok_per_s: f64,
+}
+
+/// The model plus a KV cache kept between calls: an agent re-sends a growing prompt every round, and
+/// only the tokens after the longest common prefix with the previous call are computed again.
+pub struct Engine {
+    pub model: Qwen3,
+    cache: KvCache,
+}
+
+impl Engine {
+    pub fn new(model: Qwen3, context_length: usize) -> Self {
+        let cache = model.new_cache(context_length);
+        Engine { model, cache }
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.cache.capacity()
+    }
+
+    /// Brings the cache to `prompt` and returns the logits after its last token.
+    pub fn prefill(&mut self, prompt: &[u32], timings: &mut Timings) -> Result<Vec<f32>> {
+        anyhow::ensure!(!prompt.is_empty(), "the prompt is empty");
+        let common = self.cache.tokens().iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        // The last prompt token is always recomputed: its logits are not cached.
+        let reuse = common.min(prompt.len() - 1);
+        self.cache.truncate(reuse);
+        let start = Instant::now();
+        let logits = self.model.forward(&prompt[reuse..], &mut self.cache, false)?;
+        timings.reused_tokens = reuse;
+        timings.prefill_tokens = prompt.len() - reuse;
+        timings.prefill_ms = start.elapsed().as_secs_f64() * 1e3;
+        timings.prefill_tok_per_s = timings.prefill_tokens as f64 / start.elapsed().as_secs_f64();
+        Ok(logits)
+    }
+
+    /// Generates up to `max_new_tokens` after `prompt`. Stops on any of `stop_ids` (not included in the
+    /// output) or when `on_token` breaks (the token it saw is included).
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        max_new_tokens: usize,
+        params: SamplingParams,
+        stop_ids: &[u32],
+        mut on_token: impl FnMut(u32) -> ControlFlow<()>,
+    ) -> Result<Generation> {
+        let mut timings = Timings::default();
+        let room = self.cache.capacity().saturating_sub(prompt.len());
+        anyhow::ensure!(
+            room > 0,
+            "the prompt ({} tokens) fills the whole context ({}): shorten it or raise context_length",
+            prompt.len(),
+            self.cache.capacity()
+        );
+        let max_new_tokens = max_new_tokens.min(room);
+        let mut logits = self.prefill(prompt, &mut timings)?;
+        let mut sampler = Sampler::new(params);
+        let mut output = Vec::new();
+        let mut finish_reason = FinishReason::Length;
+        let decode_start = Instant::now();
+        while output.len() < max_new_tokens {
+            let id = sampler.sample(&mut logits, prompt, &output);
+            if stop_ids.contains(&id) {
+                finish_reason = FinishReason::Stop;
+                break;
+            }
+            output.push(id);
+            if on_token(id).is_break() {
+                finish_reason = FinishReason::Stop;
+                break;
+            }
+            if output.len() == max_new_tokens {
+                break;
+            }
+            logits = self.model.forward(&[id], &mut self.cache, false)?;
+        }
+        timings.decode_tokens = output.len();
+        timings.decode_ms = decode_start.elapsed().as_secs_f64() * 1e3;
+        timings.decode_tok_per_s = output.len().saturating_sub(1) as f64 / decode_start.elapsed().as_secs_f64().max(1e-9);
+        Ok(Generation { token_ids: output, finish_reason, prompt_tokens: prompt.len(), timings })
+    }
+}

@@ -1,0 +1,128 @@
+//! Round-to-nearest 4-bit quantization into the AutoAWQ GEMM format. This is RTN, not AWQ's
+//! activation-aware scale search; the written config says so.
+
+use super::awq::pack_word;
+use super::checkpoint::{le_bytes, write_safetensors, LazyTensor};
+use super::config::Qwen3Config;
+use super::weights::Weights;
+use anyhow::{bail, Context, Result};
+use half::f16;
+use safetensors::Dtype;
+use std::path::Path;
+use std::sync::Arc;
+
+const QUANTIZED: [&str; 7] = [
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+];
+
+/// Quantizes W ([out, in], nn.Linear layout) per group of `group` input features.
+/// Returns (qweight [in, out/8], qzeros [in/group, out/8], scales [in/group, out]).
+pub fn quantize_rtn(w: &[f32], outf: usize, inf: usize, group: usize) -> (Vec<u32>, Vec<u32>, Vec<f16>) {
+    let groups = inf / group;
+    let mut scales = vec![f16::ZERO; groups * outf];
+    let mut zeros = vec![0u8; groups * outf];
+    let mut q = vec![0u8; inf * outf];
+    for n in 0..outf {
+        let row = &w[n * inf..(n + 1) * inf];
+        for g in 0..groups {
+            let block = &row[g * group..(g + 1) * group];
+            let (min, max) = block.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let scale = f16::from_f32((max - min).max(1e-5) / 15.0);
+            let s = scale.to_f32();
+            let zero = (-(min / s).round()).clamp(0.0, 15.0);
+            scales[g * outf + n] = scale;
+            zeros[g * outf + n] = zero as u8;
+            for (k, &v) in block.iter().enumerate() {
+                q[(g * group + k) * outf + n] = ((v / s).round() + zero).clamp(0.0, 15.0) as u8;
+            }
+        }
+    }
+    let pack = |values: &[u8], rows: usize| -> Vec<u32> {
+        (0..rows * outf / 8)
+            .map(|i| pack_word(std::array::from_fn(|j| values[i * 8 + j])))
+            .collect()
+    };
+    (pack(&q, inf), pack(&zeros, groups), scales)
+}
+
+/// Quantizes an unquantized Qwen3 checkpoint directory into `out`.
+pub fn quantize_dir(input: &Path, out: &Path, group: usize, max_shard_bytes: usize) -> Result<()> {
+    let config = Qwen3Config::load(input)?;
+    if config.quantization_config.is_some() {
+        bail!("{} is already quantized; quantize needs an fp16/bf16/fp32 checkpoint", input.display());
+    }
+    let mut config_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(input.join("config.json"))?)?;
+    config_json["quantization_config"] = serde_json::json!({
+        "quant_method": "awq", "zero_point": true, "group_size": group, "bits": 4, "version": "gemm",
+        "modules_to_not_convert": null
+    });
+    config_json["torch_dtype"] = "float16".into();
+    config_json["qwen3_agent_quantization"] =
+        "round-to-nearest 4-bit, group 128, in the AutoAWQ GEMM format (no activation-aware scale search)"
+            .replace("128", &group.to_string())
+            .into();
+    let weights = Arc::new(Weights::open(input)?);
+    let mut tensors = Vec::new();
+    for name in weights.names() {
+        let is_quantized = QUANTIZED.iter().any(|q| name.ends_with(&format!("{q}.weight")));
+        let shape = weights.shape(&name).context("tensor vanished")?.to_vec();
+        if is_quantized {
+            let (outf, inf) = (shape[0], shape[1]);
+            if inf % group != 0 || outf % 8 != 0 {
+                bail!("{name}: shape {shape:?} cannot be packed with group size {group}");
+            }
+            let prefix = name.trim_end_matches(".weight").to_string();
+            let quantized = Arc::new(std::sync::OnceLock::new());
+            let compute = {
+                let (weights, name) = (weights.clone(), name.clone());
+                move || -> Arc<(Vec<u32>, Vec<u32>, Vec<f16>)> {
+                    let w = weights.get(&name, &[outf, inf]).and_then(|t| t.to_f32()).expect("tensor readable");
+                    Arc::new(quantize_rtn(&w, outf, inf, group))
+                }
+            };
+            let parts: [(&str, Dtype, Vec<usize>); 3] = [
+                ("qweight", Dtype::I32, vec![inf, outf / 8]),
+                ("qzeros", Dtype::I32, vec![inf / group, outf / 8]),
+                ("scales", Dtype::F16, vec![inf / group, outf]),
+            ];
+            for (i, (suffix, dtype, shape)) in parts.into_iter().enumerate() {
+                let (cell, compute) = (quantized.clone(), compute.clone());
+                tensors.push(LazyTensor {
+                    name: format!("{prefix}.{suffix}"),
+                    dtype,
+                    shape,
+                    make: Box::new(move || {
+                        let q: &Arc<(Vec<u32>, Vec<u32>, Vec<f16>)> = cell.get_or_init(&compute);
+                        match i {
+                            0 => le_bytes(&q.0),
+                            1 => le_bytes(&q.1),
+                            _ => le_bytes(&q.2),
+                        }
+                    }),
+                });
+            }
+        } else {
+            let (weights, key) = (weights.clone(), name.clone());
+            let shape_for_get = shape.clone();
+            tensors.push(LazyTensor {
+                name,
+                dtype: Dtype::F16,
+                shape,
+                make: Box::new(move || {
+                    let values = weights.get(&key, &shape_for_get).and_then(|t| t.to_f32()).expect("tensor readable");
+                    le_bytes(&values.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>())
+                }),
+            });
+        }
+    }
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&config_json)?)?;
+    for file in ["generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
+        if input.join(file).is_file() {
+            std::fs::copy(input.join(file), out.join(file))?;
+        }
+    }
+    write_safetensors(out, tensors, max_shard_bytes)
+}

@@ -1,0 +1,254 @@
+//! The Qwen3 decoder: plain structs, `load` and `forward`, f32 activations over AWQ or dense weights.
+
+use super::awq::AwqLinear;
+use super::config::{AwqConfig, Qwen3Config};
+use super::dense::DenseMatrix;
+use super::kv_cache::KvCache;
+use super::rope::Rope;
+use super::weights::Weights;
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// A linear layer as the checkpoint stores it.
+pub enum Linear {
+    Awq(AwqLinear),
+    Dense(DenseMatrix),
+}
+
+impl Linear {
+    fn load(weights: &Weights, prefix: &str, inf: usize, outf: usize, awq: Option<AwqConfig>) -> Result<Self> {
+        match awq {
+            Some(AwqConfig { group_size }) => {
+                if inf % group_size != 0 || outf % 8 != 0 {
+                    bail!("{prefix}: {inf}×{outf} cannot be AWQ-packed with group size {group_size}");
+                }
+                let groups = inf / group_size;
+                let qweight = weights.get(&format!("{prefix}.qweight"), &[inf, outf / 8])?.mapped_u32()?;
+                let qzeros = weights.get(&format!("{prefix}.qzeros"), &[groups, outf / 8])?.mapped_u32()?;
+                let scales = weights.get(&format!("{prefix}.scales"), &[groups, outf])?.mapped_f16()?;
+                Ok(Linear::Awq(AwqLinear::new(inf, outf, group_size, qweight, qzeros, scales)))
+            }
+            None => {
+                let w = weights.get(&format!("{prefix}.weight"), &[outf, inf])?;
+                Ok(Linear::Dense(DenseMatrix::from_tensor(&w, outf, inf)?))
+            }
+        }
+    }
+
+    fn forward(&self, x: &[f32], m: usize, y: &mut [f32]) {
+        match self {
+            Linear::Awq(l) => l.forward(x, m, y),
+            Linear::Dense(l) => l.matmul(x, m, y),
+        }
+    }
+}
+
+struct Layer {
+    input_norm: Vec<f32>,
+    post_attention_norm: Vec<f32>,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: Vec<f32>,
+    k_norm: Vec<f32>,
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+/// Qwen3ForCausalLM.
+pub struct Qwen3 {
+    pub config: Qwen3Config,
+    embed_tokens: Arc<DenseMatrix>,
+    layers: Vec<Layer>,
+    norm: Vec<f32>,
+    lm_head: Arc<DenseMatrix>,
+    rope: Rope,
+}
+
+fn norm_weight(weights: &Weights, name: &str, len: usize) -> Result<Vec<f32>> {
+    weights.get(name, &[len])?.to_f32()
+}
+
+impl Qwen3 {
+    /// Loads every tensor (checking names and shapes against config.json); `progress` is called per layer.
+    pub fn load(weights: &Weights, config: Qwen3Config, mut progress: impl FnMut(usize, usize)) -> Result<Self> {
+        let awq = config.awq()?;
+        let (h, hd, inter) = (config.hidden_size, config.head_dim(), config.intermediate_size);
+        let (nh, nkv) = (config.num_attention_heads, config.num_key_value_heads);
+        let embed = weights.get("model.embed_tokens.weight", &[config.vocab_size, h])?;
+        let embed_tokens = Arc::new(DenseMatrix::from_tensor(&embed, config.vocab_size, h)?);
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let linear = |name: &str, inf, outf| Linear::load(weights, &format!("{p}.{name}"), inf, outf, awq);
+            layers.push(Layer {
+                input_norm: norm_weight(weights, &format!("{p}.input_layernorm.weight"), h)?,
+                post_attention_norm: norm_weight(weights, &format!("{p}.post_attention_layernorm.weight"), h)?,
+                q_proj: linear("self_attn.q_proj", h, nh * hd)?,
+                k_proj: linear("self_attn.k_proj", h, nkv * hd)?,
+                v_proj: linear("self_attn.v_proj", h, nkv * hd)?,
+                o_proj: linear("self_attn.o_proj", nh * hd, h)?,
+                q_norm: norm_weight(weights, &format!("{p}.self_attn.q_norm.weight"), hd)?,
+                k_norm: norm_weight(weights, &format!("{p}.self_attn.k_norm.weight"), hd)?,
+                gate_proj: linear("mlp.gate_proj", h, inter)?,
+                up_proj: linear("mlp.up_proj", h, inter)?,
+                down_proj: linear("mlp.down_proj", inter, h)?,
+            });
+            progress(i + 1, config.num_hidden_layers);
+        }
+        let norm = norm_weight(weights, "model.norm.weight", h)?;
+        let lm_head = if weights.contains("lm_head.weight") && !config.tie_word_embeddings {
+            let w = weights.get("lm_head.weight", &[config.vocab_size, h])?;
+            Arc::new(DenseMatrix::from_tensor(&w, config.vocab_size, h)?)
+        } else if config.tie_word_embeddings {
+            embed_tokens.clone()
+        } else {
+            bail!("lm_head.weight is missing and config.json does not set tie_word_embeddings");
+        };
+        let rope = Rope::new(&config);
+        Ok(Qwen3 { config, embed_tokens, layers, norm, lm_head, rope })
+    }
+
+    /// A cache sized for `capacity` positions.
+    pub fn new_cache(&self, capacity: usize) -> KvCache {
+        let c = &self.config;
+        KvCache::new(c.num_hidden_layers, c.num_key_value_heads, c.head_dim(), capacity)
+    }
+
+    /// Runs `ids` at the positions after those in `cache`, appends them to it, and returns logits
+    /// ([vocab] for the last id, or [ids.len(), vocab] when `all_logits`).
+    pub fn forward(&self, ids: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let (m, h, hd) = (ids.len(), c.hidden_size, c.head_dim());
+        let (nh, nkv, inter) = (c.num_attention_heads, c.num_key_value_heads, c.intermediate_size);
+        let start = cache.len();
+        if m == 0 {
+            bail!("forward needs at least one token");
+        }
+        if start + m > cache.capacity() {
+            bail!(
+                "the context is full: {} cached + {m} new tokens exceed the {} positions allocated \
+                 (raise context_length)",
+                start,
+                cache.capacity()
+            );
+        }
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= c.vocab_size) {
+            bail!("token id {bad} is outside the vocabulary (size {})", c.vocab_size);
+        }
+        let eps = c.rms_norm_eps as f32;
+        let mut hidden = vec![0f32; m * h];
+        for (t, &id) in ids.iter().enumerate() {
+            self.embed_tokens.row_into(id as usize, &mut hidden[t * h..(t + 1) * h]);
+        }
+        let (cos, sin) = self.rope.tables(start..start + m);
+        let mut normed = vec![0f32; m * h];
+        let mut q = vec![0f32; m * nh * hd];
+        let mut k = vec![0f32; m * nkv * hd];
+        let mut v = vec![0f32; m * nkv * hd];
+        let mut attn = vec![0f32; m * nh * hd];
+        let mut proj = vec![0f32; m * h];
+        let mut gate = vec![0f32; m * inter];
+        let mut up = vec![0f32; m * inter];
+        for (li, layer) in self.layers.iter().enumerate() {
+            rms_norm_rows(&hidden, &layer.input_norm, eps, &mut normed);
+            layer.q_proj.forward(&normed, m, &mut q);
+            layer.k_proj.forward(&normed, m, &mut k);
+            layer.v_proj.forward(&normed, m, &mut v);
+            let half = hd / 2;
+            for (i, head) in q.chunks_exact_mut(hd).enumerate() {
+                rms_norm_in_place(head, &layer.q_norm, eps);
+                let t = i / nh;
+                Rope::apply(head, &cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
+            }
+            for (i, head) in k.chunks_exact_mut(hd).enumerate() {
+                rms_norm_in_place(head, &layer.k_norm, eps);
+                let t = i / nkv;
+                Rope::apply(head, &cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
+            }
+            cache.write(li, start, &k, &v);
+            attention(cache, li, &q, start, nh, nkv, hd, &mut attn);
+            layer.o_proj.forward(&attn, m, &mut proj);
+            hidden.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
+            rms_norm_rows(&hidden, &layer.post_attention_norm, eps, &mut normed);
+            layer.gate_proj.forward(&normed, m, &mut gate);
+            layer.up_proj.forward(&normed, m, &mut up);
+            gate.iter_mut().zip(&up).for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+            layer.down_proj.forward(&gate, m, &mut proj);
+            hidden.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
+        }
+        cache.commit(ids);
+        let rows = if all_logits { 0..m } else { m - 1..m };
+        let last = &hidden[rows.start * h..rows.end * h];
+        let mut final_normed = vec![0f32; last.len()];
+        rms_norm_rows(last, &self.norm, eps, &mut final_normed);
+        let mut logits = vec![0f32; rows.len() * c.vocab_size];
+        self.lm_head.matmul(&final_normed, rows.len(), &mut logits);
+        Ok(logits)
+    }
+}
+
+/// Qwen3RMSNorm: x / sqrt(mean(x²) + eps) · w, per row.
+fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let n = weight.len();
+    for (xr, or) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        let mean = xr.iter().map(|v| v * v).sum::<f32>() / n as f32;
+        let inv = 1.0 / (mean + eps).sqrt();
+        for ((o, &v), &w) in or.iter_mut().zip(xr).zip(weight) {
+            *o = w * (v * inv);
+        }
+    }
+}
+
+fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+    let mean = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let inv = 1.0 / (mean + eps).sqrt();
+    for (v, &w) in x.iter_mut().zip(weight) {
+        *v = w * (*v * inv);
+    }
+}
+
+/// Causal GQA attention of m new queries (positions start..start+m) over the cache, one task per
+/// (token, head).
+#[allow(clippy::too_many_arguments)]
+fn attention(cache: &KvCache, layer: usize, q: &[f32], start: usize, nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
+    let scale = 1.0 / (hd as f32).sqrt();
+    let group = nh / nkv;
+    out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
+        let (t, head) = (i / nh, i % nh);
+        let len = start + t + 1;
+        let (keys, values) = cache.head(layer, head / group, len);
+        let qh = &q[i * hd..(i + 1) * hd];
+        let mut scores: Vec<f32> = keys
+            .chunks_exact(hd)
+            .map(|kp| qh.iter().zip(kp).map(|(a, b)| a * b).sum::<f32>() * scale)
+            .collect();
+        let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let mut total = 0f32;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            total += *s;
+        }
+        o.fill(0.0);
+        for (s, vp) in scores.iter().zip(values.chunks_exact(hd)) {
+            let w = s / total;
+            o.iter_mut().zip(vp).for_each(|(a, b)| *a += w * b);
+        }
+    });
+}
+
+impl std::fmt::Debug for Qwen3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qwen3").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Opens a model directory: config, weights (mapped) and the model itself.
+pub fn load_dir(dir: &std::path::Path, progress: impl FnMut(usize, usize)) -> Result<Qwen3> {
+    let config = Qwen3Config::load(dir)?;
+    let weights = Weights::open(dir)?;
+    Qwen3::load(&weights, config, progress).with_context(|| format!("loading the model in {}", dir.display()))
+}
