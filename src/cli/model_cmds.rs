@@ -209,8 +209,11 @@ pub struct SynthArgs {
     #[arg(long = "override")]
     config_override: Option<String>,
     /// Where tokenizer.json and tokenizer_config.json come from (default: the repository's fixtures).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_tokenizer")]
     tokenizer: Option<PathBuf>,
+    /// Write only config and weights (small test fixtures).
+    #[arg(long)]
+    no_tokenizer: bool,
 }
 
 pub fn synth(args: SynthArgs) -> Result<()> {
@@ -223,8 +226,11 @@ pub fn synth(args: SynthArgs) -> Result<()> {
         }
     }
     let default_tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-tokenizer");
-    let tokenizer = args.tokenizer.or_else(|| default_tokenizer.is_dir().then_some(default_tokenizer));
-    if tokenizer.is_none() {
+    let tokenizer = match args.no_tokenizer {
+        true => None,
+        false => args.tokenizer.or_else(|| default_tokenizer.is_dir().then_some(default_tokenizer)),
+    };
+    if tokenizer.is_none() && !args.no_tokenizer {
         eprintln!("note: no tokenizer files copied (pass --tokenizer DIR); logits and bench still work");
     }
     let start = Instant::now();

@@ -27,6 +27,9 @@ pub struct Qwen3Config {
     pub tie_word_embeddings: bool,
     #[serde(default)]
     pub rope_scaling: Option<RopeScaling>,
+    /// transformers ≥ 5 writes `rope_theta` and the scaling here instead; `load` folds it into the above.
+    #[serde(default, skip_serializing)]
+    pub rope_parameters: Option<Json>,
     #[serde(default)]
     pub quantization_config: Option<Json>,
     #[serde(default)]
@@ -78,8 +81,9 @@ impl Qwen3Config {
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!("cannot read {}: a model directory needs config.json", path.display())
         })?;
-        let config: Qwen3Config = serde_json::from_str(&text)
+        let mut config: Qwen3Config = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a Qwen3 config", path.display()))?;
+        config.fold_rope_parameters().with_context(|| format!("in {}", path.display()))?;
         config.validate().with_context(|| format!("in {}", path.display()))?;
         Ok(config)
     }
@@ -118,6 +122,18 @@ impl Qwen3Config {
             bail!("AWQ without zero points is not supported");
         }
         Ok(Some(AwqConfig { group_size }))
+    }
+
+    fn fold_rope_parameters(&mut self) -> Result<()> {
+        let Some(params) = self.rope_parameters.take() else { return Ok(()) };
+        if let Some(theta) = params.get("rope_theta").and_then(Json::as_f64) {
+            self.rope_theta = theta;
+        }
+        let rope_type = params.get("rope_type").and_then(Json::as_str).unwrap_or("default");
+        if rope_type != "default" {
+            self.rope_scaling = Some(serde_json::from_value(params).context("rope_parameters is malformed")?);
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<()> {
