@@ -1,0 +1,90 @@
+//! The AWQ matmul kernels (SIMD and portable, every row-block size and column tail) against the
+//! dequantized weights, and RTN quantization into the format.
+
+use qwen3_agent::model::awq::{unpack_word, AwqLinear};
+use qwen3_agent::model::checkpoint::{le_bytes, write_safetensors, LazyTensor};
+use qwen3_agent::model::quantize::quantize_rtn;
+use qwen3_agent::model::weights::Weights;
+use qwen3_agent::rng::Rng;
+use safetensors::Dtype;
+
+fn random_linear(dir: &std::path::Path, inf: usize, outf: usize, group: usize) -> Weights {
+    let mut rng = Rng::seeded(inf as u64 * 31 + outf as u64);
+    let w: Vec<f32> = (0..inf * outf).map(|_| rng.normal() * 0.1).collect();
+    let (qweight, qzeros, scales) = quantize_rtn(&w, outf, inf, group);
+    let tensor = |name: &str, dtype, shape: Vec<usize>, bytes: Vec<u8>| LazyTensor {
+        name: name.into(),
+        dtype,
+        shape,
+        make: Box::new(move || bytes.clone()),
+    };
+    write_safetensors(
+        dir,
+        vec![
+            tensor("l.qweight", Dtype::I32, vec![inf, outf / 8], le_bytes(&qweight)),
+            tensor("l.qzeros", Dtype::I32, vec![inf / group, outf / 8], le_bytes(&qzeros)),
+            tensor("l.scales", Dtype::F16, vec![inf / group, outf], le_bytes(&scales)),
+        ],
+        1 << 30,
+    )
+    .unwrap();
+    Weights::open(dir).unwrap()
+}
+
+fn load(weights: &Weights, inf: usize, outf: usize, group: usize) -> AwqLinear {
+    AwqLinear::new(
+        inf,
+        outf,
+        group,
+        weights.get("l.qweight", &[inf, outf / 8]).unwrap().mapped_u32().unwrap(),
+        weights.get("l.qzeros", &[inf / group, outf / 8]).unwrap().mapped_u32().unwrap(),
+        weights.get("l.scales", &[inf / group, outf]).unwrap().mapped_f16().unwrap(),
+    )
+}
+
+#[test]
+fn kernels_match_dequantized_matmul_for_all_row_blocks_and_tails() {
+    // 8·(16+8+2) columns: a full strip, a full 8-word block, and a 2-word tail for the portable path.
+    for (inf, outf, group) in [(256, 8 * 26, 128), (64, 8 * 3, 32), (128, 8 * 16, 64)] {
+        let dir = tempdir(&format!("awq-{inf}-{outf}"));
+        let weights = random_linear(&dir, inf, outf, group);
+        let linear = load(&weights, inf, outf, group);
+        let w = linear.dequantize();
+        for m in 1..=9 {
+            let mut rng = Rng::seeded(m as u64);
+            let x: Vec<f32> = (0..m * inf).map(|_| rng.normal()).collect();
+            let mut y = vec![0f32; m * outf];
+            linear.forward(&x, m, &mut y);
+            for t in 0..m {
+                for n in 0..outf {
+                    let want: f32 = (0..inf).map(|k| x[t * inf + k] * w[k * outf + n]).sum();
+                    let got = y[t * outf + n];
+                    assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "in {inf} out {outf} m {m} row {t} col {n}: {got} vs {want}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn rtn_quantization_reconstructs_within_half_a_step() {
+    let (inf, outf, group) = (128, 16, 32);
+    let mut rng = Rng::seeded(5);
+    let w: Vec<f32> = (0..inf * outf).map(|_| rng.normal()).collect();
+    let (qweight, qzeros, scales) = quantize_rtn(&w, outf, inf, group);
+    for n in 0..outf {
+        for k in 0..inf {
+            let g = k / group;
+            let q = unpack_word(qweight[k * outf / 8 + n / 8])[n % 8] as f32;
+            let z = unpack_word(qzeros[g * outf / 8 + n / 8])[n % 8] as f32;
+            let s = scales[g * outf + n].to_f32();
+            assert!(((q - z) * s - w[n * inf + k]).abs() <= 0.5 * s + 1e-3 * s.max(1.0), "k {k} n {n}");
+        }
+    }
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("qwen3-agent-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

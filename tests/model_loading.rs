@@ -1,0 +1,107 @@
+//! Loading errors that tell the user what is wrong, and `quantize` producing a loadable AWQ checkpoint.
+
+use qwen3_agent::model::awq::AwqLinear;
+use qwen3_agent::model::weights::Weights;
+use qwen3_agent::model::{load_dir, quantize::quantize_dir};
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(name)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("qwen3-agent-load-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn copy_fixture(name: &str, to: &Path) {
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+fn load_error(dir: &Path) -> String {
+    format!("{:#}", load_dir(dir, |_, _| {}).err().expect("loading should fail"))
+}
+
+#[test]
+fn missing_config_names_the_file() {
+    let dir = scratch("missing");
+    assert!(load_error(&dir).contains("config.json"));
+}
+
+#[test]
+fn missing_weights_say_what_is_expected() {
+    let dir = scratch("noweights");
+    std::fs::copy(fixture("awq-yarn").join("config.json"), dir.join("config.json")).unwrap();
+    assert!(load_error(&dir).contains("model.safetensors"));
+}
+
+#[test]
+fn truncated_safetensors_is_reported() {
+    let dir = scratch("truncated");
+    copy_fixture("awq-yarn", &dir);
+    let file = dir.join("model.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_error(&dir);
+    assert!(err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn unknown_quant_method_is_rejected() {
+    let dir = scratch("gptq");
+    copy_fixture("awq-yarn", &dir);
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).unwrap().replace("\"awq\"", "\"gptq\"");
+    std::fs::write(&path, text).unwrap();
+    let err = load_error(&dir);
+    assert!(err.contains("\"gptq\" is not supported"), "{err}");
+}
+
+#[test]
+fn wrong_shapes_name_the_tensor() {
+    let dir = scratch("shape");
+    copy_fixture("awq-yarn", &dir);
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).unwrap().replace("\"intermediate_size\": 128", "\"intermediate_size\": 256");
+    std::fs::write(&path, text).unwrap();
+    let err = load_error(&dir);
+    assert!(err.contains("mlp.gate_proj") && err.contains("expected"), "{err}");
+}
+
+#[test]
+fn quantized_dense_checkpoint_loads_and_reconstructs_each_weight() {
+    let out = scratch("quantized");
+    quantize_dir(&fixture("dense-bf16"), &out, 32, 1 << 30).unwrap();
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(config.contains("\"quant_method\": \"awq\"") && config.contains("round-to-nearest"));
+    let model = load_dir(&out, |_, _| {}).unwrap();
+    let mut cache = model.new_cache(4);
+    assert!(model.forward(&[1, 2, 3, 4], &mut cache, false).unwrap().iter().all(|v| v.is_finite()));
+
+    let (dense, quantized) = (Weights::open(&fixture("dense-bf16")).unwrap(), Weights::open(&out).unwrap());
+    let (inf, outf, group) = (64, 96, 32);
+    let prefix = "model.layers.1.mlp.gate_proj";
+    let original = dense.get(&format!("{prefix}.weight"), &[outf, inf]).unwrap().to_f32().unwrap();
+    let linear = AwqLinear::new(
+        inf,
+        outf,
+        group,
+        quantized.get(&format!("{prefix}.qweight"), &[inf, outf / 8]).unwrap().mapped_u32().unwrap(),
+        quantized.get(&format!("{prefix}.qzeros"), &[inf / group, outf / 8]).unwrap().mapped_u32().unwrap(),
+        quantized.get(&format!("{prefix}.scales"), &[inf / group, outf]).unwrap().mapped_f16().unwrap(),
+    );
+    let scales = quantized.get(&format!("{prefix}.scales"), &[inf / group, outf]).unwrap().to_f32().unwrap();
+    let restored = linear.dequantize();
+    for k in 0..inf {
+        for n in 0..outf {
+            let step = scales[(k / group) * outf + n];
+            let err = (restored[k * outf + n] - original[n * inf + k]).abs();
+            assert!(err <= 0.52 * step, "k {k} n {n}: error {err} is more than half a step {step} (plus f16 rounding of the scale)");
+        }
+    }
+}
