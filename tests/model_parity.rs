@@ -3,7 +3,7 @@
 //! References were produced by scripts/parity_reference.py (see tests/fixtures/parity/*/ref.json).
 
 use qwen3_agent::engine::{Engine, SamplingParams};
-use qwen3_agent::model::{load_dir, npy};
+use qwen3_agent::model::{load_dir, npy, Precision};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -23,24 +23,41 @@ fn reference(dir: &Path) -> (Vec<u32>, Vec<u32>) {
 #[test]
 fn logits_match_transformers() {
     for dir in fixtures() {
-        let model = load_dir(&dir, |_, _| {}).unwrap();
+        let model = load_dir(&dir, Precision::Exact, |_, _| {}).unwrap();
         let (ids, _) = reference(&dir);
         let mut cache = model.new_cache(ids.len());
         let ours = model.forward(&ids, &mut cache, true).unwrap();
         let (shape, theirs) = npy::read_f32(&dir.join("ref_logits.npy")).unwrap();
         assert_eq!(shape, vec![ids.len(), model.config.vocab_size]);
-        let diff: f64 = ours.iter().zip(&theirs).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
-        let norm: f64 = theirs.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().sqrt();
-        let rel = diff / norm;
+        let rel = relative_error(&ours, &theirs);
         eprintln!("{}: relative error {rel:.2e}", dir.display());
         assert!(rel < 1e-4, "{}: relative error {rel:.3e} ≥ 1e-4", dir.display());
+    }
+}
+
+fn relative_error(ours: &[f32], theirs: &[f32]) -> f64 {
+    let diff: f64 = ours.iter().zip(theirs).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
+    diff / theirs.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().sqrt()
+}
+
+#[test]
+fn fast_int8_path_stays_close_to_transformers() {
+    for dir in fixtures().into_iter().filter(|d| d.file_name().unwrap().to_str().unwrap().starts_with("awq")) {
+        let model = load_dir(&dir, Precision::Fast, |_, _| {}).unwrap();
+        let (ids, _) = reference(&dir);
+        let mut cache = model.new_cache(ids.len());
+        let ours = model.forward(&ids, &mut cache, true).unwrap();
+        let (_, theirs) = npy::read_f32(&dir.join("ref_logits.npy")).unwrap();
+        let rel = relative_error(&ours, &theirs);
+        eprintln!("{} (fast): relative error {rel:.2e}", dir.display());
+        assert!(rel < 3e-2, "{}: int8-activation path relative error {rel:.3e} ≥ 3e-2", dir.display());
     }
 }
 
 #[test]
 fn greedy_generation_matches_transformers() {
     for dir in fixtures() {
-        let model = load_dir(&dir, |_, _| {}).unwrap();
+        let model = load_dir(&dir, Precision::Exact, |_, _| {}).unwrap();
         let (ids, greedy) = reference(&dir);
         let mut engine = Engine::new(model, 128);
         let out = engine.generate(&ids, 32, SamplingParams::greedy(), &[], |_| ControlFlow::Continue(())).unwrap();
@@ -51,7 +68,7 @@ fn greedy_generation_matches_transformers() {
 #[test]
 fn incremental_decoding_equals_full_forward() {
     let dir = &fixtures()[1];
-    let model = load_dir(dir, |_, _| {}).unwrap();
+    let model = load_dir(dir, Precision::Exact, |_, _| {}).unwrap();
     let (ids, _) = reference(dir);
     let mut full_cache = model.new_cache(ids.len());
     let full = model.forward(&ids, &mut full_cache, true).unwrap();

@@ -5,7 +5,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use qwen3_agent::chat::{ChatTemplate, OutputParser, ParseEvent, RenderRequest, Tokenizer};
 use qwen3_agent::engine::{Engine, SamplingParams};
-use qwen3_agent::model::{self, npy, GenerationConfig, Qwen3};
+use qwen3_agent::model::{self, npy, GenerationConfig, Precision, Qwen3};
 use serde_json::json;
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Loads a model directory with a progress bar on stderr (hidden when stderr is not a terminal).
-pub fn load_model(dir: &Path) -> Result<(Qwen3, f64)> {
+pub fn load_model(dir: &Path, precision: Precision) -> Result<(Qwen3, f64)> {
     let start = Instant::now();
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} layers").expect("valid template"),
     );
     bar.set_message(dir.display().to_string());
-    let model = model::load_dir(dir, |done, total| {
+    let model = model::load_dir(dir, precision, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
@@ -45,10 +45,13 @@ pub struct LogitsArgs {
     ids: Vec<u32>,
     #[arg(long)]
     out: PathBuf,
+    /// exact: f32 activations (parity with transformers); fast: int8 activations.
+    #[arg(long, value_enum, default_value = "exact")]
+    precision: Precision,
 }
 
 pub fn logits(args: LogitsArgs) -> Result<()> {
-    let (model, _) = load_model(&args.model)?;
+    let (model, _) = load_model(&args.model, args.precision)?;
     let mut cache = model.new_cache(args.ids.len());
     let logits = model.forward(&args.ids, &mut cache, true)?;
     npy::write_f32(&args.out, &[args.ids.len(), model.config.vocab_size], &logits)
@@ -89,6 +92,9 @@ pub struct GenerateArgs {
     context_length: usize,
     #[arg(long)]
     threads: Option<usize>,
+    /// fast: int8 activations (default); exact: f32 activations, slower.
+    #[arg(long, value_enum, default_value = "fast")]
+    precision: Precision,
     /// Print one JSON object at the end instead of streaming text.
     #[arg(long)]
     json: bool,
@@ -123,7 +129,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
         template.render(&request)?
     };
     let prompt = tokenizer.encode(&prompt_text)?;
-    let (model, _) = load_model(&args.model)?;
+    let (model, _) = load_model(&args.model, args.precision)?;
     let generation_config = GenerationConfig::load(&args.model)?;
     let mut params = SamplingParams::for_mode(thinking);
     if thinking {
@@ -273,13 +279,15 @@ pub struct BenchArgs {
     /// Also run an agent-like sequence of 4 growing prompts and report how many tokens were prefilled.
     #[arg(long)]
     agent_rounds: bool,
+    #[arg(long, value_enum, default_value = "fast")]
+    precision: Precision,
     #[arg(long)]
     json: bool,
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
     set_threads(args.threads)?;
-    let (model, load_s) = load_model(&args.model)?;
+    let (model, load_s) = load_model(&args.model, args.precision)?;
     let vocab = model.config.vocab_size as u64;
     let mut rng = qwen3_agent::rng::Rng::seeded(1);
     let prompt: Vec<u32> = (0..args.prompt_tokens).map(|_| (rng.next_u64() % vocab.min(150000)) as u32).collect();
@@ -303,6 +311,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let report = json!({
         "model": args.model.display().to_string(),
         "threads": rayon::current_num_threads(),
+        "precision": args.precision,
         "load_s": load_s,
         "prompt_tokens": args.prompt_tokens,
         "prefill_tok_per_s": t.prefill_tok_per_s,

@@ -53,6 +53,11 @@ impl AwqLinear {
         AwqLinear { in_features, out_features, group_size, qweight, qzeros, scales }
     }
 
+    /// The mapped tensors (qweight, qzeros, scales), for repacking into the fast layout.
+    pub fn into_parts(self) -> (MappedSlice<u32>, MappedSlice<u32>, MappedSlice<f16>) {
+        (self.qweight, self.qzeros, self.scales)
+    }
+
     /// The dequantized weight W[k][n] (tests and the reference path only: never the whole model).
     pub fn dequantize(&self) -> Vec<f32> {
         let words = self.out_features / 8;
@@ -105,9 +110,15 @@ impl AwqLinear {
 }
 
 /// The output pointer shared by tasks that write disjoint column ranges.
-struct SharedOut(*mut f32);
-// SAFETY: every task writes only the columns of its own strip, so writes never overlap.
+pub(super) struct SharedOut(pub(super) *mut f32);
+// SAFETY: every task writes only the columns of its own range, so writes never overlap.
 unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    pub(super) fn ptr(&self) -> *mut f32 {
+        self.0
+    }
+}
 
 struct KernelArgs<'a> {
     x: &'a [f32],
@@ -187,6 +198,9 @@ mod x86 {
     use super::KernelArgs;
     use std::arch::x86_64::*;
 
+    /// How many rows ahead to prefetch: enough to cover DRAM latency at one row per few nanoseconds.
+    const PREFETCH_ROWS: usize = 16;
+
     /// Rows t..t+T, words [w0, w1) in sub-blocks of W words (8·W columns), T·W = 8 accumulators so FMA
     /// latency is hidden. Per group the inner loop accumulates Σ x·q; the epilogue applies
     /// y += s·(Σ x·q − z·Σ x). Returns the first word not processed (the tail goes to the portable code).
@@ -212,6 +226,11 @@ mod x86 {
                     let mut acc = [[_mm256_setzero_ps(); W]; T];
                     for k in g * a.group..(g + 1) * a.group {
                         let row = a.qweight.as_ptr().add(k * words + w);
+                        // Rows are a large stride apart, which hardware prefetchers do not follow
+                        // across pages: fetch this strip of a row well ahead of its use.
+                        if k + PREFETCH_ROWS < a.inf {
+                            _mm_prefetch::<_MM_HINT_T0>(row.add(PREFETCH_ROWS * words) as *const i8);
+                        }
                         let mut q = [_mm256_setzero_ps(); W];
                         for (j, qj) in q.iter_mut().enumerate() {
                             *qj = unpack(*row.add(j));

@@ -2,6 +2,7 @@
 //! and its KV cache.
 
 pub mod awq;
+pub mod awq_int8;
 pub mod checkpoint;
 pub mod config;
 pub mod dense;
@@ -15,4 +16,4 @@ pub mod weights;
 
 pub use config::{GenerationConfig, Qwen3Config};
 pub use kv_cache::KvCache;
-pub use qwen3::{load_dir, Qwen3};
+pub use qwen3::{load_dir, Precision, Qwen3};

@@ -1,6 +1,7 @@
 //! The Qwen3 decoder: plain structs, `load` and `forward`, f32 activations over AWQ or dense weights.
 
 use super::awq::AwqLinear;
+use super::awq_int8::Int8AwqLinear;
 use super::config::{AwqConfig, Qwen3Config};
 use super::dense::DenseMatrix;
 use super::kv_cache::KvCache;
@@ -10,14 +11,34 @@ use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use std::sync::Arc;
 
+/// How AWQ matmuls treat activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// int8 activations per group and integer dot products over repacked weights (like llama.cpp's
+    /// Q4_0 × Q8): several times faster, logits within about 1% of the exact ones.
+    #[default]
+    Fast,
+    /// f32 activations over the weights as mapped: matches transformers to ~1e-6 (parity checks).
+    Exact,
+}
+
 /// A linear layer as the checkpoint stores it.
 pub enum Linear {
     Awq(AwqLinear),
+    AwqInt8(Int8AwqLinear),
     Dense(DenseMatrix),
 }
 
 impl Linear {
-    fn load(weights: &Weights, prefix: &str, inf: usize, outf: usize, awq: Option<AwqConfig>) -> Result<Self> {
+    fn load(
+        weights: &Weights,
+        prefix: &str,
+        inf: usize,
+        outf: usize,
+        awq: Option<AwqConfig>,
+        precision: Precision,
+    ) -> Result<Self> {
         match awq {
             Some(AwqConfig { group_size }) => {
                 if inf % group_size != 0 || outf % 8 != 0 {
@@ -27,7 +48,11 @@ impl Linear {
                 let qweight = weights.get(&format!("{prefix}.qweight"), &[inf, outf / 8])?.mapped_u32()?;
                 let qzeros = weights.get(&format!("{prefix}.qzeros"), &[groups, outf / 8])?.mapped_u32()?;
                 let scales = weights.get(&format!("{prefix}.scales"), &[groups, outf])?.mapped_f16()?;
-                Ok(Linear::Awq(AwqLinear::new(inf, outf, group_size, qweight, qzeros, scales)))
+                let linear = AwqLinear::new(inf, outf, group_size, qweight, qzeros, scales);
+                Ok(match precision {
+                    Precision::Exact => Linear::Awq(linear),
+                    Precision::Fast => Linear::AwqInt8(Int8AwqLinear::from_awq(linear)),
+                })
             }
             None => {
                 let w = weights.get(&format!("{prefix}.weight"), &[outf, inf])?;
@@ -39,6 +64,7 @@ impl Linear {
     fn forward(&self, x: &[f32], m: usize, y: &mut [f32]) {
         match self {
             Linear::Awq(l) => l.forward(x, m, y),
+            Linear::AwqInt8(l) => l.forward(x, m, y),
             Linear::Dense(l) => l.matmul(x, m, y),
         }
     }
@@ -74,7 +100,12 @@ fn norm_weight(weights: &Weights, name: &str, len: usize) -> Result<Vec<f32>> {
 
 impl Qwen3 {
     /// Loads every tensor (checking names and shapes against config.json); `progress` is called per layer.
-    pub fn load(weights: &Weights, config: Qwen3Config, mut progress: impl FnMut(usize, usize)) -> Result<Self> {
+    pub fn load(
+        weights: &Weights,
+        config: Qwen3Config,
+        precision: Precision,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Self> {
         let awq = config.awq()?;
         let (h, hd, inter) = (config.hidden_size, config.head_dim(), config.intermediate_size);
         let (nh, nkv) = (config.num_attention_heads, config.num_key_value_heads);
@@ -83,7 +114,7 @@ impl Qwen3 {
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = format!("model.layers.{i}");
-            let linear = |name: &str, inf, outf| Linear::load(weights, &format!("{p}.{name}"), inf, outf, awq);
+            let linear = |name: &str, inf, outf| Linear::load(weights, &format!("{p}.{name}"), inf, outf, awq, precision);
             layers.push(Layer {
                 input_norm: norm_weight(weights, &format!("{p}.input_layernorm.weight"), h)?,
                 post_attention_norm: norm_weight(weights, &format!("{p}.post_attention_layernorm.weight"), h)?,
@@ -247,8 +278,8 @@ impl std::fmt::Debug for Qwen3 {
 }
 
 /// Opens a model directory: config, weights (mapped) and the model itself.
-pub fn load_dir(dir: &std::path::Path, progress: impl FnMut(usize, usize)) -> Result<Qwen3> {
+pub fn load_dir(dir: &std::path::Path, precision: Precision, progress: impl FnMut(usize, usize)) -> Result<Qwen3> {
     let config = Qwen3Config::load(dir)?;
     let weights = Weights::open(dir)?;
-    Qwen3::load(&weights, config, progress).with_context(|| format!("loading the model in {}", dir.display()))
+    Qwen3::load(&weights, config, precision, progress).with_context(|| format!("loading the model in {}", dir.display()))
 }

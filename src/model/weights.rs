@@ -45,6 +45,20 @@ pub struct MappedSlice<T> {
     _type: PhantomData<T>,
 }
 
+impl<T> MappedSlice<T> {
+    /// Drops this range's pages from the process (they are re-read from the file if touched again):
+    /// after repacking, the original bytes need not stay resident beside the repacked copy.
+    pub fn release(self) {
+        let bytes = self.len * std::mem::size_of::<T>();
+        #[cfg(unix)]
+        // SAFETY: the mapping is read-only and file-backed, so dropped pages come back unchanged from the
+        // file; nothing holds references into this range (self is consumed).
+        unsafe {
+            let _ = self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.start, bytes);
+        }
+    }
+}
+
 impl<T: bytemuck::Pod> std::ops::Deref for MappedSlice<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
