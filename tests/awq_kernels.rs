@@ -2,6 +2,7 @@
 //! dequantized weights, and RTN quantization into the format.
 
 use qwen3_agent::model::awq::{unpack_word, AwqLinear};
+use qwen3_agent::model::awq_int8::Int8AwqLinear;
 use qwen3_agent::model::checkpoint::{le_bytes, write_safetensors, LazyTensor};
 use qwen3_agent::model::quantize::quantize_rtn;
 use qwen3_agent::model::weights::Weights;
@@ -61,6 +62,30 @@ fn kernels_match_dequantized_matmul_for_all_row_blocks_and_tails() {
                     let got = y[t * outf + n];
                     assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "in {inf} out {outf} m {m} row {t} col {n}: {got} vs {want}");
                 }
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_activation_path_tracks_the_exact_matmul() {
+    // Group 8 has a single (odd) chunk per group; 24 has three; 128 is the real size.
+    for (inf, outf, group) in [(256, 8 * 26, 128), (64, 8 * 3, 8), (96, 8 * 5, 24)] {
+        let dir = tempdir(&format!("int8-{inf}-{outf}-{group}"));
+        let weights = random_linear(&dir, inf, outf, group);
+        let exact = load(&weights, inf, outf, group);
+        let fast = Int8AwqLinear::from_awq(load(&weights, inf, outf, group));
+        for m in 1..=9 {
+            let mut rng = Rng::seeded(100 + m as u64);
+            let x: Vec<f32> = (0..m * inf).map(|_| rng.normal()).collect();
+            let (mut want, mut got) = (vec![0f32; m * outf], vec![0f32; m * outf]);
+            exact.forward(&x, m, &mut want);
+            fast.forward(&x, m, &mut got);
+            for t in 0..m {
+                let row = t * outf..(t + 1) * outf;
+                let err: f32 = got[row.clone()].iter().zip(&want[row.clone()]).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
+                let norm: f32 = want[row].iter().map(|b| b * b).sum::<f32>().sqrt();
+                assert!(err / norm < 1e-2, "in {inf} out {outf} group {group} m {m} row {t}: relative error {}", err / norm);
             }
         }
     }
