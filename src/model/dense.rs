@@ -54,7 +54,7 @@ impl DenseMatrix {
                     let xt = &x[t * cols..(t + 1) * cols];
                     *value = match &self.storage {
                         Storage::F16(w) => dot_f16(xt, &w[n * cols..(n + 1) * cols]),
-                        Storage::F32(w) => dot_f32(xt, &w[n * cols..(n + 1) * cols]),
+                        Storage::F32(w) => dot(xt, &w[n * cols..(n + 1) * cols]),
                     };
                 }
             }
@@ -67,7 +67,8 @@ impl DenseMatrix {
     }
 }
 
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+/// Σ a·b with eight partial sums, so the compiler vectorizes it (a plain `sum()` must stay sequential).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let chunks = a.len() / 8 * 8;
     for (ca, cb) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {

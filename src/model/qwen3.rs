@@ -3,7 +3,7 @@
 use super::awq::AwqLinear;
 use super::awq_int8::Int8AwqLinear;
 use super::config::{AwqConfig, Qwen3Config};
-use super::dense::DenseMatrix;
+use super::dense::{dot, DenseMatrix};
 use super::kv_cache::KvCache;
 use super::rope::Rope;
 use super::weights::Weights;
@@ -253,10 +253,7 @@ fn attention(cache: &KvCache, layer: usize, q: &[f32], start: usize, nh: usize, 
         let len = start + t + 1;
         let (keys, values) = cache.head(layer, head / group, len);
         let qh = &q[i * hd..(i + 1) * hd];
-        let mut scores: Vec<f32> = keys
-            .chunks_exact(hd)
-            .map(|kp| qh.iter().zip(kp).map(|(a, b)| a * b).sum::<f32>() * scale)
-            .collect();
+        let mut scores: Vec<f32> = keys.chunks_exact(hd).map(|kp| dot(qh, kp) * scale).collect();
         let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let mut total = 0f32;
         for s in scores.iter_mut() {
