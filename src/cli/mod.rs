@@ -2,6 +2,7 @@
 
 mod inspect;
 mod model_cmds;
+mod run;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -15,6 +16,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Run(run::RunArgs),
     Render(inspect::RenderArgs),
     Parse(inspect::ParseArgs),
     Logits(model_cmds::LogitsArgs),
@@ -26,6 +28,7 @@ enum Command {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Render(args) => inspect::render(args),
         Command::Parse(args) => inspect::parse(args),
         Command::Logits(args) => model_cmds::logits(args),

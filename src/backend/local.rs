@@ -1,0 +1,67 @@
+//! The built-in CPU engine as a backend: renders with the model's template, generates with KV-prefix
+//! reuse across rounds, parses while streaming.
+
+use super::{render_prompt, Backend, BackendRequest, BackendResponse};
+use crate::chat::{ChatTemplate, OutputParser, ParseEvent, Tokenizer};
+use crate::engine::Engine;
+use anyhow::Result;
+use std::ops::ControlFlow;
+
+pub struct LocalBackend {
+    template: ChatTemplate,
+    tokenizer: Tokenizer,
+    engine: Engine,
+    stop_ids: Vec<u32>,
+}
+
+impl LocalBackend {
+    pub fn new(template: ChatTemplate, tokenizer: Tokenizer, engine: Engine, mut stop_ids: Vec<u32>) -> Self {
+        stop_ids.extend(tokenizer.eos_token_id);
+        stop_ids.sort_unstable();
+        stop_ids.dedup();
+        LocalBackend { template, tokenizer, engine, stop_ids }
+    }
+}
+
+impl Backend for LocalBackend {
+    fn complete(&mut self, request: &BackendRequest, on_event: &mut dyn FnMut(&ParseEvent)) -> Result<BackendResponse> {
+        let prompt_text = render_prompt(&self.template, request)?;
+        let prompt = self.tokenizer.encode(&prompt_text)?;
+        let mut decoder = self.tokenizer.incremental_decoder();
+        let mut parser = OutputParser::new(request.thinking);
+        let mut raw = String::new();
+        let mut failure = None;
+        let generation = self.engine.generate(&prompt, request.max_new_tokens, request.sampling, &self.stop_ids, |id| {
+            match decoder.push(id) {
+                Ok(delta) => {
+                    for event in parser.feed(&delta) {
+                        on_event(&event);
+                    }
+                    raw.push_str(&delta);
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let tail = decoder.finish()?;
+        raw.push_str(&tail);
+        for event in parser.feed(&tail).into_iter().chain(parser.finish(generation.finish_reason)) {
+            on_event(&event);
+        }
+        Ok(BackendResponse {
+            output: parser.into_output(),
+            finish_reason: generation.finish_reason,
+            prompt_tokens: prompt.len(),
+            completion_tokens: generation.token_ids.len(),
+            prompt_text: Some(prompt_text),
+            raw_output: raw,
+            timings: Some(generation.timings),
+        })
+    }
+}

@@ -1,0 +1,56 @@
+//! Where assistant turns come from. Every backend takes the same request (history, tools, settings) and
+//! returns the same parsed output, so an agent definition moves between the local engine, a remote
+//! OpenAI-compatible server and a scripted test run without changes.
+
+mod local;
+mod scripted;
+
+pub use local::LocalBackend;
+pub use scripted::ScriptedBackend;
+
+use crate::chat::{ChatTemplate, FinishReason, Message, ParseEvent, ParsedOutput, RenderRequest};
+use crate::engine::{SamplingParams, Timings};
+use anyhow::Result;
+use serde::Serialize;
+use serde_json::Value as Json;
+
+/// One model call.
+#[derive(Debug, Clone)]
+pub struct BackendRequest<'a> {
+    pub messages: &'a [Message],
+    pub tools: &'a [Json],
+    /// The hard switch: false renders the prompt with thinking disabled.
+    pub thinking: bool,
+    pub sampling: SamplingParams,
+    pub max_new_tokens: usize,
+}
+
+/// What a call produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendResponse {
+    pub output: ParsedOutput,
+    pub finish_reason: FinishReason,
+    /// The exact prompt text, where the backend renders it (local, scripted).
+    pub prompt_text: Option<String>,
+    pub raw_output: String,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub timings: Option<Timings>,
+}
+
+/// A source of assistant turns. `on_event` receives reasoning, content and tool calls as they stream.
+pub trait Backend {
+    fn complete(&mut self, request: &BackendRequest, on_event: &mut dyn FnMut(&ParseEvent)) -> Result<BackendResponse>;
+}
+
+/// The prompt text for a request, rendered by the model's own template.
+pub fn render_prompt(template: &ChatTemplate, request: &BackendRequest) -> Result<String> {
+    let render = RenderRequest {
+        messages: request.messages.iter().map(Message::to_json).collect(),
+        tools: (!request.tools.is_empty()).then(|| request.tools.to_vec()),
+        add_generation_prompt: true,
+        enable_thinking: (!request.thinking).then_some(false),
+        extra: Default::default(),
+    };
+    template.render(&render)
+}

@@ -1,0 +1,55 @@
+//! A test backend: replays raw model outputs written in the agent file, through the real template and
+//! the real streaming parser. Used to test agent definitions and the loop deterministically.
+
+use super::{render_prompt, Backend, BackendRequest, BackendResponse};
+use crate::chat::{ChatTemplate, FinishReason, OutputParser, ParseEvent};
+use anyhow::{bail, Result};
+use std::collections::VecDeque;
+
+pub struct ScriptedBackend {
+    template: ChatTemplate,
+    script: VecDeque<String>,
+    used: usize,
+}
+
+/// Characters per streamed chunk: small, so partial tags at chunk boundaries are exercised.
+const CHUNK_CHARS: usize = 5;
+
+impl ScriptedBackend {
+    pub fn new(template: ChatTemplate, script: Vec<String>) -> Self {
+        ScriptedBackend { template, script: script.into(), used: 0 }
+    }
+}
+
+impl Backend for ScriptedBackend {
+    fn complete(&mut self, request: &BackendRequest, on_event: &mut dyn FnMut(&ParseEvent)) -> Result<BackendResponse> {
+        let prompt_text = render_prompt(&self.template, request)?;
+        let Some(raw) = self.script.pop_front() else {
+            bail!(
+                "the scripted backend has no output left for model call {} (its script has {} entries)",
+                self.used + 1,
+                self.used
+            );
+        };
+        self.used += 1;
+        let mut parser = OutputParser::new(request.thinking);
+        let chars: Vec<char> = raw.chars().collect();
+        for piece in chars.chunks(CHUNK_CHARS) {
+            for event in parser.feed(&piece.iter().collect::<String>()) {
+                on_event(&event);
+            }
+        }
+        for event in parser.finish(FinishReason::Stop) {
+            on_event(&event);
+        }
+        Ok(BackendResponse {
+            output: parser.into_output(),
+            finish_reason: FinishReason::Stop,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            prompt_text: Some(prompt_text),
+            raw_output: raw,
+            timings: None,
+        })
+    }
+}

@@ -1,0 +1,270 @@
+//! `run`: execute a task file, streaming thinking, answer and tool activity; optional JSON result and
+//! JSON-lines transcript.
+
+use super::model_cmds::load_model;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use qwen3_agent::agent::{Agent, AgentEvent, RunResult};
+use qwen3_agent::backend::{Backend, LocalBackend, ScriptedBackend};
+use qwen3_agent::chat::{ChatTemplate, ParseEvent, Tokenizer};
+use qwen3_agent::config::{self, BackendKind, Expect, ResolvedAgent};
+use qwen3_agent::engine::Engine;
+use qwen3_agent::model::GenerationConfig;
+use qwen3_agent::tools::ToolRegistry;
+use serde_json::json;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Run a task (an agent plus its input) to a final answer.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The task file (YAML).
+    task: PathBuf,
+    /// Render prompts with thinking disabled (wins over the agent file and /think).
+    #[arg(long)]
+    no_thinking: bool,
+    /// Print only the final result as JSON: {"content", "reasoning_content", "messages", "rounds", "usage"}.
+    #[arg(long)]
+    json: bool,
+    /// Append one JSON line per event to this file, flushed as it goes.
+    #[arg(long)]
+    transcript: Option<PathBuf>,
+    /// Print only the final answer.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Context positions allocated when the agent does not set `model.context_length`.
+const DEFAULT_CONTEXT: usize = 8192;
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let task = config::load_task(&args.task)?;
+    let mut agent_def = task.agent.clone();
+    if args.no_thinking {
+        agent_def.agent.generate.thinking = Some(false);
+    }
+    let mut transcript = args.transcript.as_deref().map(Transcript::open).transpose()?;
+    if let Some(t) = transcript.as_mut() {
+        let mut shown = serde_json::to_value(&agent_def)?;
+        if shown["agent"]["model"]["api_key"].is_string() {
+            shown["agent"]["model"]["api_key"] = "<redacted>".into();
+        }
+        t.write(json!({"event": "run_start", "task": task.source, "agent": shown}))?;
+    }
+    let backend = build_backend(&agent_def)?;
+    let tools = build_tools(&agent_def)?;
+    let a = &agent_def.agent;
+    let mut agent = Agent::new(backend, tools, a.generate.clone(), a.system.clone(), a.max_rounds);
+    let mut printer = Printer::new(!args.json && !args.quiet);
+    let mut transcript_error = None;
+    let result = agent.run(task.messages.clone(), &mut |event| {
+        printer.show(&event);
+        if let Some(t) = transcript.as_mut() {
+            if let Err(e) = t.record(&event) {
+                transcript_error.get_or_insert(e);
+            }
+        }
+    })?;
+    if let Some(e) = transcript_error {
+        return Err(e.context("writing the transcript"));
+    }
+    if let Some(t) = transcript.as_mut() {
+        t.write(json!({"event": "run_end", "rounds": result.rounds, "stop_reason": result.stop_reason,
+            "usage": result.usage, "content": result.content}))?;
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&json!({"content": result.content, "reasoning_content": result.reasoning_content,
+                "messages": result.messages, "rounds": result.rounds, "usage": result.usage,
+                "stop_reason": result.stop_reason}))?
+        );
+    } else if args.quiet {
+        println!("{}", result.content);
+    } else {
+        printer.end();
+    }
+    if let Some(expect) = &task.expect {
+        check_expectations(expect, &result)?;
+    }
+    Ok(())
+}
+
+fn build_backend(agent: &ResolvedAgent) -> Result<Box<dyn Backend>> {
+    let spec = &agent.agent.model;
+    match spec.backend {
+        BackendKind::Scripted => {
+            let dir = spec.path.as_deref().expect("validated at load");
+            Ok(Box::new(ScriptedBackend::new(ChatTemplate::from_model_dir(dir)?, spec.script.clone())))
+        }
+        BackendKind::Local => {
+            let dir = spec.path.as_deref().expect("validated at load");
+            if !dir.is_dir() {
+                bail!(
+                    "{}: model.path {} is not a directory. Downloading from the Hugging Face hub is not \
+                     supported yet: download the model (e.g. `huggingface-cli download Qwen/Qwen3-8B-AWQ \
+                     --local-dir DIR`) and set model.path to DIR",
+                    agent.source.display(),
+                    dir.display()
+                );
+            }
+            let template = ChatTemplate::from_model_dir(dir)?;
+            let tokenizer = Tokenizer::from_model_dir(dir)?;
+            let (model, _) = load_model(dir, spec.precision.unwrap_or_default())?;
+            let context = spec.context_length.unwrap_or(DEFAULT_CONTEXT.min(model.config.max_position_embeddings));
+            let stop_ids = GenerationConfig::load(dir)?.eos_token_ids;
+            Ok(Box::new(LocalBackend::new(template, tokenizer, Engine::new(model, context), stop_ids)))
+        }
+        BackendKind::Openai => bail!(
+            "{}: the openai backend is not available in this build yet; use backend: local",
+            agent.source.display()
+        ),
+    }
+}
+
+fn build_tools(agent: &ResolvedAgent) -> Result<ToolRegistry> {
+    let a = &agent.agent;
+    if !a.mcp_servers.is_empty() || a.mcp_config.is_some() {
+        bail!("{}: MCP servers are not available in this build yet; remove mcpServers/mcp_config", agent.source.display());
+    }
+    if !a.tools.is_empty() {
+        bail!("{}: built-in tools (code_interpreter) are not available in this build yet", agent.source.display());
+    }
+    Ok(ToolRegistry::new(Duration::from_secs_f64(a.timeout)))
+}
+
+fn check_expectations(expect: &Expect, result: &RunResult) -> Result<()> {
+    let called: Vec<&str> = result
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            qwen3_agent::chat::Message::Tool { name: Some(n), .. } => Some(n.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for needle in &expect.contains {
+        if !result.content.contains(needle.as_str()) {
+            failures.push(format!("the answer does not contain {needle:?}"));
+        }
+    }
+    for tool in &expect.tools_called {
+        if !called.contains(&tool.as_str()) {
+            failures.push(format!("{tool} was never called"));
+        }
+    }
+    if let Some(max) = expect.max_rounds {
+        if result.rounds > max {
+            failures.push(format!("took {} rounds, expected at most {max}", result.rounds));
+        }
+    }
+    if !failures.is_empty() {
+        bail!("expectations failed: {}", failures.join("; "));
+    }
+    Ok(())
+}
+
+/// Streams events to the terminal: thinking dimmed, tool activity coloured (plain when piped).
+struct Printer {
+    enabled: bool,
+    color: bool,
+    in_reasoning: bool,
+}
+
+/// Tool results longer than this are shortened on screen (the model and transcript get them whole).
+const DISPLAY_CHARS: usize = 600;
+
+impl Printer {
+    fn new(enabled: bool) -> Self {
+        Printer { enabled, color: std::io::stdout().is_terminal(), in_reasoning: false }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    }
+
+    fn show(&mut self, event: &AgentEvent) {
+        if !self.enabled {
+            if let AgentEvent::Notice(text) = event {
+                eprintln!("note: {text}");
+            }
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = match event {
+            AgentEvent::Stream(ParseEvent::ReasoningDelta(d)) => {
+                self.in_reasoning = true;
+                write!(out, "{}", self.paint("2", d))
+            }
+            AgentEvent::Stream(ParseEvent::ContentDelta(d)) => {
+                if std::mem::take(&mut self.in_reasoning) {
+                    let _ = writeln!(out);
+                }
+                write!(out, "{d}")
+            }
+            AgentEvent::Stream(ParseEvent::ToolCall(call)) => writeln!(
+                out,
+                "\n{}",
+                self.paint("36", &format!("→ {}({})", call.name, serde_json::Value::Object(call.arguments.clone())))
+            ),
+            AgentEvent::Stream(ParseEvent::Error(e)) => writeln!(out, "\n{}", self.paint("31", &format!("✗ {e}"))),
+            AgentEvent::ToolResult { record, .. } => {
+                let text = &record.output.text;
+                let shown: String = text.chars().take(DISPLAY_CHARS).collect();
+                let more = if text.chars().count() > DISPLAY_CHARS { " …" } else { "" };
+                let code = if record.output.is_error { "31" } else { "33" };
+                writeln!(out, "{}", self.paint(code, &format!("← {}: {shown}{more} ({:.0} ms)", record.name, record.duration_ms)))
+            }
+            AgentEvent::ModelCall { .. } => Ok(()),
+            AgentEvent::Notice(text) => writeln!(out, "\n{}", self.paint("1", &format!("note: {text}"))),
+        };
+        let _ = out.flush();
+    }
+
+    fn end(&self) {
+        if self.enabled {
+            println!();
+        }
+    }
+}
+
+/// JSON lines, flushed per event so a crash loses nothing.
+struct Transcript {
+    file: std::fs::File,
+}
+
+impl Transcript {
+    fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open transcript {}", path.display()))?;
+        Ok(Transcript { file })
+    }
+
+    fn write(&mut self, value: serde_json::Value) -> Result<()> {
+        writeln!(self.file, "{}", serde_json::to_string(&value)?)?;
+        self.file.flush()?;
+        Ok(())
+    }
+
+    fn record(&mut self, event: &AgentEvent) -> Result<()> {
+        match event {
+            AgentEvent::ModelCall { round, response } => self.write(json!({
+                "event": "model_call", "round": round, "prompt": response.prompt_text,
+                "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens,
+                "raw_output": response.raw_output, "finish_reason": response.finish_reason,
+                "timings": response.timings, "parsed": response.output,
+            })),
+            AgentEvent::ToolResult { round, record } => self.write(json!({
+                "event": "tool_call", "round": round, "name": record.name, "arguments": record.arguments,
+                "result": record.output.text, "is_error": record.output.is_error, "files": record.output.files,
+                "duration_ms": record.duration_ms,
+            })),
+            AgentEvent::Notice(text) => self.write(json!({"event": "notice", "text": text})),
+            AgentEvent::Stream(_) => Ok(()),
+        }
+    }
+}

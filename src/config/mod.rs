@@ -1,0 +1,346 @@
+//! YAML agent and task definitions.
+//!
+//! YAML is read with serde-saphyr: maintained (serde_yaml is archived), pure Rust, and its errors carry
+//! line and column, which every message here reports as `file:line:column`. Unknown keys are errors, so a
+//! typo never silently changes behaviour. Relative paths resolve against the file that names them.
+
+use crate::model::Precision;
+use anyhow::{bail, Context, Result};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use std::path::{Path, PathBuf};
+
+/// An agent: which model, how to generate, what it may call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub model: ModelSpec,
+    #[serde(default)]
+    pub generate: GenerateSpec,
+    /// The system prompt.
+    #[serde(default)]
+    pub system: Option<String>,
+    /// MCP servers in the Claude Desktop / Qwen-Agent shape.
+    #[serde(default, rename = "mcpServers")]
+    pub mcp_servers: std::collections::BTreeMap<String, McpServerSpec>,
+    /// A JSON file holding `{"mcpServers": {...}}` (or VS Code's `{"servers": {...}}`).
+    #[serde(default)]
+    pub mcp_config: Option<PathBuf>,
+    /// Built-in tools, e.g. `code_interpreter`.
+    #[serde(default)]
+    pub tools: Vec<Json>,
+    /// Model calls allowed before the run stops with a message saying so.
+    #[serde(default = "default_max_rounds")]
+    pub max_rounds: usize,
+    /// Default per-tool-call timeout, seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout: f64,
+}
+
+fn default_max_rounds() -> usize {
+    8
+}
+fn default_timeout() -> f64 {
+    60.0
+}
+
+/// One MCP server entry, in the shape Claude Desktop, Cursor, VS Code and Qwen-Agent configs use.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerSpec {
+    /// stdio servers: the program and its arguments.
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: Map<String, Json>,
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// Streamable HTTP servers.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub headers: Map<String, Json>,
+    /// `stdio`, `http` / `streamable-http`, or `sse` (VS Code's field).
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Fail the run when this server cannot start (default: report it and continue without it).
+    #[serde(default)]
+    pub required: bool,
+    /// Per-call timeout in seconds for this server's tools.
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// Name this server's tools `{server}-{tool}`.
+    #[serde(default)]
+    pub prefix: bool,
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// Where generation happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The built-in CPU engine.
+    #[default]
+    Local,
+    /// An OpenAI-compatible server (vLLM, SGLang).
+    Openai,
+    /// Replays `script` (raw model outputs) — for testing agent definitions and the loop.
+    Scripted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    #[serde(default)]
+    pub backend: BackendKind,
+    /// Local model directory (or the tokenizer directory for `scripted`), relative to this file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Model name sent to an OpenAI-compatible server.
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub device: Device,
+    #[serde(default)]
+    pub context_length: Option<usize>,
+    #[serde(default)]
+    pub rope_scaling: Option<Json>,
+    #[serde(default)]
+    pub precision: Option<Precision>,
+    /// Raw outputs, one per round, for the scripted backend.
+    #[serde(default)]
+    pub script: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// Generation settings; unset values take the model's mode-aware defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateSpec {
+    /// The hard switch: false renders the prompt with thinking disabled.
+    #[serde(default)]
+    pub thinking: Option<bool>,
+    #[serde(default)]
+    pub max_new_tokens: Option<usize>,
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub top_k: Option<usize>,
+    #[serde(default)]
+    pub top_p: Option<f32>,
+    #[serde(default)]
+    pub min_p: Option<f32>,
+    #[serde(default)]
+    pub presence_penalty: Option<f32>,
+    #[serde(default)]
+    pub repetition_penalty: Option<f32>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+impl GenerateSpec {
+    /// Fields set in `other` win.
+    pub fn overlay(&mut self, other: &GenerateSpec) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f.clone(); } )* };
+        }
+        take!(thinking, max_new_tokens, temperature, top_k, top_p, min_p, presence_penalty, repetition_penalty, seed);
+    }
+}
+
+/// A task: an agent plus the input to run it on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskFile {
+    pub agent: AgentRef,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub messages: Option<Vec<crate::chat::Message>>,
+    /// Overrides of the agent's generation settings.
+    #[serde(default)]
+    pub generate: Option<GenerateSpec>,
+    #[serde(default)]
+    pub max_rounds: Option<usize>,
+    #[serde(default)]
+    pub expect: Option<Expect>,
+}
+
+/// Checks on the final result (`run` exits non-zero when one fails).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Substrings the final answer must contain.
+    #[serde(default)]
+    pub contains: Vec<String>,
+    /// Tool names that must have been called (in any order).
+    #[serde(default)]
+    pub tools_called: Vec<String>,
+    #[serde(default)]
+    pub max_rounds: Option<usize>,
+}
+
+/// `agent:` is a path to an agent file or the agent itself.
+#[derive(Debug, Clone)]
+pub enum AgentRef {
+    Path(PathBuf),
+    Inline(Box<AgentFile>),
+}
+
+impl<'de> Deserialize<'de> for AgentRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RefVisitor;
+        impl<'de> Visitor<'de> for RefVisitor {
+            type Value = AgentRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a path to an agent file, or an agent definition")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<AgentRef, E> {
+                Ok(AgentRef::Path(PathBuf::from(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AgentRef, A::Error> {
+                AgentFile::deserialize(de::value::MapAccessDeserializer::new(map)).map(|a| AgentRef::Inline(Box::new(a)))
+            }
+        }
+        deserializer.deserialize_any(RefVisitor)
+    }
+}
+
+/// An agent definition with every path resolved and the task's overrides applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedAgent {
+    pub agent: AgentFile,
+    /// The file the agent came from (for messages).
+    pub source: PathBuf,
+}
+
+/// A task ready to run.
+#[derive(Debug, Clone)]
+pub struct ResolvedTask {
+    pub agent: ResolvedAgent,
+    pub messages: Vec<crate::chat::Message>,
+    pub expect: Option<Expect>,
+    pub source: PathBuf,
+}
+
+/// Parses YAML text, reporting errors as `file:line:column: message`.
+pub fn parse_yaml<T: de::DeserializeOwned>(text: &str, file: &Path) -> Result<T> {
+    serde_saphyr::from_str(text).map_err(|e| {
+        let message = e.to_string();
+        let first = message.lines().next().unwrap_or("invalid YAML").trim();
+        let first = first.strip_prefix("error: ").unwrap_or(first);
+        match e.location() {
+            Some(loc) => {
+                let own_prefix = format!("line {} column {}: ", loc.line(), loc.column());
+                let first = first.strip_prefix(&own_prefix).unwrap_or(first);
+                anyhow::anyhow!("{}:{}:{}: {}", file.display(), loc.line(), loc.column(), first)
+            }
+            None => anyhow::anyhow!("{}: {}", file.display(), first),
+        }
+    })
+}
+
+fn read(file: &Path) -> Result<String> {
+    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+}
+
+/// Loads and resolves an agent file.
+pub fn load_agent(file: &Path) -> Result<ResolvedAgent> {
+    let agent: AgentFile = parse_yaml(&read(file)?, file)?;
+    resolve_agent(agent, file)
+}
+
+fn resolve_agent(mut agent: AgentFile, file: &Path) -> Result<ResolvedAgent> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    if let Some(path) = &agent.model.path {
+        agent.model.path = Some(resolve_model_path(dir, path));
+    }
+    if let Some(path) = &agent.mcp_config {
+        agent.mcp_config = Some(dir.join(path));
+    }
+    validate_agent(&agent, file)?;
+    Ok(ResolvedAgent { agent, source: file.to_path_buf() })
+}
+
+/// Relative paths are relative to the defining file; a hub id (`Qwen/Qwen3-8B-AWQ`) that does not exist
+/// as a directory is kept as written.
+fn resolve_model_path(dir: &Path, path: &Path) -> PathBuf {
+    let joined = dir.join(path);
+    if path.is_absolute() || joined.exists() || path.starts_with(".") || path.starts_with("..") {
+        joined
+    } else {
+        path.to_path_buf()
+    }
+}
+
+fn validate_agent(agent: &AgentFile, file: &Path) -> Result<()> {
+    let m = &agent.model;
+    match m.backend {
+        BackendKind::Local if m.path.is_none() => {
+            bail!("{}: model.path is required for the local backend (a model directory)", file.display())
+        }
+        BackendKind::Openai if m.base_url.is_none() => {
+            bail!("{}: model.base_url is required for the openai backend", file.display())
+        }
+        BackendKind::Scripted if m.path.is_none() => bail!(
+            "{}: the scripted backend needs model.path: a directory with tokenizer.json and \
+             tokenizer_config.json, for the chat template",
+            file.display()
+        ),
+        _ => {}
+    }
+    if agent.max_rounds == 0 {
+        bail!("{}: max_rounds must be at least 1", file.display());
+    }
+    for (name, server) in &agent.mcp_servers {
+        if server.command.is_none() == server.url.is_none() {
+            bail!("{}: mcpServers.{name} needs either command (stdio) or url (HTTP)", file.display());
+        }
+    }
+    Ok(())
+}
+
+/// Loads a task file and the agent it names.
+pub fn load_task(file: &Path) -> Result<ResolvedTask> {
+    let task: TaskFile = parse_yaml(&read(file)?, file)?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut agent = match task.agent {
+        AgentRef::Path(path) => load_agent(&dir.join(&path))
+            .with_context(|| format!("{}: loading the agent named by `agent: {}`", file.display(), path.display()))?,
+        AgentRef::Inline(agent) => resolve_agent(*agent, file)?,
+    };
+    if let Some(overrides) = &task.generate {
+        agent.agent.generate.overlay(overrides);
+    }
+    if let Some(rounds) = task.max_rounds {
+        agent.agent.max_rounds = rounds;
+    }
+    let messages = match (task.prompt, task.messages) {
+        (Some(prompt), None) => vec![crate::chat::Message::user(prompt)],
+        (None, Some(messages)) if !messages.is_empty() => messages,
+        (Some(_), Some(_)) => bail!("{}: give either prompt or messages, not both", file.display()),
+        _ => bail!("{}: the task needs a prompt (or messages)", file.display()),
+    };
+    Ok(ResolvedTask { agent, messages, expect: task.expect, source: file.to_path_buf() })
+}

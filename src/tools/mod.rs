@@ -1,0 +1,135 @@
+//! Tool dispatch: the registry of everything the model may call, validation, concurrent calls with
+//! timeouts, and results shaped for a text-only model.
+
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Something the model can call. Implementations: MCP tools, the code interpreter (their own issues).
+pub trait Tool: Send + Sync {
+    /// The name the model uses.
+    fn name(&self) -> &str;
+    fn description(&self) -> &str;
+    /// JSON Schema of the arguments, kept exactly as the source gave it (key order included).
+    fn parameters(&self) -> &Json;
+    /// Runs one call. Errors are results too (`is_error`), so the model can react to them.
+    fn call(&self, arguments: &Map<String, Json>) -> ToolOutput;
+}
+
+/// A call's result as the model will read it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolOutput {
+    pub text: String,
+    pub is_error: bool,
+    /// Files (images, binary resources) written for the user and referenced in `text`.
+    pub files: Vec<String>,
+}
+
+impl ToolOutput {
+    pub fn ok(text: impl Into<String>) -> Self {
+        ToolOutput { text: text.into(), is_error: false, files: Vec::new() }
+    }
+    pub fn error(text: impl Into<String>) -> Self {
+        ToolOutput { text: text.into(), is_error: true, files: Vec::new() }
+    }
+}
+
+/// One finished call, with timing for the transcript.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRecord {
+    pub name: String,
+    pub arguments: Map<String, Json>,
+    pub output: ToolOutput,
+    pub duration_ms: f64,
+}
+
+/// All tools of an agent.
+#[derive(Clone, Default)]
+pub struct ToolRegistry {
+    tools: Vec<Arc<dyn Tool>>,
+    timeout: Option<Duration>,
+}
+
+impl ToolRegistry {
+    pub fn new(timeout: Duration) -> Self {
+        ToolRegistry { tools: Vec::new(), timeout: Some(timeout) }
+    }
+
+    /// Adds a tool; a second tool with the same name is refused (the model could not tell them apart).
+    pub fn register(&mut self, tool: Arc<dyn Tool>) -> anyhow::Result<()> {
+        if self.tools.iter().any(|t| t.name() == tool.name()) {
+            anyhow::bail!("two tools are named {:?}; rename one (MCP servers: use a prefix)", tool.name());
+        }
+        self.tools.push(tool);
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+
+    /// The schemas as the chat template receives them (`{"type": "function", "function": {...}}`).
+    pub fn schemas(&self) -> Vec<Json> {
+        self.tools
+            .iter()
+            .map(|t| {
+                serde_json::json!({"type": "function", "function": {
+                    "name": t.name(), "description": t.description(), "parameters": t.parameters()}})
+            })
+            .collect()
+    }
+
+    /// Runs the calls concurrently and returns their records in call order.
+    pub fn dispatch(&self, calls: &[(String, Map<String, Json>)]) -> Vec<CallRecord> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = calls
+                .iter()
+                .map(|(name, arguments)| scope.spawn(move || self.call_one(name, arguments)))
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("tool threads catch their panics")).collect()
+        })
+    }
+
+    fn call_one(&self, name: &str, arguments: &Map<String, Json>) -> CallRecord {
+        let start = Instant::now();
+        let output = match self.tools.iter().find(|t| t.name() == name) {
+            None => {
+                let known: Vec<&str> = self.tools.iter().map(|t| t.name()).collect();
+                ToolOutput::error(format!(
+                    "Error: there is no tool named {name:?}. Available tools: {}.",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ))
+            }
+            Some(tool) => self.call_with_timeout(tool.clone(), arguments.clone()),
+        };
+        CallRecord {
+            name: name.to_string(),
+            arguments: arguments.clone(),
+            output,
+            duration_ms: start.elapsed().as_secs_f64() * 1e3,
+        }
+    }
+
+    /// Runs the tool on its own thread so a hung call cannot hold the agent past the timeout.
+    fn call_with_timeout(&self, tool: Arc<dyn Tool>, arguments: Map<String, Json>) -> ToolOutput {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let name = tool.name().to_string();
+        std::thread::spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tool.call(&arguments)));
+            let _ = sender.send(result);
+        });
+        let received = match self.timeout {
+            Some(timeout) => receiver.recv_timeout(timeout).map_err(|_| ()),
+            None => receiver.recv().map_err(|_| ()),
+        };
+        match received {
+            Ok(Ok(output)) => output,
+            Ok(Err(_)) => ToolOutput::error(format!("Error: the tool {name} crashed while running this call.")),
+            Err(()) => ToolOutput::error(format!(
+                "Error: the tool {name} did not answer within {:.0} s and the call was abandoned.",
+                self.timeout.map(|t| t.as_secs_f64()).unwrap_or_default()
+            )),
+        }
+    }
+}
