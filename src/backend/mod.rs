@@ -3,9 +3,11 @@
 //! OpenAI-compatible server and a scripted test run without changes.
 
 mod local;
+mod openai;
 mod scripted;
 
 pub use local::LocalBackend;
+pub use openai::OpenAiBackend;
 pub use scripted::ScriptedBackend;
 
 use crate::chat::{ChatTemplate, FinishReason, Message, ParseEvent, ParsedOutput, RenderRequest};

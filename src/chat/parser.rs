@@ -319,14 +319,20 @@ fn parse_call(body: &str, closed: bool) -> Result<ParsedToolCall, String> {
     let arguments = match arguments {
         None | Some(Json::Null) => Map::new(),
         Some(Json::Object(map)) => map,
-        Some(Json::String(inner)) => match serde_json::from_str::<Json>(&inner)
-            .ok()
-            .or_else(|| lenient_json::parse(&inner, false))
-        {
-            Some(Json::Object(map)) => map,
-            _ => return Err("\"arguments\" is a string that does not hold a JSON object".into()),
-        },
+        Some(Json::String(inner)) => arguments_from_text(&inner)?,
         Some(_) => return Err("\"arguments\" must be a JSON object".into()),
     };
     Ok(ParsedToolCall { name, arguments })
+}
+
+/// Arguments sent as JSON text (OpenAI's wire format, or a model double-encoding them): parsed strictly,
+/// then leniently; empty text is no arguments.
+pub fn arguments_from_text(text: &str) -> Result<Map<String, Json>, String> {
+    if text.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Json>(text).ok().or_else(|| lenient_json::parse(text, false)) {
+        Some(Json::Object(map)) => Ok(map),
+        _ => Err(format!("\"arguments\" is a string that does not hold a JSON object: {text}")),
+    }
 }

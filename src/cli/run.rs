@@ -5,7 +5,7 @@ use super::model_cmds::load_model;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use qwen3_agent::agent::{Agent, AgentEvent, RunResult};
-use qwen3_agent::backend::{Backend, LocalBackend, ScriptedBackend};
+use qwen3_agent::backend::{Backend, LocalBackend, OpenAiBackend, ScriptedBackend};
 use qwen3_agent::chat::{ChatTemplate, ParseEvent, Tokenizer};
 use qwen3_agent::config::{self, BackendKind, Expect, ResolvedAgent};
 use qwen3_agent::engine::Engine;
@@ -116,10 +116,18 @@ fn build_backend(agent: &ResolvedAgent) -> Result<Box<dyn Backend>> {
             let stop_ids = GenerationConfig::load(dir)?.eos_token_ids;
             Ok(Box::new(LocalBackend::new(template, tokenizer, Engine::new(model, context), stop_ids)))
         }
-        BackendKind::Openai => bail!(
-            "{}: the openai backend is not available in this build yet; use backend: local",
-            agent.source.display()
-        ),
+        BackendKind::Openai => {
+            let api_key = match (&spec.api_key, &spec.api_key_env) {
+                (Some(key), _) => Some(key.clone()),
+                (None, Some(var)) => Some(std::env::var(var).with_context(|| {
+                    format!("{}: model.api_key_env names {var}, which is not set", agent.source.display())
+                })?),
+                (None, None) => None,
+            };
+            let base_url = spec.base_url.as_deref().expect("validated at load");
+            let model = spec.model.clone().expect("validated at load");
+            Ok(Box::new(OpenAiBackend::new(base_url, api_key, model)?))
+        }
     }
 }
 

@@ -300,9 +300,11 @@ fn validate_agent(agent: &AgentFile, file: &Path) -> Result<()> {
         BackendKind::Local if m.path.is_none() => {
             bail!("{}: model.path is required for the local backend (a model directory)", file.display())
         }
-        BackendKind::Openai if m.base_url.is_none() => {
-            bail!("{}: model.base_url is required for the openai backend", file.display())
-        }
+        BackendKind::Openai if m.base_url.is_none() || m.model.is_none() => bail!(
+            "{}: the openai backend needs model.base_url (e.g. http://localhost:8000/v1) and model.model (the \
+             served model name)",
+            file.display()
+        ),
         BackendKind::Scripted if m.path.is_none() => bail!(
             "{}: the scripted backend needs model.path: a directory with tokenizer.json and \
              tokenizer_config.json, for the chat template",
