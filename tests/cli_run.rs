@@ -95,3 +95,35 @@ fn the_local_backend_runs_a_task_on_a_synthetic_model() {
     assert!(result["usage"]["prompt_tokens"].as_u64().unwrap() > 10);
     assert!(err.contains("cut off"), "the length limit is reported: {err}");
 }
+
+#[test]
+fn chat_answers_each_turn_until_exit() {
+    let dir = scratch("chat");
+    let agent = write(
+        &dir,
+        "agent.yaml",
+        &format!("name: c\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\n  script:\n    - \"First.\"\n    - \"Second.\"\ngenerate:\n  thinking: false\n"),
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
+        .args(["chat", agent.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"one\ntwo\n/exit\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("First.") && stdout.contains("Second."), "{stdout}");
+}
+
+#[test]
+fn tools_lists_what_the_prompt_will_show() {
+    let dir = scratch("tools");
+    let agent = write(&dir, "agent.yaml", &agent_yaml("x"));
+    let (out, err, ok) = run(&["tools", agent.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap(), serde_json::json!([]));
+}

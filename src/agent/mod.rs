@@ -8,6 +8,8 @@ use crate::engine::SamplingParams;
 use crate::tools::{CallRecord, ToolRegistry};
 use anyhow::Result;
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// What the loop reports while it runs (for the terminal and the transcript).
 pub enum AgentEvent<'a> {
@@ -32,6 +34,8 @@ pub enum StopReason {
     Answer,
     /// `max_rounds` model calls happened without a final answer.
     MaxRounds,
+    /// The user interrupted generation (Ctrl-C).
+    Interrupted,
 }
 
 /// The outcome of a run.
@@ -51,6 +55,7 @@ pub struct Agent {
     generate: GenerateSpec,
     system: Option<String>,
     max_rounds: usize,
+    interrupt: Arc<AtomicBool>,
 }
 
 /// Tokens per answer when the agent file does not say.
@@ -64,11 +69,17 @@ impl Agent {
         system: Option<String>,
         max_rounds: usize,
     ) -> Self {
-        Agent { backend, tools, generate, system, max_rounds }
+        Agent { backend, tools, generate, system, max_rounds, interrupt: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// A flag that stops the current generation when set (e.g. from a Ctrl-C handler).
+    pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
+        self.interrupt.clone()
     }
 
     /// Runs the conversation `input` (user messages, or a prior history) to a final answer.
     pub fn run(&mut self, input: Vec<Message>, on_event: &mut dyn FnMut(AgentEvent)) -> Result<RunResult> {
+        self.interrupt.store(false, Ordering::Relaxed);
         let mut messages = Vec::new();
         if let Some(system) = &self.system {
             if !matches!(input.first(), Some(Message::System { .. })) {
@@ -86,6 +97,7 @@ impl Agent {
                 thinking,
                 sampling: self.sampling(thinking && soft_switch_allows_thinking(&messages)),
                 max_new_tokens: self.generate.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS),
+                interrupt: &self.interrupt,
             };
             let response = self.backend.complete(&request, &mut |event| on_event(AgentEvent::Stream(event)))?;
             on_event(AgentEvent::ModelCall { round, response: &response });
@@ -103,6 +115,10 @@ impl Agent {
                 reasoning_content: output.reasoning_content.clone(),
                 tool_calls: calls.clone(),
             });
+            if self.interrupt.swap(false, Ordering::Relaxed) {
+                on_event(AgentEvent::Notice("interrupted: generation stopped, no tool calls were run"));
+                return Ok(self.finish(messages, round, usage, StopReason::Interrupted));
+            }
             if calls.is_empty() && output.errors.is_empty() {
                 if response.finish_reason == FinishReason::Length {
                     on_event(AgentEvent::Notice("the answer was cut off by max_new_tokens"));

@@ -2,10 +2,11 @@
 //! reuse across rounds, parses while streaming.
 
 use super::{render_prompt, Backend, BackendRequest, BackendResponse};
-use crate::chat::{ChatTemplate, OutputParser, ParseEvent, Tokenizer};
+use crate::chat::{ChatTemplate, FinishReason, OutputParser, ParseEvent, Tokenizer};
 use crate::engine::Engine;
 use anyhow::Result;
 use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
 
 pub struct LocalBackend {
     template: ChatTemplate,
@@ -32,6 +33,9 @@ impl Backend for LocalBackend {
         let mut raw = String::new();
         let mut failure = None;
         let generation = self.engine.generate(&prompt, request.max_new_tokens, request.sampling, &self.stop_ids, |id| {
+            if request.interrupt.load(Ordering::Relaxed) {
+                return ControlFlow::Break(());
+            }
             match decoder.push(id) {
                 Ok(delta) => {
                     for event in parser.feed(&delta) {
@@ -51,12 +55,16 @@ impl Backend for LocalBackend {
         }
         let tail = decoder.finish()?;
         raw.push_str(&tail);
-        for event in parser.feed(&tail).into_iter().chain(parser.finish(generation.finish_reason)) {
+        let finish_reason = match request.interrupt.load(Ordering::Relaxed) {
+            true => FinishReason::Length,
+            false => generation.finish_reason,
+        };
+        for event in parser.feed(&tail).into_iter().chain(parser.finish(finish_reason)) {
             on_event(&event);
         }
         Ok(BackendResponse {
             output: parser.into_output(),
-            finish_reason: generation.finish_reason,
+            finish_reason,
             prompt_tokens: prompt.len(),
             completion_tokens: generation.token_ids.len(),
             prompt_text: Some(prompt_text),

@@ -15,6 +15,7 @@ use crate::engine::{SamplingParams, Timings};
 use anyhow::Result;
 use serde::Serialize;
 use serde_json::Value as Json;
+use std::sync::atomic::AtomicBool;
 
 /// One model call.
 #[derive(Debug, Clone)]
@@ -25,6 +26,9 @@ pub struct BackendRequest<'a> {
     pub thinking: bool,
     pub sampling: SamplingParams,
     pub max_new_tokens: usize,
+    /// Set from outside (Ctrl-C) to stop generating; what was generated so far is returned, and an
+    /// unfinished tool call in it never runs.
+    pub interrupt: &'a AtomicBool,
 }
 
 /// What a call produced.

@@ -149,6 +149,10 @@ impl Backend for OpenAiBackend {
         let (mut prompt_tokens, mut completion_tokens) = (0, 0);
         let mut raw = String::new();
         for line in BufReader::new(response).lines() {
+            if request.interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+                finish = FinishReason::Length;
+                break;
+            }
             let line = line.context("the server's stream broke off")?;
             let Some(data) = line.strip_prefix("data:").map(str::trim) else { continue };
             if data == "[DONE]" {

@@ -1,5 +1,6 @@
 //! Command-line interface: one subcommand per user task; each lives in its own file.
 
+mod chat;
 mod inspect;
 mod model_cmds;
 mod run;
@@ -17,6 +18,8 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(run::RunArgs),
+    Chat(chat::ChatArgs),
+    Tools(run::ToolsArgs),
     Render(inspect::RenderArgs),
     Parse(inspect::ParseArgs),
     Logits(model_cmds::LogitsArgs),
@@ -29,6 +32,8 @@ enum Command {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Chat(args) => chat::chat(args),
+        Command::Tools(args) => run::tools(args),
         Command::Render(args) => inspect::render(args),
         Command::Parse(args) => inspect::parse(args),
         Command::Logits(args) => model_cmds::logits(args),

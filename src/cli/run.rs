@@ -52,10 +52,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         t.write(json!({"event": "run_start", "task": task.source, "agent": shown}))?;
     }
-    let backend = build_backend(&agent_def)?;
-    let tools = build_tools(&agent_def)?;
-    let a = &agent_def.agent;
-    let mut agent = Agent::new(backend, tools, a.generate.clone(), a.system.clone(), a.max_rounds);
+    let mut agent = build_agent(&agent_def)?;
     let mut printer = Printer::new(!args.json && !args.quiet);
     let mut transcript_error = None;
     let result = agent.run(task.messages.clone(), &mut |event| {
@@ -89,6 +86,32 @@ pub fn run(args: RunArgs) -> Result<()> {
         check_expectations(expect, &result)?;
     }
     Ok(())
+}
+
+/// List every tool of an agent exactly as it is rendered into the prompt.
+#[derive(Args)]
+pub struct ToolsArgs {
+    /// The agent file (YAML).
+    agent: PathBuf,
+}
+
+pub fn tools(args: ToolsArgs) -> Result<()> {
+    let definition = config::load_agent(&args.agent)?;
+    let listed: Vec<serde_json::Value> = build_tools(&definition)?
+        .schemas()
+        .into_iter()
+        .map(|schema| schema["function"].clone())
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&listed)?);
+    Ok(())
+}
+
+/// The agent a definition describes: its backend, tools and settings.
+pub(super) fn build_agent(definition: &ResolvedAgent) -> Result<Agent> {
+    let a = &definition.agent;
+    let backend = build_backend(definition)?;
+    let tools = build_tools(definition)?;
+    Ok(Agent::new(backend, tools, a.generate.clone(), a.system.clone(), a.max_rounds))
 }
 
 fn build_backend(agent: &ResolvedAgent) -> Result<Box<dyn Backend>> {
@@ -131,7 +154,7 @@ fn build_backend(agent: &ResolvedAgent) -> Result<Box<dyn Backend>> {
     }
 }
 
-fn build_tools(agent: &ResolvedAgent) -> Result<ToolRegistry> {
+pub(super) fn build_tools(agent: &ResolvedAgent) -> Result<ToolRegistry> {
     let a = &agent.agent;
     if !a.mcp_servers.is_empty() || a.mcp_config.is_some() {
         bail!("{}: MCP servers are not available in this build yet; remove mcpServers/mcp_config", agent.source.display());
@@ -174,7 +197,7 @@ fn check_expectations(expect: &Expect, result: &RunResult) -> Result<()> {
 }
 
 /// Streams events to the terminal: thinking dimmed, tool activity coloured (plain when piped).
-struct Printer {
+pub(super) struct Printer {
     enabled: bool,
     color: bool,
     in_reasoning: bool,
@@ -184,7 +207,7 @@ struct Printer {
 const DISPLAY_CHARS: usize = 600;
 
 impl Printer {
-    fn new(enabled: bool) -> Self {
+    pub(super) fn new(enabled: bool) -> Self {
         Printer { enabled, color: std::io::stdout().is_terminal(), in_reasoning: false }
     }
 
@@ -192,7 +215,7 @@ impl Printer {
         if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
     }
 
-    fn show(&mut self, event: &AgentEvent) {
+    pub(super) fn show(&mut self, event: &AgentEvent) {
         if !self.enabled {
             if let AgentEvent::Notice(text) = event {
                 eprintln!("note: {text}");
@@ -230,7 +253,7 @@ impl Printer {
         let _ = out.flush();
     }
 
-    fn end(&self) {
+    pub(super) fn end(&self) {
         if self.enabled {
             println!();
         }
