@@ -192,3 +192,55 @@ fn thinking_switches_hard_and_soft() {
     assert_eq!(second.content, "B.");
     assert_eq!(second.reasoning_content.as_deref(), Some(""));
 }
+
+struct BigOutput;
+impl Tool for BigOutput {
+    fn name(&self) -> &str {
+        "dump"
+    }
+    fn description(&self) -> &str {
+        "Returns a long text"
+    }
+    fn parameters(&self) -> &Json {
+        static S: std::sync::OnceLock<Json> = std::sync::OnceLock::new();
+        S.get_or_init(|| json!({"type": "object", "properties": {}}))
+    }
+    fn call(&self, _: &Map<String, Json>) -> ToolOutput {
+        ToolOutput::ok(format!("BEGIN {} END", "lorem ipsum dolor sit amet ".repeat(150)))
+    }
+}
+
+fn budget_agent(script: &[&str], context: usize) -> Agent {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-tokenizer");
+    let tokenizer = qwen3_agent::chat::Tokenizer::from_model_dir(&dir).unwrap();
+    let backend = ScriptedBackend::new(template(), script.iter().map(|s| s.to_string()).collect()).with_context(tokenizer, context);
+    let mut tools = ToolRegistry::new(Duration::from_secs(5));
+    tools.register(Arc::new(BigOutput)).unwrap();
+    let generate = GenerateSpec { thinking: Some(false), max_new_tokens: Some(100), ..Default::default() };
+    Agent::new(Box::new(backend), tools, generate, None, 4)
+}
+
+#[test]
+fn long_tool_results_are_cut_to_head_and_tail_when_the_context_is_short() {
+    let dump = "<tool_call>\n{\"name\": \"dump\", \"arguments\": {}}\n</tool_call>";
+    let mut agent = budget_agent(&[dump, "Done."], 700);
+    let (result, prompts, notices) = run(&mut agent, vec![Message::user("dump it")]);
+    assert_eq!(result.content, "Done.");
+    assert!(notices.iter().any(|n| n.contains("cut to its head and tail")), "{notices:?}");
+    assert!(prompts[1].contains("characters cut to fit the context") && prompts[1].contains("BEGIN") && prompts[1].contains("END"));
+}
+
+#[test]
+fn oldest_turns_are_dropped_when_cutting_is_not_enough() {
+    let mut agent = budget_agent(&["Answer four."], 240);
+    let mut history = Vec::new();
+    for i in 0..3 {
+        history.push(Message::user(format!("question {i}: {}", "words ".repeat(20))));
+        history.push(Message::Assistant { content: format!("answer {i}"), reasoning_content: None, tool_calls: vec![] });
+    }
+    history.push(Message::user("question four"));
+    let (result, prompts, notices) = run(&mut agent, history);
+    assert_eq!(result.content, "Answer four.");
+    assert!(notices.iter().any(|n| n.contains("oldest turn was dropped")), "{notices:?}");
+    assert!(!prompts[0].contains("question 0") && prompts[0].contains("question four"), "{}", prompts[0]);
+}

@@ -1,7 +1,7 @@
 //! The agent loop: ask the backend, run the tool calls it makes (concurrently), feed results and
 //! mistakes back, until the model answers or `max_rounds` is reached — which is said, never silent.
 
-use crate::backend::{Backend, BackendRequest, BackendResponse};
+use crate::backend::{Backend, BackendRequest, BackendResponse, ContextUse};
 use crate::chat::{FinishReason, Message, ParseEvent, ToolCall};
 use crate::config::GenerateSpec;
 use crate::engine::SamplingParams;
@@ -90,13 +90,15 @@ impl Agent {
         let schemas = self.tools.schemas();
         let thinking = self.generate.thinking.unwrap_or(true);
         let mut usage = Usage::default();
+        let max_new_tokens = self.generate.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS);
         for round in 1..=self.max_rounds {
+            self.fit_context(&mut messages, &schemas, thinking, max_new_tokens, on_event)?;
             let request = BackendRequest {
                 messages: &messages,
                 tools: &schemas,
                 thinking,
                 sampling: self.sampling(thinking && soft_switch_allows_thinking(&messages)),
-                max_new_tokens: self.generate.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS),
+                max_new_tokens,
                 interrupt: &self.interrupt,
             };
             let response = self.backend.complete(&request, &mut |event| on_event(AgentEvent::Stream(event)))?;
@@ -147,6 +149,69 @@ impl Agent {
         Ok(self.finish(messages, self.max_rounds, usage, StopReason::MaxRounds))
     }
 
+    /// Keeps the prompt within `context − max_new_tokens`: first old tool results are cut to their head
+    /// and tail (oldest first), then the oldest turns are dropped. Each step is announced.
+    fn fit_context(
+        &self,
+        messages: &mut Vec<Message>,
+        tools: &[serde_json::Value],
+        thinking: bool,
+        max_new_tokens: usize,
+        on_event: &mut dyn FnMut(AgentEvent),
+    ) -> Result<()> {
+        let measure = |messages: &[Message]| -> Result<Option<ContextUse>> {
+            self.backend.measure(&BackendRequest {
+                messages,
+                tools,
+                thinking,
+                sampling: SamplingParams::greedy(),
+                max_new_tokens,
+                interrupt: &self.interrupt,
+            })
+        };
+        let fits = |u: &ContextUse| u.prompt_tokens + max_new_tokens <= u.context_length;
+        let Some(mut usage) = measure(messages)? else { return Ok(()) };
+        if fits(&usage) {
+            return Ok(());
+        }
+        for i in 0..messages.len() {
+            if let Message::Tool { content, .. } = &mut messages[i] {
+                if let Some(cut) = cut_middle(content) {
+                    *content = cut;
+                    on_event(AgentEvent::Notice("context: an old tool result was cut to its head and tail to fit context_length"));
+                    usage = measure(messages)?.expect("measured before");
+                    if fits(&usage) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        loop {
+            let first = messages.iter().position(|m| !matches!(m, Message::System { .. })).unwrap_or(messages.len());
+            let last_user = messages.iter().rposition(|m| matches!(m, Message::User { .. }));
+            let next_turn = messages[first + 1..]
+                .iter()
+                .position(|m| matches!(m, Message::User { .. }))
+                .map(|p| p + first + 1)
+                .filter(|&p| Some(p) <= last_user);
+            let Some(end) = next_turn else {
+                anyhow::bail!(
+                    "the prompt needs {} tokens but context_length {} leaves {} after max_new_tokens {}, even                      with earlier turns dropped: raise context_length or lower max_new_tokens",
+                    usage.prompt_tokens,
+                    usage.context_length,
+                    usage.context_length.saturating_sub(max_new_tokens),
+                    max_new_tokens
+                );
+            };
+            messages.drain(first..end);
+            on_event(AgentEvent::Notice("context: the oldest turn was dropped to fit context_length"));
+            usage = measure(messages)?.expect("measured before");
+            if fits(&usage) {
+                return Ok(());
+            }
+        }
+    }
+
     fn finish(&self, messages: Vec<Message>, rounds: usize, usage: Usage, stop_reason: StopReason) -> RunResult {
         let (content, reasoning_content) = match messages.last() {
             Some(Message::Assistant { content, reasoning_content, .. }) => (content.clone(), reasoning_content.clone()),
@@ -169,6 +234,24 @@ impl Agent {
             seed: g.seed.unwrap_or(base.seed),
         }
     }
+}
+
+/// Characters of a cut tool result kept from its start and its end.
+const KEEP_HEAD: usize = 300;
+const KEEP_TAIL: usize = 100;
+/// Results shorter than what is kept plus this are left alone: cutting them would save little.
+const MIN_CUT: usize = 100;
+
+/// The text shortened to its head and tail with a marker saying how much was cut; None if already short.
+fn cut_middle(text: &str) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() < KEEP_HEAD + KEEP_TAIL + MIN_CUT {
+        return None;
+    }
+    let cut = chars.len() - KEEP_HEAD - KEEP_TAIL;
+    let head: String = chars[..KEEP_HEAD].iter().collect();
+    let tail: String = chars[chars.len() - KEEP_TAIL..].iter().collect();
+    Some(format!("{head}\n[… {cut} characters cut to fit the context …]\n{tail}"))
 }
 
 /// The soft switch: the latest `/think` or `/no_think` in a user or system message decides (the model

@@ -1,7 +1,7 @@
 //! The built-in CPU engine as a backend: renders with the model's template, generates with KV-prefix
 //! reuse across rounds, parses while streaming.
 
-use super::{render_prompt, Backend, BackendRequest, BackendResponse};
+use super::{render_prompt, Backend, BackendRequest, BackendResponse, ContextUse};
 use crate::chat::{ChatTemplate, FinishReason, OutputParser, ParseEvent, Tokenizer};
 use crate::engine::Engine;
 use anyhow::Result;
@@ -25,6 +25,11 @@ impl LocalBackend {
 }
 
 impl Backend for LocalBackend {
+    fn measure(&self, request: &BackendRequest) -> Result<Option<ContextUse>> {
+        let prompt = self.tokenizer.encode(&render_prompt(&self.template, request)?)?;
+        Ok(Some(ContextUse { prompt_tokens: prompt.len(), context_length: self.engine.context_length() }))
+    }
+
     fn complete(&mut self, request: &BackendRequest, on_event: &mut dyn FnMut(&ParseEvent)) -> Result<BackendResponse> {
         let prompt_text = render_prompt(&self.template, request)?;
         let prompt = self.tokenizer.encode(&prompt_text)?;

@@ -47,6 +47,19 @@ pub struct BackendResponse {
 /// A source of assistant turns. `on_event` receives reasoning, content and tool calls as they stream.
 pub trait Backend {
     fn complete(&mut self, request: &BackendRequest, on_event: &mut dyn FnMut(&ParseEvent)) -> Result<BackendResponse>;
+
+    /// The prompt length in tokens and the context size, where the backend knows them (the agent then
+    /// keeps prompts within `context − max_new_tokens`). Remote servers manage their own context.
+    fn measure(&self, _request: &BackendRequest) -> Result<Option<ContextUse>> {
+        Ok(None)
+    }
+}
+
+/// How much of the context a prompt takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextUse {
+    pub prompt_tokens: usize,
+    pub context_length: usize,
 }
 
 /// The prompt text for a request, rendered by the model's own template.

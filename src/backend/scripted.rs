@@ -1,8 +1,8 @@
 //! A test backend: replays raw model outputs written in the agent file, through the real template and
 //! the real streaming parser. Used to test agent definitions and the loop deterministically.
 
-use super::{render_prompt, Backend, BackendRequest, BackendResponse};
-use crate::chat::{ChatTemplate, FinishReason, OutputParser, ParseEvent};
+use super::{render_prompt, Backend, BackendRequest, BackendResponse, ContextUse};
+use crate::chat::{ChatTemplate, FinishReason, OutputParser, ParseEvent, Tokenizer};
 use anyhow::{bail, Result};
 use std::collections::VecDeque;
 
@@ -10,6 +10,8 @@ pub struct ScriptedBackend {
     template: ChatTemplate,
     script: VecDeque<String>,
     used: usize,
+    /// With a tokenizer and a context length, prompts are measured like the local backend's.
+    budget: Option<(Tokenizer, usize)>,
 }
 
 /// Characters per streamed chunk: small, so partial tags at chunk boundaries are exercised.
@@ -17,11 +19,23 @@ const CHUNK_CHARS: usize = 5;
 
 impl ScriptedBackend {
     pub fn new(template: ChatTemplate, script: Vec<String>) -> Self {
-        ScriptedBackend { template, script: script.into(), used: 0 }
+        ScriptedBackend { template, script: script.into(), used: 0, budget: None }
+    }
+
+    /// Measures prompts against `context_length`, so context trimming can be tested without a model.
+    pub fn with_context(mut self, tokenizer: Tokenizer, context_length: usize) -> Self {
+        self.budget = Some((tokenizer, context_length));
+        self
     }
 }
 
 impl Backend for ScriptedBackend {
+    fn measure(&self, request: &BackendRequest) -> Result<Option<ContextUse>> {
+        let Some((tokenizer, context_length)) = &self.budget else { return Ok(None) };
+        let prompt_tokens = tokenizer.encode(&render_prompt(&self.template, request)?)?.len();
+        Ok(Some(ContextUse { prompt_tokens, context_length: *context_length }))
+    }
+
     fn complete(&mut self, request: &BackendRequest, on_event: &mut dyn FnMut(&ParseEvent)) -> Result<BackendResponse> {
         let prompt_text = render_prompt(&self.template, request)?;
         let Some(raw) = self.script.pop_front() else {

@@ -119,7 +119,11 @@ fn build_backend(agent: &ResolvedAgent) -> Result<Box<dyn Backend>> {
     match spec.backend {
         BackendKind::Scripted => {
             let dir = spec.path.as_deref().expect("validated at load");
-            Ok(Box::new(ScriptedBackend::new(ChatTemplate::from_model_dir(dir)?, spec.script.clone())))
+            let backend = ScriptedBackend::new(ChatTemplate::from_model_dir(dir)?, spec.script.clone());
+            Ok(Box::new(match spec.context_length {
+                Some(n) => backend.with_context(Tokenizer::from_model_dir(dir)?, n),
+                None => backend,
+            }))
         }
         BackendKind::Local => {
             let dir = spec.path.as_deref().expect("validated at load");
