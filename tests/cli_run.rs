@@ -127,3 +127,18 @@ fn tools_lists_what_the_prompt_will_show() {
     assert!(ok, "{err}");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap(), serde_json::json!([]));
 }
+
+#[test]
+fn every_shipped_agent_definition_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("agents");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let (_, err, ok) = run(&["tools", path.to_str().unwrap()]);
+            assert!(ok, "{}: {err}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2);
+}

@@ -151,9 +151,11 @@ fn build_backend(agent: &ResolvedAgent) -> Result<Box<dyn Backend>> {
                 })?),
                 (None, None) => None,
             };
-            let base_url = spec.base_url.as_deref().expect("validated at load");
+            let lookup = |name: &str| std::env::var(name).ok();
+            let base_url = config::expand_env(spec.base_url.as_deref().expect("validated at load"), lookup)
+                .with_context(|| format!("{}: model.base_url", agent.source.display()))?;
             let model = spec.model.clone().expect("validated at load");
-            Ok(Box::new(OpenAiBackend::new(base_url, api_key, model)?))
+            Ok(Box::new(OpenAiBackend::new(&base_url, api_key, model)?))
         }
     }
 }

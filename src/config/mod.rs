@@ -4,12 +4,16 @@
 //! line and column, which every message here reports as `file:line:column`. Unknown keys are errors, so a
 //! typo never silently changes behaviour. Relative paths resolve against the file that names them.
 
+mod expand;
+
 use crate::model::Precision;
 use anyhow::{bail, Context, Result};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use std::path::{Path, PathBuf};
+
+pub use expand::expand_env;
 
 /// An agent: which model, how to generate, what it may call.
 #[derive(Debug, Clone, Serialize, Deserialize)]
