@@ -105,3 +105,26 @@ fn quantized_dense_checkpoint_loads_and_reconstructs_each_weight() {
         }
     }
 }
+
+#[test]
+fn hub_ids_resolve_through_the_cache_and_fail_clearly_offline() {
+    let home = scratch("hfhome");
+    let snapshot = home.join("hub/models--test--tiny/snapshots/abc");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    copy_fixture("awq-yarn", &snapshot);
+    std::fs::create_dir_all(home.join("hub/models--test--tiny/refs")).unwrap();
+    std::fs::write(home.join("hub/models--test--tiny/refs/main"), "abc").unwrap();
+    let logits = |id: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
+            .args(["logits", "--model", id, "--ids", "1,2", "--out", home.join("out.npy").to_str().unwrap()])
+            .env("HF_HOME", &home)
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap()
+    };
+    let ok = logits("test/tiny");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let missing = logits("test/absent");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("HF_HUB_OFFLINE"));
+}

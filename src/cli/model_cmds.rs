@@ -37,7 +37,7 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
 /// Run one forward pass over token ids and write float32 logits [n_ids, vocab] as .npy.
 #[derive(Args)]
 pub struct LogitsArgs {
-    /// Model directory (config.json + safetensors; tokenizer files not needed).
+    /// Model directory (config.json + safetensors; tokenizer files not needed) or hub id.
     #[arg(long)]
     model: PathBuf,
     /// Comma-separated token ids.
@@ -50,7 +50,8 @@ pub struct LogitsArgs {
     precision: Precision,
 }
 
-pub fn logits(args: LogitsArgs) -> Result<()> {
+pub fn logits(mut args: LogitsArgs) -> Result<()> {
+    args.model = model::hub::resolve_model_dir(&args.model)?;
     let (model, _) = load_model(&args.model, args.precision)?;
     let mut cache = model.new_cache(args.ids.len());
     let logits = model.forward(&args.ids, &mut cache, true)?;
@@ -100,8 +101,9 @@ pub struct GenerateArgs {
     json: bool,
 }
 
-pub fn generate(args: GenerateArgs) -> Result<()> {
+pub fn generate(mut args: GenerateArgs) -> Result<()> {
     set_threads(args.threads)?;
+    args.model = model::hub::resolve_model_dir(&args.model)?;
     let tokenizer = Tokenizer::from_model_dir(&args.model)?;
     let thinking = !args.no_thinking && !args.raw;
     let prompt_text = if args.raw {
@@ -285,8 +287,9 @@ pub struct BenchArgs {
     json: bool,
 }
 
-pub fn bench(args: BenchArgs) -> Result<()> {
+pub fn bench(mut args: BenchArgs) -> Result<()> {
     set_threads(args.threads)?;
+    args.model = model::hub::resolve_model_dir(&args.model)?;
     let (model, load_s) = load_model(&args.model, args.precision)?;
     let vocab = model.config.vocab_size as u64;
     let mut rng = qwen3_agent::rng::Rng::seeded(1);

@@ -126,16 +126,8 @@ fn build_backend(agent: &ResolvedAgent) -> Result<Box<dyn Backend>> {
             }))
         }
         BackendKind::Local => {
-            let dir = spec.path.as_deref().expect("validated at load");
-            if !dir.is_dir() {
-                bail!(
-                    "{}: model.path {} is not a directory. Downloading from the Hugging Face hub is not \
-                     supported yet: download the model (e.g. `huggingface-cli download Qwen/Qwen3-8B-AWQ \
-                     --local-dir DIR`) and set model.path to DIR",
-                    agent.source.display(),
-                    dir.display()
-                );
-            }
+            let dir = &qwen3_agent::model::hub::resolve_model_dir(spec.path.as_deref().expect("validated at load"))
+                .with_context(|| format!("{}: model.path", agent.source.display()))?;
             let template = ChatTemplate::from_model_dir(dir)?;
             let tokenizer = Tokenizer::from_model_dir(dir)?;
             let (model, _) = load_model(dir, spec.precision.unwrap_or_default())?;

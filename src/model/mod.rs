@@ -6,6 +6,7 @@ pub mod awq_int8;
 pub mod checkpoint;
 pub mod config;
 pub mod dense;
+pub mod hub;
 pub mod kv_cache;
 pub mod npy;
 pub mod quantize;

@@ -1,0 +1,84 @@
+//! Model locations: a local directory, or a Hugging Face hub id (`Qwen/Qwen3-8B-AWQ`) resolved through
+//! the standard hub cache (HF_HOME / HF_HUB_CACHE are honoured; HF_HUB_OFFLINE=1 uses the cache only).
+
+use anyhow::{bail, Context, Result};
+use hf_hub::api::sync::ApiBuilder;
+use hf_hub::Cache;
+use std::path::{Path, PathBuf};
+
+/// Files a model directory may hold besides the weights.
+const OPTIONAL_FILES: [&str; 4] = ["generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"];
+
+/// The local directory for `spec`, downloading into the hub cache if needed.
+pub fn resolve_model_dir(spec: &Path) -> Result<PathBuf> {
+    if spec.is_dir() {
+        return Ok(spec.to_path_buf());
+    }
+    let id = spec.to_string_lossy();
+    let looks_like_id = id.split('/').count() == 2 && !id.starts_with('.') && !id.starts_with('/');
+    if !looks_like_id {
+        bail!("{} is not a directory (a model directory, or a hub id like Qwen/Qwen3-8B-AWQ)", spec.display());
+    }
+    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    if let Some(dir) = from_cache(&id)? {
+        return Ok(dir);
+    }
+    if offline {
+        bail!(
+            "{id} is not in the hub cache ({}) and HF_HUB_OFFLINE is set: download it first, or point at a \
+             local model directory",
+            Cache::from_env().path().display()
+        );
+    }
+    download(&id).with_context(|| {
+        format!(
+            "cannot fetch {id} from the Hugging Face hub. If this machine is offline, download the model \
+             elsewhere (huggingface-cli download {id} --local-dir DIR), copy DIR here and pass DIR instead"
+        )
+    })
+}
+
+/// The cached snapshot directory, if config.json and every weight file are there.
+fn from_cache(id: &str) -> Result<Option<PathBuf>> {
+    let repo = Cache::from_env().model(id.to_string());
+    let Some(config) = repo.get("config.json") else { return Ok(None) };
+    let dir = config.parent().context("cached config.json has no directory")?.to_path_buf();
+    let complete = match repo.get("model.safetensors.index.json") {
+        Some(index) => shard_names(&index)?.iter().all(|f| repo.get(f).is_some()),
+        None => repo.get("model.safetensors").is_some(),
+    };
+    Ok(complete.then_some(dir))
+}
+
+fn download(id: &str) -> Result<PathBuf> {
+    let api = ApiBuilder::from_env().with_progress(true).build()?;
+    let repo = api.model(id.to_string());
+    let config = repo.get("config.json")?;
+    for file in OPTIONAL_FILES {
+        let _ = repo.get(file);
+    }
+    match repo.get("model.safetensors.index.json") {
+        Ok(index) => {
+            for shard in shard_names(&index)? {
+                repo.get(&shard)?;
+            }
+        }
+        Err(_) => {
+            repo.get("model.safetensors")?;
+        }
+    }
+    Ok(config.parent().context("downloaded config.json has no directory")?.to_path_buf())
+}
+
+fn shard_names(index: &Path) -> Result<Vec<String>> {
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(index)?)?;
+    let mut names: Vec<String> = json["weight_map"]
+        .as_object()
+        .context("model.safetensors.index.json has no weight_map")?
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
