@@ -142,3 +142,22 @@ fn every_shipped_agent_definition_loads() {
     }
     assert!(checked >= 2);
 }
+
+#[test]
+fn generate_stops_at_a_stop_string() {
+    let dir = scratch("stop");
+    let model = dir.join("model");
+    let (_, err, ok) = run(&["synth", "--preset", "tiny", "--out", model.to_str().unwrap(), "--tokenizer", TOKENIZER]);
+    assert!(ok, "{err}");
+    let generate = |extra: &[&str]| {
+        let mut args = vec!["generate", "--model", model.to_str().unwrap(), "--prompt", "Hi", "--raw", "--temperature", "0", "--max-new-tokens", "16", "--json"];
+        args.extend_from_slice(extra);
+        let (out, err, ok) = run(&args);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["text"].as_str().unwrap().to_string()
+    };
+    let full = generate(&[]);
+    let cut: String = full.chars().skip(full.chars().count() / 2).take(3).collect();
+    let stopped = generate(&["--stop", &cut]);
+    assert_eq!(stopped, full[..full.find(&cut).unwrap()], "full text: {full:?}");
+}

@@ -99,6 +99,7 @@ impl Agent {
                 thinking,
                 sampling: self.sampling(thinking && soft_switch_allows_thinking(&messages)),
                 max_new_tokens,
+                stop: self.generate.stop.as_deref().unwrap_or_default(),
                 interrupt: &self.interrupt,
             };
             let response = self.backend.complete(&request, &mut |event| on_event(AgentEvent::Stream(event)))?;
@@ -166,6 +167,7 @@ impl Agent {
                 thinking,
                 sampling: SamplingParams::greedy(),
                 max_new_tokens,
+                stop: &[],
                 interrupt: &self.interrupt,
             })
         };

@@ -3,7 +3,7 @@
 
 use super::{render_prompt, Backend, BackendRequest, BackendResponse, ContextUse};
 use crate::chat::{ChatTemplate, FinishReason, OutputParser, ParseEvent, Tokenizer};
-use crate::engine::Engine;
+use crate::engine::{Engine, StopStrings};
 use anyhow::Result;
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
@@ -35,6 +35,7 @@ impl Backend for LocalBackend {
         let prompt = self.tokenizer.encode(&prompt_text)?;
         let mut decoder = self.tokenizer.incremental_decoder();
         let mut parser = OutputParser::new(request.thinking);
+        let mut stops = StopStrings::new(request.stop.to_vec());
         let mut raw = String::new();
         let mut failure = None;
         let generation = self.engine.generate(&prompt, request.max_new_tokens, request.sampling, &self.stop_ids, |id| {
@@ -43,11 +44,12 @@ impl Backend for LocalBackend {
             }
             match decoder.push(id) {
                 Ok(delta) => {
+                    let (delta, stopped) = stops.push(&delta);
                     for event in parser.feed(&delta) {
                         on_event(&event);
                     }
                     raw.push_str(&delta);
-                    ControlFlow::Continue(())
+                    if stopped { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
                 }
                 Err(e) => {
                     failure = Some(e);
@@ -58,7 +60,8 @@ impl Backend for LocalBackend {
         if let Some(e) = failure {
             return Err(e);
         }
-        let tail = decoder.finish()?;
+        let (tail, _) = stops.push(&decoder.finish()?);
+        let tail = tail + &stops.finish();
         raw.push_str(&tail);
         let finish_reason = match request.interrupt.load(Ordering::Relaxed) {
             true => FinishReason::Length,

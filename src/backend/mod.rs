@@ -26,6 +26,8 @@ pub struct BackendRequest<'a> {
     pub thinking: bool,
     pub sampling: SamplingParams,
     pub max_new_tokens: usize,
+    /// Texts that end the answer (not included).
+    pub stop: &'a [String],
     /// Set from outside (Ctrl-C) to stop generating; what was generated so far is returned, and an
     /// unfinished tool call in it never runs.
     pub interrupt: &'a AtomicBool,

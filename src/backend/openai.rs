@@ -57,6 +57,9 @@ impl OpenAiBackend {
         if !request.tools.is_empty() {
             body["tools"] = Json::Array(request.tools.to_vec());
         }
+        if !request.stop.is_empty() {
+            body["stop"] = json!(request.stop);
+        }
         body
     }
 

@@ -4,8 +4,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use qwen3_agent::chat::{ChatTemplate, OutputParser, ParseEvent, RenderRequest, Tokenizer};
-use qwen3_agent::engine::{Engine, SamplingParams};
-use qwen3_agent::model::{self, npy, GenerationConfig, Precision, Qwen3};
+use qwen3_agent::engine::{Engine, SamplingParams, StopStrings};
+use qwen3_agent::model::config::RopeScaling;
+use qwen3_agent::model::weights::Weights;
+use qwen3_agent::model::{self, npy, GenerationConfig, Precision, Qwen3, Qwen3Config};
 use serde_json::json;
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -14,15 +16,41 @@ use std::time::Instant;
 
 /// Loads a model directory with a progress bar on stderr (hidden when stderr is not a terminal).
 pub fn load_model(dir: &Path, precision: Precision) -> Result<(Qwen3, f64)> {
+    load_model_with(dir, precision, None)
+}
+
+/// YaRN scaling with `factor` over Qwen3's native 32768 positions.
+pub fn yarn(factor: f64) -> RopeScaling {
+    RopeScaling {
+        rope_type: "yarn".into(),
+        factor: Some(factor),
+        original_max_position_embeddings: Some(32768),
+        attention_factor: None,
+        beta_fast: None,
+        beta_slow: None,
+        mscale: None,
+        mscale_all_dim: None,
+        truncate: None,
+    }
+}
+
+/// As `load_model`, replacing config.json's rope_scaling when `rope_scaling` is given.
+pub fn load_model_with(dir: &Path, precision: Precision, rope_scaling: Option<RopeScaling>) -> Result<(Qwen3, f64)> {
     let start = Instant::now();
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} layers").expect("valid template"),
     );
     bar.set_message(dir.display().to_string());
-    let model = model::load_dir(dir, precision, |done, total| {
+    let mut config = Qwen3Config::load(dir)?;
+    if rope_scaling.is_some() {
+        config.rope_scaling = rope_scaling;
+    }
+    let weights = Weights::open(dir)?;
+    let model = Qwen3::load(&weights, config, precision, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
-    })?;
+    })
+    .with_context(|| format!("loading the model in {}", dir.display()))?;
     bar.finish_and_clear();
     Ok((model, start.elapsed().as_secs_f64()))
 }
@@ -88,6 +116,12 @@ pub struct GenerateArgs {
     presence_penalty: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Stop when the output contains this text (not included); repeatable.
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Enable YaRN with this factor (e.g. 4.0 for 131072 tokens on Qwen3); Qwen advises it only beyond 32K.
+    #[arg(long)]
+    rope_scaling_factor: Option<f64>,
     /// Context positions to allocate for the KV cache.
     #[arg(long, default_value_t = 4096)]
     context_length: usize,
@@ -131,7 +165,7 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
         template.render(&request)?
     };
     let prompt = tokenizer.encode(&prompt_text)?;
-    let (model, _) = load_model(&args.model, args.precision)?;
+    let (model, _) = load_model_with(&args.model, args.precision, args.rope_scaling_factor.map(yarn))?;
     let generation_config = GenerationConfig::load(&args.model)?;
     let mut params = SamplingParams::for_mode(thinking);
     if thinking {
@@ -150,6 +184,7 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
     stop_ids.extend(tokenizer.eos_token_id);
     let mut engine = Engine::new(model, args.context_length.max(prompt.len() + 1));
     let mut decoder = tokenizer.incremental_decoder();
+    let mut stops = StopStrings::new(args.stop.clone());
     let mut parser = OutputParser::new(thinking);
     let mut text = String::new();
     let mut stdout = std::io::stdout().lock();
@@ -158,12 +193,16 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
     let generation = engine.generate(&prompt, args.max_new_tokens, params, &stop_ids, |id| {
         match decoder.push(id) {
             Ok(delta) => {
+                let (delta, stopped) = stops.push(&delta);
                 if stream {
                     let _ = stdout.write_all(delta.as_bytes());
                     let _ = stdout.flush();
                 }
                 parser.feed(&delta);
                 text.push_str(&delta);
+                if stopped {
+                    return ControlFlow::Break(());
+                }
             }
             Err(e) => {
                 decode_error = Some(e);
@@ -175,7 +214,8 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
     if let Some(e) = decode_error {
         return Err(e);
     }
-    let tail = decoder.finish()?;
+    let (tail, _) = stops.push(&decoder.finish()?);
+    let tail = tail + &stops.finish();
     parser.feed(&tail);
     text.push_str(&tail);
     let events = parser.finish(generation.finish_reason);

@@ -1,7 +1,7 @@
 //! `run`: execute a task file, streaming thinking, answer and tool activity; optional JSON result and
 //! JSON-lines transcript.
 
-use super::model_cmds::load_model;
+use super::model_cmds::load_model_with;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use qwen3_agent::agent::{Agent, AgentEvent, RunResult};
@@ -130,7 +130,7 @@ fn build_backend(agent: &ResolvedAgent) -> Result<Box<dyn Backend>> {
                 .with_context(|| format!("{}: model.path", agent.source.display()))?;
             let template = ChatTemplate::from_model_dir(dir)?;
             let tokenizer = Tokenizer::from_model_dir(dir)?;
-            let (model, _) = load_model(dir, spec.precision.unwrap_or_default())?;
+            let (model, _) = load_model_with(dir, spec.precision.unwrap_or_default(), spec.rope_scaling.clone())?;
             let context = spec.context_length.unwrap_or(DEFAULT_CONTEXT.min(model.config.max_position_embeddings));
             let stop_ids = GenerationConfig::load(dir)?.eos_token_ids;
             Ok(Box::new(LocalBackend::new(template, tokenizer, Engine::new(model, context), stop_ids)))

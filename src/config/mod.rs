@@ -120,8 +120,10 @@ pub struct ModelSpec {
     pub device: Device,
     #[serde(default)]
     pub context_length: Option<usize>,
+    /// YaRN for long contexts, e.g. `{rope_type: yarn, factor: 4.0, original_max_position_embeddings: 32768}`;
+    /// replaces config.json's.
     #[serde(default)]
-    pub rope_scaling: Option<Json>,
+    pub rope_scaling: Option<crate::model::config::RopeScaling>,
     #[serde(default)]
     pub precision: Option<Precision>,
     /// Raw outputs, one per round, for the scripted backend.
@@ -161,6 +163,9 @@ pub struct GenerateSpec {
     pub repetition_penalty: Option<f32>,
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Texts that end the answer when generated (not included).
+    #[serde(default)]
+    pub stop: Option<Vec<String>>,
 }
 
 impl GenerateSpec {
@@ -169,7 +174,7 @@ impl GenerateSpec {
         macro_rules! take {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f.clone(); } )* };
         }
-        take!(thinking, max_new_tokens, temperature, top_k, top_p, min_p, presence_penalty, repetition_penalty, seed);
+        take!(thinking, max_new_tokens, temperature, top_k, top_p, min_p, presence_penalty, repetition_penalty, seed, stop);
     }
 }
 

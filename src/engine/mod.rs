@@ -1,11 +1,13 @@
 //! Generation on the local model: prefix-reusing prefill, the decode loop, stopping, timings.
 
 pub mod sampler;
+pub mod stop;
 
 use crate::chat::FinishReason;
 use crate::model::{KvCache, Qwen3};
 use anyhow::Result;
 pub use sampler::{Sampler, SamplingParams};
+pub use stop::StopStrings;
 use serde::Serialize;
 use std::ops::ControlFlow;
 use std::time::Instant;
