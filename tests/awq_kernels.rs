@@ -113,3 +113,33 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn int8_lm_head_tracks_the_f16_matrix() {
+    use qwen3_agent::model::dense::DenseMatrix;
+    use qwen3_agent::model::int8_matrix::Int8Matrix;
+    let (rows, cols) = (300, 256);
+    let mut rng = Rng::seeded(9);
+    let w: Vec<half::f16> = (0..rows * cols).map(|_| half::f16::from_f32(rng.normal() * 0.05)).collect();
+    let dir = tempdir("lm-head");
+    let bytes = le_bytes(&w);
+    write_safetensors(
+        &dir,
+        vec![LazyTensor { name: "w".into(), dtype: Dtype::F16, shape: vec![rows, cols], make: Box::new(move || bytes.clone()) }],
+        1 << 30,
+    )
+    .unwrap();
+    let weights = Weights::open(&dir).unwrap();
+    let tensor = weights.get("w", &[rows, cols]).unwrap();
+    let dense = DenseMatrix::from_tensor(&tensor, rows, cols).unwrap();
+    let int8 = Int8Matrix::from_f16_tensor(&tensor, rows, cols).unwrap().expect("f16 with cols % 128 == 0");
+    for m in [1, 3] {
+        let x: Vec<f32> = (0..m * cols).map(|_| rng.normal()).collect();
+        let (mut want, mut got) = (vec![0f32; m * rows], vec![0f32; m * rows]);
+        dense.matmul(&x, m, &mut want);
+        int8.matmul(&x, m, &mut got);
+        let err: f32 = got.iter().zip(&want).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
+        let norm: f32 = want.iter().map(|b| b * b).sum::<f32>().sqrt();
+        assert!(err / norm < 1e-2, "m {m}: relative error {}", err / norm);
+    }
+}

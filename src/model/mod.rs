@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod dense;
 pub mod hub;
+pub mod int8_matrix;
 pub mod kv_cache;
 pub mod npy;
 pub mod quantize;

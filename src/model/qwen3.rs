@@ -4,6 +4,7 @@ use super::awq::AwqLinear;
 use super::awq_int8::Int8AwqLinear;
 use super::config::{AwqConfig, Qwen3Config};
 use super::dense::{dot, DenseMatrix};
+use super::int8_matrix::Int8Matrix;
 use super::kv_cache::KvCache;
 use super::rope::Rope;
 use super::weights::Weights;
@@ -90,8 +91,14 @@ pub struct Qwen3 {
     embed_tokens: Arc<DenseMatrix>,
     layers: Vec<Layer>,
     norm: Vec<f32>,
-    lm_head: Arc<DenseMatrix>,
+    lm_head: LmHead,
     rope: Rope,
+}
+
+/// The output projection: dense (shared with the embedding when tied), or int8 for `Precision::Fast`.
+enum LmHead {
+    Dense(Arc<DenseMatrix>),
+    Int8(Int8Matrix),
 }
 
 fn norm_weight(weights: &Weights, name: &str, len: usize) -> Result<Vec<f32>> {
@@ -131,13 +138,21 @@ impl Qwen3 {
             progress(i + 1, config.num_hidden_layers);
         }
         let norm = norm_weight(weights, "model.norm.weight", h)?;
-        let lm_head = if weights.contains("lm_head.weight") && !config.tie_word_embeddings {
-            let w = weights.get("lm_head.weight", &[config.vocab_size, h])?;
-            Arc::new(DenseMatrix::from_tensor(&w, config.vocab_size, h)?)
-        } else if config.tie_word_embeddings {
-            embed_tokens.clone()
-        } else {
-            bail!("lm_head.weight is missing and config.json does not set tie_word_embeddings");
+        let head_name = match (config.tie_word_embeddings, weights.contains("lm_head.weight")) {
+            (true, _) => "model.embed_tokens.weight",
+            (false, true) => "lm_head.weight",
+            (false, false) => bail!("lm_head.weight is missing and config.json does not set tie_word_embeddings"),
+        };
+        let head = weights.get(head_name, &[config.vocab_size, h])?;
+        let int8_head = match precision {
+            // A tied table stays mapped for embedding lookups; quantizing it only adds memory then.
+            Precision::Fast if !config.tie_word_embeddings => Int8Matrix::from_f16_tensor(&head, config.vocab_size, h)?,
+            _ => None,
+        };
+        let lm_head = match int8_head {
+            Some(matrix) => LmHead::Int8(matrix),
+            None if config.tie_word_embeddings => LmHead::Dense(embed_tokens.clone()),
+            None => LmHead::Dense(Arc::new(DenseMatrix::from_tensor(&head, config.vocab_size, h)?)),
         };
         let rope = Rope::new(&config);
         Ok(Qwen3 { config, embed_tokens, layers, norm, lm_head, rope })
@@ -152,6 +167,14 @@ impl Qwen3 {
     /// Runs `ids` at the positions after those in `cache`, appends them to it, and returns logits
     /// ([vocab] for the last id, or [ids.len(), vocab] when `all_logits`).
     pub fn forward(&self, ids: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Vec<f32>> {
+        // Run on a pool thread: the ~250 parallel matmuls of a decode step then start from inside the
+        // pool instead of each waking it from outside (which cost tens of microseconds per call).
+        let mut result = None;
+        rayon::scope(|_| result = Some(self.forward_in_pool(ids, cache, all_logits)));
+        result.expect("the scope ran the forward pass")
+    }
+
+    fn forward_in_pool(&self, ids: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Vec<f32>> {
         let c = &self.config;
         let (m, h, hd) = (ids.len(), c.hidden_size, c.head_dim());
         let (nh, nkv, inter) = (c.num_attention_heads, c.num_key_value_heads, c.intermediate_size);
@@ -217,7 +240,10 @@ impl Qwen3 {
         let mut final_normed = vec![0f32; last.len()];
         rms_norm_rows(last, &self.norm, eps, &mut final_normed);
         let mut logits = vec![0f32; rows.len() * c.vocab_size];
-        self.lm_head.matmul(&final_normed, rows.len(), &mut logits);
+        match &self.lm_head {
+            LmHead::Dense(matrix) => matrix.matmul(&final_normed, rows.len(), &mut logits),
+            LmHead::Int8(matrix) => matrix.matmul(&final_normed, rows.len(), &mut logits),
+        }
         Ok(logits)
     }
 }
