@@ -135,8 +135,8 @@ fn every_shipped_agent_definition_loads() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            let (_, err, ok) = run(&["tools", path.to_str().unwrap()]);
-            assert!(ok, "{}: {err}", path.display());
+            // Loading (not starting servers or models) is what must never break.
+            qwen3_agent::config::load_agent(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
             checked += 1;
         }
     }

@@ -30,6 +30,12 @@ enum Command {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    let result = dispatch(cli);
+    qwen3_agent::tools::mcp::kill_all_servers();
+    result
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Chat(args) => chat::chat(args),

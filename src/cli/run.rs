@@ -10,7 +10,11 @@ use qwen3_agent::chat::{ChatTemplate, ParseEvent, Tokenizer};
 use qwen3_agent::config::{self, BackendKind, Expect, ResolvedAgent};
 use qwen3_agent::engine::Engine;
 use qwen3_agent::model::GenerationConfig;
-use qwen3_agent::tools::ToolRegistry;
+use qwen3_agent::config::McpServerSpec;
+use qwen3_agent::tools::mcp::{self, McpSettings};
+use qwen3_agent::tools::{Tool, ToolRegistry};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -34,6 +38,10 @@ pub struct RunArgs {
     #[arg(long)]
     quiet: bool,
 }
+
+/// How much longer the registry waits than a tool's own timeout, so MCP calls are cancelled by the MCP
+/// layer (which tells the server) before the registry gives up on them.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 /// Context positions allocated when the agent does not set `model.context_length`.
 const DEFAULT_CONTEXT: usize = 8192;
@@ -88,21 +96,56 @@ pub fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// List every tool of an agent exactly as it is rendered into the prompt.
+/// List every tool of an agent (or MCP config) exactly as it is rendered into the prompt, or call one.
 #[derive(Args)]
 pub struct ToolsArgs {
     /// The agent file (YAML).
-    agent: PathBuf,
+    #[arg(required_unless_present = "mcp_config", conflicts_with = "mcp_config")]
+    agent: Option<PathBuf>,
+    /// An MCP config file (Claude Desktop's mcpServers or VS Code's servers format) instead of an agent.
+    #[arg(long)]
+    mcp_config: Option<PathBuf>,
+    /// Call this tool and print {"is_error", "text", "files"}.
+    #[arg(long)]
+    call: Option<String>,
+    /// The call's arguments as a JSON object.
+    #[arg(long, default_value = "{}", requires = "call")]
+    args: String,
+    /// Seconds before a call is abandoned.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
 }
 
 pub fn tools(args: ToolsArgs) -> Result<()> {
-    let definition = config::load_agent(&args.agent)?;
-    let listed: Vec<serde_json::Value> = build_tools(&definition)?
-        .schemas()
-        .into_iter()
-        .map(|schema| schema["function"].clone())
-        .collect();
-    println!("{}", serde_json::to_string_pretty(&listed)?);
+    let registry = match (&args.agent, &args.mcp_config) {
+        (Some(agent), _) => build_tools(&config::load_agent(agent)?)?,
+        (None, Some(path)) => {
+            let timeout = Duration::from_secs_f64(args.timeout);
+            let mut registry = ToolRegistry::new(timeout + CANCEL_GRACE);
+            for tool in start_mcp(&config::load_mcp_config(path)?, timeout)? {
+                registry.register(tool)?;
+            }
+            registry
+        }
+        (None, None) => unreachable!("clap requires one"),
+    };
+    match &args.call {
+        None => {
+            let listed: Vec<serde_json::Value> =
+                registry.schemas().into_iter().map(|schema| schema["function"].clone()).collect();
+            println!("{}", serde_json::to_string_pretty(&listed)?);
+        }
+        Some(name) => {
+            let arguments: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&args.args).context("--args must be a JSON object")?;
+            let record = registry.dispatch(&[(name.clone(), arguments)]).remove(0);
+            println!(
+                "{}",
+                serde_json::to_string(&json!({"is_error": record.output.is_error, "text": record.output.text,
+                    "files": record.output.files}))?
+            );
+        }
+    }
     Ok(())
 }
 
@@ -154,13 +197,36 @@ fn build_backend(agent: &ResolvedAgent) -> Result<Box<dyn Backend>> {
 
 pub(super) fn build_tools(agent: &ResolvedAgent) -> Result<ToolRegistry> {
     let a = &agent.agent;
-    if !a.mcp_servers.is_empty() || a.mcp_config.is_some() {
-        bail!("{}: MCP servers are not available in this build yet; remove mcpServers/mcp_config", agent.source.display());
-    }
     if !a.tools.is_empty() {
         bail!("{}: built-in tools (code_interpreter) are not available in this build yet", agent.source.display());
     }
-    Ok(ToolRegistry::new(Duration::from_secs_f64(a.timeout)))
+    let timeout = Duration::from_secs_f64(a.timeout);
+    let mut registry = ToolRegistry::new(timeout + CANCEL_GRACE);
+    let servers = config::mcp_servers(agent)?;
+    for tool in start_mcp(&servers, timeout)? {
+        registry.register(tool)?;
+    }
+    Ok(registry)
+}
+
+/// Starts MCP servers with a progress line; a server that fails is reported and left out.
+fn start_mcp(servers: &BTreeMap<String, McpServerSpec>, call_timeout: Duration) -> Result<Vec<Arc<dyn Tool>>> {
+    if servers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = servers.keys().map(String::as_str).collect();
+    eprintln!("starting MCP servers: {}", names.join(", "));
+    let settings = McpSettings {
+        connect_timeout: Duration::from_secs(30),
+        call_timeout,
+        max_output_chars: 20_000,
+        output_dir: std::env::current_dir()?.join("qwen3-agent-output"),
+    };
+    let (tools, failures) = mcp::start_servers(servers, &settings)?;
+    for failure in failures {
+        eprintln!("note: {failure}; continuing without it");
+    }
+    Ok(tools)
 }
 
 fn check_expectations(expect: &Expect, result: &RunResult) -> Result<()> {

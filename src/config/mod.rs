@@ -274,6 +274,33 @@ fn read(file: &Path) -> Result<String> {
     std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
 }
 
+/// Every MCP server of an agent: `mcpServers` plus those of `mcp_config` (Claude Desktop's
+/// `{"mcpServers": {...}}` or VS Code's `{"servers": {...}}`).
+pub fn mcp_servers(agent: &ResolvedAgent) -> Result<std::collections::BTreeMap<String, McpServerSpec>> {
+    let mut servers = agent.agent.mcp_servers.clone();
+    if let Some(path) = &agent.agent.mcp_config {
+        servers.extend(load_mcp_config(path)?);
+    }
+    Ok(servers)
+}
+
+/// Reads an MCP config file as users paste it from other clients.
+pub fn load_mcp_config(path: &Path) -> Result<std::collections::BTreeMap<String, McpServerSpec>> {
+    /// Other keys (VS Code's `inputs`, Claude's global settings) belong to those clients.
+    #[derive(Deserialize)]
+    struct McpConfigFile {
+        #[serde(rename = "mcpServers")]
+        mcp_servers: Option<std::collections::BTreeMap<String, McpServerSpec>>,
+        servers: Option<std::collections::BTreeMap<String, McpServerSpec>>,
+    }
+    let text = read(path)?;
+    let file: McpConfigFile = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+    file.mcp_servers
+        .or(file.servers)
+        .with_context(|| format!("{}: expected an \"mcpServers\" (or VS Code \"servers\") object", path.display()))
+}
+
 /// Loads and resolves an agent file.
 pub fn load_agent(file: &Path) -> Result<ResolvedAgent> {
     let agent: AgentFile = parse_yaml(&read(file)?, file)?;

@@ -1,6 +1,8 @@
 //! Tool dispatch: the registry of everything the model may call, validation, concurrent calls with
 //! timeouts, and results shaped for a text-only model.
 
+pub mod mcp;
+
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use std::sync::Arc;
@@ -52,6 +54,8 @@ pub struct ToolRegistry {
 }
 
 impl ToolRegistry {
+    /// `timeout` bounds every call. Tools with their own timeouts (MCP) should use a shorter one, so they
+    /// cancel cleanly before the registry abandons the call.
     pub fn new(timeout: Duration) -> Self {
         ToolRegistry { tools: Vec::new(), timeout: Some(timeout) }
     }

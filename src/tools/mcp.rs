@@ -1,0 +1,379 @@
+//! MCP servers as tools, over rmcp: stdio servers started in their own process group (so wrappers such as
+//! uvx and their grandchildren die with them), connected with rmcp's lifecycle probing (modern and
+//! legacy servers), calls with a timeout that cancels the request, results mapped for a text-only model,
+//! a dead server restarted once per call and disabled when it keeps dying.
+
+use super::{Tool, ToolOutput};
+use crate::config::{expand_env, McpServerSpec};
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use rmcp::model::{CallToolRequestParams, ProtocolVersion};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::RoleClient;
+use serde_json::{Map, Value as Json};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Restarts after which a server is disabled for the rest of the run.
+const MAX_RESTARTS: usize = 3;
+
+/// Process groups of every server still running, so `kill_all_servers` can end them even when a
+/// connection is still referenced by an abandoned call.
+static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Kills every MCP server process group still alive; called once when the program ends.
+pub fn kill_all_servers() {
+    for group in LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        kill_group(group);
+    }
+}
+
+fn kill_group(group: i32) {
+    #[cfg(unix)]
+    // SAFETY: kill(2) on a process group we created; one that is already gone is harmless.
+    unsafe {
+        libc::kill(-group, libc::SIGKILL);
+    }
+}
+
+/// Settings shared by every server of a run.
+#[derive(Debug, Clone)]
+pub struct McpSettings {
+    pub connect_timeout: Duration,
+    pub call_timeout: Duration,
+    /// Characters of one result kept for the model; the rest is cut with a note.
+    pub max_output_chars: usize,
+    /// Where images and binary resources from results are written.
+    pub output_dir: PathBuf,
+}
+
+/// The tokio runtime that drives every MCP connection of a run; tools call into it from their threads.
+pub struct McpRuntime {
+    runtime: tokio::runtime::Runtime,
+}
+
+impl McpRuntime {
+    pub fn new() -> Result<Arc<Self>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("mcp")
+            .build()
+            .context("starting the MCP runtime")?;
+        Ok(Arc::new(McpRuntime { runtime }))
+    }
+}
+
+/// One configured server and its live connection.
+pub struct McpServer {
+    pub name: String,
+    spec: McpServerSpec,
+    settings: McpSettings,
+    runtime: Arc<McpRuntime>,
+    connection: Mutex<Option<Connection>>,
+    restarts: AtomicUsize,
+}
+
+struct Connection {
+    service: RunningService<RoleClient, ()>,
+    process_group: Option<i32>,
+}
+
+impl McpServer {
+    /// Starts the server and connects; fails with a message naming the server.
+    pub fn start(name: &str, spec: &McpServerSpec, settings: McpSettings, runtime: Arc<McpRuntime>) -> Result<Arc<Self>> {
+        let server = Arc::new(McpServer {
+            name: name.to_string(),
+            spec: spec.clone(),
+            settings,
+            runtime,
+            connection: Mutex::new(None),
+            restarts: AtomicUsize::new(0),
+        });
+        let connection = server.connect().with_context(|| format!("MCP server {name:?} did not start"))?;
+        *server.connection.lock().unwrap_or_else(|e| e.into_inner()) = Some(connection);
+        Ok(server)
+    }
+
+    fn connect(&self) -> Result<Connection> {
+        if self.spec.url.is_some() || matches!(self.spec.kind.as_deref(), Some("http" | "streamable-http" | "sse")) {
+            bail!("remote (HTTP) MCP servers are not supported yet; run the server over stdio (command/args)");
+        }
+        let lookup = |name: &str| std::env::var(name).ok();
+        let command = expand_env(self.spec.command.as_deref().context("no command")?, lookup)?;
+        let mut cmd = tokio::process::Command::new(&command);
+        for arg in &self.spec.args {
+            cmd.arg(expand_env(arg, lookup)?);
+        }
+        for (key, value) in &self.spec.env {
+            let text = match value {
+                Json::String(s) => expand_env(s, lookup)?,
+                other => other.to_string(),
+            };
+            cmd.env(key, text);
+        }
+        if let Some(dir) = &self.spec.cwd {
+            cmd.current_dir(dir);
+        }
+        #[cfg(unix)]
+        cmd.process_group(0);
+        let name = self.name.clone();
+        let timeout = self.settings.connect_timeout;
+        self.runtime.runtime.block_on(async move {
+            let (transport, stderr) = TokioChildProcess::builder(cmd)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .with_context(|| format!("cannot run {command:?} (is it installed and on PATH?)"))?;
+            let process_group = transport.id().map(|pid| pid as i32);
+            if let Some(group) = process_group {
+                LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).push(group);
+            }
+            if let Some(stderr) = stderr {
+                tokio::spawn(drain_stderr(name, stderr));
+            }
+            let lifecycle = ClientLifecycleMode::Auto {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+                legacy_version: Some(ProtocolVersion::V_2025_11_25),
+            };
+            let service = tokio::time::timeout(timeout, ().serve_with_lifecycle(transport, lifecycle))
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer to the MCP handshake within {:.0} s", timeout.as_secs_f64()))?
+                .context("the MCP handshake failed")?;
+            Ok(Connection { service, process_group })
+        })
+    }
+
+    /// Every tool the server offers (all pages), schemas untouched.
+    pub fn list_tools(&self) -> Result<Vec<(String, String, Json)>> {
+        let guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let connection = guard.as_ref().context("the server is not running")?;
+        let timeout = self.settings.connect_timeout;
+        let tools = self
+            .runtime
+            .runtime
+            .block_on(async { tokio::time::timeout(timeout, connection.service.list_all_tools()).await })
+            .map_err(|_| anyhow::anyhow!("tools/list timed out"))?
+            .context("tools/list failed")?;
+        Ok(tools
+            .into_iter()
+            .map(|t| {
+                let schema = Json::Object((*t.input_schema).clone());
+                (t.name.to_string(), t.description.map(|d| d.to_string()).unwrap_or_default(), schema)
+            })
+            .collect())
+    }
+
+    /// Calls a tool; transport failures restart the server for the next call and are reported.
+    pub fn call(&self, tool: &str, arguments: &Map<String, Json>) -> ToolOutput {
+        if self.restarts.load(Ordering::Relaxed) > MAX_RESTARTS {
+            return ToolOutput::error(format!(
+                "Error: the MCP server {} kept crashing and was disabled for this run.",
+                self.name
+            ));
+        }
+        let peer = match self.connection.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(c) => c.service.peer().clone(),
+            None => return self.restart(format!("Error: the MCP server {} was not running.", self.name)),
+        };
+        let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments.clone());
+        let timeout = self.spec.timeout.map(Duration::from_secs_f64).unwrap_or(self.settings.call_timeout);
+        let outcome = self.runtime.runtime.block_on(async { tokio::time::timeout(timeout, peer.call_tool(params)).await });
+        match outcome {
+            // A stdio server that let a call time out is likely wedged: the next call would hang too.
+            Err(_) => self.restart(format!(
+                "Error: {tool} on MCP server {} did not answer within {:.0} s; the call was cancelled.",
+                self.name,
+                timeout.as_secs_f64()
+            )),
+            Ok(Err(e)) => self.restart(format!("Error: calling {tool} on MCP server {} failed: {e}.", self.name)),
+            Ok(Ok(result)) => match serde_json::to_value(&result) {
+                Ok(value) => map_result(&value, &self.settings, &self.name),
+                Err(e) => ToolOutput::error(format!("Error: unreadable result from {tool}: {e}")),
+            },
+        }
+    }
+
+    /// Reports `message` and restarts the server so the next call finds it running.
+    fn restart(&self, message: String) -> ToolOutput {
+        let count = self.restarts.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = guard.take() {
+            self.stop(old);
+        }
+        if count > MAX_RESTARTS {
+            return ToolOutput::error(format!("{message} The server kept crashing and was disabled for this run."));
+        }
+        match self.connect() {
+            Ok(connection) => {
+                *guard = Some(connection);
+                ToolOutput::error(format!("{message} The server was restarted; the call was not retried."))
+            }
+            Err(e) => ToolOutput::error(format!("{message} Restarting it failed: {e:#}.")),
+        }
+    }
+
+    /// Kills the server's process group (grandchildren included), then closes the connection.
+    fn stop(&self, connection: Connection) {
+        let Connection { service, process_group } = connection;
+        if let Some(group) = process_group {
+            kill_group(group);
+            LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).retain(|g| *g != group);
+        }
+        self.runtime.runtime.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(3), service.cancel()).await;
+        });
+    }
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            self.stop(connection);
+        }
+    }
+}
+
+async fn drain_stderr(server: String, stderr: tokio::process::ChildStderr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if std::env::var_os("QWEN3_AGENT_MCP_STDERR").is_some() {
+            eprintln!("[{server}] {line}");
+        }
+    }
+}
+
+/// A CallToolResult (wire JSON) as text for the model: text blocks joined, structuredContent when there
+/// is no text, embedded text resources included, images and blobs saved to files and referenced, isError
+/// kept, long output cut with a note.
+fn map_result(result: &Json, settings: &McpSettings, server: &str) -> ToolOutput {
+    let mut parts = Vec::new();
+    let mut files = Vec::new();
+    for (i, block) in result["content"].as_array().into_iter().flatten().enumerate() {
+        match block["type"].as_str() {
+            Some("text") => parts.push(block["text"].as_str().unwrap_or_default().to_string()),
+            Some("image") | Some("audio") => {
+                let mime = block["mimeType"].as_str().unwrap_or("application/octet-stream");
+                match save_blob(settings, server, i, mime, block["data"].as_str().unwrap_or_default()) {
+                    Ok(path) => {
+                        parts.push(format!("[{} saved to {}]", block["type"].as_str().unwrap_or("file"), path));
+                        files.push(path);
+                    }
+                    Err(e) => parts.push(format!("[a {mime} result could not be saved: {e}]")),
+                }
+            }
+            Some("resource") => {
+                let resource = &block["resource"];
+                if let Some(text) = resource["text"].as_str() {
+                    parts.push(text.to_string());
+                } else if let Some(blob) = resource["blob"].as_str() {
+                    let mime = resource["mimeType"].as_str().unwrap_or("application/octet-stream");
+                    if let Ok(path) = save_blob(settings, server, i, mime, blob) {
+                        parts.push(format!("[resource {} saved to {path}]", resource["uri"].as_str().unwrap_or("")));
+                        files.push(path);
+                    }
+                }
+            }
+            Some("resource_link") => parts.push(format!("[resource link: {}]", block["uri"].as_str().unwrap_or(""))),
+            _ => {}
+        }
+    }
+    if parts.is_empty() {
+        if let Some(structured) = result.get("structuredContent").filter(|v| !v.is_null()) {
+            parts.push(serde_json::to_string_pretty(structured).unwrap_or_default());
+        }
+    }
+    let mut text = parts.join("\n");
+    let total = text.chars().count();
+    if total > settings.max_output_chars {
+        text = text.chars().take(settings.max_output_chars).collect();
+        text.push_str(&format!(
+            "\n[output cut: the tool returned {total} characters; only the first {} are shown]",
+            settings.max_output_chars
+        ));
+    }
+    ToolOutput { text, is_error: result["isError"].as_bool().unwrap_or(false), files }
+}
+
+fn save_blob(settings: &McpSettings, server: &str, index: usize, mime: &str, data: &str) -> Result<String> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(data)?;
+    let extension = mime.split('/').nth(1).unwrap_or("bin").split(['+', ';']).next().unwrap_or("bin");
+    std::fs::create_dir_all(&settings.output_dir)?;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let path = settings.output_dir.join(format!("{server}-{stamp}-{index}.{extension}"));
+    std::fs::write(&path, bytes)?;
+    Ok(path.display().to_string())
+}
+
+/// One MCP tool as the model sees it.
+pub struct McpTool {
+    server: Arc<McpServer>,
+    name: String,
+    remote_name: String,
+    description: String,
+    parameters: Json,
+}
+
+impl Tool for McpTool {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn description(&self) -> &str {
+        &self.description
+    }
+    fn parameters(&self) -> &Json {
+        &self.parameters
+    }
+    fn call(&self, arguments: &Map<String, Json>) -> ToolOutput {
+        self.server.call(&self.remote_name, arguments)
+    }
+}
+
+/// Starts every enabled server concurrently; returns their tools (named `{server}-{tool}` when names
+/// collide or the server asks for a prefix) and a line per server that failed to start.
+pub fn start_servers(
+    servers: &std::collections::BTreeMap<String, McpServerSpec>,
+    settings: &McpSettings,
+) -> Result<(Vec<Arc<dyn Tool>>, Vec<String>)> {
+    let runtime = McpRuntime::new()?;
+    let started: Vec<(String, bool, Result<Arc<McpServer>>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = servers
+            .iter()
+            .filter(|(_, spec)| !spec.disabled)
+            .map(|(name, spec)| {
+                let runtime = runtime.clone();
+                let settings = settings.clone();
+                scope.spawn(move || (name.clone(), spec.required, McpServer::start(name, spec, settings, runtime)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("server start threads do not panic")).collect()
+    });
+    let mut listed = Vec::new();
+    let mut failures = Vec::new();
+    for (name, required, server) in started {
+        let listing = server.and_then(|s| Ok((s.list_tools()?, s)));
+        match listing {
+            Ok((tools, server)) => listed.push((server, tools)),
+            Err(e) if required => return Err(e.context(format!("MCP server {name:?} is required"))),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    let mut counts = std::collections::HashMap::new();
+    for (_, tools) in &listed {
+        for (name, _, _) in tools {
+            *counts.entry(name.clone()).or_insert(0) += 1;
+        }
+    }
+    let mut tools: Vec<Arc<dyn Tool>> = Vec::new();
+    for (server, list) in listed {
+        let prefix = servers.get(&server.name).is_some_and(|s| s.prefix);
+        for (remote_name, description, parameters) in list {
+            let name = if prefix || counts[&remote_name] > 1 { format!("{}-{remote_name}", server.name) } else { remote_name.clone() };
+            tools.push(Arc::new(McpTool { server: server.clone(), name, remote_name, description, parameters }));
+        }
+    }
+    Ok((tools, failures))
+}

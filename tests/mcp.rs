@@ -1,0 +1,186 @@
+//! MCP against real servers: the reference `mcp-server-time` (pip, in the venv scripts/test.sh makes) and
+//! a misbehaving server written for these tests (tests/fixtures/mcp/fault_server.py).
+
+use qwen3_agent::config::{load_mcp_config, McpServerSpec};
+use qwen3_agent::tools::mcp::{start_servers, McpSettings};
+use qwen3_agent::tools::ToolRegistry;
+use serde_json::{json, Value as Json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn python() -> String {
+    let path = std::env::var("QWEN3_AGENT_TEST_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").to_string());
+    assert!(Path::new(&path).exists(), "{path} is missing: run scripts/test.sh, which creates the test venv");
+    path
+}
+
+fn fault_server(marker: &str, extra: &[&str]) -> McpServerSpec {
+    let mut args = vec![concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mcp/fault_server.py").to_string(), format!("--marker={marker}")];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    McpServerSpec { command: Some(python()), args, ..Default::default() }
+}
+
+fn time_server() -> McpServerSpec {
+    McpServerSpec {
+        command: Some(python()),
+        args: vec!["-m".into(), "mcp_server_time".into(), "--local-timezone=Europe/Paris".into()],
+        ..Default::default()
+    }
+}
+
+fn settings(call_timeout: Duration) -> McpSettings {
+    McpSettings {
+        connect_timeout: Duration::from_secs(30),
+        call_timeout,
+        max_output_chars: 20_000,
+        output_dir: std::env::temp_dir().join("qwen3-agent-mcp-test"),
+    }
+}
+
+fn registry(servers: &[(&str, McpServerSpec)], call_timeout: Duration) -> (ToolRegistry, Vec<String>) {
+    let map: BTreeMap<String, McpServerSpec> = servers.iter().map(|(n, s)| (n.to_string(), s.clone())).collect();
+    let (tools, failures) = start_servers(&map, &settings(call_timeout)).unwrap();
+    let mut registry = ToolRegistry::new(call_timeout + Duration::from_secs(5));
+    for tool in tools {
+        registry.register(tool).unwrap();
+    }
+    (registry, failures)
+}
+
+fn call(registry: &ToolRegistry, name: &str, args: Json) -> qwen3_agent::tools::ToolOutput {
+    let Json::Object(args) = args else { panic!() };
+    registry.dispatch(&[(name.to_string(), args)]).remove(0).output
+}
+
+fn processes_with(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(marker))
+        .count()
+}
+
+#[test]
+fn reference_time_server_lists_and_calls() {
+    let (registry, failures) = registry(&[("time", time_server())], Duration::from_secs(30));
+    assert!(failures.is_empty(), "{failures:?}");
+    let schemas = registry.schemas();
+    let names: Vec<&str> = schemas.iter().map(|s| s["function"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["get_current_time", "convert_time"]);
+    let timezone = &schemas[0]["function"]["parameters"]["properties"]["timezone"];
+    assert!(timezone["description"].as_str().unwrap().contains("Europe/Paris"), "--local-timezone reaches the schema");
+    let now = call(&registry, "get_current_time", json!({"timezone": "Asia/Tokyo"}));
+    assert!(!now.is_error);
+    let parsed: Json = serde_json::from_str(&now.text).unwrap();
+    assert_eq!(parsed["timezone"], "Asia/Tokyo");
+    assert!(parsed["datetime"].as_str().unwrap().ends_with("+09:00"));
+    let converted = call(&registry, "convert_time", json!({"source_timezone": "Asia/Tokyo", "time": "09:30", "target_timezone": "Asia/Kolkata"}));
+    let parsed: Json = serde_json::from_str(&converted.text).unwrap();
+    assert_eq!(parsed["time_difference"], "-3.5h");
+    let bad = call(&registry, "get_current_time", json!({"timezone": "Mars/Olympus"}));
+    assert!(bad.is_error && bad.text.contains("Mars/Olympus"), "{bad:?}");
+}
+
+#[test]
+fn faults_give_clear_errors_and_the_agent_keeps_working() {
+    let marker = format!("fault-{}", std::process::id());
+    let servers = [
+        ("fault", fault_server(&marker, &[])),
+        ("early", fault_server(&marker, &["--exit-at-start"])),
+        ("gone", McpServerSpec { command: Some("/nonexistent/mcp-server".into()), ..Default::default() }),
+    ];
+    {
+        let (registry, failures) = registry(&servers, Duration::from_secs(2));
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert!(failures.iter().any(|f| f.contains("\"early\"")) && failures.iter().any(|f| f.contains("is it installed")));
+        assert_eq!(call(&registry, "echo", json!({"text": "hi"})).text, "hi");
+
+        let crashed = call(&registry, "crash", json!({}));
+        assert!(crashed.is_error && crashed.text.contains("restarted"), "{crashed:?}");
+        assert_eq!(call(&registry, "echo", json!({"text": "again"})).text, "again", "works after the restart");
+
+        let start = Instant::now();
+        let hung = call(&registry, "hang", json!({}));
+        assert!(hung.is_error && hung.text.contains("cancelled") && hung.text.contains("restarted"), "{hung:?}");
+        assert!(start.elapsed() < Duration::from_secs(4));
+        assert_eq!(call(&registry, "echo", json!({"text": "still"})).text, "still");
+
+        let big = call(&registry, "big", json!({}));
+        assert!(big.text.len() < 30_000 && big.text.contains("output cut: the tool returned 10485760 characters"));
+        assert_eq!(call(&registry, "garbage", json!({})).text, "after garbage");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(processes_with(&marker), 0, "server processes (or their grandchildren) survived");
+}
+
+#[test]
+fn a_thousand_calls_leave_no_processes_or_descriptors_behind() {
+    let marker = format!("many-{}", std::process::id());
+    let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let (registry, _) = registry(&[("fault", fault_server(&marker, &[]))], Duration::from_secs(10));
+    call(&registry, "echo", json!({"text": "warm"}));
+    let (before, processes) = (fds(), processes_with(&marker));
+    for i in 0..1000 {
+        assert_eq!(call(&registry, "echo", json!({"text": i.to_string()})).text, i.to_string());
+    }
+    assert!(fds() <= before + 2, "descriptors grew from {before} to {}", fds());
+    assert_eq!(processes_with(&marker), processes);
+    drop(registry);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(processes_with(&marker), 0);
+}
+
+#[test]
+fn pasted_configs_load() {
+    let dir = std::env::temp_dir().join(format!("qwen3-agent-mcp-configs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let claude = dir.join("claude_desktop_config.json");
+    std::fs::write(&claude, r#"{
+  "mcpServers": {
+    "time": {"command": "uvx", "args": ["mcp-server-time", "--local-timezone=America/New_York"]},
+    "fetch": {"command": "uvx", "args": ["mcp-server-fetch"], "env": {"HTTPS_PROXY": "${PROXY:-}"}}
+  }
+}"#).unwrap();
+    let vscode = dir.join("mcp.json");
+    std::fs::write(&vscode, r#"{"servers": {"time": {"type": "stdio", "command": "uvx", "args": ["mcp-server-time"]},
+        "remote": {"type": "http", "url": "https://example.invalid/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"}}}}"#).unwrap();
+    let claude = load_mcp_config(&claude).unwrap();
+    assert_eq!(claude["time"].args, ["mcp-server-time", "--local-timezone=America/New_York"]);
+    let vscode = load_mcp_config(&vscode).unwrap();
+    assert_eq!(vscode["remote"].kind.as_deref(), Some("http"));
+    let typo = dir.join("typo.json");
+    std::fs::write(&typo, "{\"mcpServers\": {\"t\": {\"comand\": \"x\"}}}").unwrap();
+    let err = format!("{:#}", load_mcp_config(&typo).unwrap_err());
+    assert!(err.contains("typo.json:1:") && err.contains("comand"), "{err}");
+}
+
+#[test]
+fn an_agent_calls_the_reference_time_server_through_the_loop() {
+    let dir = std::env::temp_dir().join(format!("qwen3-agent-mcp-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let call = r#"<think>\nThe user wants Tokyo time.\n</think>\n\n<tool_call>\n{\"name\": \"get_current_time\", \"arguments\": {\"timezone\": \"Asia/Tokyo\"}}\n</tool_call>"#;
+    let agent = format!(
+        "name: time\nmodel:\n  backend: scripted\n  path: {}/tests/fixtures/qwen3-tokenizer\n  script:\n    - \"{call}\"\n    - \"It is morning in Tokyo.\"\nmcpServers:\n  time:\n    command: {}\n    args: [-m, mcp_server_time, --local-timezone=Europe/Paris]\n",
+        env!("CARGO_MANIFEST_DIR"),
+        python()
+    );
+    std::fs::write(dir.join("agent.yaml"), agent).unwrap();
+    std::fs::write(dir.join("task.yaml"), "agent: agent.yaml\nprompt: What time is it in Tokyo?\nexpect:\n  tools_called: [get_current_time]\n").unwrap();
+    let transcript = dir.join("t.jsonl");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
+        .args(["run", dir.join("task.yaml").to_str().unwrap(), "--json", "--transcript", transcript.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["rounds"], 2);
+    let tool_message = &result["messages"][2];
+    assert_eq!(tool_message["role"], "tool");
+    assert!(tool_message["content"].as_str().unwrap().contains("\"timezone\": \"Asia/Tokyo\""), "{tool_message}");
+    let lines = std::fs::read_to_string(&transcript).unwrap();
+    let second_prompt = lines.lines().filter(|l| l.contains("\"model_call\"")).nth(1).unwrap();
+    assert!(second_prompt.contains("<tool_response>\\n{\\n  \\\"timezone\\\": \\\"Asia/Tokyo\\\""), "{second_prompt}");
+    assert!(lines.contains("\"event\":\"tool_call\""));
+}
