@@ -315,6 +315,9 @@ pub struct McpTool {
     remote_name: String,
     description: String,
     parameters: Json,
+    /// The input schema compiled; None when the server's schema is not valid JSON Schema (then the server
+    /// judges the arguments itself).
+    validator: Option<jsonschema::Validator>,
 }
 
 impl Tool for McpTool {
@@ -327,7 +330,21 @@ impl Tool for McpTool {
     fn parameters(&self) -> &Json {
         &self.parameters
     }
+    /// Arguments that break the schema are an error for the model, not a call.
     fn call(&self, arguments: &Map<String, Json>) -> ToolOutput {
+        if let Some(validator) = &self.validator {
+            let instance = Json::Object(arguments.clone());
+            let problems: Vec<String> =
+                validator.iter_errors(&instance).take(5).map(|e| format!("{} (at '{}')", e, e.instance_path())).collect();
+            if !problems.is_empty() {
+                return ToolOutput::error(format!(
+                    "Error: the arguments for {} do not match its schema: {}. Nothing was run; call it again \
+                     with arguments that match the schema.",
+                    self.name,
+                    problems.join("; ")
+                ));
+            }
+        }
         self.server.call(&self.remote_name, arguments)
     }
 }
@@ -372,7 +389,8 @@ pub fn start_servers(
         let prefix = servers.get(&server.name).is_some_and(|s| s.prefix);
         for (remote_name, description, parameters) in list {
             let name = if prefix || counts[&remote_name] > 1 { format!("{}-{remote_name}", server.name) } else { remote_name.clone() };
-            tools.push(Arc::new(McpTool { server: server.clone(), name, remote_name, description, parameters }));
+            let validator = jsonschema::validator_for(&parameters).ok();
+            tools.push(Arc::new(McpTool { server: server.clone(), name, remote_name, description, parameters, validator }));
         }
     }
     Ok((tools, failures))
