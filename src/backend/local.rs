@@ -2,11 +2,9 @@
 //! reuse across rounds, parses while streaming.
 
 use super::{render_prompt, Backend, BackendRequest, BackendResponse, ContextUse};
-use crate::chat::{ChatTemplate, FinishReason, OutputParser, ParseEvent, Tokenizer};
-use crate::engine::{Engine, StopStrings};
+use crate::chat::{ChatTemplate, OutputParser, ParseEvent, Tokenizer};
+use crate::engine::Engine;
 use anyhow::Result;
-use std::ops::ControlFlow;
-use std::sync::atomic::Ordering;
 
 pub struct LocalBackend {
     template: ChatTemplate,
@@ -33,41 +31,19 @@ impl Backend for LocalBackend {
     fn complete(&mut self, request: &BackendRequest, on_event: &mut dyn FnMut(&ParseEvent)) -> Result<BackendResponse> {
         let prompt_text = render_prompt(&self.template, request)?;
         let prompt = self.tokenizer.encode(&prompt_text)?;
-        let mut decoder = self.tokenizer.incremental_decoder();
         let mut parser = OutputParser::new(request.thinking);
-        let mut stops = StopStrings::new(request.stop.to_vec());
-        let mut raw = String::new();
-        let mut failure = None;
-        let generation = self.engine.generate(&prompt, request.max_new_tokens, request.sampling, &self.stop_ids, |id| {
-            if request.interrupt.load(Ordering::Relaxed) {
-                return ControlFlow::Break(());
-            }
-            match decoder.push(id) {
-                Ok(delta) => {
-                    let (delta, stopped) = stops.push(&delta);
-                    for event in parser.feed(&delta) {
-                        on_event(&event);
-                    }
-                    raw.push_str(&delta);
-                    if stopped { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    ControlFlow::Break(())
-                }
-            }
-        })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let (tail, _) = stops.push(&decoder.finish()?);
-        let tail = tail + &stops.finish();
-        raw.push_str(&tail);
-        let finish_reason = match request.interrupt.load(Ordering::Relaxed) {
-            true => FinishReason::Length,
-            false => generation.finish_reason,
-        };
-        for event in parser.feed(&tail).into_iter().chain(parser.finish(finish_reason)) {
+        let (generation, raw) = self.engine.generate_text(
+            &self.tokenizer,
+            &prompt,
+            request.max_new_tokens,
+            request.sampling,
+            &self.stop_ids,
+            request.stop,
+            Some(request.interrupt),
+            |delta| parser.feed(delta).iter().for_each(&mut *on_event),
+        )?;
+        let finish_reason = generation.finish_reason;
+        for event in parser.finish(finish_reason) {
             on_event(&event);
         }
         Ok(BackendResponse {

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use qwen3_agent::chat::{ChatTemplate, OutputParser, ParseEvent, RenderRequest, Tokenizer};
-use qwen3_agent::engine::{Engine, SamplingParams, StopStrings};
+use qwen3_agent::engine::{Engine, SamplingParams};
 use qwen3_agent::model::config::RopeScaling;
 use qwen3_agent::model::weights::Weights;
 use qwen3_agent::model::{self, npy, GenerationConfig, Precision, Qwen3, Qwen3Config};
@@ -183,45 +183,29 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
     let mut stop_ids = generation_config.eos_token_ids.clone();
     stop_ids.extend(tokenizer.eos_token_id);
     let mut engine = Engine::new(model, args.context_length.max(prompt.len() + 1));
-    let mut decoder = tokenizer.incremental_decoder();
-    let mut stops = StopStrings::new(args.stop.clone());
     let mut parser = OutputParser::new(thinking);
-    let mut text = String::new();
     let mut stdout = std::io::stdout().lock();
     let stream = !args.json;
-    let mut decode_error = None;
-    let generation = engine.generate(&prompt, args.max_new_tokens, params, &stop_ids, |id| {
-        match decoder.push(id) {
-            Ok(delta) => {
-                let (delta, stopped) = stops.push(&delta);
-                if stream {
-                    let _ = stdout.write_all(delta.as_bytes());
-                    let _ = stdout.flush();
-                }
-                parser.feed(&delta);
-                text.push_str(&delta);
-                if stopped {
-                    return ControlFlow::Break(());
-                }
+    let (generation, text) = engine.generate_text(
+        &tokenizer,
+        &prompt,
+        args.max_new_tokens,
+        params,
+        &stop_ids,
+        &args.stop,
+        None,
+        |delta| {
+            if stream {
+                let _ = stdout.write_all(delta.as_bytes());
+                let _ = stdout.flush();
             }
-            Err(e) => {
-                decode_error = Some(e);
-                return ControlFlow::Break(());
-            }
-        }
-        ControlFlow::Continue(())
-    })?;
-    if let Some(e) = decode_error {
-        return Err(e);
-    }
-    let (tail, _) = stops.push(&decoder.finish()?);
-    let tail = tail + &stops.finish();
-    parser.feed(&tail);
-    text.push_str(&tail);
+            parser.feed(delta);
+        },
+    )?;
     let events = parser.finish(generation.finish_reason);
     let parsed = parser.into_output();
     if stream {
-        writeln!(stdout, "{tail}")?;
+        writeln!(stdout)?;
         for event in events {
             if let ParseEvent::Error(e) = event {
                 eprintln!("note: {e}");

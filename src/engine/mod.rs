@@ -3,13 +3,14 @@
 pub mod sampler;
 pub mod stop;
 
-use crate::chat::FinishReason;
+use crate::chat::{FinishReason, Tokenizer};
 use crate::model::{KvCache, Qwen3};
 use anyhow::Result;
 pub use sampler::{Sampler, SamplingParams};
 pub use stop::StopStrings;
 use serde::Serialize;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// What happened in one `generate` call.
@@ -110,5 +111,55 @@ impl Engine {
         timings.decode_ms = decode_start.elapsed().as_secs_f64() * 1e3;
         timings.decode_tok_per_s = output.len().saturating_sub(1) as f64 / decode_start.elapsed().as_secs_f64().max(1e-9);
         Ok(Generation { token_ids: output, finish_reason, prompt_tokens: prompt.len(), timings })
+    }
+
+    /// `generate` plus detokenization: `on_text` receives text as it becomes final — never half a
+    /// character, nothing of or after a stop string. Setting `interrupt` stops early; the result then
+    /// counts as truncated (`Length`), so an unfinished tool call in it never runs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate_text(
+        &mut self,
+        tokenizer: &Tokenizer,
+        prompt: &[u32],
+        max_new_tokens: usize,
+        params: SamplingParams,
+        stop_ids: &[u32],
+        stop_strings: &[String],
+        interrupt: Option<&AtomicBool>,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<(Generation, String)> {
+        let mut decoder = tokenizer.incremental_decoder();
+        let mut stops = StopStrings::new(stop_strings.to_vec());
+        let mut text = String::new();
+        let mut failure = None;
+        let interrupted = || interrupt.is_some_and(|flag| flag.load(Ordering::Relaxed));
+        let mut generation = self.generate(prompt, max_new_tokens, params, stop_ids, |id| {
+            if interrupted() {
+                return ControlFlow::Break(());
+            }
+            match decoder.push(id) {
+                Ok(delta) => {
+                    let (delta, stopped) = stops.push(&delta);
+                    on_text(&delta);
+                    text.push_str(&delta);
+                    if stopped { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let (tail, _) = stops.push(&decoder.finish()?);
+        let tail = tail + &stops.finish();
+        on_text(&tail);
+        text.push_str(&tail);
+        if interrupted() {
+            generation.finish_reason = FinishReason::Length;
+        }
+        Ok((generation, text))
     }
 }
