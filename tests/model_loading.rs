@@ -24,7 +24,7 @@ fn copy_fixture(name: &str, to: &Path) {
 }
 
 fn load_error(dir: &Path) -> String {
-    format!("{:#}", load_dir(dir, Precision::Exact, |_, _| {}).err().expect("loading should fail"))
+    format!("{:#}", load_dir(dir, Precision::Exact, |_, _| {}).expect_err("loading should fail"))
 }
 
 #[test]

@@ -81,11 +81,10 @@ impl Agent {
     pub fn run(&mut self, input: Vec<Message>, on_event: &mut dyn FnMut(AgentEvent)) -> Result<RunResult> {
         self.interrupt.store(false, Ordering::Relaxed);
         let mut messages = Vec::new();
-        if let Some(system) = &self.system {
-            if !matches!(input.first(), Some(Message::System { .. })) {
+        if let Some(system) = &self.system
+            && !matches!(input.first(), Some(Message::System { .. })) {
                 messages.push(Message::system(system.clone()));
             }
-        }
         messages.extend(input);
         let schemas = self.tools.schemas();
         let thinking = self.generate.thinking.unwrap_or(true);
@@ -177,8 +176,8 @@ impl Agent {
             return Ok(());
         }
         for i in 0..messages.len() {
-            if let Message::Tool { content, .. } = &mut messages[i] {
-                if let Some(cut) = cut_middle(content) {
+            if let Message::Tool { content, .. } = &mut messages[i]
+                && let Some(cut) = cut_middle(content) {
                     *content = cut;
                     on_event(AgentEvent::Notice("context: an old tool result was cut to its head and tail to fit context_length"));
                     usage = measure(messages)?.expect("measured before");
@@ -186,7 +185,6 @@ impl Agent {
                         return Ok(());
                     }
                 }
-            }
         }
         loop {
             let first = messages.iter().position(|m| !matches!(m, Message::System { .. })).unwrap_or(messages.len());

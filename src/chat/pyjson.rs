@@ -268,7 +268,7 @@ mod tests {
             (0.0001, "0.0001"),
             (1.25e-7, "1.25e-07"),
             (1e100, "1e+100"),
-            (3.14159, "3.14159"),
+            (1.234567, "1.234567"),
         ];
         for (f, want) in cases {
             assert_eq!(python_float_repr(f, "Infinity", "NaN"), want, "{f}");

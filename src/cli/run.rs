@@ -65,11 +65,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut transcript_error = None;
     let result = agent.run(task.messages.clone(), &mut |event| {
         printer.show(&event);
-        if let Some(t) = transcript.as_mut() {
-            if let Err(e) = t.record(&event) {
+        if let Some(t) = transcript.as_mut()
+            && let Err(e) = t.record(&event) {
                 transcript_error.get_or_insert(e);
             }
-        }
     })?;
     if let Some(e) = transcript_error {
         return Err(e.context("writing the transcript"));
@@ -222,11 +221,11 @@ fn start_mcp(servers: &BTreeMap<String, McpServerSpec>, call_timeout: Duration) 
         max_output_chars: 20_000,
         output_dir: std::env::current_dir()?.join("qwen3-agent-output"),
     };
-    let (tools, failures) = mcp::start_servers(servers, &settings)?;
-    for failure in failures {
+    let started = mcp::start_servers(servers, &settings)?;
+    for failure in started.failures {
         eprintln!("note: {failure}; continuing without it");
     }
-    Ok(tools)
+    Ok(started.tools)
 }
 
 fn check_expectations(expect: &Expect, result: &RunResult) -> Result<()> {
@@ -249,11 +248,10 @@ fn check_expectations(expect: &Expect, result: &RunResult) -> Result<()> {
             failures.push(format!("{tool} was never called"));
         }
     }
-    if let Some(max) = expect.max_rounds {
-        if result.rounds > max {
+    if let Some(max) = expect.max_rounds
+        && result.rounds > max {
             failures.push(format!("took {} rounds, expected at most {max}", result.rounds));
         }
-    }
     if !failures.is_empty() {
         bail!("expectations failed: {}", failures.join("; "));
     }

@@ -142,7 +142,7 @@ mod tests {
     fn same_seed_same_samples() {
         let draw = |seed| {
             let mut s = Sampler::new(SamplingParams { seed, top_k: 0, top_p: 1.0, ..SamplingParams::for_mode(true) });
-            (0..20).map(|_| s.sample(&mut vec![0.0; 50], &[], &[])).collect::<Vec<_>>()
+            (0..20).map(|_| s.sample(&mut [0.0; 50], &[], &[])).collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));

@@ -115,7 +115,7 @@ impl Qwen3Config {
             .or_else(|| q.get("q_group_size"))
             .and_then(Json::as_u64)
             .context("quantization_config has no group_size")? as usize;
-        if group_size == 0 || group_size % 8 != 0 {
+        if group_size == 0 || !group_size.is_multiple_of(8) {
             bail!("AWQ group_size {group_size} is not supported: it must be a positive multiple of 8");
         }
         if q.get("zero_point").and_then(Json::as_bool) == Some(false) {
@@ -139,7 +139,7 @@ impl Qwen3Config {
     fn validate(&self) -> Result<()> {
         if self.num_attention_heads == 0
             || self.num_key_value_heads == 0
-            || self.num_attention_heads % self.num_key_value_heads != 0
+            || !self.num_attention_heads.is_multiple_of(self.num_key_value_heads)
         {
             bail!(
                 "num_attention_heads ({}) must be a positive multiple of num_key_value_heads ({})",
@@ -147,7 +147,7 @@ impl Qwen3Config {
                 self.num_key_value_heads
             );
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             bail!("head_dim {} must be even for rotary embeddings", self.head_dim());
         }
         if let Some(scaling) = &self.rope_scaling {

@@ -24,7 +24,7 @@ impl Int8Matrix {
     /// Quantizes an f16 [rows, cols] tensor (cols a multiple of 128); None for other shapes or dtypes,
     /// which then stay in their dense form.
     pub fn from_f16_tensor(tensor: &TensorRef, rows: usize, cols: usize) -> Result<Option<Self>> {
-        if cols % GROUP != 0 || tensor.dtype != safetensors::Dtype::F16 {
+        if !cols.is_multiple_of(GROUP) || tensor.dtype != safetensors::Dtype::F16 {
             return Ok(None);
         }
         let source = tensor.mapped_f16()?;

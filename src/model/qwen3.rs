@@ -42,7 +42,7 @@ impl Linear {
     ) -> Result<Self> {
         match awq {
             Some(AwqConfig { group_size }) => {
-                if inf % group_size != 0 || outf % 8 != 0 {
+                if !inf.is_multiple_of(group_size) || !outf.is_multiple_of(8) {
                     bail!("{prefix}: {inf}×{outf} cannot be AWQ-packed with group size {group_size}");
                 }
                 let groups = inf / group_size;

@@ -194,7 +194,7 @@ impl<'a> TensorRef<'a> {
 
     fn mapped<T: bytemuck::Pod>(&self) -> Result<MappedSlice<T>> {
         let size = std::mem::size_of::<T>();
-        if self.start % std::mem::align_of::<T>() != 0 {
+        if !self.start.is_multiple_of(std::mem::align_of::<T>()) {
             bail!(
                 "tensor {} starts at a misaligned offset in its file; re-save the checkpoint with the \
                  safetensors library, which aligns tensors",

@@ -281,11 +281,10 @@ fn map_result(result: &Json, settings: &McpSettings, server: &str) -> ToolOutput
             _ => {}
         }
     }
-    if parts.is_empty() {
-        if let Some(structured) = result.get("structuredContent").filter(|v| !v.is_null()) {
+    if parts.is_empty()
+        && let Some(structured) = result.get("structuredContent").filter(|v| !v.is_null()) {
             parts.push(serde_json::to_string_pretty(structured).unwrap_or_default());
         }
-    }
     let mut text = parts.join("\n");
     let total = text.chars().count();
     if total > settings.max_output_chars {
@@ -349,12 +348,19 @@ impl Tool for McpTool {
     }
 }
 
-/// Starts every enabled server concurrently; returns their tools (named `{server}-{tool}` when names
-/// collide or the server asks for a prefix) and a line per server that failed to start.
+/// What starting an agent's servers gave.
+pub struct StartedServers {
+    /// Named `{server}-{tool}` when names collide or the server asks for a prefix.
+    pub tools: Vec<Arc<dyn Tool>>,
+    /// One message per server that failed to start (and is not `required`).
+    pub failures: Vec<String>,
+}
+
+/// Starts every enabled server concurrently and lists their tools.
 pub fn start_servers(
     servers: &std::collections::BTreeMap<String, McpServerSpec>,
     settings: &McpSettings,
-) -> Result<(Vec<Arc<dyn Tool>>, Vec<String>)> {
+) -> Result<StartedServers> {
     let runtime = McpRuntime::new()?;
     let started: Vec<(String, bool, Result<Arc<McpServer>>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = servers
@@ -393,5 +399,5 @@ pub fn start_servers(
             tools.push(Arc::new(McpTool { server: server.clone(), name, remote_name, description, parameters, validator }));
         }
     }
-    Ok((tools, failures))
+    Ok(StartedServers { tools, failures })
 }

@@ -41,12 +41,12 @@ pub fn settings(call_timeout: Duration) -> McpSettings {
 
 pub fn registry(servers: &[(&str, McpServerSpec)], call_timeout: Duration) -> (ToolRegistry, Vec<String>) {
     let map: BTreeMap<String, McpServerSpec> = servers.iter().map(|(n, s)| (n.to_string(), s.clone())).collect();
-    let (tools, failures) = start_servers(&map, &settings(call_timeout)).unwrap();
+    let started = start_servers(&map, &settings(call_timeout)).unwrap();
     let mut registry = ToolRegistry::new(call_timeout + Duration::from_secs(5));
-    for tool in tools {
+    for tool in started.tools {
         registry.register(tool).unwrap();
     }
-    (registry, failures)
+    (registry, started.failures)
 }
 
 pub fn call(registry: &ToolRegistry, name: &str, args: Json) -> qwen3_agent::tools::ToolOutput {
