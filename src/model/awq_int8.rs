@@ -8,6 +8,7 @@
 //! high nibble (rows counted within the group). Chunks are ordered [c][g][i].
 
 use super::awq::{unpack_word, AwqLinear, SharedOut};
+use super::int8_matrix::quantize_group;
 use super::weights::MappedSlice;
 use half::f16;
 use rayon::prelude::*;
@@ -71,19 +72,8 @@ impl Int8AwqLinear {
         for t in 0..m {
             for g in 0..groups {
                 let range = t * inf + g * group..t * inf + (g + 1) * group;
-                let max = x[range.clone()].iter().fold(0f32, |a, v| a.max(v.abs()));
-                let dx = max / 127.0;
-                let inv = if dx > 0.0 { 1.0 / dx } else { 0.0 };
-                let mut sum = 0i32;
-                for (q, &v) in rows.x8[range.clone()].iter_mut().zip(&x[range]) {
-                    // Round half away from zero by truncation: `f32::round` is a libm call on baseline
-                    // x86-64 and cost ~20 ns per element, more than the matmul for small layers.
-                    let scaled = v * inv;
-                    *q = (scaled + 0.5f32.copysign(scaled)) as i8;
-                    sum += *q as i32;
-                }
-                rows.dx[t * groups + g] = dx;
-                rows.sum8[t * groups + g] = sum;
+                rows.dx[t * groups + g] = quantize_group(&x[range.clone()], &mut rows.x8[range.clone()]);
+                rows.sum8[t * groups + g] = rows.x8[range].iter().map(|&q| q as i32).sum();
             }
         }
         rows
