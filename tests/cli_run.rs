@@ -74,10 +74,10 @@ fn bad_files_name_file_line_and_column() {
         assert!(!ok, "{name} should fail");
         assert!(err.contains(want), "{name}: {err}");
     }
-    let task = write(&dir, "missing.yaml", "agent: nowhere.yaml\nprompt: hi\n");
+    let task = write(&dir, "missing.yaml", "prompt: hi\nagent: nowhere.yaml\n");
     let (_, err, ok) = run(&["run", task.to_str().unwrap()]);
     assert!(!ok);
-    assert!(err.contains("missing.yaml") && err.contains("nowhere.yaml"), "{err}");
+    assert!(err.contains("missing.yaml:2:8: loading the agent file nowhere.yaml"), "{err}");
 }
 
 #[test]

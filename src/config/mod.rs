@@ -182,7 +182,8 @@ impl GenerateSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskFile {
-    pub agent: AgentRef,
+    /// Spanned so a missing agent file can be reported at the `agent:` line.
+    pub agent: serde_saphyr::Spanned<AgentRef>,
     #[serde(default)]
     pub prompt: Option<String>,
     #[serde(default)]
@@ -363,9 +364,11 @@ fn validate_agent(agent: &AgentFile, file: &Path) -> Result<()> {
 pub fn load_task(file: &Path) -> Result<ResolvedTask> {
     let task: TaskFile = parse_yaml(&read(file)?, file)?;
     let dir = file.parent().unwrap_or(Path::new("."));
-    let mut agent = match task.agent {
-        AgentRef::Path(path) => load_agent(&dir.join(&path))
-            .with_context(|| format!("{}: loading the agent named by `agent: {}`", file.display(), path.display()))?,
+    let at = task.agent.defined;
+    let mut agent = match task.agent.value {
+        AgentRef::Path(path) => load_agent(&dir.join(&path)).with_context(|| {
+            format!("{}:{}:{}: loading the agent file {}", file.display(), at.line(), at.column(), path.display())
+        })?,
         AgentRef::Inline(agent) => resolve_agent(*agent, file)?,
     };
     if let Some(overrides) = &task.generate {
