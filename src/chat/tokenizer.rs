@@ -56,10 +56,6 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
-    pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
-    }
-
     /// A streaming decoder for one generation.
     pub fn incremental_decoder(&self) -> IncrementalDecoder<'_> {
         IncrementalDecoder { tokenizer: self, ids: Vec::new(), prefix_offset: 0, read_offset: 0 }

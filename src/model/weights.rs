@@ -150,11 +150,6 @@ impl Weights {
             start: info.start,
         })
     }
-
-    /// Total bytes mapped (for load reports).
-    pub fn mapped_bytes(&self) -> usize {
-        self.shards.iter().map(|m| m.len()).sum()
-    }
 }
 
 impl<'a> TensorRef<'a> {

@@ -69,10 +69,6 @@ impl ToolRegistry {
         Ok(())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.tools.is_empty()
-    }
-
     /// The schemas as the chat template receives them (`{"type": "function", "function": {...}}`).
     pub fn schemas(&self) -> Vec<Json> {
         self.tools
