@@ -24,7 +24,7 @@ fn copy_fixture(name: &str, to: &Path) {
 }
 
 fn load_error(dir: &Path) -> String {
-    format!("{:#}", load_dir(dir, Precision::Exact, |_, _| {}).expect_err("loading should fail"))
+    format!("{:#}", load_dir(dir, Precision::Exact, None, |_, _| {}).expect_err("loading should fail"))
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn quantized_dense_checkpoint_loads_and_reconstructs_each_weight() {
     quantize_dir(&fixture("dense-bf16"), &out, 32, 1 << 30).unwrap();
     let config = std::fs::read_to_string(out.join("config.json")).unwrap();
     assert!(config.contains("\"quant_method\": \"awq\"") && config.contains("round-to-nearest"));
-    let model = load_dir(&out, Precision::Fast, |_, _| {}).unwrap();
+    let model = load_dir(&out, Precision::Fast, None, |_, _| {}).unwrap();
     let mut cache = model.new_cache(4);
     assert!(model.forward(&[1, 2, 3, 4], &mut cache, false).unwrap().iter().all(|v| v.is_finite()));
 

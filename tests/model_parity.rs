@@ -23,7 +23,7 @@ fn reference(dir: &Path) -> (Vec<u32>, Vec<u32>) {
 #[test]
 fn logits_match_transformers() {
     for dir in fixtures() {
-        let model = load_dir(&dir, Precision::Exact, |_, _| {}).unwrap();
+        let model = load_dir(&dir, Precision::Exact, None, |_, _| {}).unwrap();
         let (ids, _) = reference(&dir);
         let mut cache = model.new_cache(ids.len());
         let ours = model.forward(&ids, &mut cache, true).unwrap();
@@ -43,7 +43,7 @@ fn relative_error(ours: &[f32], theirs: &[f32]) -> f64 {
 #[test]
 fn fast_int8_path_stays_close_to_transformers() {
     for dir in fixtures().into_iter().filter(|d| d.file_name().unwrap().to_str().unwrap().starts_with("awq")) {
-        let model = load_dir(&dir, Precision::Fast, |_, _| {}).unwrap();
+        let model = load_dir(&dir, Precision::Fast, None, |_, _| {}).unwrap();
         let (ids, _) = reference(&dir);
         let mut cache = model.new_cache(ids.len());
         let ours = model.forward(&ids, &mut cache, true).unwrap();
@@ -57,7 +57,7 @@ fn fast_int8_path_stays_close_to_transformers() {
 #[test]
 fn greedy_generation_matches_transformers() {
     for dir in fixtures() {
-        let model = load_dir(&dir, Precision::Exact, |_, _| {}).unwrap();
+        let model = load_dir(&dir, Precision::Exact, None, |_, _| {}).unwrap();
         let (ids, greedy) = reference(&dir);
         let mut engine = Engine::new(model, 128);
         let out = engine.generate(&ids, 32, SamplingParams::greedy(), &[], |_| ControlFlow::Continue(())).unwrap();
@@ -68,7 +68,7 @@ fn greedy_generation_matches_transformers() {
 #[test]
 fn incremental_decoding_equals_full_forward() {
     let dir = &fixtures()[1];
-    let model = load_dir(dir, Precision::Exact, |_, _| {}).unwrap();
+    let model = load_dir(dir, Precision::Exact, None, |_, _| {}).unwrap();
     let (ids, _) = reference(dir);
     let mut full_cache = model.new_cache(ids.len());
     let full = model.forward(&ids, &mut full_cache, true).unwrap();

@@ -6,8 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use qwen3_agent::chat::{ChatTemplate, OutputParser, ParseEvent, RenderRequest, Tokenizer};
 use qwen3_agent::engine::{Engine, SamplingParams};
 use qwen3_agent::model::config::RopeScaling;
-use qwen3_agent::model::weights::Weights;
-use qwen3_agent::model::{self, npy, GenerationConfig, Precision, Qwen3, Qwen3Config};
+use qwen3_agent::model::{self, npy, GenerationConfig, Precision, Qwen3};
 use serde_json::json;
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -41,16 +40,10 @@ pub fn load_model_with(dir: &Path, precision: Precision, rope_scaling: Option<Ro
         ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} layers").expect("valid template"),
     );
     bar.set_message(dir.display().to_string());
-    let mut config = Qwen3Config::load(dir)?;
-    if rope_scaling.is_some() {
-        config.rope_scaling = rope_scaling;
-    }
-    let weights = Weights::open(dir)?;
-    let model = Qwen3::load(&weights, config, precision, |done, total| {
+    let model = model::load_dir(dir, precision, rope_scaling, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
-    })
-    .with_context(|| format!("loading the model in {}", dir.display()))?;
+    })?;
     bar.finish_and_clear();
     Ok((model, start.elapsed().as_secs_f64()))
 }

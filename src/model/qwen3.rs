@@ -300,9 +300,18 @@ impl std::fmt::Debug for Qwen3 {
     }
 }
 
-/// Opens a model directory: config, weights (mapped) and the model itself.
-pub fn load_dir(dir: &std::path::Path, precision: Precision, progress: impl FnMut(usize, usize)) -> Result<Qwen3> {
-    let config = Qwen3Config::load(dir)?;
+/// Opens a model directory: config, weights (mapped) and the model itself. `rope_scaling` replaces
+/// config.json's (YaRN chosen on the command line or in an agent file).
+pub fn load_dir(
+    dir: &std::path::Path,
+    precision: Precision,
+    rope_scaling: Option<super::config::RopeScaling>,
+    progress: impl FnMut(usize, usize),
+) -> Result<Qwen3> {
+    let mut config = Qwen3Config::load(dir)?;
+    if rope_scaling.is_some() {
+        config.rope_scaling = rope_scaling;
+    }
     let weights = Weights::open(dir)?;
     Qwen3::load(&weights, config, precision, progress).with_context(|| format!("loading the model in {}", dir.display()))
 }
