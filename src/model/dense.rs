@@ -45,24 +45,36 @@ impl DenseMatrix {
         let (rows, cols) = (self.rows, self.cols);
         debug_assert_eq!(x.len(), m * cols);
         debug_assert_eq!(y.len(), m * rows);
-        let mut yt = vec![0f32; rows * m];
-        yt.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(task, out)| {
-            let n0 = task * ROWS_PER_TASK;
-            for (i, o) in out.chunks_mut(m).enumerate() {
-                let n = n0 + i;
-                for (t, value) in o.iter_mut().enumerate() {
-                    let xt = &x[t * cols..(t + 1) * cols];
-                    *value = match &self.storage {
-                        Storage::F16(w) => dot_f16(xt, &w[n * cols..(n + 1) * cols]),
-                        Storage::F32(w) => dot(xt, &w[n * cols..(n + 1) * cols]),
-                    };
-                }
+        per_output_row(rows, m, ROWS_PER_TASK, y, |n, t| {
+            let xt = &x[t * cols..(t + 1) * cols];
+            match &self.storage {
+                Storage::F16(w) => dot_f16(xt, &w[n * cols..(n + 1) * cols]),
+                Storage::F32(w) => dot(xt, &w[n * cols..(n + 1) * cols]),
             }
         });
-        for n in 0..rows {
-            for t in 0..m {
-                y[t * rows + n] = yt[n * m + t];
+    }
+}
+
+/// y[t][n] = value(n, t) for `rows` outputs and `m` input rows, parallel over blocks of `rows_per_task`
+/// outputs: each weight row is read once per call, for all m inputs, while it is in cache.
+pub(super) fn per_output_row(
+    rows: usize,
+    m: usize,
+    rows_per_task: usize,
+    y: &mut [f32],
+    value: impl Fn(usize, usize) -> f32 + Sync,
+) {
+    let mut yt = vec![0f32; rows * m];
+    yt.par_chunks_mut(rows_per_task * m).enumerate().for_each(|(task, out)| {
+        for (i, o) in out.chunks_mut(m).enumerate() {
+            for (t, v) in o.iter_mut().enumerate() {
+                *v = value(task * rows_per_task + i, t);
             }
+        }
+    });
+    for n in 0..rows {
+        for t in 0..m {
+            y[t * rows + n] = yt[n * m + t];
         }
     }
 }

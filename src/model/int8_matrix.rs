@@ -2,6 +2,7 @@
 //! columns (half the bytes every decoded token must read), multiplied with int8 activations.
 //! The f16 pages are released afterwards so the matrix is in memory once.
 
+use super::dense::per_output_row;
 use super::weights::TensorRef;
 use anyhow::Result;
 use half::f16;
@@ -68,26 +69,15 @@ impl Int8Matrix {
                 xs[t * groups + g] = quantize_group(&x[range.clone()], &mut x8[range]);
             }
         }
-        let mut yt = vec![0f32; self.rows * m];
-        yt.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(task, out)| {
-            for (i, o) in out.chunks_mut(m).enumerate() {
-                let n = task * ROWS_PER_TASK + i;
-                let w = &self.weights[n * self.cols..(n + 1) * self.cols];
-                let ws = &self.scales[n * groups..(n + 1) * groups];
-                for (t, value) in o.iter_mut().enumerate() {
-                    let xt = &x8[t * self.cols..(t + 1) * self.cols];
-                    let xst = &xs[t * groups..(t + 1) * groups];
-                    *value = (0..groups)
-                        .map(|g| dot_i8(&w[g * GROUP..(g + 1) * GROUP], &xt[g * GROUP..(g + 1) * GROUP]) as f32 * ws[g] * xst[g])
-                        .sum();
-                }
-            }
+        per_output_row(self.rows, m, ROWS_PER_TASK, y, |n, t| {
+            let w = &self.weights[n * self.cols..(n + 1) * self.cols];
+            let ws = &self.scales[n * groups..(n + 1) * groups];
+            let xt = &x8[t * self.cols..(t + 1) * self.cols];
+            let xst = &xs[t * groups..(t + 1) * groups];
+            (0..groups)
+                .map(|g| dot_i8(&w[g * GROUP..(g + 1) * GROUP], &xt[g * GROUP..(g + 1) * GROUP]) as f32 * ws[g] * xst[g])
+                .sum()
         });
-        for n in 0..self.rows {
-            for t in 0..m {
-                y[t * self.rows + n] = yt[n * m + t];
-            }
-        }
     }
 }
 
