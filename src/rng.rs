@@ -33,8 +33,9 @@ impl Rng {
     /// Approximately standard normal (Irwin–Hall of 4 uniforms, rescaled).
     pub fn normal(&mut self) -> f32 {
         let r = self.next_u64();
-        let sum: f32 = (0..4).map(|i| ((r >> (16 * i)) & 0xFFFF) as f32 / 65535.0).sum();
+        let sum: f32 = (0..4)
+            .map(|i| ((r >> (16 * i)) & 0xFFFF) as f32 / 65535.0)
+            .sum();
         (sum - 2.0) * 3f32.sqrt()
     }
 }
-

@@ -1,9 +1,9 @@
 //! The AWQ matmul kernels (SIMD and portable, every row-block size and column tail) against the
 //! dequantized weights, and RTN quantization into the format.
 
-use qwen3_agent::model::awq::{unpack_word, AwqLinear};
+use qwen3_agent::model::awq::{AwqLinear, unpack_word};
 use qwen3_agent::model::awq_int8::Int8AwqLinear;
-use qwen3_agent::model::checkpoint::{le_bytes, write_safetensors, LazyTensor};
+use qwen3_agent::model::checkpoint::{LazyTensor, le_bytes, write_safetensors};
 use qwen3_agent::model::quantize::quantize_rtn;
 use qwen3_agent::model::weights::Weights;
 use qwen3_agent::rng::Rng;
@@ -22,9 +22,24 @@ fn random_linear(dir: &std::path::Path, inf: usize, outf: usize, group: usize) -
     write_safetensors(
         dir,
         vec![
-            tensor("l.qweight", Dtype::I32, vec![inf, outf / 8], le_bytes(&qweight)),
-            tensor("l.qzeros", Dtype::I32, vec![inf / group, outf / 8], le_bytes(&qzeros)),
-            tensor("l.scales", Dtype::F16, vec![inf / group, outf], le_bytes(&scales)),
+            tensor(
+                "l.qweight",
+                Dtype::I32,
+                vec![inf, outf / 8],
+                le_bytes(&qweight),
+            ),
+            tensor(
+                "l.qzeros",
+                Dtype::I32,
+                vec![inf / group, outf / 8],
+                le_bytes(&qzeros),
+            ),
+            tensor(
+                "l.scales",
+                Dtype::F16,
+                vec![inf / group, outf],
+                le_bytes(&scales),
+            ),
         ],
         1 << 30,
     )
@@ -37,9 +52,21 @@ fn load(weights: &Weights, inf: usize, outf: usize, group: usize) -> AwqLinear {
         inf,
         outf,
         group,
-        weights.get("l.qweight", &[inf, outf / 8]).unwrap().mapped_u32().unwrap(),
-        weights.get("l.qzeros", &[inf / group, outf / 8]).unwrap().mapped_u32().unwrap(),
-        weights.get("l.scales", &[inf / group, outf]).unwrap().mapped_f16().unwrap(),
+        weights
+            .get("l.qweight", &[inf, outf / 8])
+            .unwrap()
+            .mapped_u32()
+            .unwrap(),
+        weights
+            .get("l.qzeros", &[inf / group, outf / 8])
+            .unwrap()
+            .mapped_u32()
+            .unwrap(),
+        weights
+            .get("l.scales", &[inf / group, outf])
+            .unwrap()
+            .mapped_f16()
+            .unwrap(),
     )
 }
 
@@ -60,7 +87,10 @@ fn kernels_match_dequantized_matmul_for_all_row_blocks_and_tails() {
                 for n in 0..outf {
                     let want: f32 = (0..inf).map(|k| x[t * inf + k] * w[k * outf + n]).sum();
                     let got = y[t * outf + n];
-                    assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "in {inf} out {outf} m {m} row {t} col {n}: {got} vs {want}");
+                    assert!(
+                        (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "in {inf} out {outf} m {m} row {t} col {n}: {got} vs {want}"
+                    );
                 }
             }
         }
@@ -83,11 +113,34 @@ fn int8_activation_path_tracks_the_exact_matmul() {
             fast.forward(&x, m, &mut got);
             for t in 0..m {
                 let row = t * outf..(t + 1) * outf;
-                let err: f32 = got[row.clone()].iter().zip(&want[row.clone()]).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
+                let err: f32 = got[row.clone()]
+                    .iter()
+                    .zip(&want[row.clone()])
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum::<f32>()
+                    .sqrt();
                 let norm: f32 = want[row].iter().map(|b| b * b).sum::<f32>().sqrt();
-                assert!(err / norm < 1e-2, "in {inf} out {outf} group {group} m {m} row {t}: relative error {}", err / norm);
+                assert!(
+                    err / norm < 1e-2,
+                    "in {inf} out {outf} group {group} m {m} row {t}: relative error {}",
+                    err / norm
+                );
             }
         }
+    }
+}
+
+#[test]
+fn column_lookup_matches_the_dequantized_matrix() {
+    let (inf, outf, group) = (64, 48, 32);
+    let dir = tempdir("column");
+    let linear = load(&random_linear(&dir, inf, outf, group), inf, outf, group);
+    let w = linear.dequantize();
+    let mut column = vec![0f32; inf];
+    for n in 0..outf {
+        linear.column_into(n, &mut column);
+        let expected: Vec<f32> = (0..inf).map(|k| w[k * outf + n]).collect();
+        assert_eq!(column, expected, "column {n}");
     }
 }
 
@@ -103,7 +156,10 @@ fn rtn_quantization_reconstructs_within_half_a_step() {
             let q = unpack_word(qweight[k * outf / 8 + n / 8])[n % 8] as f32;
             let z = unpack_word(qzeros[g * outf / 8 + n / 8])[n % 8] as f32;
             let s = scales[g * outf + n].to_f32();
-            assert!(((q - z) * s - w[n * inf + k]).abs() <= 0.5 * s + 1e-3 * s.max(1.0), "k {k} n {n}");
+            assert!(
+                ((q - z) * s - w[n * inf + k]).abs() <= 0.5 * s + 1e-3 * s.max(1.0),
+                "k {k} n {n}"
+            );
         }
     }
 }
@@ -120,25 +176,39 @@ fn int8_lm_head_tracks_the_f16_matrix() {
     use qwen3_agent::model::int8_matrix::Int8Matrix;
     let (rows, cols) = (300, 256);
     let mut rng = Rng::seeded(9);
-    let w: Vec<half::f16> = (0..rows * cols).map(|_| half::f16::from_f32(rng.normal() * 0.05)).collect();
+    let w: Vec<half::f16> = (0..rows * cols)
+        .map(|_| half::f16::from_f32(rng.normal() * 0.05))
+        .collect();
     let dir = tempdir("lm-head");
     let bytes = le_bytes(&w);
     write_safetensors(
         &dir,
-        vec![LazyTensor { name: "w".into(), dtype: Dtype::F16, shape: vec![rows, cols], make: Box::new(move || bytes.clone()) }],
+        vec![LazyTensor {
+            name: "w".into(),
+            dtype: Dtype::F16,
+            shape: vec![rows, cols],
+            make: Box::new(move || bytes.clone()),
+        }],
         1 << 30,
     )
     .unwrap();
     let weights = Weights::open(&dir).unwrap();
     let tensor = weights.get("w", &[rows, cols]).unwrap();
     let dense = DenseMatrix::from_tensor(&tensor, rows, cols).unwrap();
-    let int8 = Int8Matrix::from_f16_tensor(&tensor, rows, cols).unwrap().expect("f16 with cols % 128 == 0");
+    let int8 = Int8Matrix::from_f16_tensor(&tensor, rows, cols)
+        .unwrap()
+        .expect("f16 with cols % 128 == 0");
     for m in [1, 3] {
         let x: Vec<f32> = (0..m * cols).map(|_| rng.normal()).collect();
         let (mut want, mut got) = (vec![0f32; m * rows], vec![0f32; m * rows]);
         dense.matmul(&x, m, &mut want);
         int8.matmul(&x, m, &mut got);
-        let err: f32 = got.iter().zip(&want).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
+        let err: f32 = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f32>()
+            .sqrt();
         let norm: f32 = want.iter().map(|b| b * b).sum::<f32>().sqrt();
         assert!(err / norm < 1e-2, "m {m}: relative error {}", err / norm);
     }

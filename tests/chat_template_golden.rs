@@ -11,18 +11,26 @@ fn every_golden_renders_identically() {
     let template = ChatTemplate::from_model_dir(&dir).unwrap();
     let tokenizer = Tokenizer::from_model_dir(&dir).unwrap();
     let goldens: Vec<Json> = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/chat_template.json"))
-            .unwrap(),
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/chat_template.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
-    assert!(goldens.len() >= 40, "the corpus must hold at least 40 conversations");
+    assert!(
+        goldens.len() >= 40,
+        "the corpus must hold at least 40 conversations"
+    );
     let mut failures = Vec::new();
     for golden in &goldens {
         let name = golden["name"].as_str().unwrap();
         let request = RenderRequest::from_json(golden["request"].clone()).unwrap();
         let text = template.render(&request).unwrap();
         if text != golden["text"].as_str().unwrap() {
-            failures.push(format!("{name}: text differs\n--- ours\n{text}\n--- transformers\n{}", golden["text"]));
+            failures.push(format!(
+                "{name}: text differs\n--- ours\n{text}\n--- transformers\n{}",
+                golden["text"]
+            ));
             continue;
         }
         let ids = tokenizer.encode(&text).unwrap();
@@ -31,5 +39,11 @@ fn every_golden_renders_identically() {
             failures.push(format!("{name}: token ids differ"));
         }
     }
-    assert!(failures.is_empty(), "{} of {} goldens differ:\n{}", failures.len(), goldens.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} goldens differ:\n{}",
+        failures.len(),
+        goldens.len(),
+        failures.join("\n")
+    );
 }

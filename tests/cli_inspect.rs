@@ -11,12 +11,24 @@ fn run(args: &[&str], stdin: &str) -> (String, String, bool) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap(), out.status.success())
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+        out.status.success(),
+    )
 }
 
-const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/qwen3-tokenizer");
+const MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/qwen3-tokenizer"
+);
 
 #[test]
 fn render_prints_the_prompt_exactly() {
@@ -25,12 +37,18 @@ fn render_prints_the_prompt_exactly() {
         r#"{"messages": [{"role": "user", "content": "hi"}], "add_generation_prompt": true, "enable_thinking": false}"#,
     );
     assert!(ok);
-    assert_eq!(out, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
+    assert_eq!(
+        out,
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    );
 }
 
 #[test]
 fn render_ids_prints_a_json_array() {
-    let (out, _, ok) = run(&["render", "--model", MODEL, "--ids"], r#"{"messages": [{"role": "user", "content": "hi"}]}"#);
+    let (out, _, ok) = run(
+        &["render", "--model", MODEL, "--ids"],
+        r#"{"messages": [{"role": "user", "content": "hi"}]}"#,
+    );
     assert!(ok);
     let ids: Vec<u32> = serde_json::from_str(&out).unwrap();
     assert_eq!(ids, vec![151644, 872, 198, 6023, 151645, 198]);
@@ -58,9 +76,17 @@ fn parse_prints_the_documented_object() {
             r#"{"reasoning_content":"plan","content":"OK.","tool_calls":[{"name":"f","arguments":{"a":1}}],"errors":[]}"#
         );
     }
-    let (out, _, _) = run(&["parse", "--no-thinking", "--finish", "length"], "<tool_call>\n{\"name\": \"f\"");
+    let (out, _, _) = run(
+        &["parse", "--no-thinking", "--finish", "length"],
+        "<tool_call>\n{\"name\": \"f\"",
+    );
     let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(parsed["reasoning_content"], serde_json::Value::Null);
     assert_eq!(parsed["tool_calls"], serde_json::json!([]));
-    assert!(parsed["errors"][0].as_str().unwrap().starts_with("truncated"));
+    assert!(
+        parsed["errors"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("truncated")
+    );
 }

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{call, fault_server, processes_with, python, registry, time_server};
-use qwen3_agent::config::{load_mcp_config, McpServerSpec};
-use serde_json::{json, Value as Json};
+use qwen3_agent::config::{McpServerSpec, load_mcp_config};
+use serde_json::{Value as Json, json};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -13,23 +13,50 @@ fn reference_time_server_lists_and_calls() {
     let (registry, failures) = registry(&[("time", time_server())], Duration::from_secs(30));
     assert!(failures.is_empty(), "{failures:?}");
     let schemas = registry.schemas();
-    let names: Vec<&str> = schemas.iter().map(|s| s["function"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = schemas
+        .iter()
+        .map(|s| s["function"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["get_current_time", "convert_time"]);
     let timezone = &schemas[0]["function"]["parameters"]["properties"]["timezone"];
-    assert!(timezone["description"].as_str().unwrap().contains("Europe/Paris"), "--local-timezone reaches the schema");
-    let now = call(&registry, "get_current_time", json!({"timezone": "Asia/Tokyo"}));
+    assert!(
+        timezone["description"]
+            .as_str()
+            .unwrap()
+            .contains("Europe/Paris"),
+        "--local-timezone reaches the schema"
+    );
+    let now = call(
+        &registry,
+        "get_current_time",
+        json!({"timezone": "Asia/Tokyo"}),
+    );
     assert!(!now.is_error);
     let parsed: Json = serde_json::from_str(&now.text).unwrap();
     assert_eq!(parsed["timezone"], "Asia/Tokyo");
     assert!(parsed["datetime"].as_str().unwrap().ends_with("+09:00"));
-    let converted = call(&registry, "convert_time", json!({"source_timezone": "Asia/Tokyo", "time": "09:30", "target_timezone": "Asia/Kolkata"}));
+    let converted = call(
+        &registry,
+        "convert_time",
+        json!({"source_timezone": "Asia/Tokyo", "time": "09:30", "target_timezone": "Asia/Kolkata"}),
+    );
     let parsed: Json = serde_json::from_str(&converted.text).unwrap();
     assert_eq!(parsed["time_difference"], "-3.5h");
     let wrong_type = call(&registry, "get_current_time", json!({"timezone": 9}));
-    assert!(wrong_type.is_error && wrong_type.text.contains("do not match its schema"), "{wrong_type:?}");
+    assert!(
+        wrong_type.is_error && wrong_type.text.contains("do not match its schema"),
+        "{wrong_type:?}"
+    );
     let missing = call(&registry, "convert_time", json!({"time": "09:30"}));
-    assert!(missing.is_error && missing.text.contains("source_timezone"), "{missing:?}");
-    let bad = call(&registry, "get_current_time", json!({"timezone": "Mars/Olympus"}));
+    assert!(
+        missing.is_error && missing.text.contains("source_timezone"),
+        "{missing:?}"
+    );
+    let bad = call(
+        &registry,
+        "get_current_time",
+        json!({"timezone": "Mars/Olympus"}),
+    );
     assert!(bad.is_error && bad.text.contains("Mars/Olympus"), "{bad:?}");
 }
 
@@ -39,30 +66,61 @@ fn faults_give_clear_errors_and_the_agent_keeps_working() {
     let servers = [
         ("fault", fault_server(&marker, &[])),
         ("early", fault_server(&marker, &["--exit-at-start"])),
-        ("gone", McpServerSpec { command: Some("/nonexistent/mcp-server".into()), ..Default::default() }),
+        (
+            "gone",
+            McpServerSpec {
+                command: Some("/nonexistent/mcp-server".into()),
+                ..Default::default()
+            },
+        ),
     ];
     {
         let (registry, failures) = registry(&servers, Duration::from_secs(2));
         assert_eq!(failures.len(), 2, "{failures:?}");
-        assert!(failures.iter().any(|f| f.contains("\"early\"")) && failures.iter().any(|f| f.contains("is it installed")));
+        assert!(
+            failures.iter().any(|f| f.contains("\"early\""))
+                && failures.iter().any(|f| f.contains("is it installed"))
+        );
         assert_eq!(call(&registry, "echo", json!({"text": "hi"})).text, "hi");
 
         let crashed = call(&registry, "crash", json!({}));
-        assert!(crashed.is_error && crashed.text.contains("restarted"), "{crashed:?}");
-        assert_eq!(call(&registry, "echo", json!({"text": "again"})).text, "again", "works after the restart");
+        assert!(
+            crashed.is_error && crashed.text.contains("restarted"),
+            "{crashed:?}"
+        );
+        assert_eq!(
+            call(&registry, "echo", json!({"text": "again"})).text,
+            "again",
+            "works after the restart"
+        );
 
         let start = Instant::now();
         let hung = call(&registry, "hang", json!({}));
-        assert!(hung.is_error && hung.text.contains("cancelled") && hung.text.contains("restarted"), "{hung:?}");
+        assert!(
+            hung.is_error && hung.text.contains("cancelled") && hung.text.contains("restarted"),
+            "{hung:?}"
+        );
         assert!(start.elapsed() < Duration::from_secs(4));
-        assert_eq!(call(&registry, "echo", json!({"text": "still"})).text, "still");
+        assert_eq!(
+            call(&registry, "echo", json!({"text": "still"})).text,
+            "still"
+        );
 
         let big = call(&registry, "big", json!({}));
-        assert!(big.text.len() < 30_000 && big.text.contains("output cut: the tool returned 10485760 characters"));
+        assert!(
+            big.text.len() < 30_000
+                && big
+                    .text
+                    .contains("output cut: the tool returned 10485760 characters")
+        );
         assert_eq!(call(&registry, "garbage", json!({})).text, "after garbage");
     }
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(processes_with(&marker), 0, "server processes (or their grandchildren) survived");
+    assert_eq!(
+        processes_with(&marker),
+        0,
+        "server processes (or their grandchildren) survived"
+    );
 }
 
 #[test]
@@ -70,23 +128,33 @@ fn pasted_configs_load() {
     let dir = std::env::temp_dir().join(format!("qwen3-agent-mcp-configs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let claude = dir.join("claude_desktop_config.json");
-    std::fs::write(&claude, r#"{
+    std::fs::write(
+        &claude,
+        r#"{
   "mcpServers": {
     "time": {"command": "uvx", "args": ["mcp-server-time", "--local-timezone=America/New_York"]},
     "fetch": {"command": "uvx", "args": ["mcp-server-fetch"], "env": {"HTTPS_PROXY": "${PROXY:-}"}}
   }
-}"#).unwrap();
+}"#,
+    )
+    .unwrap();
     let vscode = dir.join("mcp.json");
     std::fs::write(&vscode, r#"{"servers": {"time": {"type": "stdio", "command": "uvx", "args": ["mcp-server-time"]},
         "remote": {"type": "http", "url": "https://example.invalid/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"}}}}"#).unwrap();
     let claude = load_mcp_config(&claude).unwrap();
-    assert_eq!(claude["time"].args, ["mcp-server-time", "--local-timezone=America/New_York"]);
+    assert_eq!(
+        claude["time"].args,
+        ["mcp-server-time", "--local-timezone=America/New_York"]
+    );
     let vscode = load_mcp_config(&vscode).unwrap();
     assert_eq!(vscode["remote"].kind.as_deref(), Some("http"));
     let typo = dir.join("typo.json");
     std::fs::write(&typo, "{\"mcpServers\": {\"t\": {\"comand\": \"x\"}}}").unwrap();
     let err = format!("{:#}", load_mcp_config(&typo).unwrap_err());
-    assert!(err.contains("typo.json:1:") && err.contains("comand"), "{err}");
+    assert!(
+        err.contains("typo.json:1:") && err.contains("comand"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -103,17 +171,40 @@ fn an_agent_calls_the_reference_time_server_through_the_loop() {
     std::fs::write(dir.join("task.yaml"), "agent: agent.yaml\nprompt: What time is it in Tokyo?\nexpect:\n  tools_called: [get_current_time]\n").unwrap();
     let transcript = dir.join("t.jsonl");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
-        .args(["run", dir.join("task.yaml").to_str().unwrap(), "--json", "--transcript", transcript.to_str().unwrap()])
+        .args([
+            "run",
+            dir.join("task.yaml").to_str().unwrap(),
+            "--json",
+            "--transcript",
+            transcript.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let result: Json = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["rounds"], 2);
     let tool_message = &result["messages"][2];
     assert_eq!(tool_message["role"], "tool");
-    assert!(tool_message["content"].as_str().unwrap().contains("\"timezone\": \"Asia/Tokyo\""), "{tool_message}");
+    assert!(
+        tool_message["content"]
+            .as_str()
+            .unwrap()
+            .contains("\"timezone\": \"Asia/Tokyo\""),
+        "{tool_message}"
+    );
     let lines = std::fs::read_to_string(&transcript).unwrap();
-    let second_prompt = lines.lines().filter(|l| l.contains("\"model_call\"")).nth(1).unwrap();
-    assert!(second_prompt.contains("<tool_response>\\n{\\n  \\\"timezone\\\": \\\"Asia/Tokyo\\\""), "{second_prompt}");
+    let second_prompt = lines
+        .lines()
+        .filter(|l| l.contains("\"model_call\""))
+        .nth(1)
+        .unwrap();
+    assert!(
+        second_prompt.contains("<tool_response>\\n{\\n  \\\"timezone\\\": \\\"Asia/Tokyo\\\""),
+        "{second_prompt}"
+    );
     assert!(lines.contains("\"event\":\"tool_call\""));
 }

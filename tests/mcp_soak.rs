@@ -11,16 +11,25 @@ use std::time::Duration;
 fn a_thousand_calls_leave_no_processes_or_descriptors_behind() {
     let marker = format!("many-{}", std::process::id());
     let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
-    let (registry, _) = registry(&[("fault", fault_server(&marker, &[]))], Duration::from_secs(10));
+    let (registry, _) = registry(
+        &[("fault", fault_server(&marker, &[]))],
+        Duration::from_secs(10),
+    );
     call(&registry, "echo", json!({"text": "warm"}));
     let (before, processes) = (fds(), processes_with(&marker));
     for i in 0..1000 {
-        assert_eq!(call(&registry, "echo", json!({"text": i.to_string()})).text, i.to_string());
+        assert_eq!(
+            call(&registry, "echo", json!({"text": i.to_string()})).text,
+            i.to_string()
+        );
     }
-    assert!(fds() <= before + 2, "descriptors grew from {before} to {}", fds());
+    assert!(
+        fds() <= before + 2,
+        "descriptors grew from {before} to {}",
+        fds()
+    );
     assert_eq!(processes_with(&marker), processes);
     drop(registry);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(processes_with(&marker), 0);
 }
-

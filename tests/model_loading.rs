@@ -1,12 +1,15 @@
 //! Loading errors that tell the user what is wrong, and `quantize` producing a loadable AWQ checkpoint.
 
 use qwen3_agent::model::awq::AwqLinear;
+use qwen3_agent::model::quantize::{QuantizeOptions, quantize_dir};
 use qwen3_agent::model::weights::Weights;
-use qwen3_agent::model::{load_dir, quantize::quantize_dir, Precision};
+use qwen3_agent::model::{Precision, load_dir};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity")
+        .join(name)
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -24,7 +27,10 @@ fn copy_fixture(name: &str, to: &Path) {
 }
 
 fn load_error(dir: &Path) -> String {
-    format!("{:#}", load_dir(dir, Precision::Exact, None, |_, _| {}).expect_err("loading should fail"))
+    format!(
+        "{:#}",
+        load_dir(dir, Precision::Exact, None, |_, _| {}).expect_err("loading should fail")
+    )
 }
 
 #[test]
@@ -36,7 +42,11 @@ fn missing_config_names_the_file() {
 #[test]
 fn missing_weights_say_what_is_expected() {
     let dir = scratch("noweights");
-    std::fs::copy(fixture("awq-yarn").join("config.json"), dir.join("config.json")).unwrap();
+    std::fs::copy(
+        fixture("awq-yarn").join("config.json"),
+        dir.join("config.json"),
+    )
+    .unwrap();
     assert!(load_error(&dir).contains("model.safetensors"));
 }
 
@@ -56,7 +66,9 @@ fn unknown_quant_method_is_rejected() {
     let dir = scratch("gptq");
     copy_fixture("awq-yarn", &dir);
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).unwrap().replace("\"awq\"", "\"gptq\"");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"awq\"", "\"gptq\"");
     std::fs::write(&path, text).unwrap();
     let err = load_error(&dir);
     assert!(err.contains("\"gptq\" is not supported"), "{err}");
@@ -67,43 +79,138 @@ fn wrong_shapes_name_the_tensor() {
     let dir = scratch("shape");
     copy_fixture("awq-yarn", &dir);
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).unwrap().replace("\"intermediate_size\": 128", "\"intermediate_size\": 256");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"intermediate_size\": 128", "\"intermediate_size\": 256");
     std::fs::write(&path, text).unwrap();
     let err = load_error(&dir);
-    assert!(err.contains("mlp.gate_proj") && err.contains("expected"), "{err}");
+    assert!(
+        err.contains("mlp.gate_proj") && err.contains("expected"),
+        "{err}"
+    );
 }
 
 #[test]
 fn quantized_dense_checkpoint_loads_and_reconstructs_each_weight() {
     let out = scratch("quantized");
-    quantize_dir(&fixture("dense-bf16"), &out, 32, 1 << 30).unwrap();
+    quantize_dir(&fixture("dense-bf16"), &out, &options(false)).unwrap();
     let config = std::fs::read_to_string(out.join("config.json")).unwrap();
     assert!(config.contains("\"quant_method\": \"awq\"") && config.contains("round-to-nearest"));
     let model = load_dir(&out, Precision::Fast, None, |_, _| {}).unwrap();
     let mut cache = model.new_cache(4);
-    assert!(model.forward(&[1, 2, 3, 4], &mut cache, false).unwrap().iter().all(|v| v.is_finite()));
+    assert!(
+        model
+            .forward(&[1, 2, 3, 4], &mut cache, false)
+            .unwrap()
+            .iter()
+            .all(|v| v.is_finite())
+    );
 
-    let (dense, quantized) = (Weights::open(&fixture("dense-bf16")).unwrap(), Weights::open(&out).unwrap());
+    let (dense, quantized) = (
+        Weights::open(&fixture("dense-bf16")).unwrap(),
+        Weights::open(&out).unwrap(),
+    );
     let (inf, outf, group) = (64, 96, 32);
     let prefix = "model.layers.1.mlp.gate_proj";
-    let original = dense.get(&format!("{prefix}.weight"), &[outf, inf]).unwrap().to_f32().unwrap();
+    let original = dense
+        .get(&format!("{prefix}.weight"), &[outf, inf])
+        .unwrap()
+        .to_f32()
+        .unwrap();
     let linear = AwqLinear::new(
         inf,
         outf,
         group,
-        quantized.get(&format!("{prefix}.qweight"), &[inf, outf / 8]).unwrap().mapped_u32().unwrap(),
-        quantized.get(&format!("{prefix}.qzeros"), &[inf / group, outf / 8]).unwrap().mapped_u32().unwrap(),
-        quantized.get(&format!("{prefix}.scales"), &[inf / group, outf]).unwrap().mapped_f16().unwrap(),
+        quantized
+            .get(&format!("{prefix}.qweight"), &[inf, outf / 8])
+            .unwrap()
+            .mapped_u32()
+            .unwrap(),
+        quantized
+            .get(&format!("{prefix}.qzeros"), &[inf / group, outf / 8])
+            .unwrap()
+            .mapped_u32()
+            .unwrap(),
+        quantized
+            .get(&format!("{prefix}.scales"), &[inf / group, outf])
+            .unwrap()
+            .mapped_f16()
+            .unwrap(),
     );
-    let scales = quantized.get(&format!("{prefix}.scales"), &[inf / group, outf]).unwrap().to_f32().unwrap();
+    let scales = quantized
+        .get(&format!("{prefix}.scales"), &[inf / group, outf])
+        .unwrap()
+        .to_f32()
+        .unwrap();
     let restored = linear.dequantize();
     for k in 0..inf {
         for n in 0..outf {
             let step = scales[(k / group) * outf + n];
             let err = (restored[k * outf + n] - original[n * inf + k]).abs();
-            assert!(err <= 0.52 * step, "k {k} n {n}: error {err} is more than half a step {step} (plus f16 rounding of the scale)");
+            assert!(
+                err <= 0.52 * step,
+                "k {k} n {n}: error {err} is more than half a step {step} (plus f16 rounding of the scale)"
+            );
         }
     }
+}
+
+fn options(embeddings: bool) -> QuantizeOptions {
+    QuantizeOptions {
+        group_size: 32,
+        max_shard_bytes: 1 << 30,
+        embeddings,
+    }
+}
+
+fn last_logits(dir: &Path, precision: Precision) -> Vec<f32> {
+    let model = load_dir(dir, precision, None, |_, _| {}).unwrap();
+    let mut cache = model.new_cache(8);
+    model
+        .forward(&[5, 17, 3, 250, 9], &mut cache, false)
+        .unwrap()
+}
+
+#[test]
+fn packed_tied_embeddings_track_the_f16_embedding_in_both_precisions() {
+    let tied = scratch("tied");
+    copy_fixture("dense-bf16", &tied);
+    let config = tied.join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "\"tie_word_embeddings\": false",
+        "\"tie_word_embeddings\": true",
+    );
+    std::fs::write(&config, text).unwrap();
+    let (plain, packed) = (scratch("tied-plain"), scratch("tied-packed"));
+    quantize_dir(&tied, &plain, &options(false)).unwrap();
+    quantize_dir(&tied, &packed, &options(true)).unwrap();
+    assert!(
+        std::fs::read_to_string(packed.join("config.json"))
+            .unwrap()
+            .contains("\"quantized_embeddings\": true")
+    );
+    assert!(
+        !Weights::open(&packed)
+            .unwrap()
+            .contains("model.embed_tokens.weight")
+    );
+
+    let reference = last_logits(&plain, Precision::Exact);
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    for precision in [Precision::Exact, Precision::Fast] {
+        let logits = last_logits(&packed, precision);
+        let diff: Vec<f32> = logits.iter().zip(&reference).map(|(a, b)| a - b).collect();
+        let rel = norm(&diff) / norm(&reference);
+        // 4-bit embeddings on a 64-wide random model: the error of one more quantized matrix, no more.
+        assert!(rel < 0.25, "{precision:?}: relative logits error {rel}");
+    }
+
+    let untied = scratch("untied-packed");
+    let err = quantize_dir(&fixture("dense-bf16"), &untied, &options(true)).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("tie_word_embeddings"),
+        "{err:#}"
+    );
 }
 
 #[test]
@@ -116,14 +223,26 @@ fn hub_ids_resolve_through_the_cache_and_fail_clearly_offline() {
     std::fs::write(home.join("hub/models--test--tiny/refs/main"), "abc").unwrap();
     let logits = |id: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
-            .args(["logits", "--model", id, "--ids", "1,2", "--out", home.join("out.npy").to_str().unwrap()])
+            .args([
+                "logits",
+                "--model",
+                id,
+                "--ids",
+                "1,2",
+                "--out",
+                home.join("out.npy").to_str().unwrap(),
+            ])
             .env("HF_HOME", &home)
             .env("HF_HUB_OFFLINE", "1")
             .output()
             .unwrap()
     };
     let ok = logits("test/tiny");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let missing = logits("test/absent");
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("HF_HUB_OFFLINE"));

@@ -3,21 +3,29 @@
 //! References were produced by scripts/parity_reference.py (see tests/fixtures/parity/*/ref.json).
 
 use qwen3_agent::engine::{Engine, SamplingParams};
-use qwen3_agent::model::{load_dir, npy, Precision};
+use qwen3_agent::model::{Precision, load_dir, npy};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
     assert_eq!(dirs.len(), 4);
     dirs
 }
 
 fn reference(dir: &Path) -> (Vec<u32>, Vec<u32>) {
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("ref.json")).unwrap()).unwrap();
-    (serde_json::from_value(r["ids"].clone()).unwrap(), serde_json::from_value(r["greedy_ids"].clone()).unwrap())
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ref.json")).unwrap()).unwrap();
+    (
+        serde_json::from_value(r["ids"].clone()).unwrap(),
+        serde_json::from_value(r["greedy_ids"].clone()).unwrap(),
+    )
 }
 
 #[test]
@@ -31,18 +39,34 @@ fn logits_match_transformers() {
         assert_eq!(shape, vec![ids.len(), model.config.vocab_size]);
         let rel = relative_error(&ours, &theirs);
         eprintln!("{}: relative error {rel:.2e}", dir.display());
-        assert!(rel < 1e-4, "{}: relative error {rel:.3e} ≥ 1e-4", dir.display());
+        assert!(
+            rel < 1e-4,
+            "{}: relative error {rel:.3e} ≥ 1e-4",
+            dir.display()
+        );
     }
 }
 
 fn relative_error(ours: &[f32], theirs: &[f32]) -> f64 {
-    let diff: f64 = ours.iter().zip(theirs).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
-    diff / theirs.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().sqrt()
+    let diff: f64 = ours
+        .iter()
+        .zip(theirs)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    diff / theirs
+        .iter()
+        .map(|b| (*b as f64).powi(2))
+        .sum::<f64>()
+        .sqrt()
 }
 
 #[test]
 fn fast_int8_path_stays_close_to_transformers() {
-    for dir in fixtures().into_iter().filter(|d| d.file_name().unwrap().to_str().unwrap().starts_with("awq")) {
+    for dir in fixtures()
+        .into_iter()
+        .filter(|d| d.file_name().unwrap().to_str().unwrap().starts_with("awq"))
+    {
         let model = load_dir(&dir, Precision::Fast, None, |_, _| {}).unwrap();
         let (ids, _) = reference(&dir);
         let mut cache = model.new_cache(ids.len());
@@ -50,7 +74,11 @@ fn fast_int8_path_stays_close_to_transformers() {
         let (_, theirs) = npy::read_f32(&dir.join("ref_logits.npy")).unwrap();
         let rel = relative_error(&ours, &theirs);
         eprintln!("{} (fast): relative error {rel:.2e}", dir.display());
-        assert!(rel < 3e-2, "{}: int8-activation path relative error {rel:.3e} ≥ 3e-2", dir.display());
+        assert!(
+            rel < 3e-2,
+            "{}: int8-activation path relative error {rel:.3e} ≥ 3e-2",
+            dir.display()
+        );
     }
 }
 
@@ -60,7 +88,11 @@ fn greedy_generation_matches_transformers() {
         let model = load_dir(&dir, Precision::Exact, None, |_, _| {}).unwrap();
         let (ids, greedy) = reference(&dir);
         let mut engine = Engine::new(model, 128);
-        let out = engine.generate(&ids, 32, SamplingParams::greedy(), &[], |_| ControlFlow::Continue(())).unwrap();
+        let out = engine
+            .generate(&ids, 32, SamplingParams::greedy(), &[], |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap();
         assert_eq!(out.token_ids, greedy, "{}", dir.display());
     }
 }
@@ -78,7 +110,11 @@ fn incremental_decoding_equals_full_forward() {
     for (i, &id) in ids.iter().enumerate().skip(10) {
         let step = model.forward(&[id], &mut cache, false).unwrap();
         let want = &full[i * vocab..(i + 1) * vocab];
-        let err = step.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let err = step
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(err < 1e-4, "position {i}: max abs diff {err}");
     }
 }

@@ -6,7 +6,7 @@ use qwen3_agent::backend::OpenAiBackend;
 use qwen3_agent::chat::Message;
 use qwen3_agent::config::GenerateSpec;
 use qwen3_agent::tools::{Tool, ToolOutput, ToolRegistry};
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -40,10 +40,20 @@ fn serve(responses: Vec<(u16, String)>) -> FakeServer {
             }
             let mut request = vec![0u8; length];
             reader.read_exact(&mut request).unwrap();
-            recorded.lock().unwrap().push(serde_json::from_slice(&request).unwrap());
+            recorded
+                .lock()
+                .unwrap()
+                .push(serde_json::from_slice(&request).unwrap());
             let mut stream = reader.into_inner();
-            let kind = if status == 200 { "text/event-stream" } else { "application/json" };
-            let head = format!("HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let kind = if status == 200 {
+                "text/event-stream"
+            } else {
+                "application/json"
+            };
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
             stream.write_all(head.as_bytes()).unwrap();
             stream.write_all(body.as_bytes()).unwrap();
         }
@@ -52,7 +62,11 @@ fn serve(responses: Vec<(u16, String)>) -> FakeServer {
 }
 
 fn sse(chunks: &[Json]) -> String {
-    chunks.iter().map(|c| format!("data: {c}\n\n")).collect::<String>() + "data: [DONE]\n\n"
+    chunks
+        .iter()
+        .map(|c| format!("data: {c}\n\n"))
+        .collect::<String>()
+        + "data: [DONE]\n\n"
 }
 
 fn delta(d: Json) -> Json {
@@ -76,15 +90,28 @@ impl Tool for Weather {
         S.get_or_init(|| json!({"type": "object", "properties": {"city": {"type": "string"}}}))
     }
     fn call(&self, arguments: &Map<String, Json>) -> ToolOutput {
-        ToolOutput::ok(format!("{}: sunny", arguments["city"].as_str().unwrap_or("?")))
+        ToolOutput::ok(format!(
+            "{}: sunny",
+            arguments["city"].as_str().unwrap_or("?")
+        ))
     }
 }
 
 fn agent(url: &str, thinking: bool) -> Agent {
     let mut tools = ToolRegistry::new(Duration::from_secs(5));
     tools.register(Arc::new(Weather)).unwrap();
-    let backend = OpenAiBackend::new(url, Some("sk-test".into()), "Qwen/Qwen3-8B-AWQ".into()).unwrap();
-    Agent::new(Box::new(backend), tools, GenerateSpec { thinking: Some(thinking), ..Default::default() }, None, 4)
+    let backend =
+        OpenAiBackend::new(url, Some("sk-test".into()), "Qwen/Qwen3-8B-AWQ".into()).unwrap();
+    Agent::new(
+        Box::new(backend),
+        tools,
+        GenerateSpec {
+            thinking: Some(thinking),
+            ..Default::default()
+        },
+        None,
+        4,
+    )
 }
 
 #[test]
@@ -92,7 +119,9 @@ fn reasoning_and_tool_call_deltas_split_across_chunks() {
     let round1 = sse(&[
         delta(json!({"role": "assistant", "reasoning_content": "Need "})),
         delta(json!({"reasoning_content": "the weather."})),
-        delta(json!({"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {"name": "weather", "arguments": ""}}]})),
+        delta(
+            json!({"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {"name": "weather", "arguments": ""}}]}),
+        ),
         delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"ci"}}]})),
         delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "ty\": \"Os"}}]})),
         delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": "lo\"}"}}]})),
@@ -108,19 +137,30 @@ fn reasoning_and_tool_call_deltas_split_across_chunks() {
     ]);
     let server = serve(vec![(200, round1), (200, round2)]);
     let mut agent = agent(&server.url, true);
-    let result = agent.run(vec![Message::user("Weather in Oslo?")], &mut |_| {}).unwrap();
+    let result = agent
+        .run(vec![Message::user("Weather in Oslo?")], &mut |_| {})
+        .unwrap();
     assert_eq!(result.stop_reason, StopReason::Answer);
     assert_eq!(result.content, "Oslo is sunny.");
     assert_eq!(result.reasoning_content.as_deref(), Some("Got it."));
     assert_eq!(result.usage.prompt_tokens, 130);
     let bodies = server.bodies.lock().unwrap();
     assert_eq!(bodies[0]["tools"][0]["function"]["name"], "weather");
-    assert_eq!(bodies[0]["chat_template_kwargs"], json!({"enable_thinking": true}));
+    assert_eq!(
+        bodies[0]["chat_template_kwargs"],
+        json!({"enable_thinking": true})
+    );
     assert_eq!(bodies[0]["stream"], true);
     assert_eq!(bodies[0]["model"], "Qwen/Qwen3-8B-AWQ");
     let history = bodies[1]["messages"].as_array().unwrap();
-    assert_eq!(history[1]["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Oslo\"}");
-    assert_eq!(history[2], json!({"role": "tool", "content": "Oslo: sunny", "tool_call_id": "call_1_1", "name": "weather"}));
+    assert_eq!(
+        history[1]["tool_calls"][0]["function"]["arguments"],
+        "{\"city\":\"Oslo\"}"
+    );
+    assert_eq!(
+        history[2],
+        json!({"role": "tool", "content": "Oslo: sunny", "tool_call_id": "call_1_1", "name": "weather"})
+    );
 }
 
 #[test]
@@ -132,11 +172,29 @@ fn think_block_and_tool_call_text_in_content_without_server_parsers() {
         delta(json!({"content": "\"arguments\": {\"city\": \"Rome\"}}\n</tool_call>"})),
         finish("stop"),
     ]);
-    let server = serve(vec![(200, body), (200, sse(&[delta(json!({"content": "<think>\n\n</think>\n\nRome: sunny."})), finish("stop")]))]);
+    let server = serve(vec![
+        (200, body),
+        (
+            200,
+            sse(&[
+                delta(json!({"content": "<think>\n\n</think>\n\nRome: sunny."})),
+                finish("stop"),
+            ]),
+        ),
+    ]);
     let mut agent = agent(&server.url, true);
-    let result = agent.run(vec![Message::user("Rome?")], &mut |_| {}).unwrap();
+    let result = agent
+        .run(vec![Message::user("Rome?")], &mut |_| {})
+        .unwrap();
     assert_eq!(result.rounds, 2);
-    let Message::Assistant { reasoning_content, tool_calls, .. } = &result.messages[1] else { panic!() };
+    let Message::Assistant {
+        reasoning_content,
+        tool_calls,
+        ..
+    } = &result.messages[1]
+    else {
+        panic!()
+    };
     assert_eq!(reasoning_content.as_deref(), Some("plan"));
     assert_eq!(tool_calls[0].function.arguments["city"], "Rome");
     assert_eq!(result.content, "Rome: sunny.");
@@ -146,15 +204,29 @@ fn think_block_and_tool_call_text_in_content_without_server_parsers() {
 fn server_errors_are_retried_and_client_errors_are_not() {
     let server = serve(vec![
         (503, "{\"error\": \"overloaded\"}".into()),
-        (200, sse(&[delta(json!({"content": "fine"})), finish("stop")])),
+        (
+            200,
+            sse(&[delta(json!({"content": "fine"})), finish("stop")]),
+        ),
     ]);
-    let result = agent(&server.url, false).run(vec![Message::user("hi")], &mut |_| {}).unwrap();
+    let result = agent(&server.url, false)
+        .run(vec![Message::user("hi")], &mut |_| {})
+        .unwrap();
     assert_eq!(result.content, "fine");
     assert_eq!(server.bodies.lock().unwrap().len(), 2);
-    assert_eq!(server.bodies.lock().unwrap()[0]["chat_template_kwargs"]["enable_thinking"], false);
+    assert_eq!(
+        server.bodies.lock().unwrap()[0]["chat_template_kwargs"]["enable_thinking"],
+        false
+    );
 
     let server = serve(vec![(400, "{\"error\": \"bad model name\"}".into())]);
-    let err = agent(&server.url, false).run(vec![Message::user("hi")], &mut |_| {}).err().unwrap();
-    assert!(format!("{err:#}").contains("400") && format!("{err:#}").contains("bad model name"), "{err:#}");
+    let err = agent(&server.url, false)
+        .run(vec![Message::user("hi")], &mut |_| {})
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains("400") && format!("{err:#}").contains("bad model name"),
+        "{err:#}"
+    );
     assert_eq!(server.bodies.lock().unwrap().len(), 1);
 }

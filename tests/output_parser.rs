@@ -2,11 +2,16 @@
 
 use proptest::prelude::*;
 use qwen3_agent::chat::{FinishReason, OutputParser, ParseEvent, ParsedOutput};
-use serde_json::{json, Value as Json};
+use serde_json::{Value as Json, json};
 
 /// Feeds `text` in the given piece lengths (in characters) and checks the streamed deltas add up to the
 /// aggregate; returns the aggregate.
-fn parse_chunked(text: &str, thinking: bool, finish: FinishReason, sizes: &mut dyn FnMut() -> usize) -> ParsedOutput {
+fn parse_chunked(
+    text: &str,
+    thinking: bool,
+    finish: FinishReason,
+    sizes: &mut dyn FnMut() -> usize,
+) -> ParsedOutput {
     let mut parser = OutputParser::new(thinking);
     let chars: Vec<char> = text.chars().collect();
     let mut events = Vec::new();
@@ -17,7 +22,8 @@ fn parse_chunked(text: &str, thinking: bool, finish: FinishReason, sizes: &mut d
         at = end;
     }
     events.extend(parser.finish(finish));
-    let (mut reasoning, mut content, mut calls, mut errors) = (String::new(), String::new(), vec![], vec![]);
+    let (mut reasoning, mut content, mut calls, mut errors) =
+        (String::new(), String::new(), vec![], vec![]);
     for event in events {
         match event {
             ParseEvent::ReasoningDelta(d) => reasoning.push_str(&d),
@@ -27,7 +33,11 @@ fn parse_chunked(text: &str, thinking: bool, finish: FinishReason, sizes: &mut d
         }
     }
     let output = parser.into_output();
-    assert_eq!(output.reasoning_content.as_deref().unwrap_or(""), reasoning, "reasoning deltas");
+    assert_eq!(
+        output.reasoning_content.as_deref().unwrap_or(""),
+        reasoning,
+        "reasoning deltas"
+    );
     assert_eq!(output.content, content, "content deltas");
     assert_eq!(output.tool_calls, calls);
     assert_eq!(output.errors, errors);
@@ -55,7 +65,10 @@ fn parse_all_ways(text: &str, thinking: bool, finish: FinishReason) -> ParsedOut
     }
     for seed in 0..20 {
         let chunked = parse_chunked(text, thinking, finish, &mut random_sizes(seed, 12));
-        assert_eq!(chunked, one_shot, "random chunking (seed {seed}) differs for {text:?}");
+        assert_eq!(
+            chunked, one_shot,
+            "random chunking (seed {seed}) differs for {text:?}"
+        );
     }
     one_shot
 }
@@ -100,14 +113,22 @@ fn no_close_is_all_reasoning() {
 
 #[test]
 fn empty_think_block_gives_empty_reasoning() {
-    assert_eq!(think("<think>\n\n</think>\n\nHello"), json!({"reasoning_content": "", "content": "Hello", "tool_calls": [], "errors": 0}));
+    assert_eq!(
+        think("<think>\n\n</think>\n\nHello"),
+        json!({"reasoning_content": "", "content": "Hello", "tool_calls": [], "errors": 0})
+    );
 }
 
 #[test]
 fn call_after_unclosed_thinking_is_a_call() {
-    let out = think("<think>\nI should check the time.\n<tool_call>\n{\"name\": \"get_current_time\", \"arguments\": {\"timezone\": \"Asia/Tokyo\"}}\n</tool_call>");
+    let out = think(
+        "<think>\nI should check the time.\n<tool_call>\n{\"name\": \"get_current_time\", \"arguments\": {\"timezone\": \"Asia/Tokyo\"}}\n</tool_call>",
+    );
     assert_eq!(out["reasoning_content"], "I should check the time.");
-    assert_eq!(out["tool_calls"], json!([{"name": "get_current_time", "arguments": {"timezone": "Asia/Tokyo"}}]));
+    assert_eq!(
+        out["tool_calls"],
+        json!([{"name": "get_current_time", "arguments": {"timezone": "Asia/Tokyo"}}])
+    );
     assert_eq!(out["content"], "");
 }
 
@@ -116,7 +137,10 @@ fn call_inside_closed_thinking_is_never_a_call() {
     let text = "<think>\nMaybe <tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call> no.\n</think>\n\nDone.";
     let out = think(text);
     assert_eq!(out["tool_calls"], json!([]));
-    assert_eq!(out["reasoning_content"], "Maybe <tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call> no.");
+    assert_eq!(
+        out["reasoning_content"],
+        "Maybe <tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call> no."
+    );
     assert_eq!(out["content"], "Done.");
 }
 
@@ -132,13 +156,18 @@ fn several_blocks_are_calls_in_order_with_or_without_newlines() {
     let out = no_think(
         "<tool_call>{\"name\": \"a\", \"arguments\": {\"x\": 1}}</tool_call>\n<tool_call>\n{\"name\": \"b\", \"arguments\": {}}\n</tool_call>",
     );
-    assert_eq!(out["tool_calls"], json!([{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {}}]));
+    assert_eq!(
+        out["tool_calls"],
+        json!([{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {}}])
+    );
     assert_eq!(out["content"], "");
 }
 
 #[test]
 fn text_around_calls_stays_content_joined_unchanged() {
-    let out = think("<think>\nplan\n</think>\n\nChecking.\n<tool_call>\n{\"name\": \"a\", \"arguments\": {}}\n</tool_call>\nAfter the call.\n");
+    let out = think(
+        "<think>\nplan\n</think>\n\nChecking.\n<tool_call>\n{\"name\": \"a\", \"arguments\": {}}\n</tool_call>\nAfter the call.\n",
+    );
     assert_eq!(out["content"], "Checking.\n\nAfter the call.");
     assert_eq!(out["tool_calls"].as_array().unwrap().len(), 1);
 }
@@ -146,15 +175,27 @@ fn text_around_calls_stays_content_joined_unchanged() {
 #[test]
 fn lenient_json_repairs() {
     let out = no_think("<tool_call>\n{'name': 'a', 'arguments': {'q': 'it\\'s'},}\n</tool_call>");
-    assert_eq!(out["tool_calls"], json!([{"name": "a", "arguments": {"q": "it's"}}]));
-    let out = no_think("<tool_call>\n{\"name\": \"a\", \"arguments\": {\"x\": [1, 2,]}\n</tool_call>");
-    assert_eq!(out["tool_calls"], json!([{"name": "a", "arguments": {"x": [1, 2]}}]));
+    assert_eq!(
+        out["tool_calls"],
+        json!([{"name": "a", "arguments": {"q": "it's"}}])
+    );
+    let out =
+        no_think("<tool_call>\n{\"name\": \"a\", \"arguments\": {\"x\": [1, 2,]}\n</tool_call>");
+    assert_eq!(
+        out["tool_calls"],
+        json!([{"name": "a", "arguments": {"x": [1, 2]}}])
+    );
 }
 
 #[test]
 fn string_arguments_are_unwrapped_and_parameters_accepted() {
-    let out = no_think("<tool_call>\n{\"name\": \"a\", \"arguments\": \"{\\\"x\\\": 1}\"}\n</tool_call><tool_call>{\"name\": \"b\", \"parameters\": {\"y\": 2}}</tool_call>");
-    assert_eq!(out["tool_calls"], json!([{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {"y": 2}}]));
+    let out = no_think(
+        "<tool_call>\n{\"name\": \"a\", \"arguments\": \"{\\\"x\\\": 1}\"}\n</tool_call><tool_call>{\"name\": \"b\", \"parameters\": {\"y\": 2}}</tool_call>",
+    );
+    assert_eq!(
+        out["tool_calls"],
+        json!([{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {"y": 2}}])
+    );
 }
 
 #[test]
@@ -172,16 +213,32 @@ fn bad_blocks_are_errors_with_raw_text_and_good_neighbours_survive() {
 
 #[test]
 fn open_block_at_end_of_a_stopped_generation() {
-    let out = parse_all_ways("<tool_call>\n{\"name\": \"a\", \"arguments\": {\"x\": 1}}\n", false, FinishReason::Stop);
+    let out = parse_all_ways(
+        "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"x\": 1}}\n",
+        false,
+        FinishReason::Stop,
+    );
     assert_eq!(out.tool_calls.len(), 1);
-    let out = parse_all_ways("<tool_call>\n{\"name\": \"a\", \"arguments\": {\"x\": 1}\n", false, FinishReason::Stop);
-    assert_eq!(out.tool_calls.len(), 0, "a missing brace is only repaired when </tool_call> closed the block");
+    let out = parse_all_ways(
+        "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"x\": 1}\n",
+        false,
+        FinishReason::Stop,
+    );
+    assert_eq!(
+        out.tool_calls.len(),
+        0,
+        "a missing brace is only repaired when </tool_call> closed the block"
+    );
     assert!(out.errors[0].starts_with("unfinished tool call"));
 }
 
 #[test]
 fn open_block_cut_by_length_never_runs() {
-    let out = parse_all_ways("<tool_call>\n{\"name\": \"a\", \"arguments\": {\"x\": 1}}\n", false, FinishReason::Length);
+    let out = parse_all_ways(
+        "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"x\": 1}}\n",
+        false,
+        FinishReason::Length,
+    );
     assert!(out.tool_calls.is_empty());
     assert!(out.errors[0].starts_with("truncated tool call"));
 }
@@ -204,15 +261,48 @@ fn multibyte_text_streams_whole() {
 #[test]
 fn streaming_defers_nothing_that_is_already_certain() {
     let mut parser = OutputParser::new(true);
-    assert_eq!(parser.feed("<think>\nab"), vec![ParseEvent::ReasoningDelta("ab".into())]);
-    assert_eq!(parser.feed("c</thi"), vec![ParseEvent::ReasoningDelta("c".into())]);
-    assert_eq!(parser.feed("nk>\n\nHi <tool"), vec![ParseEvent::ContentDelta("Hi ".into())]);
-    assert_eq!(parser.feed("s>"), vec![ParseEvent::ContentDelta("<tools>".into())]);
+    assert_eq!(
+        parser.feed("<think>\nab"),
+        vec![ParseEvent::ReasoningDelta("ab".into())]
+    );
+    assert_eq!(
+        parser.feed("c</thi"),
+        vec![ParseEvent::ReasoningDelta("c".into())]
+    );
+    assert_eq!(
+        parser.feed("nk>\n\nHi <tool"),
+        vec![ParseEvent::ContentDelta("Hi ".into())]
+    );
+    assert_eq!(
+        parser.feed("s>"),
+        vec![ParseEvent::ContentDelta("<tools>".into())]
+    );
 }
 
 const FRAGMENTS: &[&str] = &[
-    "<think>", "</think>", "<tool_call>", "</tool_call>", "<", "</", "<tool", "think>", "\n", "\n\n", "{", "}",
-    "\"name\": \"f\"", ", ", "\"arguments\": {\"a\": 1}", "'", ",", "x", "東京", "😀", " ", "call>", "[",
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<",
+    "</",
+    "<tool",
+    "think>",
+    "\n",
+    "\n\n",
+    "{",
+    "}",
+    "\"name\": \"f\"",
+    ", ",
+    "\"arguments\": {\"a\": 1}",
+    "'",
+    ",",
+    "x",
+    "東京",
+    "😀",
+    " ",
+    "call>",
+    "[",
 ];
 
 proptest! {

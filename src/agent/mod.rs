@@ -8,14 +8,20 @@ use crate::engine::SamplingParams;
 use crate::tools::{CallRecord, ToolRegistry};
 use anyhow::Result;
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What the loop reports while it runs (for the terminal and the transcript).
 pub enum AgentEvent<'a> {
     Stream(&'a ParseEvent),
-    ModelCall { round: usize, response: &'a BackendResponse },
-    ToolResult { round: usize, record: &'a CallRecord },
+    ModelCall {
+        round: usize,
+        response: &'a BackendResponse,
+    },
+    ToolResult {
+        round: usize,
+        record: &'a CallRecord,
+    },
     Notice(&'a str),
 }
 
@@ -69,7 +75,14 @@ impl Agent {
         system: Option<String>,
         max_rounds: usize,
     ) -> Self {
-        Agent { backend, tools, generate, system, max_rounds, interrupt: Arc::new(AtomicBool::new(false)) }
+        Agent {
+            backend,
+            tools,
+            generate,
+            system,
+            max_rounds,
+            interrupt: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// A flag that stops the current generation when set (e.g. from a Ctrl-C handler).
@@ -78,18 +91,26 @@ impl Agent {
     }
 
     /// Runs the conversation `input` (user messages, or a prior history) to a final answer.
-    pub fn run(&mut self, input: Vec<Message>, on_event: &mut dyn FnMut(AgentEvent)) -> Result<RunResult> {
+    pub fn run(
+        &mut self,
+        input: Vec<Message>,
+        on_event: &mut dyn FnMut(AgentEvent),
+    ) -> Result<RunResult> {
         self.interrupt.store(false, Ordering::Relaxed);
         let mut messages = Vec::new();
         if let Some(system) = &self.system
-            && !matches!(input.first(), Some(Message::System { .. })) {
-                messages.push(Message::system(system.clone()));
-            }
+            && !matches!(input.first(), Some(Message::System { .. }))
+        {
+            messages.push(Message::system(system.clone()));
+        }
         messages.extend(input);
         let schemas = self.tools.schemas();
         let thinking = self.generate.thinking.unwrap_or(true);
         let mut usage = Usage::default();
-        let max_new_tokens = self.generate.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS);
+        let max_new_tokens = self
+            .generate
+            .max_new_tokens
+            .unwrap_or(DEFAULT_MAX_NEW_TOKENS);
         for round in 1..=self.max_rounds {
             self.fit_context(&mut messages, &schemas, thinking, max_new_tokens, on_event)?;
             let request = BackendRequest {
@@ -101,8 +122,13 @@ impl Agent {
                 stop: self.generate.stop.as_deref().unwrap_or_default(),
                 interrupt: &self.interrupt,
             };
-            let response = self.backend.complete(&request, &mut |event| on_event(AgentEvent::Stream(event)))?;
-            on_event(AgentEvent::ModelCall { round, response: &response });
+            let response = self
+                .backend
+                .complete(&request, &mut |event| on_event(AgentEvent::Stream(event)))?;
+            on_event(AgentEvent::ModelCall {
+                round,
+                response: &response,
+            });
             usage.prompt_tokens += response.prompt_tokens;
             usage.completion_tokens += response.completion_tokens;
             let output = &response.output;
@@ -110,7 +136,13 @@ impl Agent {
                 .tool_calls
                 .iter()
                 .enumerate()
-                .map(|(i, c)| ToolCall::new(format!("call_{round}_{}", i + 1), c.name.clone(), c.arguments.clone()))
+                .map(|(i, c)| {
+                    ToolCall::new(
+                        format!("call_{round}_{}", i + 1),
+                        c.name.clone(),
+                        c.arguments.clone(),
+                    )
+                })
                 .collect();
             messages.push(Message::Assistant {
                 content: output.content.clone(),
@@ -118,16 +150,23 @@ impl Agent {
                 tool_calls: calls.clone(),
             });
             if self.interrupt.swap(false, Ordering::Relaxed) {
-                on_event(AgentEvent::Notice("interrupted: generation stopped, no tool calls were run"));
+                on_event(AgentEvent::Notice(
+                    "interrupted: generation stopped, no tool calls were run",
+                ));
                 return Ok(self.finish(messages, round, usage, StopReason::Interrupted));
             }
             if calls.is_empty() && output.errors.is_empty() {
                 if response.finish_reason == FinishReason::Length {
-                    on_event(AgentEvent::Notice("the answer was cut off by max_new_tokens"));
+                    on_event(AgentEvent::Notice(
+                        "the answer was cut off by max_new_tokens",
+                    ));
                 }
                 return Ok(self.finish(messages, round, usage, StopReason::Answer));
             }
-            let requests: Vec<_> = calls.iter().map(|c| (c.function.name.clone(), c.function.arguments.clone())).collect();
+            let requests: Vec<_> = calls
+                .iter()
+                .map(|c| (c.function.name.clone(), c.function.arguments.clone()))
+                .collect();
             for (record, call) in self.tools.dispatch(&requests).iter().zip(&calls) {
                 on_event(AgentEvent::ToolResult { round, record });
                 messages.push(Message::Tool {
@@ -137,7 +176,11 @@ impl Agent {
                 });
             }
             for error in &output.errors {
-                messages.push(Message::Tool { content: format!("Error: {error}"), tool_call_id: None, name: None });
+                messages.push(Message::Tool {
+                    content: format!("Error: {error}"),
+                    tool_call_id: None,
+                    name: None,
+                });
             }
         }
         let notice = format!(
@@ -171,24 +214,34 @@ impl Agent {
             })
         };
         let fits = |u: &ContextUse| u.prompt_tokens + max_new_tokens <= u.context_length;
-        let Some(mut usage) = measure(messages)? else { return Ok(()) };
+        let Some(mut usage) = measure(messages)? else {
+            return Ok(());
+        };
         if fits(&usage) {
             return Ok(());
         }
         for i in 0..messages.len() {
             if let Message::Tool { content, .. } = &mut messages[i]
-                && let Some(cut) = cut_middle(content) {
-                    *content = cut;
-                    on_event(AgentEvent::Notice("context: an old tool result was cut to its head and tail to fit context_length"));
-                    usage = measure(messages)?.expect("measured before");
-                    if fits(&usage) {
-                        return Ok(());
-                    }
+                && let Some(cut) = cut_middle(content)
+            {
+                *content = cut;
+                on_event(AgentEvent::Notice(
+                    "context: an old tool result was cut to its head and tail to fit context_length",
+                ));
+                usage = measure(messages)?.expect("measured before");
+                if fits(&usage) {
+                    return Ok(());
                 }
+            }
         }
         loop {
-            let first = messages.iter().position(|m| !matches!(m, Message::System { .. })).unwrap_or(messages.len());
-            let last_user = messages.iter().rposition(|m| matches!(m, Message::User { .. }));
+            let first = messages
+                .iter()
+                .position(|m| !matches!(m, Message::System { .. }))
+                .unwrap_or(messages.len());
+            let last_user = messages
+                .iter()
+                .rposition(|m| matches!(m, Message::User { .. }));
             let next_turn = messages[first + 1..]
                 .iter()
                 .position(|m| matches!(m, Message::User { .. }))
@@ -204,7 +257,9 @@ impl Agent {
                 );
             };
             messages.drain(first..end);
-            on_event(AgentEvent::Notice("context: the oldest turn was dropped to fit context_length"));
+            on_event(AgentEvent::Notice(
+                "context: the oldest turn was dropped to fit context_length",
+            ));
             usage = measure(messages)?.expect("measured before");
             if fits(&usage) {
                 return Ok(());
@@ -212,12 +267,29 @@ impl Agent {
         }
     }
 
-    fn finish(&self, messages: Vec<Message>, rounds: usize, usage: Usage, stop_reason: StopReason) -> RunResult {
+    fn finish(
+        &self,
+        messages: Vec<Message>,
+        rounds: usize,
+        usage: Usage,
+        stop_reason: StopReason,
+    ) -> RunResult {
         let (content, reasoning_content) = match messages.last() {
-            Some(Message::Assistant { content, reasoning_content, .. }) => (content.clone(), reasoning_content.clone()),
+            Some(Message::Assistant {
+                content,
+                reasoning_content,
+                ..
+            }) => (content.clone(), reasoning_content.clone()),
             _ => (String::new(), None),
         };
-        RunResult { content, reasoning_content, messages, rounds, usage, stop_reason }
+        RunResult {
+            content,
+            reasoning_content,
+            messages,
+            rounds,
+            usage,
+            stop_reason,
+        }
     }
 
     /// Qwen3's recommended settings for the mode, overridden by what the agent sets.
@@ -251,7 +323,9 @@ fn cut_middle(text: &str) -> Option<String> {
     let cut = chars.len() - KEEP_HEAD - KEEP_TAIL;
     let head: String = chars[..KEEP_HEAD].iter().collect();
     let tail: String = chars[chars.len() - KEEP_TAIL..].iter().collect();
-    Some(format!("{head}\n[… {cut} characters cut to fit the context …]\n{tail}"))
+    Some(format!(
+        "{head}\n[… {cut} characters cut to fit the context …]\n{tail}"
+    ))
 }
 
 /// The soft switch: the latest `/think` or `/no_think` in a user or system message decides (the model

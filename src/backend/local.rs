@@ -1,7 +1,7 @@
 //! The built-in CPU engine as a backend: renders with the model's template, generates with KV-prefix
 //! reuse across rounds, parses while streaming.
 
-use super::{render_prompt, Backend, BackendRequest, BackendResponse, ContextUse};
+use super::{Backend, BackendRequest, BackendResponse, ContextUse, render_prompt};
 use crate::chat::{ChatTemplate, OutputParser, ParseEvent, Tokenizer};
 use crate::engine::Engine;
 use anyhow::Result;
@@ -14,21 +14,40 @@ pub struct LocalBackend {
 }
 
 impl LocalBackend {
-    pub fn new(template: ChatTemplate, tokenizer: Tokenizer, engine: Engine, mut stop_ids: Vec<u32>) -> Self {
+    pub fn new(
+        template: ChatTemplate,
+        tokenizer: Tokenizer,
+        engine: Engine,
+        mut stop_ids: Vec<u32>,
+    ) -> Self {
         stop_ids.extend(tokenizer.eos_token_id);
         stop_ids.sort_unstable();
         stop_ids.dedup();
-        LocalBackend { template, tokenizer, engine, stop_ids }
+        LocalBackend {
+            template,
+            tokenizer,
+            engine,
+            stop_ids,
+        }
     }
 }
 
 impl Backend for LocalBackend {
     fn measure(&self, request: &BackendRequest) -> Result<Option<ContextUse>> {
-        let prompt = self.tokenizer.encode(&render_prompt(&self.template, request)?)?;
-        Ok(Some(ContextUse { prompt_tokens: prompt.len(), context_length: self.engine.context_length() }))
+        let prompt = self
+            .tokenizer
+            .encode(&render_prompt(&self.template, request)?)?;
+        Ok(Some(ContextUse {
+            prompt_tokens: prompt.len(),
+            context_length: self.engine.context_length(),
+        }))
     }
 
-    fn complete(&mut self, request: &BackendRequest, on_event: &mut dyn FnMut(&ParseEvent)) -> Result<BackendResponse> {
+    fn complete(
+        &mut self,
+        request: &BackendRequest,
+        on_event: &mut dyn FnMut(&ParseEvent),
+    ) -> Result<BackendResponse> {
         let prompt_text = render_prompt(&self.template, request)?;
         let prompt = self.tokenizer.encode(&prompt_text)?;
         let mut parser = OutputParser::new(request.thinking);

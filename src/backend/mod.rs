@@ -48,7 +48,11 @@ pub struct BackendResponse {
 
 /// A source of assistant turns. `on_event` receives reasoning, content and tool calls as they stream.
 pub trait Backend {
-    fn complete(&mut self, request: &BackendRequest, on_event: &mut dyn FnMut(&ParseEvent)) -> Result<BackendResponse>;
+    fn complete(
+        &mut self,
+        request: &BackendRequest,
+        on_event: &mut dyn FnMut(&ParseEvent),
+    ) -> Result<BackendResponse>;
 
     /// The prompt length in tokens and the context size, where the backend knows them (the agent then
     /// keeps prompts within `context − max_new_tokens`). Remote servers manage their own context.

@@ -5,9 +5,12 @@
 //! `tool_calls` deltas or as `<tool_call>` text in content; both become calls.
 
 use super::{Backend, BackendRequest, BackendResponse};
-use crate::chat::{arguments_from_text, FinishReason, Message, OutputParser, ParseEvent, ParsedOutput, ParsedToolCall};
-use anyhow::{bail, Context, Result};
-use serde_json::{json, Value as Json};
+use crate::chat::{
+    FinishReason, Message, OutputParser, ParseEvent, ParsedOutput, ParsedToolCall,
+    arguments_from_text,
+};
+use anyhow::{Context, Result, bail};
+use serde_json::{Value as Json, json};
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
@@ -28,13 +31,23 @@ impl OpenAiBackend {
     /// `base_url` is the server root or its `/v1`.
     pub fn new(base_url: &str, api_key: Option<String>, model: String) -> Result<Self> {
         let base = base_url.trim_end_matches('/');
-        let url = if base.ends_with("/v1") { format!("{base}/chat/completions") } else { format!("{base}/v1/chat/completions") };
+        let url = if base.ends_with("/v1") {
+            format!("{base}/chat/completions")
+        } else {
+            format!("{base}/v1/chat/completions")
+        };
         let client = reqwest::blocking::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(None)
             .build()
             .context("creating the HTTP client")?;
-        Ok(OpenAiBackend { client, url, api_key, model, retries: 3 })
+        Ok(OpenAiBackend {
+            client,
+            url,
+            api_key,
+            model,
+            retries: 3,
+        })
     }
 
     fn body(&self, request: &BackendRequest) -> Json {
@@ -127,7 +140,8 @@ impl ContentStream {
         let start = self.undecided.trim_start();
         let decided = start.len() >= "<think>".len() || !"<think>".starts_with(start);
         if decided {
-            let has_think = self.thinking_allowed && !server_split_reasoning && start.starts_with("<think>");
+            let has_think =
+                self.thinking_allowed && !server_split_reasoning && start.starts_with("<think>");
             let mut parser = OutputParser::new(has_think);
             out.extend(parser.feed(&std::mem::take(&mut self.undecided)));
             self.parser = Some(parser);
@@ -135,7 +149,10 @@ impl ContentStream {
     }
 
     fn finish(mut self, finish: FinishReason, out: &mut Vec<ParseEvent>) -> ParsedOutput {
-        let mut parser = self.parser.take().unwrap_or_else(|| OutputParser::new(false));
+        let mut parser = self
+            .parser
+            .take()
+            .unwrap_or_else(|| OutputParser::new(false));
         out.extend(parser.feed(&std::mem::take(&mut self.undecided)));
         out.extend(parser.finish(finish));
         parser.into_output()
@@ -143,9 +160,17 @@ impl ContentStream {
 }
 
 impl Backend for OpenAiBackend {
-    fn complete(&mut self, request: &BackendRequest, on_event: &mut dyn FnMut(&ParseEvent)) -> Result<BackendResponse> {
+    fn complete(
+        &mut self,
+        request: &BackendRequest,
+        on_event: &mut dyn FnMut(&ParseEvent),
+    ) -> Result<BackendResponse> {
         let response = self.send(&self.body(request))?;
-        let mut content = ContentStream { thinking_allowed: request.thinking, undecided: String::new(), parser: None };
+        let mut content = ContentStream {
+            thinking_allowed: request.thinking,
+            undecided: String::new(),
+            parser: None,
+        };
         let mut reasoning = String::new();
         let mut calls: Vec<PartialCall> = Vec::new();
         let mut finish = FinishReason::Stop;
@@ -157,11 +182,14 @@ impl Backend for OpenAiBackend {
                 break;
             }
             let line = line.context("the server's stream broke off")?;
-            let Some(data) = line.strip_prefix("data:").map(str::trim) else { continue };
+            let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+                continue;
+            };
             if data == "[DONE]" {
                 break;
             }
-            let chunk: Json = serde_json::from_str(data).with_context(|| format!("unreadable stream chunk: {data}"))?;
+            let chunk: Json = serde_json::from_str(data)
+                .with_context(|| format!("unreadable stream chunk: {data}"))?;
             if let Some(error) = chunk.get("error") {
                 bail!("the server reported an error mid-stream: {error}");
             }
@@ -169,10 +197,14 @@ impl Backend for OpenAiBackend {
                 prompt_tokens = usage["prompt_tokens"].as_u64().unwrap_or(0) as usize;
                 completion_tokens = usage["completion_tokens"].as_u64().unwrap_or(0) as usize;
             }
-            let Some(choice) = chunk["choices"].get(0) else { continue };
+            let Some(choice) = chunk["choices"].get(0) else {
+                continue;
+            };
             let delta = &choice["delta"];
             let mut events = Vec::new();
-            let reasoning_delta = delta["reasoning_content"].as_str().or_else(|| delta["reasoning"].as_str());
+            let reasoning_delta = delta["reasoning_content"]
+                .as_str()
+                .or_else(|| delta["reasoning"].as_str());
             if let Some(text) = reasoning_delta.filter(|t| !t.is_empty()) {
                 reasoning.push_str(text);
                 events.push(ParseEvent::ReasoningDelta(text.to_string()));
@@ -214,10 +246,15 @@ impl Backend for OpenAiBackend {
                     call.name
                 )),
                 (_, Ok(arguments)) if !call.name.is_empty() => {
-                    ParseEvent::ToolCall(ParsedToolCall { name: call.name, arguments })
+                    ParseEvent::ToolCall(ParsedToolCall {
+                        name: call.name,
+                        arguments,
+                    })
                 }
                 (_, Ok(_)) => ParseEvent::Error("invalid tool call: it has no name".into()),
-                (_, Err(why)) => ParseEvent::Error(format!("invalid tool call to {}: {why}", call.name)),
+                (_, Err(why)) => {
+                    ParseEvent::Error(format!("invalid tool call to {}: {why}", call.name))
+                }
             };
             match &event {
                 ParseEvent::ToolCall(c) => output.tool_calls.push(c.clone()),

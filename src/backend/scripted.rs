@@ -1,9 +1,9 @@
 //! A test backend: replays raw model outputs written in the agent file, through the real template and
 //! the real streaming parser. Used to test agent definitions and the loop deterministically.
 
-use super::{render_prompt, Backend, BackendRequest, BackendResponse, ContextUse};
+use super::{Backend, BackendRequest, BackendResponse, ContextUse, render_prompt};
 use crate::chat::{ChatTemplate, FinishReason, OutputParser, ParseEvent, Tokenizer};
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use std::collections::VecDeque;
 
 pub struct ScriptedBackend {
@@ -19,7 +19,12 @@ const CHUNK_CHARS: usize = 5;
 
 impl ScriptedBackend {
     pub fn new(template: ChatTemplate, script: Vec<String>) -> Self {
-        ScriptedBackend { template, script: script.into(), used: 0, budget: None }
+        ScriptedBackend {
+            template,
+            script: script.into(),
+            used: 0,
+            budget: None,
+        }
     }
 
     /// Measures prompts against `context_length`, so context trimming can be tested without a model.
@@ -31,12 +36,23 @@ impl ScriptedBackend {
 
 impl Backend for ScriptedBackend {
     fn measure(&self, request: &BackendRequest) -> Result<Option<ContextUse>> {
-        let Some((tokenizer, context_length)) = &self.budget else { return Ok(None) };
-        let prompt_tokens = tokenizer.encode(&render_prompt(&self.template, request)?)?.len();
-        Ok(Some(ContextUse { prompt_tokens, context_length: *context_length }))
+        let Some((tokenizer, context_length)) = &self.budget else {
+            return Ok(None);
+        };
+        let prompt_tokens = tokenizer
+            .encode(&render_prompt(&self.template, request)?)?
+            .len();
+        Ok(Some(ContextUse {
+            prompt_tokens,
+            context_length: *context_length,
+        }))
     }
 
-    fn complete(&mut self, request: &BackendRequest, on_event: &mut dyn FnMut(&ParseEvent)) -> Result<BackendResponse> {
+    fn complete(
+        &mut self,
+        request: &BackendRequest,
+        on_event: &mut dyn FnMut(&ParseEvent),
+    ) -> Result<BackendResponse> {
         let prompt_text = render_prompt(&self.template, request)?;
         let Some(raw) = self.script.pop_front() else {
             bail!(

@@ -82,9 +82,18 @@ mod tests {
 
     #[test]
     fn repairs_common_slips() {
-        assert_eq!(parse("{'a': 'it\\'s \"x\"'}", false), Some(json!({"a": "it's \"x\""})));
-        assert_eq!(parse("{\"a\": [1, 2,], }", false), Some(json!({"a": [1, 2]})));
-        assert_eq!(parse("{\"a\": {\"b\": 1}", true), Some(json!({"a": {"b": 1}})));
+        assert_eq!(
+            parse("{'a': 'it\\'s \"x\"'}", false),
+            Some(json!({"a": "it's \"x\""}))
+        );
+        assert_eq!(
+            parse("{\"a\": [1, 2,], }", false),
+            Some(json!({"a": [1, 2]}))
+        );
+        assert_eq!(
+            parse("{\"a\": {\"b\": 1}", true),
+            Some(json!({"a": {"b": 1}}))
+        );
         assert_eq!(parse("{\"a\": {\"b\": 1}", false), None);
         assert_eq!(parse("{\"a\": \"unterminated}", true), None);
         assert_eq!(parse("{\"a\": 1]", true), None);

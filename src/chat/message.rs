@@ -35,11 +35,15 @@ pub enum Message {
 
 impl Message {
     pub fn system(content: impl Into<String>) -> Self {
-        Message::System { content: content.into() }
+        Message::System {
+            content: content.into(),
+        }
     }
 
     pub fn user(content: impl Into<String>) -> Self {
-        Message::User { content: content.into() }
+        Message::User {
+            content: content.into(),
+        }
     }
 
     /// The message as the JSON object the chat template receives.
@@ -68,11 +72,18 @@ pub struct FunctionCall {
 }
 
 impl ToolCall {
-    pub fn new(id: impl Into<String>, name: impl Into<String>, arguments: Map<String, Json>) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        arguments: Map<String, Json>,
+    ) -> Self {
         ToolCall {
             id: id.into(),
             kind: function_type(),
-            function: FunctionCall { name: name.into(), arguments },
+            function: FunctionCall {
+                name: name.into(),
+                arguments,
+            },
         }
     }
 }
@@ -93,10 +104,14 @@ fn object_or_json_string<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, 
         Json::String(text) if text.trim().is_empty() => Ok(Map::new()),
         Json::String(text) => match serde_json::from_str::<Json>(&text) {
             Ok(Json::Object(map)) => Ok(map),
-            _ => Err(D::Error::custom(format!("tool call arguments are not a JSON object: {text}"))),
+            _ => Err(D::Error::custom(format!(
+                "tool call arguments are not a JSON object: {text}"
+            ))),
         },
         Json::Null => Ok(Map::new()),
-        other => Err(D::Error::custom(format!("tool call arguments must be an object, got {other}"))),
+        other => Err(D::Error::custom(format!(
+            "tool call arguments must be an object, got {other}"
+        ))),
     }
 }
 
@@ -115,7 +130,14 @@ mod tests {
             {"role": "tool", "content": "ok", "tool_call_id": "c1"}
         ]))
         .unwrap();
-        let Message::Assistant { content, tool_calls, .. } = &messages[1] else { panic!() };
+        let Message::Assistant {
+            content,
+            tool_calls,
+            ..
+        } = &messages[1]
+        else {
+            panic!()
+        };
         assert_eq!(content, "");
         assert_eq!(tool_calls[0].function.arguments["a"], json!(1));
     }

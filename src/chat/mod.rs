@@ -9,6 +9,8 @@ pub mod template;
 pub mod tokenizer;
 
 pub use message::{FunctionCall, Message, ToolCall};
-pub use parser::{arguments_from_text, FinishReason, OutputParser, ParseEvent, ParsedOutput, ParsedToolCall};
+pub use parser::{
+    FinishReason, OutputParser, ParseEvent, ParsedOutput, ParsedToolCall, arguments_from_text,
+};
 pub use template::{ChatTemplate, RenderRequest};
 pub use tokenizer::{IncrementalDecoder, Tokenizer};

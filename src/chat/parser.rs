@@ -87,7 +87,11 @@ impl OutputParser {
     /// `thinking` is whether the prompt left the think block open (enable_thinking not false).
     pub fn new(thinking: bool) -> Self {
         OutputParser {
-            mode: if thinking { Mode::ReasoningStart } else { Mode::Content },
+            mode: if thinking {
+                Mode::ReasoningStart
+            } else {
+                Mode::Content
+            },
             pending: String::new(),
             reasoning: NewlineTrimmer::default(),
             content: NewlineTrimmer::default(),
@@ -155,11 +159,16 @@ impl OutputParser {
         match self.mode {
             Mode::ReasoningStart => {
                 let trimmed = self.pending.trim_start_matches('\n');
-                if trimmed.is_empty() || (THINK_OPEN.starts_with(trimmed) && trimmed != THINK_OPEN) {
+                if trimmed.is_empty() || (THINK_OPEN.starts_with(trimmed) && trimmed != THINK_OPEN)
+                {
                     return false;
                 }
                 let skip = self.pending.len() - trimmed.len()
-                    + if trimmed.starts_with(THINK_OPEN) { THINK_OPEN.len() } else { 0 };
+                    + if trimmed.starts_with(THINK_OPEN) {
+                        THINK_OPEN.len()
+                    } else {
+                        0
+                    };
                 self.pending.drain(..skip);
                 self.mode = Mode::Reasoning;
                 true
@@ -182,7 +191,8 @@ impl OutputParser {
                     }
                     (_, None) => {
                         let keep = partial_tag_len(&self.pending, &[THINK_CLOSE, CALL_OPEN]);
-                        let text: String = self.pending.drain(..self.pending.len() - keep).collect();
+                        let text: String =
+                            self.pending.drain(..self.pending.len() - keep).collect();
                         self.emit_reasoning(&text, events);
                         false
                     }
@@ -247,9 +257,11 @@ impl OutputParser {
 
     fn record(&mut self, event: ParseEvent, events: &mut Vec<ParseEvent>) {
         match &event {
-            ParseEvent::ReasoningDelta(d) => {
-                self.output.reasoning_content.get_or_insert_with(String::new).push_str(d)
-            }
+            ParseEvent::ReasoningDelta(d) => self
+                .output
+                .reasoning_content
+                .get_or_insert_with(String::new)
+                .push_str(d),
             ParseEvent::ContentDelta(d) => self.output.content.push_str(d),
             ParseEvent::ToolCall(call) => self.output.tool_calls.push(call.clone()),
             ParseEvent::Error(e) => self.output.errors.push(e.clone()),
@@ -260,7 +272,12 @@ impl OutputParser {
 
 /// Length of the longest suffix of `text` that could still grow into one of `tags`.
 fn partial_tag_len(text: &str, tags: &[&str]) -> usize {
-    let longest = tags.iter().map(|t| t.len() - 1).max().unwrap_or(0).min(text.len());
+    let longest = tags
+        .iter()
+        .map(|t| t.len() - 1)
+        .max()
+        .unwrap_or(0)
+        .min(text.len());
     (1..=longest)
         .rev()
         .find(|&n| {
@@ -280,7 +297,11 @@ struct NewlineTrimmer {
 
 impl NewlineTrimmer {
     fn push(&mut self, text: &str) -> Option<String> {
-        let text = if self.started { text } else { text.trim_start_matches('\n') };
+        let text = if self.started {
+            text
+        } else {
+            text.trim_start_matches('\n')
+        };
         let body = text.trim_end_matches('\n');
         let trailing = text.len() - body.len();
         if body.is_empty() {
@@ -315,7 +336,9 @@ fn parse_call(body: &str, closed: bool) -> Result<ParsedToolCall, String> {
         Some(_) => return Err("\"name\" must be a non-empty string".into()),
         None => return Err("it has no \"name\"".into()),
     };
-    let arguments = object.remove("arguments").or_else(|| object.remove("parameters"));
+    let arguments = object
+        .remove("arguments")
+        .or_else(|| object.remove("parameters"));
     let arguments = match arguments {
         None | Some(Json::Null) => Map::new(),
         Some(Json::Object(map)) => map,
@@ -331,8 +354,13 @@ pub fn arguments_from_text(text: &str) -> Result<Map<String, Json>, String> {
     if text.trim().is_empty() {
         return Ok(Map::new());
     }
-    match serde_json::from_str::<Json>(text).ok().or_else(|| lenient_json::parse(text, false)) {
+    match serde_json::from_str::<Json>(text)
+        .ok()
+        .or_else(|| lenient_json::parse(text, false))
+    {
         Some(Json::Object(map)) => Ok(map),
-        _ => Err(format!("\"arguments\" is a string that does not hold a JSON object: {text}")),
+        _ => Err(format!(
+            "\"arguments\" is a string that does not hold a JSON object: {text}"
+        )),
     }
 }

@@ -49,7 +49,11 @@ fn dump_into(
         ValueKind::Undefined | ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
         ValueKind::Number => out.push_str(&python_number(value, "Infinity", "NaN")),
-        ValueKind::String => write_json_string(out, value.as_str().unwrap_or_default(), options.ensure_ascii),
+        ValueKind::String => write_json_string(
+            out,
+            value.as_str().unwrap_or_default(),
+            options.ensure_ascii,
+        ),
         ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<Value> = value.try_iter()?.collect();
             write_container(out, '[', ']', items.len(), options, depth, |out, i| {
@@ -156,13 +160,23 @@ pub fn python_float_repr(f: f64, infinity: &str, nan: &str) -> String {
         return nan.to_string();
     }
     if f.is_infinite() {
-        return if f > 0.0 { infinity.to_string() } else { format!("-{infinity}") };
+        return if f > 0.0 {
+            infinity.to_string()
+        } else {
+            format!("-{infinity}")
+        };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if f.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     let scientific = format!("{:e}", f);
-    let (mantissa, exponent) = scientific.split_once('e').expect("{:e} always writes an exponent");
+    let (mantissa, exponent) = scientific
+        .split_once('e')
+        .expect("{:e} always writes an exponent");
     let exponent: i32 = exponent.parse().expect("{:e} writes an integer exponent");
     let negative = mantissa.starts_with('-');
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
@@ -174,13 +188,25 @@ pub fn python_float_repr(f: f64, infinity: &str, nan: &str) -> String {
         } else if point as usize >= digits.len() {
             format!("{}{}.0", digits, "0".repeat(point as usize - digits.len()))
         } else {
-            format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+            format!(
+                "{}.{}",
+                &digits[..point as usize],
+                &digits[point as usize..]
+            )
         };
         format!("{sign}{body}")
     } else {
-        let fraction = if digits.len() > 1 { format!(".{}", &digits[1..]) } else { String::new() };
+        let fraction = if digits.len() > 1 {
+            format!(".{}", &digits[1..])
+        } else {
+            String::new()
+        };
         let exp_sign = if exponent < 0 { '-' } else { '+' };
-        format!("{sign}{}{fraction}e{exp_sign}{:02}", &digits[..1], exponent.abs())
+        format!(
+            "{sign}{}{fraction}e{exp_sign}{:02}",
+            &digits[..1],
+            exponent.abs()
+        )
     }
 }
 
@@ -227,7 +253,11 @@ pub fn python_repr(value: &Value) -> String {
 
 /// `repr(str)`: single quotes unless the text holds a single quote and no double quote.
 fn python_string_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {

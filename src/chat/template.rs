@@ -6,7 +6,7 @@
 //! `strftime_now`.
 
 use super::pyjson::{self, DumpOptions};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use minijinja::value::{Kwargs, Serde, Value};
 use minijinja::{Environment, ErrorKind};
 use serde_json::{Map, Value as Json};
@@ -54,7 +54,13 @@ impl RenderRequest {
             Some(Json::Bool(b)) => Some(b),
             Some(_) => bail!("\"enable_thinking\" must be true or false"),
         };
-        Ok(RenderRequest { messages, tools, add_generation_prompt, enable_thinking, extra: object })
+        Ok(RenderRequest {
+            messages,
+            tools,
+            add_generation_prompt,
+            enable_thinking,
+            extra: object,
+        })
     }
 }
 
@@ -102,14 +108,18 @@ impl ChatTemplate {
         env.set_syntax(syntax.build().expect("default delimiters are valid"));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_formatter(|out, _state, value| {
-            out.write_str(&pyjson::python_str(value)).map_err(minijinja::Error::from)
+            out.write_str(&pyjson::python_str(value))
+                .map_err(minijinja::Error::from)
         });
         env.add_filter("tojson", tojson);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_template_owned(TEMPLATE_NAME, source)
             .context("the chat template does not compile")?;
-        Ok(ChatTemplate { env, special_tokens })
+        Ok(ChatTemplate {
+            env,
+            special_tokens,
+        })
     }
 
     /// Renders the prompt text, byte-identical to `apply_chat_template(..., tokenize=False)`.
@@ -121,7 +131,10 @@ impl ChatTemplate {
             request.tools.clone().map(Json::Array).unwrap_or(Json::Null),
         );
         context.insert("documents".into(), Json::Null);
-        context.insert("add_generation_prompt".into(), request.add_generation_prompt.into());
+        context.insert(
+            "add_generation_prompt".into(),
+            request.add_generation_prompt.into(),
+        );
         if let Some(thinking) = request.enable_thinking {
             context.insert("enable_thinking".into(), thinking.into());
         }
@@ -158,7 +171,15 @@ fn pick_named_template(named: &[Json]) -> Result<String> {
 /// The special tokens transformers passes as template variables (`**special_tokens_map`).
 fn special_token_vars(config: &Map<String, Json>) -> Map<String, Json> {
     let mut vars = Map::new();
-    for key in ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"] {
+    for key in [
+        "bos_token",
+        "eos_token",
+        "unk_token",
+        "sep_token",
+        "pad_token",
+        "cls_token",
+        "mask_token",
+    ] {
         let text = match config.get(key) {
             Some(Json::String(s)) => Some(s.clone()),
             Some(Json::Object(o)) => o.get("content").and_then(Json::as_str).map(str::to_string),
@@ -187,8 +208,16 @@ fn tojson(value: &Value, kwargs: Kwargs) -> Result<Value, minijinja::Error> {
     }
     let separators: Option<Value> = kwargs.get("separators")?;
     if let Some(separators) = separators.filter(|v| !v.is_none()) {
-        options.item_separator = separators.get_item_by_index(0)?.as_str().unwrap_or(",").into();
-        options.key_separator = separators.get_item_by_index(1)?.as_str().unwrap_or(":").into();
+        options.item_separator = separators
+            .get_item_by_index(0)?
+            .as_str()
+            .unwrap_or(",")
+            .into();
+        options.key_separator = separators
+            .get_item_by_index(1)?
+            .as_str()
+            .unwrap_or(":")
+            .into();
     }
     options.sort_keys = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
     options.ensure_ascii = kwargs.get::<Option<bool>>("ensure_ascii")?.unwrap_or(false);

@@ -1,6 +1,6 @@
 //! Text ↔ token ids with the model's own `tokenizer.json`, and streaming detokenization.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result, anyhow};
 use std::path::Path;
 
 /// The model's tokenizer plus the ids of the tokens the runtime must recognise.
@@ -33,7 +33,10 @@ impl Tokenizer {
                 _ => None,
             });
         let eos_token_id = eos_text.and_then(|t| inner.token_to_id(&t));
-        Ok(Tokenizer { inner, eos_token_id })
+        Ok(Tokenizer {
+            inner,
+            eos_token_id,
+        })
     }
 
     /// Encodes rendered prompt text; special tokens written in the text (`<|im_start|>`) become their ids,
@@ -48,7 +51,9 @@ impl Tokenizer {
 
     /// Decodes ids to text, special tokens included (the output parser needs `<think>`, `<tool_call>`).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, false).map_err(|e| anyhow!("detokenization failed: {e}"))
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| anyhow!("detokenization failed: {e}"))
     }
 
     /// The id of a token given by its text, if the vocabulary has it.
@@ -58,7 +63,12 @@ impl Tokenizer {
 
     /// A streaming decoder for one generation.
     pub fn incremental_decoder(&self) -> IncrementalDecoder<'_> {
-        IncrementalDecoder { tokenizer: self, ids: Vec::new(), prefix_offset: 0, read_offset: 0 }
+        IncrementalDecoder {
+            tokenizer: self,
+            ids: Vec::new(),
+            prefix_offset: 0,
+            read_offset: 0,
+        }
     }
 }
 
@@ -75,7 +85,9 @@ impl IncrementalDecoder<'_> {
     /// Adds one id; returns the text that is now complete (possibly empty).
     pub fn push(&mut self, id: u32) -> Result<String> {
         self.ids.push(id);
-        let seen = self.tokenizer.decode(&self.ids[self.prefix_offset..self.read_offset])?;
+        let seen = self
+            .tokenizer
+            .decode(&self.ids[self.prefix_offset..self.read_offset])?;
         let all = self.tokenizer.decode(&self.ids[self.prefix_offset..])?;
         if all.len() > seen.len() && !all.ends_with('\u{FFFD}') {
             let delta = all
@@ -92,7 +104,9 @@ impl IncrementalDecoder<'_> {
 
     /// Ends the stream: whatever is still held (an incomplete character) comes out as decoded.
     pub fn finish(&mut self) -> Result<String> {
-        let seen = self.tokenizer.decode(&self.ids[self.prefix_offset..self.read_offset])?;
+        let seen = self
+            .tokenizer
+            .decode(&self.ids[self.prefix_offset..self.read_offset])?;
         let all = self.tokenizer.decode(&self.ids[self.prefix_offset..])?;
         self.prefix_offset = self.ids.len();
         self.read_offset = self.ids.len();

@@ -2,7 +2,7 @@
 //! `/no_think` in a message switch thinking for that turn; Ctrl-C stops the current answer, not the
 //! program.
 
-use super::run::{build_agent, Printer};
+use super::run::{Printer, build_agent};
 use anyhow::{Context, Result};
 use clap::Args;
 use qwen3_agent::chat::Message;
@@ -28,7 +28,8 @@ pub fn chat(args: ChatArgs) -> Result<()> {
     }
     let mut agent = build_agent(&definition)?;
     let interrupt = agent.interrupt_flag();
-    ctrlc::set_handler(move || interrupt.store(true, Ordering::Relaxed)).context("installing the Ctrl-C handler")?;
+    ctrlc::set_handler(move || interrupt.store(true, Ordering::Relaxed))
+        .context("installing the Ctrl-C handler")?;
     eprintln!(
         "chatting with {} — /reset clears the history, /exit or Ctrl-D quits, Ctrl-C stops an answer",
         definition.agent.name
@@ -53,7 +54,9 @@ pub fn chat(args: ChatArgs) -> Result<()> {
             _ => {}
         }
         history.push(Message::user(line));
-        let result = agent.run(std::mem::take(&mut history), &mut |event| printer.show(&event))?;
+        let result = agent.run(std::mem::take(&mut history), &mut |event| {
+            printer.show(&event)
+        })?;
         printer.end();
         history = result.messages;
     }

@@ -37,7 +37,9 @@ pub fn render(args: RenderArgs) -> Result<()> {
 
 fn read_render_request() -> Result<RenderRequest> {
     let mut input = String::new();
-    std::io::stdin().read_to_string(&mut input).context("reading the request from stdin")?;
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("reading the request from stdin")?;
     let request: Json = serde_json::from_str(&input).context(
         "stdin must be a JSON object like {\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}",
     )?;
@@ -66,7 +68,9 @@ pub struct ParseArgs {
 
 pub fn parse(args: ParseArgs) -> Result<()> {
     let mut input = String::new();
-    std::io::stdin().read_to_string(&mut input).context("reading model output from stdin")?;
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("reading model output from stdin")?;
     let mut parser = OutputParser::new(!args.no_thinking);
     match args.chunk {
         Some(0) => anyhow::bail!("--chunk must be at least 1"),

@@ -9,7 +9,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "qwen3-agent", version, about = "Run Qwen3 agents locally: chat template, AWQ engine, tools")]
+#[command(
+    name = "qwen3-agent",
+    version,
+    about = "Run Qwen3 agents locally: chat template, AWQ engine, tools"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,12 +1,12 @@
 //! Commands that run or write models: `logits`, `generate`, `synth`, `quantize`, `bench`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use qwen3_agent::chat::{ChatTemplate, OutputParser, ParseEvent, RenderRequest, Tokenizer};
 use qwen3_agent::engine::{Engine, SamplingParams};
 use qwen3_agent::model::config::RopeScaling;
-use qwen3_agent::model::{self, npy, GenerationConfig, Precision, Qwen3};
+use qwen3_agent::model::{self, GenerationConfig, Precision, Qwen3, npy};
 use serde_json::json;
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -34,10 +34,15 @@ pub fn yarn(factor: f64) -> RopeScaling {
 }
 
 /// As `load_model`, replacing config.json's rope_scaling when `rope_scaling` is given.
-pub fn load_model_with(dir: &Path, precision: Precision, rope_scaling: Option<RopeScaling>) -> Result<(Qwen3, f64)> {
+pub fn load_model_with(
+    dir: &Path,
+    precision: Precision,
+    rope_scaling: Option<RopeScaling>,
+) -> Result<(Qwen3, f64)> {
     let start = Instant::now();
     let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} layers").expect("valid template"),
+        ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} layers")
+            .expect("valid template"),
     );
     bar.set_message(dir.display().to_string());
     let model = model::load_dir(dir, precision, rope_scaling, |done, total| {
@@ -50,7 +55,10 @@ pub fn load_model_with(dir: &Path, precision: Precision, rope_scaling: Option<Ro
 
 fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting the thread count")?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("setting the thread count")?;
     }
     Ok(())
 }
@@ -76,7 +84,11 @@ pub fn logits(mut args: LogitsArgs) -> Result<()> {
     let (model, _) = load_model(&args.model, args.precision)?;
     let mut cache = model.new_cache(args.ids.len());
     let logits = model.forward(&args.ids, &mut cache, true)?;
-    npy::write_f32(&args.out, &[args.ids.len(), model.config.vocab_size], &logits)
+    npy::write_f32(
+        &args.out,
+        &[args.ids.len(), model.config.vocab_size],
+        &logits,
+    )
 }
 
 /// Generate text from a prompt or a messages file, streaming it to stdout.
@@ -85,7 +97,11 @@ pub struct GenerateArgs {
     #[arg(long)]
     model: PathBuf,
     /// A user message (rendered with the chat template unless --raw).
-    #[arg(long, conflicts_with = "messages", required_unless_present = "messages")]
+    #[arg(
+        long,
+        conflicts_with = "messages",
+        required_unless_present = "messages"
+    )]
     prompt: Option<String>,
     /// A JSON file: a list of messages, or a render request object.
     #[arg(long)]
@@ -138,11 +154,15 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
     } else {
         let template = ChatTemplate::from_model_dir(&args.model)?;
         let mut request = match (&args.prompt, &args.messages) {
-            (Some(p), _) => RenderRequest { messages: vec![json!({"role": "user", "content": p})], ..Default::default() },
+            (Some(p), _) => RenderRequest {
+                messages: vec![json!({"role": "user", "content": p})],
+                ..Default::default()
+            },
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                let value: serde_json::Value =
-                    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not JSON", path.display()))?;
                 if value.is_array() {
                     RenderRequest::from_json(json!({"messages": value}))?
                 } else {
@@ -158,7 +178,11 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
         template.render(&request)?
     };
     let prompt = tokenizer.encode(&prompt_text)?;
-    let (model, _) = load_model_with(&args.model, args.precision, args.rope_scaling_factor.map(yarn))?;
+    let (model, _) = load_model_with(
+        &args.model,
+        args.precision,
+        args.rope_scaling_factor.map(yarn),
+    )?;
     let generation_config = GenerationConfig::load(&args.model)?;
     let mut params = SamplingParams::for_mode(thinking);
     if thinking {
@@ -250,17 +274,26 @@ pub fn synth(args: SynthArgs) -> Result<()> {
             config[k] = v;
         }
     }
-    let default_tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-tokenizer");
+    let default_tokenizer =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-tokenizer");
     let tokenizer = match args.no_tokenizer {
         true => None,
-        false => args.tokenizer.or_else(|| default_tokenizer.is_dir().then_some(default_tokenizer)),
+        false => args
+            .tokenizer
+            .or_else(|| default_tokenizer.is_dir().then_some(default_tokenizer)),
     };
     if tokenizer.is_none() && !args.no_tokenizer {
-        eprintln!("note: no tokenizer files copied (pass --tokenizer DIR); logits and bench still work");
+        eprintln!(
+            "note: no tokenizer files copied (pass --tokenizer DIR); logits and bench still work"
+        );
     }
     let start = Instant::now();
     model::synth::write_random_model(&args.out, &config, args.seed, tokenizer.as_deref())?;
-    eprintln!("wrote {} in {:.1}s", args.out.display(), start.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote {} in {:.1}s",
+        args.out.display(),
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -276,11 +309,24 @@ pub struct QuantizeArgs {
     /// Largest safetensors shard in MiB.
     #[arg(long, default_value_t = 4096)]
     max_shard_mib: usize,
+    /// Pack the tied embedding to 4 bits as well (a qwen3-agent extension: transformers and AutoAWQ
+    /// cannot load the result). For small models whose embedding is most of the file.
+    #[arg(long)]
+    quantize_embeddings: bool,
 }
 
 pub fn quantize(args: QuantizeArgs) -> Result<()> {
-    model::quantize::quantize_dir(&args.input, &args.out, args.group_size, args.max_shard_mib << 20)?;
-    eprintln!("wrote {} (round-to-nearest 4-bit, group {})", args.out.display(), args.group_size);
+    let options = model::quantize::QuantizeOptions {
+        group_size: args.group_size,
+        max_shard_bytes: args.max_shard_mib << 20,
+        embeddings: args.quantize_embeddings,
+    };
+    model::quantize::quantize_dir(&args.input, &args.out, &options)?;
+    eprintln!(
+        "wrote {} (round-to-nearest 4-bit, group {})",
+        args.out.display(),
+        args.group_size
+    );
     Ok(())
 }
 
@@ -310,11 +356,16 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
     let (model, load_s) = load_model(&args.model, args.precision)?;
     let vocab = model.config.vocab_size as u64;
     let mut rng = qwen3_agent::rng::Rng::seeded(1);
-    let prompt: Vec<u32> = (0..args.prompt_tokens).map(|_| (rng.next_u64() % vocab.min(150000)) as u32).collect();
-    let context = args.prompt_tokens + args.gen_tokens + 1 + if args.agent_rounds { 4 * 256 } else { 0 };
+    let prompt: Vec<u32> = (0..args.prompt_tokens)
+        .map(|_| (rng.next_u64() % vocab.min(150000)) as u32)
+        .collect();
+    let context =
+        args.prompt_tokens + args.gen_tokens + 1 + if args.agent_rounds { 4 * 256 } else { 0 };
     let mut engine = Engine::new(model, context);
     let greedy = SamplingParams::greedy();
-    let generation = engine.generate(&prompt, args.gen_tokens, greedy, &[], |_| ControlFlow::Continue(()))?;
+    let generation = engine.generate(&prompt, args.gen_tokens, greedy, &[], |_| {
+        ControlFlow::Continue(())
+    })?;
     let t = &generation.timings;
     let mut rounds = Vec::new();
     if args.agent_rounds {
@@ -345,12 +396,23 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
     } else {
         println!(
             "load {:.2}s | prefill {} tok: {:.2} tok/s | decode {} tok: {:.2} tok/s | peak RSS {:.2} GB | {} threads",
-            load_s, args.prompt_tokens, t.prefill_tok_per_s, t.decode_tokens, t.decode_tok_per_s,
-            report["peak_rss_gb"].as_f64().unwrap_or(0.0), report["threads"]
+            load_s,
+            args.prompt_tokens,
+            t.prefill_tok_per_s,
+            t.decode_tokens,
+            t.decode_tok_per_s,
+            report["peak_rss_gb"].as_f64().unwrap_or(0.0),
+            report["threads"]
         );
         for r in &rounds {
-            println!("agent round {}: prompt {} tokens, reused {}, prefilled {} ({:.0} ms)",
-                r["round"], r["prompt_tokens"], r["reused_tokens"], r["prefilled_tokens"], r["prefill_ms"].as_f64().unwrap_or(0.0));
+            println!(
+                "agent round {}: prompt {} tokens, reused {}, prefilled {} ({:.0} ms)",
+                r["round"],
+                r["prompt_tokens"],
+                r["reused_tokens"],
+                r["prefilled_tokens"],
+                r["prefill_ms"].as_f64().unwrap_or(0.0)
+            );
         }
     }
     Ok(())
@@ -360,8 +422,16 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
 fn peak_rss_gb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map(|kb| kb * 1024.0 / 1e9)
         .unwrap_or(0.0)
 }

@@ -2,22 +2,22 @@
 //! JSON-lines transcript.
 
 use super::model_cmds::load_model_with;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use qwen3_agent::agent::{Agent, AgentEvent, RunResult};
 use qwen3_agent::backend::{Backend, LocalBackend, OpenAiBackend, ScriptedBackend};
 use qwen3_agent::chat::{ChatTemplate, ParseEvent, Tokenizer};
+use qwen3_agent::config::McpServerSpec;
 use qwen3_agent::config::{self, BackendKind, Expect, ResolvedAgent};
 use qwen3_agent::engine::Engine;
 use qwen3_agent::model::GenerationConfig;
-use qwen3_agent::config::McpServerSpec;
 use qwen3_agent::tools::mcp::{self, McpSettings};
 use qwen3_agent::tools::{Tool, ToolRegistry};
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Run a task (an agent plus its input) to a final answer.
@@ -52,7 +52,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     if args.no_thinking {
         agent_def.agent.generate.thinking = Some(false);
     }
-    let mut transcript = args.transcript.as_deref().map(Transcript::open).transpose()?;
+    let mut transcript = args
+        .transcript
+        .as_deref()
+        .map(Transcript::open)
+        .transpose()?;
     if let Some(t) = transcript.as_mut() {
         let mut shown = serde_json::to_value(&agent_def)?;
         if shown["agent"]["model"]["api_key"].is_string() {
@@ -66,23 +70,28 @@ pub fn run(args: RunArgs) -> Result<()> {
     let result = agent.run(task.messages.clone(), &mut |event| {
         printer.show(&event);
         if let Some(t) = transcript.as_mut()
-            && let Err(e) = t.record(&event) {
-                transcript_error.get_or_insert(e);
-            }
+            && let Err(e) = t.record(&event)
+        {
+            transcript_error.get_or_insert(e);
+        }
     })?;
     if let Some(e) = transcript_error {
         return Err(e.context("writing the transcript"));
     }
     if let Some(t) = transcript.as_mut() {
-        t.write(json!({"event": "run_end", "rounds": result.rounds, "stop_reason": result.stop_reason,
-            "usage": result.usage, "content": result.content}))?;
+        t.write(
+            json!({"event": "run_end", "rounds": result.rounds, "stop_reason": result.stop_reason,
+            "usage": result.usage, "content": result.content}),
+        )?;
     }
     if args.json {
         println!(
             "{}",
-            serde_json::to_string(&json!({"content": result.content, "reasoning_content": result.reasoning_content,
+            serde_json::to_string(
+                &json!({"content": result.content, "reasoning_content": result.reasoning_content,
                 "messages": result.messages, "rounds": result.rounds, "usage": result.usage,
-                "stop_reason": result.stop_reason}))?
+                "stop_reason": result.stop_reason})
+            )?
         );
     } else if args.quiet {
         println!("{}", result.content);
@@ -130,8 +139,11 @@ pub fn tools(args: ToolsArgs) -> Result<()> {
     };
     match &args.call {
         None => {
-            let listed: Vec<serde_json::Value> =
-                registry.schemas().into_iter().map(|schema| schema["function"].clone()).collect();
+            let listed: Vec<serde_json::Value> = registry
+                .schemas()
+                .into_iter()
+                .map(|schema| schema["function"].clone())
+                .collect();
             println!("{}", serde_json::to_string_pretty(&listed)?);
         }
         Some(name) => {
@@ -140,8 +152,10 @@ pub fn tools(args: ToolsArgs) -> Result<()> {
             let record = registry.dispatch(&[(name.clone(), arguments)]).remove(0);
             println!(
                 "{}",
-                serde_json::to_string(&json!({"is_error": record.output.is_error, "text": record.output.text,
-                    "files": record.output.files}))?
+                serde_json::to_string(
+                    &json!({"is_error": record.output.is_error, "text": record.output.text,
+                    "files": record.output.files})
+                )?
             );
         }
     }
@@ -153,7 +167,13 @@ pub(super) fn build_agent(definition: &ResolvedAgent) -> Result<Agent> {
     let a = &definition.agent;
     let backend = build_backend(definition)?;
     let tools = build_tools(definition)?;
-    Ok(Agent::new(backend, tools, a.generate.clone(), a.system.clone(), a.max_rounds))
+    Ok(Agent::new(
+        backend,
+        tools,
+        a.generate.clone(),
+        a.system.clone(),
+        a.max_rounds,
+    ))
 }
 
 fn build_backend(agent: &ResolvedAgent) -> Result<Box<dyn Backend>> {
@@ -161,33 +181,51 @@ fn build_backend(agent: &ResolvedAgent) -> Result<Box<dyn Backend>> {
     match spec.backend {
         BackendKind::Scripted => {
             let dir = spec.path.as_deref().expect("validated at load");
-            let backend = ScriptedBackend::new(ChatTemplate::from_model_dir(dir)?, spec.script.clone());
+            let backend =
+                ScriptedBackend::new(ChatTemplate::from_model_dir(dir)?, spec.script.clone());
             Ok(Box::new(match spec.context_length {
                 Some(n) => backend.with_context(Tokenizer::from_model_dir(dir)?, n),
                 None => backend,
             }))
         }
         BackendKind::Local => {
-            let dir = &qwen3_agent::model::hub::resolve_model_dir(spec.path.as_deref().expect("validated at load"))
-                .with_context(|| format!("{}: model.path", agent.source.display()))?;
+            let dir = &qwen3_agent::model::hub::resolve_model_dir(
+                spec.path.as_deref().expect("validated at load"),
+            )
+            .with_context(|| format!("{}: model.path", agent.source.display()))?;
             let template = ChatTemplate::from_model_dir(dir)?;
             let tokenizer = Tokenizer::from_model_dir(dir)?;
-            let (model, _) = load_model_with(dir, spec.precision.unwrap_or_default(), spec.rope_scaling.clone())?;
-            let context = spec.context_length.unwrap_or(DEFAULT_CONTEXT.min(model.config.max_position_embeddings));
+            let (model, _) = load_model_with(
+                dir,
+                spec.precision.unwrap_or_default(),
+                spec.rope_scaling.clone(),
+            )?;
+            let context = spec
+                .context_length
+                .unwrap_or(DEFAULT_CONTEXT.min(model.config.max_position_embeddings));
             let stop_ids = GenerationConfig::load(dir)?.eos_token_ids;
-            Ok(Box::new(LocalBackend::new(template, tokenizer, Engine::new(model, context), stop_ids)))
+            Ok(Box::new(LocalBackend::new(
+                template,
+                tokenizer,
+                Engine::new(model, context),
+                stop_ids,
+            )))
         }
         BackendKind::Openai => {
             let api_key = match (&spec.api_key, &spec.api_key_env) {
                 (Some(key), _) => Some(key.clone()),
                 (None, Some(var)) => Some(std::env::var(var).with_context(|| {
-                    format!("{}: model.api_key_env names {var}, which is not set", agent.source.display())
+                    format!(
+                        "{}: model.api_key_env names {var}, which is not set",
+                        agent.source.display()
+                    )
                 })?),
                 (None, None) => None,
             };
             let lookup = |name: &str| std::env::var(name).ok();
-            let base_url = config::expand_env(spec.base_url.as_deref().expect("validated at load"), lookup)
-                .with_context(|| format!("{}: model.base_url", agent.source.display()))?;
+            let base_url =
+                config::expand_env(spec.base_url.as_deref().expect("validated at load"), lookup)
+                    .with_context(|| format!("{}: model.base_url", agent.source.display()))?;
             let model = spec.model.clone().expect("validated at load");
             Ok(Box::new(OpenAiBackend::new(&base_url, api_key, model)?))
         }
@@ -197,7 +235,10 @@ fn build_backend(agent: &ResolvedAgent) -> Result<Box<dyn Backend>> {
 pub(super) fn build_tools(agent: &ResolvedAgent) -> Result<ToolRegistry> {
     let a = &agent.agent;
     if !a.tools.is_empty() {
-        bail!("{}: built-in tools (code_interpreter) are not available in this build yet", agent.source.display());
+        bail!(
+            "{}: built-in tools (code_interpreter) are not available in this build yet",
+            agent.source.display()
+        );
     }
     let timeout = Duration::from_secs_f64(a.timeout);
     let mut registry = ToolRegistry::new(timeout + CANCEL_GRACE);
@@ -209,7 +250,10 @@ pub(super) fn build_tools(agent: &ResolvedAgent) -> Result<ToolRegistry> {
 }
 
 /// Starts MCP servers with a progress line; a server that fails is reported and left out.
-fn start_mcp(servers: &BTreeMap<String, McpServerSpec>, call_timeout: Duration) -> Result<Vec<Arc<dyn Tool>>> {
+fn start_mcp(
+    servers: &BTreeMap<String, McpServerSpec>,
+    call_timeout: Duration,
+) -> Result<Vec<Arc<dyn Tool>>> {
     if servers.is_empty() {
         return Ok(Vec::new());
     }
@@ -249,9 +293,13 @@ fn check_expectations(expect: &Expect, result: &RunResult) -> Result<()> {
         }
     }
     if let Some(max) = expect.max_rounds
-        && result.rounds > max {
-            failures.push(format!("took {} rounds, expected at most {max}", result.rounds));
-        }
+        && result.rounds > max
+    {
+        failures.push(format!(
+            "took {} rounds, expected at most {max}",
+            result.rounds
+        ));
+    }
     if !failures.is_empty() {
         bail!("expectations failed: {}", failures.join("; "));
     }
@@ -270,11 +318,19 @@ const DISPLAY_CHARS: usize = 600;
 
 impl Printer {
     pub(super) fn new(enabled: bool) -> Self {
-        Printer { enabled, color: std::io::stdout().is_terminal(), in_reasoning: false }
+        Printer {
+            enabled,
+            color: std::io::stdout().is_terminal(),
+            in_reasoning: false,
+        }
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
 
     pub(super) fn show(&mut self, event: &AgentEvent) {
@@ -299,18 +355,43 @@ impl Printer {
             AgentEvent::Stream(ParseEvent::ToolCall(call)) => writeln!(
                 out,
                 "\n{}",
-                self.paint("36", &format!("→ {}({})", call.name, serde_json::Value::Object(call.arguments.clone())))
+                self.paint(
+                    "36",
+                    &format!(
+                        "→ {}({})",
+                        call.name,
+                        serde_json::Value::Object(call.arguments.clone())
+                    )
+                )
             ),
-            AgentEvent::Stream(ParseEvent::Error(e)) => writeln!(out, "\n{}", self.paint("31", &format!("✗ {e}"))),
+            AgentEvent::Stream(ParseEvent::Error(e)) => {
+                writeln!(out, "\n{}", self.paint("31", &format!("✗ {e}")))
+            }
             AgentEvent::ToolResult { record, .. } => {
                 let text = &record.output.text;
                 let shown: String = text.chars().take(DISPLAY_CHARS).collect();
-                let more = if text.chars().count() > DISPLAY_CHARS { " …" } else { "" };
+                let more = if text.chars().count() > DISPLAY_CHARS {
+                    " …"
+                } else {
+                    ""
+                };
                 let code = if record.output.is_error { "31" } else { "33" };
-                writeln!(out, "{}", self.paint(code, &format!("← {}: {shown}{more} ({:.0} ms)", record.name, record.duration_ms)))
+                writeln!(
+                    out,
+                    "{}",
+                    self.paint(
+                        code,
+                        &format!(
+                            "← {}: {shown}{more} ({:.0} ms)",
+                            record.name, record.duration_ms
+                        )
+                    )
+                )
             }
             AgentEvent::ModelCall { .. } => Ok(()),
-            AgentEvent::Notice(text) => writeln!(out, "\n{}", self.paint("1", &format!("note: {text}"))),
+            AgentEvent::Notice(text) => {
+                writeln!(out, "\n{}", self.paint("1", &format!("note: {text}")))
+            }
         };
         let _ = out.flush();
     }

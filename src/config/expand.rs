@@ -1,7 +1,7 @@
 //! `${VAR}` and `${VAR:-default}` in values that differ between machines (server URLs; MCP commands,
 //! arguments, env and headers), so definitions can be shared without secrets or hosts in them.
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 
 /// Expands variables from `lookup`; an unset (or empty) variable takes its default, and one without a
 /// default is an error naming it.
@@ -11,7 +11,9 @@ pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else { bail!("unclosed ${{ in {text:?}") };
+        let Some(end) = after.find('}') else {
+            bail!("unclosed ${{ in {text:?}")
+        };
         let (name, default) = match after[..end].split_once(":-") {
             Some((name, default)) => (name, Some(default)),
             None => (&after[..end], None),
@@ -38,8 +40,16 @@ mod tests {
             "EMPTY" => Some(String::new()),
             _ => None,
         };
-        assert_eq!(expand_env("${HOME}/x ${MISSING:-d} ${EMPTY:-e} $plain", env).unwrap(), "/root/x d e $plain");
-        assert!(expand_env("${MISSING}", env).unwrap_err().to_string().contains("MISSING"));
+        assert_eq!(
+            expand_env("${HOME}/x ${MISSING:-d} ${EMPTY:-e} $plain", env).unwrap(),
+            "/root/x d e $plain"
+        );
+        assert!(
+            expand_env("${MISSING}", env)
+                .unwrap_err()
+                .to_string()
+                .contains("MISSING")
+        );
         assert!(expand_env("${OPEN", env).is_err());
     }
 }

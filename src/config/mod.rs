@@ -7,7 +7,7 @@
 mod expand;
 
 use crate::model::Precision;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -174,7 +174,18 @@ impl GenerateSpec {
         macro_rules! take {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f.clone(); } )* };
         }
-        take!(thinking, max_new_tokens, temperature, top_k, top_p, min_p, presence_penalty, repetition_penalty, seed, stop);
+        take!(
+            thinking,
+            max_new_tokens,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            presence_penalty,
+            repetition_penalty,
+            seed,
+            stop
+        );
     }
 }
 
@@ -230,7 +241,8 @@ impl<'de> Deserialize<'de> for AgentRef {
                 Ok(AgentRef::Path(PathBuf::from(v)))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AgentRef, A::Error> {
-                AgentFile::deserialize(de::value::MapAccessDeserializer::new(map)).map(|a| AgentRef::Inline(Box::new(a)))
+                AgentFile::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|a| AgentRef::Inline(Box::new(a)))
             }
         }
         deserializer.deserialize_any(RefVisitor)
@@ -264,7 +276,13 @@ pub fn parse_yaml<T: de::DeserializeOwned>(text: &str, file: &Path) -> Result<T>
             Some(loc) => {
                 let own_prefix = format!("line {} column {}: ", loc.line(), loc.column());
                 let first = first.strip_prefix(&own_prefix).unwrap_or(first);
-                anyhow::anyhow!("{}:{}:{}: {}", file.display(), loc.line(), loc.column(), first)
+                anyhow::anyhow!(
+                    "{}:{}:{}: {}",
+                    file.display(),
+                    loc.line(),
+                    loc.column(),
+                    first
+                )
             }
             None => anyhow::anyhow!("{}: {}", file.display(), first),
         }
@@ -277,7 +295,9 @@ fn read(file: &Path) -> Result<String> {
 
 /// Every MCP server of an agent: `mcpServers` plus those of `mcp_config` (Claude Desktop's
 /// `{"mcpServers": {...}}` or VS Code's `{"servers": {...}}`).
-pub fn mcp_servers(agent: &ResolvedAgent) -> Result<std::collections::BTreeMap<String, McpServerSpec>> {
+pub fn mcp_servers(
+    agent: &ResolvedAgent,
+) -> Result<std::collections::BTreeMap<String, McpServerSpec>> {
     let mut servers = agent.agent.mcp_servers.clone();
     if let Some(path) = &agent.agent.mcp_config {
         servers.extend(load_mcp_config(path)?);
@@ -297,9 +317,12 @@ pub fn load_mcp_config(path: &Path) -> Result<std::collections::BTreeMap<String,
     let text = read(path)?;
     let file: McpConfigFile = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
-    file.mcp_servers
-        .or(file.servers)
-        .with_context(|| format!("{}: expected an \"mcpServers\" (or VS Code \"servers\") object", path.display()))
+    file.mcp_servers.or(file.servers).with_context(|| {
+        format!(
+            "{}: expected an \"mcpServers\" (or VS Code \"servers\") object",
+            path.display()
+        )
+    })
 }
 
 /// Loads and resolves an agent file.
@@ -317,7 +340,10 @@ fn resolve_agent(mut agent: AgentFile, file: &Path) -> Result<ResolvedAgent> {
         agent.mcp_config = Some(dir.join(path));
     }
     validate_agent(&agent, file)?;
-    Ok(ResolvedAgent { agent, source: file.to_path_buf() })
+    Ok(ResolvedAgent {
+        agent,
+        source: file.to_path_buf(),
+    })
 }
 
 /// Relative paths are relative to the defining file; a hub id (`Qwen/Qwen3-8B-AWQ`) that does not exist
@@ -335,7 +361,10 @@ fn validate_agent(agent: &AgentFile, file: &Path) -> Result<()> {
     let m = &agent.model;
     match m.backend {
         BackendKind::Local if m.path.is_none() => {
-            bail!("{}: model.path is required for the local backend (a model directory)", file.display())
+            bail!(
+                "{}: model.path is required for the local backend (a model directory)",
+                file.display()
+            )
         }
         BackendKind::Openai if m.base_url.is_none() || m.model.is_none() => bail!(
             "{}: the openai backend needs model.base_url (e.g. http://localhost:8000/v1) and model.model (the \
@@ -354,7 +383,10 @@ fn validate_agent(agent: &AgentFile, file: &Path) -> Result<()> {
     }
     for (name, server) in &agent.mcp_servers {
         if server.command.is_none() == server.url.is_none() {
-            bail!("{}: mcpServers.{name} needs either command (stdio) or url (HTTP)", file.display());
+            bail!(
+                "{}: mcpServers.{name} needs either command (stdio) or url (HTTP)",
+                file.display()
+            );
         }
     }
     Ok(())
@@ -367,7 +399,13 @@ pub fn load_task(file: &Path) -> Result<ResolvedTask> {
     let at = task.agent.defined;
     let mut agent = match task.agent.value {
         AgentRef::Path(path) => load_agent(&dir.join(&path)).with_context(|| {
-            format!("{}:{}:{}: loading the agent file {}", file.display(), at.line(), at.column(), path.display())
+            format!(
+                "{}:{}:{}: loading the agent file {}",
+                file.display(),
+                at.line(),
+                at.column(),
+                path.display()
+            )
         })?,
         AgentRef::Inline(agent) => resolve_agent(*agent, file)?,
     };
@@ -380,8 +418,16 @@ pub fn load_task(file: &Path) -> Result<ResolvedTask> {
     let messages = match (task.prompt, task.messages) {
         (Some(prompt), None) => vec![crate::chat::Message::user(prompt)],
         (None, Some(messages)) if !messages.is_empty() => messages,
-        (Some(_), Some(_)) => bail!("{}: give either prompt or messages, not both", file.display()),
+        (Some(_), Some(_)) => bail!(
+            "{}: give either prompt or messages, not both",
+            file.display()
+        ),
         _ => bail!("{}: the task needs a prompt (or messages)", file.display()),
     };
-    Ok(ResolvedTask { agent, messages, expect: task.expect, source: file.to_path_buf() })
+    Ok(ResolvedTask {
+        agent,
+        messages,
+        expect: task.expect,
+        source: file.to_path_buf(),
+    })
 }

@@ -7,11 +7,11 @@ use crate::chat::{FinishReason, Tokenizer};
 use crate::model::{KvCache, Qwen3};
 use anyhow::Result;
 pub use sampler::{Sampler, SamplingParams};
-pub use stop::StopStrings;
 use serde::Serialize;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+pub use stop::StopStrings;
 
 /// What happened in one `generate` call.
 #[derive(Debug, Clone, Serialize)]
@@ -54,12 +54,20 @@ impl Engine {
     /// Brings the cache to `prompt` and returns the logits after its last token.
     pub fn prefill(&mut self, prompt: &[u32], timings: &mut Timings) -> Result<Vec<f32>> {
         anyhow::ensure!(!prompt.is_empty(), "the prompt is empty");
-        let common = self.cache.tokens().iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let common = self
+            .cache
+            .tokens()
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
         // The last prompt token is always recomputed: its logits are not cached.
         let reuse = common.min(prompt.len() - 1);
         self.cache.truncate(reuse);
         let start = Instant::now();
-        let logits = self.model.forward(&prompt[reuse..], &mut self.cache, false)?;
+        let logits = self
+            .model
+            .forward(&prompt[reuse..], &mut self.cache, false)?;
         timings.reused_tokens = reuse;
         timings.prefill_tokens = prompt.len() - reuse;
         timings.prefill_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -109,8 +117,14 @@ impl Engine {
         }
         timings.decode_tokens = output.len();
         timings.decode_ms = decode_start.elapsed().as_secs_f64() * 1e3;
-        timings.decode_tok_per_s = output.len().saturating_sub(1) as f64 / decode_start.elapsed().as_secs_f64().max(1e-9);
-        Ok(Generation { token_ids: output, finish_reason, prompt_tokens: prompt.len(), timings })
+        timings.decode_tok_per_s =
+            output.len().saturating_sub(1) as f64 / decode_start.elapsed().as_secs_f64().max(1e-9);
+        Ok(Generation {
+            token_ids: output,
+            finish_reason,
+            prompt_tokens: prompt.len(),
+            timings,
+        })
     }
 
     /// `generate` plus detokenization: `on_text` receives text as it becomes final — never half a
@@ -142,7 +156,11 @@ impl Engine {
                     let (delta, stopped) = stops.push(&delta);
                     on_text(&delta);
                     text.push_str(&delta);
-                    if stopped { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+                    if stopped {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
                 }
                 Err(e) => {
                     failure = Some(e);

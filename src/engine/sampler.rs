@@ -33,7 +33,10 @@ impl SamplingParams {
     }
 
     pub fn greedy() -> Self {
-        SamplingParams { temperature: 0.0, ..Self::for_mode(false) }
+        SamplingParams {
+            temperature: 0.0,
+            ..Self::for_mode(false)
+        }
     }
 }
 
@@ -44,7 +47,10 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(params: SamplingParams) -> Self {
-        Sampler { params, rng: Rng::seeded(params.seed) }
+        Sampler {
+            params,
+            rng: Rng::seeded(params.seed),
+        }
     }
 
     /// Picks a token; `context` is the prompt (repetition penalty), `generated` the output so far.
@@ -56,7 +62,11 @@ impl Sampler {
             seen.dedup();
             for id in seen {
                 let l = &mut logits[id as usize];
-                *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+                *l = if *l > 0.0 {
+                    *l / p.repetition_penalty
+                } else {
+                    *l * p.repetition_penalty
+                };
             }
         }
         if p.presence_penalty != 0.0 {
@@ -70,9 +80,16 @@ impl Sampler {
         if p.temperature <= 0.0 {
             return argmax(logits);
         }
-        let mut candidates: Vec<(u32, f32)> =
-            logits.iter().enumerate().map(|(i, &l)| (i as u32, l / p.temperature)).collect();
-        let k = if p.top_k == 0 { candidates.len() } else { p.top_k.min(candidates.len()) };
+        let mut candidates: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, l / p.temperature))
+            .collect();
+        let k = if p.top_k == 0 {
+            candidates.len()
+        } else {
+            p.top_k.min(candidates.len())
+        };
         if k < candidates.len() {
             candidates.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
             candidates.truncate(k);
@@ -132,17 +149,31 @@ mod tests {
 
     #[test]
     fn top_k_one_is_greedy_and_penalties_apply() {
-        let mut s = Sampler::new(SamplingParams { top_k: 1, ..SamplingParams::for_mode(true) });
+        let mut s = Sampler::new(SamplingParams {
+            top_k: 1,
+            ..SamplingParams::for_mode(true)
+        });
         assert_eq!(s.sample(&mut [0.0, 2.0, 1.9], &[], &[]), 1);
-        let mut s = Sampler::new(SamplingParams { top_k: 1, presence_penalty: 0.5, ..SamplingParams::for_mode(true) });
+        let mut s = Sampler::new(SamplingParams {
+            top_k: 1,
+            presence_penalty: 0.5,
+            ..SamplingParams::for_mode(true)
+        });
         assert_eq!(s.sample(&mut [0.0, 2.0, 1.9], &[], &[1]), 2);
     }
 
     #[test]
     fn same_seed_same_samples() {
         let draw = |seed| {
-            let mut s = Sampler::new(SamplingParams { seed, top_k: 0, top_p: 1.0, ..SamplingParams::for_mode(true) });
-            (0..20).map(|_| s.sample(&mut [0.0; 50], &[], &[])).collect::<Vec<_>>()
+            let mut s = Sampler::new(SamplingParams {
+                seed,
+                top_k: 0,
+                top_p: 1.0,
+                ..SamplingParams::for_mode(true)
+            });
+            (0..20)
+                .map(|_| s.sample(&mut [0.0; 50], &[], &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));

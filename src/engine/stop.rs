@@ -8,13 +8,21 @@ pub struct StopStrings {
 
 impl StopStrings {
     pub fn new(stops: Vec<String>) -> Self {
-        StopStrings { stops: stops.into_iter().filter(|s| !s.is_empty()).collect(), held: String::new() }
+        StopStrings {
+            stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
+            held: String::new(),
+        }
     }
 
     /// Adds a delta; returns the text that is safe to emit, and whether a stop string was reached.
     pub fn push(&mut self, delta: &str) -> (String, bool) {
         self.held.push_str(delta);
-        if let Some(at) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
             let emit = self.held[..at].to_string();
             self.held.clear();
             return (emit, true);
@@ -23,7 +31,10 @@ impl StopStrings {
             .rev()
             .find(|&n| {
                 self.held.is_char_boundary(self.held.len() - n)
-                    && self.stops.iter().any(|s| s.starts_with(&self.held[self.held.len() - n..]))
+                    && self
+                        .stops
+                        .iter()
+                        .any(|s| s.starts_with(&self.held[self.held.len() - n..]))
             })
             .unwrap_or(0);
         let emit: String = self.held.drain(..self.held.len() - keep).collect();

@@ -50,12 +50,31 @@ impl AwqLinear {
         qzeros: MappedSlice<u32>,
         scales: MappedSlice<f16>,
     ) -> Self {
-        AwqLinear { in_features, out_features, group_size, qweight, qzeros, scales }
+        AwqLinear {
+            in_features,
+            out_features,
+            group_size,
+            qweight,
+            qzeros,
+            scales,
+        }
     }
 
     /// The mapped tensors (qweight, qzeros, scales), for repacking into the fast layout.
     pub fn into_parts(self) -> (MappedSlice<u32>, MappedSlice<u32>, MappedSlice<f16>) {
         (self.qweight, self.qzeros, self.scales)
+    }
+
+    /// Column n of W (W[·][n], `in_features` values): a token's row when the layer is a packed embedding.
+    pub fn column_into(&self, n: usize, out: &mut [f32]) {
+        let words = self.out_features / 8;
+        let (word, nibble) = (n / 8, 4 * UNPACK_NIBBLE[n % 8]);
+        for (k, o) in out.iter_mut().enumerate().take(self.in_features) {
+            let g = k / self.group_size;
+            let q = (self.qweight[k * words + word] >> nibble) & 0xF;
+            let z = (self.qzeros[g * words + word] >> nibble) & 0xF;
+            *o = (q as f32 - z as f32) * self.scales[g * self.out_features + n].to_f32();
+        }
     }
 
     /// The dequantized weight W[k][n] (tests and the reference path only: never the whole model).
@@ -85,7 +104,11 @@ impl AwqLinear {
         let groups = inf / group;
         let xsum: Vec<f32> = (0..m)
             .flat_map(|t| (0..groups).map(move |g| (t, g)))
-            .map(|(t, g)| x[t * inf + g * group..t * inf + (g + 1) * group].iter().sum())
+            .map(|(t, g)| {
+                x[t * inf + g * group..t * inf + (g + 1) * group]
+                    .iter()
+                    .sum()
+            })
             .collect();
         let words = outf / 8;
         let out = SharedOut(y.as_mut_ptr());
@@ -147,7 +170,8 @@ impl KernelArgs<'_> {
     /// The SIMD kernel for as many whole sub-blocks as fit; returns the first word it did not do.
     fn run_simd(&self, t: usize, rows: usize, w0: usize, w1: usize) -> usize {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             // SAFETY: the CPU supports AVX2 and FMA (checked above); indices stay in bounds (see kernel).
             return unsafe {
                 match rows {
@@ -217,7 +241,10 @@ mod x86 {
             let shifts = _mm256_setr_epi32(0, 16, 4, 20, 8, 24, 12, 28);
             let mask = _mm256_set1_epi32(0xF);
             let unpack = |word: u32| -> __m256 {
-                _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(word as i32), shifts), mask))
+                _mm256_cvtepi32_ps(_mm256_and_si256(
+                    _mm256_srlv_epi32(_mm256_set1_epi32(word as i32), shifts),
+                    mask,
+                ))
             };
             let mut w = w0;
             while w + W <= w1 {
@@ -283,7 +310,8 @@ mod tests {
     #[test]
     fn pack_unpack_round_trips() {
         for seed in 0..1000u32 {
-            let values: [u8; 8] = std::array::from_fn(|i| ((seed.wrapping_mul(2654435761) >> (i * 3)) & 0xF) as u8);
+            let values: [u8; 8] =
+                std::array::from_fn(|i| ((seed.wrapping_mul(2654435761) >> (i * 3)) & 0xF) as u8);
             assert_eq!(unpack_word(pack_word(values)), values);
         }
     }

@@ -7,7 +7,7 @@
 //! where byte 4j+b holds, for output column 8c+j, q[row 8i+b] in its low nibble and q[row 8i+4+b] in its
 //! high nibble (rows counted within the group). Chunks are ordered [c][g][i].
 
-use super::awq::{unpack_word, AwqLinear, SharedOut};
+use super::awq::{AwqLinear, SharedOut, unpack_word};
 use super::int8_matrix::quantize_group;
 use super::weights::MappedSlice;
 use half::f16;
@@ -44,35 +44,51 @@ impl Int8AwqLinear {
         let words = outf / 8;
         let groups = inf / group;
         let chunks = group / 8;
-        let mut packed = memmap2::MmapMut::map_anon(inf * outf / 2).expect("allocating the repacked weights");
+        let mut packed =
+            memmap2::MmapMut::map_anon(inf * outf / 2).expect("allocating the repacked weights");
         #[cfg(target_os = "linux")]
         let _ = packed.advise(memmap2::Advice::HugePage);
-        packed.par_chunks_mut(groups * chunks * 32).enumerate().for_each(|(c, column)| {
-            for g in 0..groups {
-                for i in 0..chunks {
-                    let chunk = &mut column[(g * chunks + i) * 32..(g * chunks + i + 1) * 32];
-                    for b in 0..4 {
-                        let lo = unpack_word(qweight[(g * group + 8 * i + b) * words + c]);
-                        let hi = unpack_word(qweight[(g * group + 8 * i + 4 + b) * words + c]);
-                        for j in 0..8 {
-                            chunk[4 * j + b] = lo[j] | (hi[j] << 4);
+        packed
+            .par_chunks_mut(groups * chunks * 32)
+            .enumerate()
+            .for_each(|(c, column)| {
+                for g in 0..groups {
+                    for i in 0..chunks {
+                        let chunk = &mut column[(g * chunks + i) * 32..(g * chunks + i + 1) * 32];
+                        for b in 0..4 {
+                            let lo = unpack_word(qweight[(g * group + 8 * i + b) * words + c]);
+                            let hi = unpack_word(qweight[(g * group + 8 * i + 4 + b) * words + c]);
+                            for j in 0..8 {
+                                chunk[4 * j + b] = lo[j] | (hi[j] << 4);
+                            }
                         }
                     }
                 }
-            }
-        });
+            });
         qweight.release();
-        Int8AwqLinear { in_features: inf, out_features: outf, group_size: group, packed, qzeros, scales }
+        Int8AwqLinear {
+            in_features: inf,
+            out_features: outf,
+            group_size: group,
+            packed,
+            qzeros,
+            scales,
+        }
     }
 
     fn quantize_rows(&self, x: &[f32], m: usize) -> QuantizedRows {
         let (inf, group) = (self.in_features, self.group_size);
         let groups = inf / group;
-        let mut rows = QuantizedRows { x8: vec![0; m * inf], dx: vec![0.0; m * groups], sum8: vec![0; m * groups] };
+        let mut rows = QuantizedRows {
+            x8: vec![0; m * inf],
+            dx: vec![0.0; m * groups],
+            sum8: vec![0; m * groups],
+        };
         for t in 0..m {
             for g in 0..groups {
                 let range = t * inf + g * group..t * inf + (g + 1) * group;
-                rows.dx[t * groups + g] = quantize_group(&x[range.clone()], &mut rows.x8[range.clone()]);
+                rows.dx[t * groups + g] =
+                    quantize_group(&x[range.clone()], &mut rows.x8[range.clone()]);
                 rows.sum8[t * groups + g] = rows.x8[range].iter().map(|&q| q as i32).sum();
             }
         }
@@ -97,7 +113,9 @@ impl Int8AwqLinear {
                     for (r, values) in column.iter().take(block).enumerate() {
                         let at = (t + r) * self.out_features + 8 * c;
                         // SAFETY: columns 8c..8c+8 belong to this task alone.
-                        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), out.ptr().add(at), 8) };
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(values.as_ptr(), out.ptr().add(at), 8)
+                        };
                     }
                     t += block;
                 }
@@ -106,7 +124,14 @@ impl Int8AwqLinear {
     }
 
     /// Output columns 8c..8c+8 for rows t..t+block, over all groups.
-    fn column(&self, rows: &QuantizedRows, t: usize, block: usize, c: usize, out: &mut [[f32; 8]; 4]) {
+    fn column(
+        &self,
+        rows: &QuantizedRows,
+        t: usize,
+        block: usize,
+        c: usize,
+        out: &mut [[f32; 8]; 4],
+    ) {
         let groups = self.in_features / self.group_size;
         let base = c * groups * self.group_size * 4;
         let args = ColumnArgs {
@@ -183,7 +208,10 @@ impl ColumnArgs<'_> {
                         }
                     }
                 }
-                let (dx, sum8) = (self.rows.dx[row * groups + g], self.rows.sum8[row * groups + g]);
+                let (dx, sum8) = (
+                    self.rows.dx[row * groups + g],
+                    self.rows.sum8[row * groups + g],
+                );
                 for j in 0..8 {
                     let s = self.scales[g * self.outf + 8 * self.c + j].to_f32();
                     out[r][j] += s * dx * (dots[j] - z[j] as i32 * sum8) as f32;
@@ -276,17 +304,26 @@ mod x86 {
                     _mm256_srlv_epi32(_mm256_set1_epi32(zword as i32), shifts),
                     nibble,
                 ));
-                let s = _mm256_cvtph_ps(_mm_loadu_si128(a.scales.as_ptr().add(g * a.outf + 8 * a.c) as *const __m128i));
+                let s = _mm256_cvtph_ps(_mm_loadu_si128(
+                    a.scales.as_ptr().add(g * a.outf + 8 * a.c) as *const __m128i,
+                ));
                 for r in 0..R {
                     let row = (a.t + r) * groups + g;
                     let sum = if VNNI {
                         let high = _mm256_srai_epi32(_mm256_add_epi32(acc[r][1], acc[r][3]), 4);
                         _mm256_add_epi32(_mm256_add_epi32(acc[r][0], acc[r][2]), high)
                     } else {
-                        _mm256_add_epi32(_mm256_add_epi32(acc[r][0], acc[r][1]), _mm256_add_epi32(acc[r][2], acc[r][3]))
+                        _mm256_add_epi32(
+                            _mm256_add_epi32(acc[r][0], acc[r][1]),
+                            _mm256_add_epi32(acc[r][2], acc[r][3]),
+                        )
                     };
                     let dot = _mm256_cvtepi32_ps(sum);
-                    let centered = _mm256_fnmadd_ps(z, _mm256_set1_ps(*a.rows.sum8.get_unchecked(row) as f32), dot);
+                    let centered = _mm256_fnmadd_ps(
+                        z,
+                        _mm256_set1_ps(*a.rows.sum8.get_unchecked(row) as f32),
+                        dot,
+                    );
                     let sdx = _mm256_mul_ps(s, _mm256_set1_ps(*a.rows.dx.get_unchecked(row)));
                     y[r] = _mm256_fmadd_ps(sdx, centered, y[r]);
                 }

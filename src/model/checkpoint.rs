@@ -32,7 +32,12 @@ impl View for Materialized<'_> {
     }
     fn data(&self) -> Cow<'_, [u8]> {
         let bytes = (self.0.make)();
-        assert_eq!(bytes.len(), self.0.byte_len(), "tensor {} produced the wrong byte count", self.0.name);
+        assert_eq!(
+            bytes.len(),
+            self.0.byte_len(),
+            "tensor {} produced the wrong byte count",
+            self.0.name
+        );
         Cow::Owned(bytes)
     }
     fn data_len(&self) -> usize {
@@ -42,7 +47,11 @@ impl View for Materialized<'_> {
 
 /// Writes `tensors` into `dir` as `model.safetensors`, or as `model-0000i-of-0000n.safetensors` plus
 /// `model.safetensors.index.json` when they exceed `max_shard_bytes`.
-pub fn write_safetensors(dir: &Path, tensors: Vec<LazyTensor>, max_shard_bytes: usize) -> Result<()> {
+pub fn write_safetensors(
+    dir: &Path,
+    tensors: Vec<LazyTensor>,
+    max_shard_bytes: usize,
+) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut shards: Vec<Vec<LazyTensor>> = vec![Vec::new()];
     let mut current = 0usize;
@@ -73,8 +82,12 @@ pub fn write_safetensors(dir: &Path, tensors: Vec<LazyTensor>, max_shard_bytes: 
             .with_context(|| format!("writing {}", dir.join(&file).display()))?;
     }
     if count > 1 {
-        let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
-        std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_string_pretty(&index)?)?;
+        let index =
+            serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+        std::fs::write(
+            dir.join("model.safetensors.index.json"),
+            serde_json::to_string_pretty(&index)?,
+        )?;
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `config.json` and `generation_config.json` of a Qwen3 checkpoint.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::path::Path;
@@ -73,28 +73,41 @@ pub struct RopeScaling {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AwqConfig {
     pub group_size: usize,
+    /// The tied embedding is AWQ-packed too (`quantized_embeddings: true`, a qwen3-agent extension that
+    /// small-hidden, large-vocabulary models such as the demo need to fit in a few megabytes).
+    pub quantized_embeddings: bool,
 }
 
 impl Qwen3Config {
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("cannot read {}: a model directory needs config.json", path.display())
+            format!(
+                "cannot read {}: a model directory needs config.json",
+                path.display()
+            )
         })?;
         let mut config: Qwen3Config = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a Qwen3 config", path.display()))?;
-        config.fold_rope_parameters().with_context(|| format!("in {}", path.display()))?;
-        config.validate().with_context(|| format!("in {}", path.display()))?;
+        config
+            .fold_rope_parameters()
+            .with_context(|| format!("in {}", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("in {}", path.display()))?;
         Ok(config)
     }
 
     pub fn head_dim(&self) -> usize {
-        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 
     /// The AWQ settings, None for an unquantized checkpoint; any other method is an error.
     pub fn awq(&self) -> Result<Option<AwqConfig>> {
-        let Some(q) = &self.quantization_config else { return Ok(None) };
+        let Some(q) = &self.quantization_config else {
+            return Ok(None);
+        };
         let method = q.get("quant_method").and_then(Json::as_str).unwrap_or("");
         if method != "awq" {
             bail!(
@@ -106,7 +119,11 @@ impl Qwen3Config {
         if !version.eq_ignore_ascii_case("gemm") {
             bail!("AWQ version {version:?} is not supported: only the GEMM packing is");
         }
-        let bits = q.get("bits").or_else(|| q.get("w_bit")).and_then(Json::as_u64).unwrap_or(4);
+        let bits = q
+            .get("bits")
+            .or_else(|| q.get("w_bit"))
+            .and_then(Json::as_u64)
+            .unwrap_or(4);
         if bits != 4 {
             bail!("AWQ with {bits} bits is not supported: only 4-bit");
         }
@@ -116,22 +133,42 @@ impl Qwen3Config {
             .and_then(Json::as_u64)
             .context("quantization_config has no group_size")? as usize;
         if group_size == 0 || !group_size.is_multiple_of(8) {
-            bail!("AWQ group_size {group_size} is not supported: it must be a positive multiple of 8");
+            bail!(
+                "AWQ group_size {group_size} is not supported: it must be a positive multiple of 8"
+            );
         }
         if q.get("zero_point").and_then(Json::as_bool) == Some(false) {
             bail!("AWQ without zero points is not supported");
         }
-        Ok(Some(AwqConfig { group_size }))
+        let quantized_embeddings = q
+            .get("quantized_embeddings")
+            .and_then(Json::as_bool)
+            .unwrap_or(false);
+        if quantized_embeddings && !self.tie_word_embeddings {
+            bail!(
+                "quantized_embeddings needs tie_word_embeddings: the packed table is also the output layer"
+            );
+        }
+        Ok(Some(AwqConfig {
+            group_size,
+            quantized_embeddings,
+        }))
     }
 
     fn fold_rope_parameters(&mut self) -> Result<()> {
-        let Some(params) = self.rope_parameters.take() else { return Ok(()) };
+        let Some(params) = self.rope_parameters.take() else {
+            return Ok(());
+        };
         if let Some(theta) = params.get("rope_theta").and_then(Json::as_f64) {
             self.rope_theta = theta;
         }
-        let rope_type = params.get("rope_type").and_then(Json::as_str).unwrap_or("default");
+        let rope_type = params
+            .get("rope_type")
+            .and_then(Json::as_str)
+            .unwrap_or("default");
         if rope_type != "default" {
-            self.rope_scaling = Some(serde_json::from_value(params).context("rope_parameters is malformed")?);
+            self.rope_scaling =
+                Some(serde_json::from_value(params).context("rope_parameters is malformed")?);
         }
         Ok(())
     }
@@ -139,7 +176,9 @@ impl Qwen3Config {
     fn validate(&self) -> Result<()> {
         if self.num_attention_heads == 0
             || self.num_key_value_heads == 0
-            || !self.num_attention_heads.is_multiple_of(self.num_key_value_heads)
+            || !self
+                .num_attention_heads
+                .is_multiple_of(self.num_key_value_heads)
         {
             bail!(
                 "num_attention_heads ({}) must be a positive multiple of num_key_value_heads ({})",
@@ -148,7 +187,10 @@ impl Qwen3Config {
             );
         }
         if !self.head_dim().is_multiple_of(2) {
-            bail!("head_dim {} must be even for rotary embeddings", self.head_dim());
+            bail!(
+                "head_dim {} must be even for rotary embeddings",
+                self.head_dim()
+            );
         }
         if let Some(scaling) = &self.rope_scaling {
             match scaling.rope_type.as_str() {
@@ -181,10 +223,15 @@ impl GenerationConfig {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let json: Json = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        let json: Json = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
         let eos_token_ids = match &json["eos_token_id"] {
             Json::Number(n) => n.as_u64().into_iter().map(|n| n as u32).collect(),
-            Json::Array(ids) => ids.iter().filter_map(Json::as_u64).map(|n| n as u32).collect(),
+            Json::Array(ids) => ids
+                .iter()
+                .filter_map(Json::as_u64)
+                .map(|n| n as u32)
+                .collect(),
             _ => Vec::new(),
         };
         Ok(GenerationConfig {

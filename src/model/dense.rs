@@ -28,14 +28,21 @@ impl DenseMatrix {
             Dtype::F16 => Storage::F16(tensor.mapped_f16()?),
             _ => Storage::F32(tensor.to_f32()?),
         };
-        Ok(DenseMatrix { rows, cols, storage })
+        Ok(DenseMatrix {
+            rows,
+            cols,
+            storage,
+        })
     }
 
     /// Copies row `i` as f32 (embedding lookup).
     pub fn row_into(&self, i: usize, out: &mut [f32]) {
         let range = i * self.cols..(i + 1) * self.cols;
         match &self.storage {
-            Storage::F16(w) => out.iter_mut().zip(&w[range]).for_each(|(o, v)| *o = v.to_f32()),
+            Storage::F16(w) => out
+                .iter_mut()
+                .zip(&w[range])
+                .for_each(|(o, v)| *o = v.to_f32()),
             Storage::F32(w) => out.copy_from_slice(&w[range]),
         }
     }
@@ -65,13 +72,15 @@ pub(super) fn per_output_row(
     value: impl Fn(usize, usize) -> f32 + Sync,
 ) {
     let mut yt = vec![0f32; rows * m];
-    yt.par_chunks_mut(rows_per_task * m).enumerate().for_each(|(task, out)| {
-        for (i, o) in out.chunks_mut(m).enumerate() {
-            for (t, v) in o.iter_mut().enumerate() {
-                *v = value(task * rows_per_task + i, t);
+    yt.par_chunks_mut(rows_per_task * m)
+        .enumerate()
+        .for_each(|(task, out)| {
+            for (i, o) in out.chunks_mut(m).enumerate() {
+                for (t, v) in o.iter_mut().enumerate() {
+                    *v = value(task * rows_per_task + i, t);
+                }
             }
-        }
-    });
+        });
     for n in 0..rows {
         for t in 0..m {
             y[t * rows + n] = yt[n * m + t];
@@ -88,7 +97,11 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
             acc[j] += ca[j] * cb[j];
         }
     }
-    let tail: f32 = a[chunks..].iter().zip(&b[chunks..]).map(|(x, y)| x * y).sum();
+    let tail: f32 = a[chunks..]
+        .iter()
+        .zip(&b[chunks..])
+        .map(|(x, y)| x * y)
+        .sum();
     acc.iter().sum::<f32>() + tail
 }
 
@@ -114,7 +127,8 @@ unsafe fn dot_f16_avx2(a: &[f32], b: &[f16]) -> f32 {
         let mut i = 0;
         while i + 32 <= n {
             for (j, acc_j) in acc.iter_mut().enumerate() {
-                let w = _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(i + 8 * j) as *const __m128i));
+                let w =
+                    _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(i + 8 * j) as *const __m128i));
                 *acc_j = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i + 8 * j)), w, *acc_j);
             }
             i += 32;

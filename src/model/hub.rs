@@ -1,13 +1,18 @@
 //! Model locations: a local directory, or a Hugging Face hub id (`Qwen/Qwen3-8B-AWQ`) resolved through
 //! the standard hub cache (HF_HOME / HF_HUB_CACHE are honoured; HF_HUB_OFFLINE=1 uses the cache only).
 
-use anyhow::{bail, Context, Result};
-use hf_hub::api::sync::ApiBuilder;
+use anyhow::{Context, Result, bail};
 use hf_hub::Cache;
+use hf_hub::api::sync::ApiBuilder;
 use std::path::{Path, PathBuf};
 
 /// Files a model directory may hold besides the weights.
-const OPTIONAL_FILES: [&str; 4] = ["generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"];
+const OPTIONAL_FILES: [&str; 4] = [
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+];
 
 /// The local directory for `spec`, downloading into the hub cache if needed.
 pub fn resolve_model_dir(spec: &Path) -> Result<PathBuf> {
@@ -17,9 +22,13 @@ pub fn resolve_model_dir(spec: &Path) -> Result<PathBuf> {
     let id = spec.to_string_lossy();
     let looks_like_id = id.split('/').count() == 2 && !id.starts_with('.') && !id.starts_with('/');
     if !looks_like_id {
-        bail!("{} is not a directory (a model directory, or a hub id like Qwen/Qwen3-8B-AWQ)", spec.display());
+        bail!(
+            "{} is not a directory (a model directory, or a hub id like Qwen/Qwen3-8B-AWQ)",
+            spec.display()
+        );
     }
-    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let offline =
+        std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     if let Some(dir) = from_cache(&id)? {
         return Ok(dir);
     }
@@ -41,8 +50,13 @@ pub fn resolve_model_dir(spec: &Path) -> Result<PathBuf> {
 /// The cached snapshot directory, if config.json and every weight file are there.
 fn from_cache(id: &str) -> Result<Option<PathBuf>> {
     let repo = Cache::from_env().model(id.to_string());
-    let Some(config) = repo.get("config.json") else { return Ok(None) };
-    let dir = config.parent().context("cached config.json has no directory")?.to_path_buf();
+    let Some(config) = repo.get("config.json") else {
+        return Ok(None);
+    };
+    let dir = config
+        .parent()
+        .context("cached config.json has no directory")?
+        .to_path_buf();
     let complete = match repo.get("model.safetensors.index.json") {
         Some(index) => shard_names(&index)?.iter().all(|f| repo.get(f).is_some()),
         None => repo.get("model.safetensors").is_some(),
@@ -67,7 +81,10 @@ fn download(id: &str) -> Result<PathBuf> {
             repo.get("model.safetensors")?;
         }
     }
-    Ok(config.parent().context("downloaded config.json has no directory")?.to_path_buf())
+    Ok(config
+        .parent()
+        .context("downloaded config.json has no directory")?
+        .to_path_buf())
 }
 
 fn shard_names(index: &Path) -> Result<Vec<String>> {

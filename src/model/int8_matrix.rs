@@ -46,16 +46,28 @@ impl Int8Matrix {
         let groups = cols / GROUP;
         let mut weights = vec![0i8; rows * cols];
         let mut scales = vec![0f32; rows * groups];
-        weights.par_chunks_mut(cols).zip(scales.par_chunks_mut(groups)).enumerate().for_each(|(r, (w, s))| {
-            let row: &[f16] = &source[r * cols..(r + 1) * cols];
-            let mut block = [0f32; GROUP];
-            for g in 0..groups {
-                block.iter_mut().zip(&row[g * GROUP..(g + 1) * GROUP]).for_each(|(b, v)| *b = v.to_f32());
-                s[g] = quantize_group(&block, &mut w[g * GROUP..(g + 1) * GROUP]);
-            }
-        });
+        weights
+            .par_chunks_mut(cols)
+            .zip(scales.par_chunks_mut(groups))
+            .enumerate()
+            .for_each(|(r, (w, s))| {
+                let row: &[f16] = &source[r * cols..(r + 1) * cols];
+                let mut block = [0f32; GROUP];
+                for g in 0..groups {
+                    block
+                        .iter_mut()
+                        .zip(&row[g * GROUP..(g + 1) * GROUP])
+                        .for_each(|(b, v)| *b = v.to_f32());
+                    s[g] = quantize_group(&block, &mut w[g * GROUP..(g + 1) * GROUP]);
+                }
+            });
         source.release();
-        Ok(Some(Int8Matrix { rows, cols, weights, scales }))
+        Ok(Some(Int8Matrix {
+            rows,
+            cols,
+            weights,
+            scales,
+        }))
     }
 
     /// y[t][n] ≈ Σ_k x[t][k] · W[n][k].
@@ -75,7 +87,14 @@ impl Int8Matrix {
             let xt = &x8[t * self.cols..(t + 1) * self.cols];
             let xst = &xs[t * groups..(t + 1) * groups];
             (0..groups)
-                .map(|g| dot_i8(&w[g * GROUP..(g + 1) * GROUP], &xt[g * GROUP..(g + 1) * GROUP]) as f32 * ws[g] * xst[g])
+                .map(|g| {
+                    dot_i8(
+                        &w[g * GROUP..(g + 1) * GROUP],
+                        &xt[g * GROUP..(g + 1) * GROUP],
+                    ) as f32
+                        * ws[g]
+                        * xst[g]
+                })
                 .sum()
         });
     }
@@ -106,7 +125,10 @@ unsafe fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
             let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(va, va), _mm256_sign_epi8(vb, va));
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
         }
-        let sum = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        let sum = _mm_add_epi32(
+            _mm256_castsi256_si128(acc),
+            _mm256_extracti128_si256(acc, 1),
+        );
         let sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0b01_00_11_10));
         let sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0b10_11_00_01));
         _mm_cvtsi128_si32(sum)

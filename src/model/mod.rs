@@ -18,4 +18,4 @@ pub mod weights;
 
 pub use config::{GenerationConfig, Qwen3Config};
 pub use kv_cache::KvCache;
-pub use qwen3::{load_dir, Precision, Qwen3};
+pub use qwen3::{Precision, Qwen3, load_dir};

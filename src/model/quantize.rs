@@ -2,23 +2,33 @@
 //! activation-aware scale search; the written config says so.
 
 use super::awq::pack_word;
-use super::checkpoint::{le_bytes, write_safetensors, LazyTensor};
+use super::checkpoint::{LazyTensor, le_bytes, write_safetensors};
 use super::config::Qwen3Config;
 use super::weights::Weights;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use half::f16;
 use safetensors::Dtype;
 use std::path::Path;
 use std::sync::Arc;
 
 const QUANTIZED: [&str; 7] = [
-    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
 ];
 
 /// Quantizes W ([out, in], nn.Linear layout) per group of `group` input features.
 /// Returns (qweight [in, out/8], qzeros [in/group, out/8], scales [in/group, out]).
-pub fn quantize_rtn(w: &[f32], outf: usize, inf: usize, group: usize) -> (Vec<u32>, Vec<u32>, Vec<f16>) {
+pub fn quantize_rtn(
+    w: &[f32],
+    outf: usize,
+    inf: usize,
+    group: usize,
+) -> (Vec<u32>, Vec<u32>, Vec<f16>) {
     let groups = inf / group;
     let mut scales = vec![f16::ZERO; groups * outf];
     let mut zeros = vec![0u8; groups * outf];
@@ -27,7 +37,9 @@ pub fn quantize_rtn(w: &[f32], outf: usize, inf: usize, group: usize) -> (Vec<u3
         let row = &w[n * inf..(n + 1) * inf];
         for g in 0..groups {
             let block = &row[g * group..(g + 1) * group];
-            let (min, max) = block.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let (min, max) = block
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             let scale = f16::from_f32((max - min).max(1e-5) / 15.0);
             let s = scale.to_f32();
             let zero = (-(min / s).round()).clamp(0.0, 15.0);
@@ -46,17 +58,40 @@ pub fn quantize_rtn(w: &[f32], outf: usize, inf: usize, group: usize) -> (Vec<u3
     (pack(&q, inf), pack(&zeros, groups), scales)
 }
 
+/// What `quantize_dir` writes.
+pub struct QuantizeOptions {
+    /// Input features per scale and zero point.
+    pub group_size: usize,
+    /// Largest safetensors shard in bytes.
+    pub max_shard_bytes: usize,
+    /// Also pack the tied embedding (see `AwqConfig::quantized_embeddings`).
+    pub embeddings: bool,
+}
+
 /// Quantizes an unquantized Qwen3 checkpoint directory into `out`.
-pub fn quantize_dir(input: &Path, out: &Path, group: usize, max_shard_bytes: usize) -> Result<()> {
+pub fn quantize_dir(input: &Path, out: &Path, options: &QuantizeOptions) -> Result<()> {
+    let QuantizeOptions {
+        group_size: group,
+        max_shard_bytes,
+        embeddings,
+    } = *options;
     let config = Qwen3Config::load(input)?;
     if config.quantization_config.is_some() {
-        bail!("{} is already quantized; quantize needs an fp16/bf16/fp32 checkpoint", input.display());
+        bail!(
+            "{} is already quantized; quantize needs an fp16/bf16/fp32 checkpoint",
+            input.display()
+        );
+    }
+    if embeddings && !config.tie_word_embeddings {
+        bail!(
+            "--quantize-embeddings needs tie_word_embeddings: the packed table is also the output layer"
+        );
     }
     let mut config_json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(input.join("config.json"))?)?;
     config_json["quantization_config"] = serde_json::json!({
         "quant_method": "awq", "zero_point": true, "group_size": group, "bits": 4, "version": "gemm",
-        "modules_to_not_convert": null
+        "modules_to_not_convert": null, "quantized_embeddings": embeddings
     });
     config_json["torch_dtype"] = "float16".into();
     config_json["qwen3_agent_quantization"] =
@@ -66,7 +101,10 @@ pub fn quantize_dir(input: &Path, out: &Path, group: usize, max_shard_bytes: usi
     let weights = Arc::new(Weights::open(input)?);
     let mut tensors = Vec::new();
     for name in weights.names() {
-        let is_quantized = QUANTIZED.iter().any(|q| name.ends_with(&format!("{q}.weight")));
+        let is_quantized = QUANTIZED
+            .iter()
+            .any(|q| name.ends_with(&format!("{q}.weight")))
+            || (embeddings && name == "model.embed_tokens.weight");
         let shape = weights.shape(&name).context("tensor vanished")?.to_vec();
         if is_quantized {
             let (outf, inf) = (shape[0], shape[1]);
@@ -78,7 +116,10 @@ pub fn quantize_dir(input: &Path, out: &Path, group: usize, max_shard_bytes: usi
             let compute = {
                 let (weights, name) = (weights.clone(), name.clone());
                 move || -> Arc<(Vec<u32>, Vec<u32>, Vec<f16>)> {
-                    let w = weights.get(&name, &[outf, inf]).and_then(|t| t.to_f32()).expect("tensor readable");
+                    let w = weights
+                        .get(&name, &[outf, inf])
+                        .and_then(|t| t.to_f32())
+                        .expect("tensor readable");
                     Arc::new(quantize_rtn(&w, outf, inf, group))
                 }
             };
@@ -111,15 +152,26 @@ pub fn quantize_dir(input: &Path, out: &Path, group: usize, max_shard_bytes: usi
                 dtype: Dtype::F16,
                 shape,
                 make: Box::new(move || {
-                    let values = weights.get(&key, &shape_for_get).and_then(|t| t.to_f32()).expect("tensor readable");
+                    let values = weights
+                        .get(&key, &shape_for_get)
+                        .and_then(|t| t.to_f32())
+                        .expect("tensor readable");
                     le_bytes(&values.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>())
                 }),
             });
         }
     }
     std::fs::create_dir_all(out)?;
-    std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&config_json)?)?;
-    for file in ["generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
+    std::fs::write(
+        out.join("config.json"),
+        serde_json::to_string_pretty(&config_json)?,
+    )?;
+    for file in [
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
         if input.join(file).is_file() {
             std::fs::copy(input.join(file), out.join(file))?;
         }

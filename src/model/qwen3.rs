@@ -3,17 +3,27 @@
 use super::awq::AwqLinear;
 use super::awq_int8::Int8AwqLinear;
 use super::config::{AwqConfig, Qwen3Config};
-use super::dense::{dot, DenseMatrix};
+use super::dense::{DenseMatrix, dot};
 use super::int8_matrix::Int8Matrix;
 use super::kv_cache::KvCache;
 use super::rope::Rope;
 use super::weights::Weights;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use std::sync::Arc;
 
 /// How AWQ matmuls treat activations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// int8 activations per group and integer dot products over repacked weights (like llama.cpp's
@@ -41,15 +51,8 @@ impl Linear {
         precision: Precision,
     ) -> Result<Self> {
         match awq {
-            Some(AwqConfig { group_size }) => {
-                if !inf.is_multiple_of(group_size) || !outf.is_multiple_of(8) {
-                    bail!("{prefix}: {inf}×{outf} cannot be AWQ-packed with group size {group_size}");
-                }
-                let groups = inf / group_size;
-                let qweight = weights.get(&format!("{prefix}.qweight"), &[inf, outf / 8])?.mapped_u32()?;
-                let qzeros = weights.get(&format!("{prefix}.qzeros"), &[groups, outf / 8])?.mapped_u32()?;
-                let scales = weights.get(&format!("{prefix}.scales"), &[groups, outf])?.mapped_f16()?;
-                let linear = AwqLinear::new(inf, outf, group_size, qweight, qzeros, scales);
+            Some(AwqConfig { group_size, .. }) => {
+                let linear = load_awq(weights, prefix, inf, outf, group_size)?;
                 Ok(match precision {
                     Precision::Exact => Linear::Awq(linear),
                     Precision::Fast => Linear::AwqInt8(Int8AwqLinear::from_awq(linear)),
@@ -71,6 +74,46 @@ impl Linear {
     }
 }
 
+fn load_awq(
+    weights: &Weights,
+    prefix: &str,
+    inf: usize,
+    outf: usize,
+    group_size: usize,
+) -> Result<AwqLinear> {
+    if !inf.is_multiple_of(group_size) || !outf.is_multiple_of(8) {
+        bail!("{prefix}: {inf}×{outf} cannot be AWQ-packed with group size {group_size}");
+    }
+    let groups = inf / group_size;
+    let qweight = weights
+        .get(&format!("{prefix}.qweight"), &[inf, outf / 8])?
+        .mapped_u32()?;
+    let qzeros = weights
+        .get(&format!("{prefix}.qzeros"), &[groups, outf / 8])?
+        .mapped_u32()?;
+    let scales = weights
+        .get(&format!("{prefix}.scales"), &[groups, outf])?
+        .mapped_f16()?;
+    Ok(AwqLinear::new(
+        inf, outf, group_size, qweight, qzeros, scales,
+    ))
+}
+
+/// The token embedding: a dense table, or an AWQ-packed tied one where token i is column i.
+enum Embedding {
+    Dense(Arc<DenseMatrix>),
+    Packed(AwqLinear),
+}
+
+impl Embedding {
+    fn row_into(&self, id: usize, out: &mut [f32]) {
+        match self {
+            Embedding::Dense(table) => table.row_into(id, out),
+            Embedding::Packed(table) => table.column_into(id, out),
+        }
+    }
+}
+
 struct Layer {
     input_norm: Vec<f32>,
     post_attention_norm: Vec<f32>,
@@ -88,17 +131,19 @@ struct Layer {
 /// Qwen3ForCausalLM.
 pub struct Qwen3 {
     pub config: Qwen3Config,
-    embed_tokens: Arc<DenseMatrix>,
+    embed_tokens: Embedding,
     layers: Vec<Layer>,
     norm: Vec<f32>,
     lm_head: LmHead,
     rope: Rope,
 }
 
-/// The output projection: dense (shared with the embedding when tied), or int8 for `Precision::Fast`.
+/// The output projection: dense (shared with the embedding when tied), int8 for `Precision::Fast`, or
+/// the AWQ-packed tied embedding used as a linear layer.
 enum LmHead {
     Dense(Arc<DenseMatrix>),
     Int8(Int8Matrix),
+    Packed(Linear),
 }
 
 fn norm_weight(weights: &Weights, name: &str, len: usize) -> Result<Vec<f32>> {
@@ -114,17 +159,25 @@ impl Qwen3 {
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Self> {
         let awq = config.awq()?;
-        let (h, hd, inter) = (config.hidden_size, config.head_dim(), config.intermediate_size);
+        let (h, hd, inter) = (
+            config.hidden_size,
+            config.head_dim(),
+            config.intermediate_size,
+        );
         let (nh, nkv) = (config.num_attention_heads, config.num_key_value_heads);
-        let embed = weights.get("model.embed_tokens.weight", &[config.vocab_size, h])?;
-        let embed_tokens = Arc::new(DenseMatrix::from_tensor(&embed, config.vocab_size, h)?);
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = format!("model.layers.{i}");
-            let linear = |name: &str, inf, outf| Linear::load(weights, &format!("{p}.{name}"), inf, outf, awq, precision);
+            let linear = |name: &str, inf, outf| {
+                Linear::load(weights, &format!("{p}.{name}"), inf, outf, awq, precision)
+            };
             layers.push(Layer {
                 input_norm: norm_weight(weights, &format!("{p}.input_layernorm.weight"), h)?,
-                post_attention_norm: norm_weight(weights, &format!("{p}.post_attention_layernorm.weight"), h)?,
+                post_attention_norm: norm_weight(
+                    weights,
+                    &format!("{p}.post_attention_layernorm.weight"),
+                    h,
+                )?,
                 q_proj: linear("self_attn.q_proj", h, nh * hd)?,
                 k_proj: linear("self_attn.k_proj", h, nkv * hd)?,
                 v_proj: linear("self_attn.v_proj", h, nkv * hd)?,
@@ -138,30 +191,84 @@ impl Qwen3 {
             progress(i + 1, config.num_hidden_layers);
         }
         let norm = norm_weight(weights, "model.norm.weight", h)?;
-        let head_name = match (config.tie_word_embeddings, weights.contains("lm_head.weight")) {
+        let (embed_tokens, lm_head) = match awq {
+            Some(a) if a.quantized_embeddings => (
+                Embedding::Packed(load_awq(
+                    weights,
+                    "model.embed_tokens",
+                    h,
+                    config.vocab_size,
+                    a.group_size,
+                )?),
+                LmHead::Packed(Linear::load(
+                    weights,
+                    "model.embed_tokens",
+                    h,
+                    config.vocab_size,
+                    awq,
+                    precision,
+                )?),
+            ),
+            _ => Self::load_dense_embedding(weights, &config, precision)?,
+        };
+        let rope = Rope::new(&config);
+        Ok(Qwen3 {
+            config,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rope,
+        })
+    }
+
+    fn load_dense_embedding(
+        weights: &Weights,
+        config: &Qwen3Config,
+        precision: Precision,
+    ) -> Result<(Embedding, LmHead)> {
+        let h = config.hidden_size;
+        let embed = weights.get("model.embed_tokens.weight", &[config.vocab_size, h])?;
+        let embed_tokens = Arc::new(DenseMatrix::from_tensor(&embed, config.vocab_size, h)?);
+        let head_name = match (
+            config.tie_word_embeddings,
+            weights.contains("lm_head.weight"),
+        ) {
             (true, _) => "model.embed_tokens.weight",
             (false, true) => "lm_head.weight",
-            (false, false) => bail!("lm_head.weight is missing and config.json does not set tie_word_embeddings"),
+            (false, false) => {
+                bail!("lm_head.weight is missing and config.json does not set tie_word_embeddings")
+            }
         };
         let head = weights.get(head_name, &[config.vocab_size, h])?;
         let int8_head = match precision {
             // A tied table stays mapped for embedding lookups; quantizing it only adds memory then.
-            Precision::Fast if !config.tie_word_embeddings => Int8Matrix::from_f16_tensor(&head, config.vocab_size, h)?,
+            Precision::Fast if !config.tie_word_embeddings => {
+                Int8Matrix::from_f16_tensor(&head, config.vocab_size, h)?
+            }
             _ => None,
         };
         let lm_head = match int8_head {
             Some(matrix) => LmHead::Int8(matrix),
             None if config.tie_word_embeddings => LmHead::Dense(embed_tokens.clone()),
-            None => LmHead::Dense(Arc::new(DenseMatrix::from_tensor(&head, config.vocab_size, h)?)),
+            None => LmHead::Dense(Arc::new(DenseMatrix::from_tensor(
+                &head,
+                config.vocab_size,
+                h,
+            )?)),
         };
-        let rope = Rope::new(&config);
-        Ok(Qwen3 { config, embed_tokens, layers, norm, lm_head, rope })
+        Ok((Embedding::Dense(embed_tokens), lm_head))
     }
 
     /// A cache sized for `capacity` positions.
     pub fn new_cache(&self, capacity: usize) -> KvCache {
         let c = &self.config;
-        KvCache::new(c.num_hidden_layers, c.num_key_value_heads, c.head_dim(), capacity)
+        KvCache::new(
+            c.num_hidden_layers,
+            c.num_key_value_heads,
+            c.head_dim(),
+            capacity,
+        )
     }
 
     /// Runs `ids` at the positions after those in `cache`, appends them to it, and returns logits
@@ -174,10 +281,19 @@ impl Qwen3 {
         result.expect("the scope ran the forward pass")
     }
 
-    fn forward_in_pool(&self, ids: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Vec<f32>> {
+    fn forward_in_pool(
+        &self,
+        ids: &[u32],
+        cache: &mut KvCache,
+        all_logits: bool,
+    ) -> Result<Vec<f32>> {
         let c = &self.config;
         let (m, h, hd) = (ids.len(), c.hidden_size, c.head_dim());
-        let (nh, nkv, inter) = (c.num_attention_heads, c.num_key_value_heads, c.intermediate_size);
+        let (nh, nkv, inter) = (
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.intermediate_size,
+        );
         let start = cache.len();
         if m == 0 {
             bail!("forward needs at least one token");
@@ -191,12 +307,16 @@ impl Qwen3 {
             );
         }
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= c.vocab_size) {
-            bail!("token id {bad} is outside the vocabulary (size {})", c.vocab_size);
+            bail!(
+                "token id {bad} is outside the vocabulary (size {})",
+                c.vocab_size
+            );
         }
         let eps = c.rms_norm_eps as f32;
         let mut hidden = vec![0f32; m * h];
         for (t, &id) in ids.iter().enumerate() {
-            self.embed_tokens.row_into(id as usize, &mut hidden[t * h..(t + 1) * h]);
+            self.embed_tokens
+                .row_into(id as usize, &mut hidden[t * h..(t + 1) * h]);
         }
         let (cos, sin) = self.rope.tables(start..start + m);
         let mut normed = vec![0f32; m * h];
@@ -216,12 +336,20 @@ impl Qwen3 {
             for (i, head) in q.chunks_exact_mut(hd).enumerate() {
                 rms_norm_in_place(head, &layer.q_norm, eps);
                 let t = i / nh;
-                Rope::apply(head, &cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
+                Rope::apply(
+                    head,
+                    &cos[t * half..(t + 1) * half],
+                    &sin[t * half..(t + 1) * half],
+                );
             }
             for (i, head) in k.chunks_exact_mut(hd).enumerate() {
                 rms_norm_in_place(head, &layer.k_norm, eps);
                 let t = i / nkv;
-                Rope::apply(head, &cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
+                Rope::apply(
+                    head,
+                    &cos[t * half..(t + 1) * half],
+                    &sin[t * half..(t + 1) * half],
+                );
             }
             cache.write(li, start, &k, &v);
             attention(cache, li, &q, start, nh, nkv, hd, &mut attn);
@@ -230,7 +358,9 @@ impl Qwen3 {
             rms_norm_rows(&hidden, &layer.post_attention_norm, eps, &mut normed);
             layer.gate_proj.forward(&normed, m, &mut gate);
             layer.up_proj.forward(&normed, m, &mut up);
-            gate.iter_mut().zip(&up).for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+            gate.iter_mut()
+                .zip(&up)
+                .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
             layer.down_proj.forward(&gate, m, &mut proj);
             hidden.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
         }
@@ -243,6 +373,7 @@ impl Qwen3 {
         match &self.lm_head {
             LmHead::Dense(matrix) => matrix.matmul(&final_normed, rows.len(), &mut logits),
             LmHead::Int8(matrix) => matrix.matmul(&final_normed, rows.len(), &mut logits),
+            LmHead::Packed(linear) => linear.forward(&final_normed, rows.len(), &mut logits),
         }
         Ok(logits)
     }
@@ -271,7 +402,16 @@ fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
 /// Causal GQA attention of m new queries (positions start..start+m) over the cache, one task per
 /// (token, head).
 #[allow(clippy::too_many_arguments)]
-fn attention(cache: &KvCache, layer: usize, q: &[f32], start: usize, nh: usize, nkv: usize, hd: usize, out: &mut [f32]) {
+fn attention(
+    cache: &KvCache,
+    layer: usize,
+    q: &[f32],
+    start: usize,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    out: &mut [f32],
+) {
     let scale = 1.0 / (hd as f32).sqrt();
     let group = nh / nkv;
     out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
@@ -279,7 +419,10 @@ fn attention(cache: &KvCache, layer: usize, q: &[f32], start: usize, nh: usize, 
         let len = start + t + 1;
         let (keys, values) = cache.head(layer, head / group, len);
         let qh = &q[i * hd..(i + 1) * hd];
-        let mut scores: Vec<f32> = keys.chunks_exact(hd).map(|kp| dot(qh, kp) * scale).collect();
+        let mut scores: Vec<f32> = keys
+            .chunks_exact(hd)
+            .map(|kp| dot(qh, kp) * scale)
+            .collect();
         let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let mut total = 0f32;
         for s in scores.iter_mut() {
@@ -296,7 +439,9 @@ fn attention(cache: &KvCache, layer: usize, q: &[f32], start: usize, nh: usize, 
 
 impl std::fmt::Debug for Qwen3 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Qwen3").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Qwen3")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -313,5 +458,6 @@ pub fn load_dir(
         config.rope_scaling = rope_scaling;
     }
     let weights = Weights::open(dir)?;
-    Qwen3::load(&weights, config, precision, progress).with_context(|| format!("loading the model in {}", dir.display()))
+    Qwen3::load(&weights, config, precision, progress)
+        .with_context(|| format!("loading the model in {}", dir.display()))
 }

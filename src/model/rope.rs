@@ -12,11 +12,15 @@ impl Rope {
     pub fn new(config: &Qwen3Config) -> Self {
         let dim = config.head_dim();
         let base = config.rope_theta;
-        let pos_freqs: Vec<f32> =
-            (0..dim / 2).map(|i| base.powf(((2 * i) as f32 / dim as f32) as f64) as f32).collect();
+        let pos_freqs: Vec<f32> = (0..dim / 2)
+            .map(|i| base.powf(((2 * i) as f32 / dim as f32) as f64) as f32)
+            .collect();
         match &config.rope_scaling {
             Some(scaling) if scaling.rope_type == "yarn" => yarn(config, scaling, &pos_freqs),
-            _ => Rope { inv_freq: pos_freqs.iter().map(|p| 1.0 / p).collect(), attention_factor: 1.0 },
+            _ => Rope {
+                inv_freq: pos_freqs.iter().map(|p| 1.0 / p).collect(),
+                attention_factor: 1.0,
+            },
         }
     }
 
@@ -49,13 +53,28 @@ impl Rope {
 fn yarn(config: &Qwen3Config, scaling: &RopeScaling, pos_freqs: &[f32]) -> Rope {
     let dim = config.head_dim() as f64;
     let base = config.rope_theta;
-    let original = scaling.original_max_position_embeddings.unwrap_or(config.max_position_embeddings);
-    let factor = scaling.factor.unwrap_or(config.max_position_embeddings as f64 / original as f64);
-    let get_mscale = |scale: f64, mscale: f64| if scale <= 1.0 { 1.0 } else { 0.1 * mscale * scale.ln() + 1.0 };
-    let attention_factor = scaling.attention_factor.unwrap_or(match (scaling.mscale, scaling.mscale_all_dim) {
-        (Some(m), Some(all)) if m != 0.0 && all != 0.0 => get_mscale(factor, m) / get_mscale(factor, all),
-        _ => get_mscale(factor, 1.0),
-    });
+    let original = scaling
+        .original_max_position_embeddings
+        .unwrap_or(config.max_position_embeddings);
+    let factor = scaling
+        .factor
+        .unwrap_or(config.max_position_embeddings as f64 / original as f64);
+    let get_mscale = |scale: f64, mscale: f64| {
+        if scale <= 1.0 {
+            1.0
+        } else {
+            0.1 * mscale * scale.ln() + 1.0
+        }
+    };
+    let attention_factor =
+        scaling
+            .attention_factor
+            .unwrap_or(match (scaling.mscale, scaling.mscale_all_dim) {
+                (Some(m), Some(all)) if m != 0.0 && all != 0.0 => {
+                    get_mscale(factor, m) / get_mscale(factor, all)
+                }
+                _ => get_mscale(factor, 1.0),
+            });
     let beta_fast = scaling.beta_fast.filter(|b| *b != 0.0).unwrap_or(32.0);
     let beta_slow = scaling.beta_slow.filter(|b| *b != 0.0).unwrap_or(1.0);
     let correction_dim = |rotations: f64| {
@@ -84,5 +103,8 @@ fn yarn(config: &Qwen3Config, scaling: &RopeScaling, pos_freqs: &[f32]) -> Rope 
             interpolation * (1.0 - extrapolation_factor) + extrapolation * extrapolation_factor
         })
         .collect();
-    Rope { inv_freq, attention_factor: attention_factor as f32 }
+    Rope {
+        inv_freq,
+        attention_factor: attention_factor as f32,
+    }
 }

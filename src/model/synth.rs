@@ -2,12 +2,12 @@
 //! models: what benchmarks and tests run on, since the real weights cannot be downloaded here.
 
 use super::awq::pack_word;
-use super::checkpoint::{le_bytes, write_safetensors, LazyTensor};
+use super::checkpoint::{LazyTensor, le_bytes, write_safetensors};
 use crate::rng::Rng;
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use half::f16;
 use safetensors::Dtype;
-use serde_json::{json, Value as Json};
+use serde_json::{Value as Json, json};
 use std::path::Path;
 
 /// The published configs (AWQ, group 128), and a tiny one for tests.
@@ -54,13 +54,34 @@ pub fn generation_config() -> Json {
 
 /// The tensors of a random AWQ checkpoint for `config`.
 pub fn random_tensors(config: &Json, seed: u64) -> Result<Vec<LazyTensor>> {
-    let get = |k: &str| config[k].as_u64().map(|v| v as usize).ok_or_else(|| anyhow::anyhow!("config lacks {k}"));
-    let (h, inter, layers) = (get("hidden_size")?, get("intermediate_size")?, get("num_hidden_layers")?);
-    let (nh, nkv, hd, vocab) = (get("num_attention_heads")?, get("num_key_value_heads")?, get("head_dim")?, get("vocab_size")?);
-    let group = config["quantization_config"]["group_size"].as_u64().unwrap_or(128) as usize;
+    let get = |k: &str| {
+        config[k]
+            .as_u64()
+            .map(|v| v as usize)
+            .ok_or_else(|| anyhow::anyhow!("config lacks {k}"))
+    };
+    let (h, inter, layers) = (
+        get("hidden_size")?,
+        get("intermediate_size")?,
+        get("num_hidden_layers")?,
+    );
+    let (nh, nkv, hd, vocab) = (
+        get("num_attention_heads")?,
+        get("num_key_value_heads")?,
+        get("head_dim")?,
+        get("vocab_size")?,
+    );
+    let group = config["quantization_config"]["group_size"]
+        .as_u64()
+        .unwrap_or(128) as usize;
     let tied = config["tie_word_embeddings"].as_bool().unwrap_or(false);
     let embed_std = if h >= 1024 { 0.02 } else { 0.5 };
-    let mut tensors = vec![f16_normal("model.embed_tokens.weight", vec![vocab, h], embed_std, seed)];
+    let mut tensors = vec![f16_normal(
+        "model.embed_tokens.weight",
+        vec![vocab, h],
+        embed_std,
+        seed,
+    )];
     for i in 0..layers {
         let p = format!("model.layers.{i}");
         tensors.push(norm(&format!("{p}.input_layernorm.weight"), h, seed));
@@ -77,11 +98,20 @@ pub fn random_tensors(config: &Json, seed: u64) -> Result<Vec<LazyTensor>> {
         }
         tensors.push(norm(&format!("{p}.self_attn.q_norm.weight"), hd, seed));
         tensors.push(norm(&format!("{p}.self_attn.k_norm.weight"), hd, seed));
-        tensors.push(norm(&format!("{p}.post_attention_layernorm.weight"), h, seed));
+        tensors.push(norm(
+            &format!("{p}.post_attention_layernorm.weight"),
+            h,
+            seed,
+        ));
     }
     tensors.push(norm("model.norm.weight", h, seed));
     if !tied {
-        tensors.push(f16_normal("lm_head.weight", vec![vocab, h], 0.02f32.max(1.0 / (h as f32).sqrt()), seed));
+        tensors.push(f16_normal(
+            "lm_head.weight",
+            vec![vocab, h],
+            0.02f32.max(1.0 / (h as f32).sqrt()),
+            seed,
+        ));
     }
     Ok(tensors)
 }
@@ -94,7 +124,11 @@ fn f16_normal(name: &str, shape: Vec<usize>, std: f32, seed: u64) -> LazyTensor 
         shape,
         make: Box::new(move || {
             let mut rng = Rng::new(seed, &key);
-            le_bytes(&(0..n).map(|_| f16::from_f32(rng.normal() * std)).collect::<Vec<_>>())
+            le_bytes(
+                &(0..n)
+                    .map(|_| f16::from_f32(rng.normal() * std))
+                    .collect::<Vec<_>>(),
+            )
         }),
     }
 }
@@ -107,7 +141,11 @@ fn norm(name: &str, len: usize, seed: u64) -> LazyTensor {
         shape: vec![len],
         make: Box::new(move || {
             let mut rng = Rng::new(seed, &key);
-            le_bytes(&(0..len).map(|_| f16::from_f32(1.0 + 0.1 * rng.normal())).collect::<Vec<_>>())
+            le_bytes(
+                &(0..len)
+                    .map(|_| f16::from_f32(1.0 + 0.1 * rng.normal()))
+                    .collect::<Vec<_>>(),
+            )
         }),
     }
 }
@@ -116,7 +154,11 @@ fn norm(name: &str, len: usize, seed: u64) -> LazyTensor {
 fn awq_random(prefix: &str, inf: usize, outf: usize, group: usize, seed: u64) -> Vec<LazyTensor> {
     let groups = inf / group;
     let scale = 1.0 / (4.6 * (inf as f32).sqrt());
-    let (kq, kz, ks) = (format!("{prefix}.qweight"), format!("{prefix}.qzeros"), format!("{prefix}.scales"));
+    let (kq, kz, ks) = (
+        format!("{prefix}.qweight"),
+        format!("{prefix}.qzeros"),
+        format!("{prefix}.scales"),
+    );
     vec![
         LazyTensor {
             name: kq.clone(),
@@ -124,7 +166,11 @@ fn awq_random(prefix: &str, inf: usize, outf: usize, group: usize, seed: u64) ->
             shape: vec![inf, outf / 8],
             make: Box::new(move || {
                 let mut rng = Rng::new(seed, &kq);
-                le_bytes(&(0..inf * outf / 8).map(|_| rng.next_u64() as u32).collect::<Vec<u32>>())
+                le_bytes(
+                    &(0..inf * outf / 8)
+                        .map(|_| rng.next_u64() as u32)
+                        .collect::<Vec<u32>>(),
+                )
             }),
         },
         LazyTensor {
@@ -148,7 +194,11 @@ fn awq_random(prefix: &str, inf: usize, outf: usize, group: usize, seed: u64) ->
                 let mut rng = Rng::new(seed, &ks);
                 le_bytes(
                     &(0..groups * outf)
-                        .map(|_| f16::from_f32(scale * (0.75 + 0.5 * (rng.next_u64() % 1000) as f32 / 1000.0)))
+                        .map(|_| {
+                            f16::from_f32(
+                                scale * (0.75 + 0.5 * (rng.next_u64() % 1000) as f32 / 1000.0),
+                            )
+                        })
                         .collect::<Vec<_>>(),
                 )
             }),
@@ -157,10 +207,21 @@ fn awq_random(prefix: &str, inf: usize, outf: usize, group: usize, seed: u64) ->
 }
 
 /// Writes a complete random model directory.
-pub fn write_random_model(out: &Path, config: &Json, seed: u64, tokenizer_dir: Option<&Path>) -> Result<()> {
+pub fn write_random_model(
+    out: &Path,
+    config: &Json,
+    seed: u64,
+    tokenizer_dir: Option<&Path>,
+) -> Result<()> {
     std::fs::create_dir_all(out)?;
-    std::fs::write(out.join("config.json"), serde_json::to_string_pretty(config)?)?;
-    std::fs::write(out.join("generation_config.json"), serde_json::to_string_pretty(&generation_config())?)?;
+    std::fs::write(
+        out.join("config.json"),
+        serde_json::to_string_pretty(config)?,
+    )?;
+    std::fs::write(
+        out.join("generation_config.json"),
+        serde_json::to_string_pretty(&generation_config())?,
+    )?;
     if let Some(dir) = tokenizer_dir {
         for file in ["tokenizer.json", "tokenizer_config.json"] {
             std::fs::copy(dir.join(file), out.join(file))?;

@@ -2,7 +2,7 @@
 //!
 //! Tensors are borrowed straight from the mapping: the weights exist once, in the page cache.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use half::f16;
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
@@ -54,7 +54,11 @@ impl<T> MappedSlice<T> {
         // SAFETY: the mapping is read-only and file-backed, so dropped pages come back unchanged from the
         // file; nothing holds references into this range (self is consumed).
         unsafe {
-            let _ = self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.start, bytes);
+            let _ = self.map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                self.start,
+                bytes,
+            );
         }
     }
 }
@@ -72,12 +76,17 @@ impl Weights {
     pub fn open(dir: &Path) -> Result<Self> {
         let index_path = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if index_path.is_file() {
-            let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&index_path)?)
-                .with_context(|| format!("{} is not JSON", index_path.display()))?;
+            let index: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&index_path)?)
+                    .with_context(|| format!("{} is not JSON", index_path.display()))?;
             let map = index["weight_map"]
                 .as_object()
                 .with_context(|| format!("{} has no weight_map", index_path.display()))?;
-            let mut files: Vec<PathBuf> = map.values().filter_map(|v| v.as_str()).map(|f| dir.join(f)).collect();
+            let mut files: Vec<PathBuf> = map
+                .values()
+                .filter_map(|v| v.as_str())
+                .map(|f| dir.join(f))
+                .collect();
             files.sort();
             files.dedup();
             files
@@ -97,19 +106,35 @@ impl Weights {
             let file = std::fs::File::open(&path)
                 .with_context(|| format!("cannot open weight shard {}", path.display()))?;
             // SAFETY: the file is opened read-only; a checkpoint modified while mapped is the user's error.
-            let mmap = unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
+            let mmap = unsafe { Mmap::map(&file) }
+                .with_context(|| format!("cannot map {}", path.display()))?;
             let (header_len, metadata) = SafeTensors::read_metadata(&mmap).map_err(|e| {
-                anyhow::anyhow!("{} is not a valid safetensors file (truncated or corrupt?): {e}", path.display())
+                anyhow::anyhow!(
+                    "{} is not a valid safetensors file (truncated or corrupt?): {e}",
+                    path.display()
+                )
             })?;
             let data_start = 8 + header_len;
             for (name, info) in metadata.tensors() {
-                let (start, end) = (data_start + info.data_offsets.0, data_start + info.data_offsets.1);
+                let (start, end) = (
+                    data_start + info.data_offsets.0,
+                    data_start + info.data_offsets.1,
+                );
                 if end > mmap.len() {
-                    bail!("{} is truncated: tensor {name} ends past the end of the file", path.display());
+                    bail!(
+                        "{} is truncated: tensor {name} ends past the end of the file",
+                        path.display()
+                    );
                 }
                 index.insert(
                     name.clone(),
-                    TensorInfo { shard, dtype: info.dtype, shape: info.shape.clone(), start, end },
+                    TensorInfo {
+                        shard,
+                        dtype: info.dtype,
+                        shape: info.shape.clone(),
+                        start,
+                        end,
+                    },
                 );
             }
             shards.push(Arc::new(mmap));
@@ -139,7 +164,11 @@ impl Weights {
             .get_key_value(name)
             .with_context(|| format!("tensor {name} is missing from the checkpoint"))?;
         if info.shape != shape {
-            bail!("tensor {name} has shape {:?}, expected {:?} from config.json", info.shape, shape);
+            bail!(
+                "tensor {name} has shape {:?}, expected {:?} from config.json",
+                info.shape,
+                shape
+            );
         }
         Ok(TensorRef {
             name: key,
@@ -156,7 +185,11 @@ impl<'a> TensorRef<'a> {
     /// Converts a float tensor (f16, bf16, f32) to f32; used for the small ones (norms).
     pub fn to_f32(&self) -> Result<Vec<f32>> {
         Ok(match self.dtype {
-            Dtype::F32 => self.bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+            Dtype::F32 => self
+                .bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
             Dtype::F16 => self
                 .bytes
                 .chunks_exact(2)
@@ -167,14 +200,21 @@ impl<'a> TensorRef<'a> {
                 .chunks_exact(2)
                 .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
-            other => bail!("tensor {} has dtype {other:?}, expected a float type", self.name),
+            other => bail!(
+                "tensor {} has dtype {other:?}, expected a float type",
+                self.name
+            ),
         })
     }
 
     /// The int32 tensor as u32 words (AWQ packs nibbles into them), still in the mapping.
     pub fn mapped_u32(&self) -> Result<MappedSlice<u32>> {
         if self.dtype != Dtype::I32 {
-            bail!("tensor {} has dtype {:?}, expected I32 (AWQ packed)", self.name, self.dtype);
+            bail!(
+                "tensor {} has dtype {:?}, expected I32 (AWQ packed)",
+                self.name,
+                self.dtype
+            );
         }
         self.mapped()
     }
@@ -182,7 +222,11 @@ impl<'a> TensorRef<'a> {
     /// The f16 tensor, still in the mapping.
     pub fn mapped_f16(&self) -> Result<MappedSlice<f16>> {
         if self.dtype != Dtype::F16 {
-            bail!("tensor {} has dtype {:?}, expected F16", self.name, self.dtype);
+            bail!(
+                "tensor {} has dtype {:?}, expected F16",
+                self.name,
+                self.dtype
+            );
         }
         self.mapped()
     }
@@ -196,6 +240,11 @@ impl<'a> TensorRef<'a> {
                 self.name
             );
         }
-        Ok(MappedSlice { map: self.map.clone(), start: self.start, len: self.bytes.len() / size, _type: PhantomData })
+        Ok(MappedSlice {
+            map: self.map.clone(),
+            start: self.start,
+            len: self.bytes.len() / size,
+            _type: PhantomData,
+        })
     }
 }

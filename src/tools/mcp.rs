@@ -4,13 +4,13 @@
 //! a dead server restarted once per call and disabled when it keeps dying.
 
 use super::{Tool, ToolOutput};
-use crate::config::{expand_env, McpServerSpec};
-use anyhow::{bail, Context, Result};
+use crate::config::{McpServerSpec, expand_env};
+use anyhow::{Context, Result, bail};
 use base64::Engine as _;
+use rmcp::RoleClient;
 use rmcp::model::{CallToolRequestParams, ProtocolVersion};
 use rmcp::service::{ClientLifecycleMode, ClientServiceExt, RunningService};
 use rmcp::transport::TokioChildProcess;
-use rmcp::RoleClient;
 use serde_json::{Map, Value as Json};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,7 +26,11 @@ static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
 /// Kills every MCP server process group still alive; called once when the program ends.
 pub fn kill_all_servers() {
-    for group in LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+    for group in LIVE_GROUPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+    {
         kill_group(group);
     }
 }
@@ -84,7 +88,12 @@ struct Connection {
 
 impl McpServer {
     /// Starts the server and connects; fails with a message naming the server.
-    pub fn start(name: &str, spec: &McpServerSpec, settings: McpSettings, runtime: Arc<McpRuntime>) -> Result<Arc<Self>> {
+    pub fn start(
+        name: &str,
+        spec: &McpServerSpec,
+        settings: McpSettings,
+        runtime: Arc<McpRuntime>,
+    ) -> Result<Arc<Self>> {
         let server = Arc::new(McpServer {
             name: name.to_string(),
             spec: spec.clone(),
@@ -93,14 +102,23 @@ impl McpServer {
             connection: Mutex::new(None),
             restarts: AtomicUsize::new(0),
         });
-        let connection = server.connect().with_context(|| format!("MCP server {name:?} did not start"))?;
+        let connection = server
+            .connect()
+            .with_context(|| format!("MCP server {name:?} did not start"))?;
         *server.connection.lock().unwrap_or_else(|e| e.into_inner()) = Some(connection);
         Ok(server)
     }
 
     fn connect(&self) -> Result<Connection> {
-        if self.spec.url.is_some() || matches!(self.spec.kind.as_deref(), Some("http" | "streamable-http" | "sse")) {
-            bail!("remote (HTTP) MCP servers are not supported yet; run the server over stdio (command/args)");
+        if self.spec.url.is_some()
+            || matches!(
+                self.spec.kind.as_deref(),
+                Some("http" | "streamable-http" | "sse")
+            )
+        {
+            bail!(
+                "remote (HTTP) MCP servers are not supported yet; run the server over stdio (command/args)"
+            );
         }
         let lookup = |name: &str| std::env::var(name).ok();
         let command = expand_env(self.spec.command.as_deref().context("no command")?, lookup)?;
@@ -126,10 +144,15 @@ impl McpServer {
             let (transport, stderr) = TokioChildProcess::builder(cmd)
                 .stderr(std::process::Stdio::piped())
                 .spawn()
-                .with_context(|| format!("cannot run {command:?} (is it installed and on PATH?)"))?;
+                .with_context(|| {
+                    format!("cannot run {command:?} (is it installed and on PATH?)")
+                })?;
             let process_group = transport.id().map(|pid| pid as i32);
             if let Some(group) = process_group {
-                LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).push(group);
+                LIVE_GROUPS
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(group);
             }
             if let Some(stderr) = stderr {
                 tokio::spawn(drain_stderr(name, stderr));
@@ -138,11 +161,20 @@ impl McpServer {
                 preferred_versions: vec![ProtocolVersion::V_2026_07_28],
                 legacy_version: Some(ProtocolVersion::V_2025_11_25),
             };
-            let service = tokio::time::timeout(timeout, ().serve_with_lifecycle(transport, lifecycle))
-                .await
-                .map_err(|_| anyhow::anyhow!("no answer to the MCP handshake within {:.0} s", timeout.as_secs_f64()))?
-                .context("the MCP handshake failed")?;
-            Ok(Connection { service, process_group })
+            let service =
+                tokio::time::timeout(timeout, ().serve_with_lifecycle(transport, lifecycle))
+                    .await
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "no answer to the MCP handshake within {:.0} s",
+                            timeout.as_secs_f64()
+                        )
+                    })?
+                    .context("the MCP handshake failed")?;
+            Ok(Connection {
+                service,
+                process_group,
+            })
         })
     }
 
@@ -154,14 +186,20 @@ impl McpServer {
         let tools = self
             .runtime
             .runtime
-            .block_on(async { tokio::time::timeout(timeout, connection.service.list_all_tools()).await })
+            .block_on(async {
+                tokio::time::timeout(timeout, connection.service.list_all_tools()).await
+            })
             .map_err(|_| anyhow::anyhow!("tools/list timed out"))?
             .context("tools/list failed")?;
         Ok(tools
             .into_iter()
             .map(|t| {
                 let schema = Json::Object((*t.input_schema).clone());
-                (t.name.to_string(), t.description.map(|d| d.to_string()).unwrap_or_default(), schema)
+                (
+                    t.name.to_string(),
+                    t.description.map(|d| d.to_string()).unwrap_or_default(),
+                    schema,
+                )
             })
             .collect())
     }
@@ -174,13 +212,30 @@ impl McpServer {
                 self.name
             ));
         }
-        let peer = match self.connection.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        let peer = match self
+            .connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             Some(c) => c.service.peer().clone(),
-            None => return self.restart(format!("Error: the MCP server {} was not running.", self.name)),
+            None => {
+                return self.restart(format!(
+                    "Error: the MCP server {} was not running.",
+                    self.name
+                ));
+            }
         };
         let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments.clone());
-        let timeout = self.spec.timeout.map(Duration::from_secs_f64).unwrap_or(self.settings.call_timeout);
-        let outcome = self.runtime.runtime.block_on(async { tokio::time::timeout(timeout, peer.call_tool(params)).await });
+        let timeout = self
+            .spec
+            .timeout
+            .map(Duration::from_secs_f64)
+            .unwrap_or(self.settings.call_timeout);
+        let outcome = self
+            .runtime
+            .runtime
+            .block_on(async { tokio::time::timeout(timeout, peer.call_tool(params)).await });
         match outcome {
             // A stdio server that let a call time out is likely wedged: the next call would hang too.
             Err(_) => self.restart(format!(
@@ -204,12 +259,16 @@ impl McpServer {
             self.stop(old);
         }
         if count > MAX_RESTARTS {
-            return ToolOutput::error(format!("{message} The server kept crashing and was disabled for this run."));
+            return ToolOutput::error(format!(
+                "{message} The server kept crashing and was disabled for this run."
+            ));
         }
         match self.connect() {
             Ok(connection) => {
                 *guard = Some(connection);
-                ToolOutput::error(format!("{message} The server was restarted; the call was not retried."))
+                ToolOutput::error(format!(
+                    "{message} The server was restarted; the call was not retried."
+                ))
             }
             Err(e) => ToolOutput::error(format!("{message} Restarting it failed: {e:#}.")),
         }
@@ -217,10 +276,16 @@ impl McpServer {
 
     /// Kills the server's process group (grandchildren included), then closes the connection.
     fn stop(&self, connection: Connection) {
-        let Connection { service, process_group } = connection;
+        let Connection {
+            service,
+            process_group,
+        } = connection;
         if let Some(group) = process_group {
             kill_group(group);
-            LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).retain(|g| *g != group);
+            LIVE_GROUPS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|g| *g != group);
         }
         self.runtime.runtime.block_on(async {
             let _ = tokio::time::timeout(Duration::from_secs(3), service.cancel()).await;
@@ -230,7 +295,12 @@ impl McpServer {
 
 impl Drop for McpServer {
     fn drop(&mut self) {
-        if let Some(connection) = self.connection.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(connection) = self
+            .connection
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             self.stop(connection);
         }
     }
@@ -252,14 +322,31 @@ async fn drain_stderr(server: String, stderr: tokio::process::ChildStderr) {
 fn map_result(result: &Json, settings: &McpSettings, server: &str) -> ToolOutput {
     let mut parts = Vec::new();
     let mut files = Vec::new();
-    for (i, block) in result["content"].as_array().into_iter().flatten().enumerate() {
+    for (i, block) in result["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         match block["type"].as_str() {
             Some("text") => parts.push(block["text"].as_str().unwrap_or_default().to_string()),
             Some("image") | Some("audio") => {
-                let mime = block["mimeType"].as_str().unwrap_or("application/octet-stream");
-                match save_blob(settings, server, i, mime, block["data"].as_str().unwrap_or_default()) {
+                let mime = block["mimeType"]
+                    .as_str()
+                    .unwrap_or("application/octet-stream");
+                match save_blob(
+                    settings,
+                    server,
+                    i,
+                    mime,
+                    block["data"].as_str().unwrap_or_default(),
+                ) {
                     Ok(path) => {
-                        parts.push(format!("[{} saved to {}]", block["type"].as_str().unwrap_or("file"), path));
+                        parts.push(format!(
+                            "[{} saved to {}]",
+                            block["type"].as_str().unwrap_or("file"),
+                            path
+                        ));
                         files.push(path);
                     }
                     Err(e) => parts.push(format!("[a {mime} result could not be saved: {e}]")),
@@ -270,21 +357,30 @@ fn map_result(result: &Json, settings: &McpSettings, server: &str) -> ToolOutput
                 if let Some(text) = resource["text"].as_str() {
                     parts.push(text.to_string());
                 } else if let Some(blob) = resource["blob"].as_str() {
-                    let mime = resource["mimeType"].as_str().unwrap_or("application/octet-stream");
+                    let mime = resource["mimeType"]
+                        .as_str()
+                        .unwrap_or("application/octet-stream");
                     if let Ok(path) = save_blob(settings, server, i, mime, blob) {
-                        parts.push(format!("[resource {} saved to {path}]", resource["uri"].as_str().unwrap_or("")));
+                        parts.push(format!(
+                            "[resource {} saved to {path}]",
+                            resource["uri"].as_str().unwrap_or("")
+                        ));
                         files.push(path);
                     }
                 }
             }
-            Some("resource_link") => parts.push(format!("[resource link: {}]", block["uri"].as_str().unwrap_or(""))),
+            Some("resource_link") => parts.push(format!(
+                "[resource link: {}]",
+                block["uri"].as_str().unwrap_or("")
+            )),
             _ => {}
         }
     }
     if parts.is_empty()
-        && let Some(structured) = result.get("structuredContent").filter(|v| !v.is_null()) {
-            parts.push(serde_json::to_string_pretty(structured).unwrap_or_default());
-        }
+        && let Some(structured) = result.get("structuredContent").filter(|v| !v.is_null())
+    {
+        parts.push(serde_json::to_string_pretty(structured).unwrap_or_default());
+    }
     let mut text = parts.join("\n");
     let total = text.chars().count();
     if total > settings.max_output_chars {
@@ -294,15 +390,36 @@ fn map_result(result: &Json, settings: &McpSettings, server: &str) -> ToolOutput
             settings.max_output_chars
         ));
     }
-    ToolOutput { text, is_error: result["isError"].as_bool().unwrap_or(false), files }
+    ToolOutput {
+        text,
+        is_error: result["isError"].as_bool().unwrap_or(false),
+        files,
+    }
 }
 
-fn save_blob(settings: &McpSettings, server: &str, index: usize, mime: &str, data: &str) -> Result<String> {
+fn save_blob(
+    settings: &McpSettings,
+    server: &str,
+    index: usize,
+    mime: &str,
+    data: &str,
+) -> Result<String> {
     let bytes = base64::engine::general_purpose::STANDARD.decode(data)?;
-    let extension = mime.split('/').nth(1).unwrap_or("bin").split(['+', ';']).next().unwrap_or("bin");
+    let extension = mime
+        .split('/')
+        .nth(1)
+        .unwrap_or("bin")
+        .split(['+', ';'])
+        .next()
+        .unwrap_or("bin");
     std::fs::create_dir_all(&settings.output_dir)?;
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
-    let path = settings.output_dir.join(format!("{server}-{stamp}-{index}.{extension}"));
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let path = settings
+        .output_dir
+        .join(format!("{server}-{stamp}-{index}.{extension}"));
     std::fs::write(&path, bytes)?;
     Ok(path.display().to_string())
 }
@@ -333,8 +450,11 @@ impl Tool for McpTool {
     fn call(&self, arguments: &Map<String, Json>) -> ToolOutput {
         if let Some(validator) = &self.validator {
             let instance = Json::Object(arguments.clone());
-            let problems: Vec<String> =
-                validator.iter_errors(&instance).take(5).map(|e| format!("{} (at '{}')", e, e.instance_path())).collect();
+            let problems: Vec<String> = validator
+                .iter_errors(&instance)
+                .take(5)
+                .map(|e| format!("{} (at '{}')", e, e.instance_path()))
+                .collect();
             if !problems.is_empty() {
                 return ToolOutput::error(format!(
                     "Error: the arguments for {} do not match its schema: {}. Nothing was run; call it again \
@@ -369,10 +489,19 @@ pub fn start_servers(
             .map(|(name, spec)| {
                 let runtime = runtime.clone();
                 let settings = settings.clone();
-                scope.spawn(move || (name.clone(), spec.required, McpServer::start(name, spec, settings, runtime)))
+                scope.spawn(move || {
+                    (
+                        name.clone(),
+                        spec.required,
+                        McpServer::start(name, spec, settings, runtime),
+                    )
+                })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("server start threads do not panic")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("server start threads do not panic"))
+            .collect()
     });
     let mut listed = Vec::new();
     let mut failures = Vec::new();
@@ -394,9 +523,20 @@ pub fn start_servers(
     for (server, list) in listed {
         let prefix = servers.get(&server.name).is_some_and(|s| s.prefix);
         for (remote_name, description, parameters) in list {
-            let name = if prefix || counts[&remote_name] > 1 { format!("{}-{remote_name}", server.name) } else { remote_name.clone() };
+            let name = if prefix || counts[&remote_name] > 1 {
+                format!("{}-{remote_name}", server.name)
+            } else {
+                remote_name.clone()
+            };
             let validator = jsonschema::validator_for(&parameters).ok();
-            tools.push(Arc::new(McpTool { server: server.clone(), name, remote_name, description, parameters, validator }));
+            tools.push(Arc::new(McpTool {
+                server: server.clone(),
+                name,
+                remote_name,
+                description,
+                parameters,
+                validator,
+            }));
         }
     }
     Ok(StartedServers { tools, failures })

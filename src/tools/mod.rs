@@ -30,10 +30,18 @@ pub struct ToolOutput {
 
 impl ToolOutput {
     pub fn ok(text: impl Into<String>) -> Self {
-        ToolOutput { text: text.into(), is_error: false, files: Vec::new() }
+        ToolOutput {
+            text: text.into(),
+            is_error: false,
+            files: Vec::new(),
+        }
     }
     pub fn error(text: impl Into<String>) -> Self {
-        ToolOutput { text: text.into(), is_error: true, files: Vec::new() }
+        ToolOutput {
+            text: text.into(),
+            is_error: true,
+            files: Vec::new(),
+        }
     }
 }
 
@@ -57,13 +65,19 @@ impl ToolRegistry {
     /// `timeout` bounds every call. Tools with their own timeouts (MCP) should use a shorter one, so they
     /// cancel cleanly before the registry abandons the call.
     pub fn new(timeout: Duration) -> Self {
-        ToolRegistry { tools: Vec::new(), timeout: Some(timeout) }
+        ToolRegistry {
+            tools: Vec::new(),
+            timeout: Some(timeout),
+        }
     }
 
     /// Adds a tool; a second tool with the same name is refused (the model could not tell them apart).
     pub fn register(&mut self, tool: Arc<dyn Tool>) -> anyhow::Result<()> {
         if self.tools.iter().any(|t| t.name() == tool.name()) {
-            anyhow::bail!("two tools are named {:?}; rename one (MCP servers: use a prefix)", tool.name());
+            anyhow::bail!(
+                "two tools are named {:?}; rename one (MCP servers: use a prefix)",
+                tool.name()
+            );
         }
         self.tools.push(tool);
         Ok(())
@@ -87,7 +101,10 @@ impl ToolRegistry {
                 .iter()
                 .map(|(name, arguments)| scope.spawn(move || self.call_one(name, arguments)))
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("tool threads catch their panics")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("tool threads catch their panics"))
+                .collect()
         })
     }
 
@@ -98,7 +115,11 @@ impl ToolRegistry {
                 let known: Vec<&str> = self.tools.iter().map(|t| t.name()).collect();
                 ToolOutput::error(format!(
                     "Error: there is no tool named {name:?}. Available tools: {}.",
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ))
             }
             Some(tool) => self.call_with_timeout(tool.clone(), arguments.clone()),
@@ -116,7 +137,8 @@ impl ToolRegistry {
         let (sender, receiver) = std::sync::mpsc::channel();
         let name = tool.name().to_string();
         std::thread::spawn(move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tool.call(&arguments)));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tool.call(&arguments)));
             let _ = sender.send(result);
         });
         let received = match self.timeout {
@@ -125,7 +147,9 @@ impl ToolRegistry {
         };
         match received {
             Ok(Ok(output)) => output,
-            Ok(Err(_)) => ToolOutput::error(format!("Error: the tool {name} crashed while running this call.")),
+            Ok(Err(_)) => ToolOutput::error(format!(
+                "Error: the tool {name} crashed while running this call."
+            )),
             Err(()) => ToolOutput::error(format!(
                 "Error: the tool {name} did not answer within {:.0} s and the call was abandoned.",
                 self.timeout.map(|t| t.as_secs_f64()).unwrap_or_default()

@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use qwen3_agent::config::McpServerSpec;
-use qwen3_agent::tools::mcp::{start_servers, McpSettings};
 use qwen3_agent::tools::ToolRegistry;
+use qwen3_agent::tools::mcp::{McpSettings, start_servers};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,20 +12,38 @@ use std::time::Duration;
 pub fn python() -> String {
     let path = std::env::var("QWEN3_AGENT_TEST_PYTHON")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").to_string());
-    assert!(Path::new(&path).exists(), "{path} is missing: run scripts/test.sh, which creates the test venv");
+    assert!(
+        Path::new(&path).exists(),
+        "{path} is missing: run scripts/test.sh, which creates the test venv"
+    );
     path
 }
 
 pub fn fault_server(marker: &str, extra: &[&str]) -> McpServerSpec {
-    let mut args = vec![concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mcp/fault_server.py").to_string(), format!("--marker={marker}")];
+    let mut args = vec![
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/mcp/fault_server.py"
+        )
+        .to_string(),
+        format!("--marker={marker}"),
+    ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    McpServerSpec { command: Some(python()), args, ..Default::default() }
+    McpServerSpec {
+        command: Some(python()),
+        args,
+        ..Default::default()
+    }
 }
 
 pub fn time_server() -> McpServerSpec {
     McpServerSpec {
         command: Some(python()),
-        args: vec!["-m".into(), "mcp_server_time".into(), "--local-timezone=Europe/Paris".into()],
+        args: vec![
+            "-m".into(),
+            "mcp_server_time".into(),
+            "--local-timezone=Europe/Paris".into(),
+        ],
         ..Default::default()
     }
 }
@@ -39,8 +57,14 @@ pub fn settings(call_timeout: Duration) -> McpSettings {
     }
 }
 
-pub fn registry(servers: &[(&str, McpServerSpec)], call_timeout: Duration) -> (ToolRegistry, Vec<String>) {
-    let map: BTreeMap<String, McpServerSpec> = servers.iter().map(|(n, s)| (n.to_string(), s.clone())).collect();
+pub fn registry(
+    servers: &[(&str, McpServerSpec)],
+    call_timeout: Duration,
+) -> (ToolRegistry, Vec<String>) {
+    let map: BTreeMap<String, McpServerSpec> = servers
+        .iter()
+        .map(|(n, s)| (n.to_string(), s.clone()))
+        .collect();
     let started = start_servers(&map, &settings(call_timeout)).unwrap();
     let mut registry = ToolRegistry::new(call_timeout + Duration::from_secs(5));
     for tool in started.tools {
@@ -51,7 +75,10 @@ pub fn registry(servers: &[(&str, McpServerSpec)], call_timeout: Duration) -> (T
 
 pub fn call(registry: &ToolRegistry, name: &str, args: Json) -> qwen3_agent::tools::ToolOutput {
     let Json::Object(args) = args else { panic!() };
-    registry.dispatch(&[(name.to_string(), args)]).remove(0).output
+    registry
+        .dispatch(&[(name.to_string(), args)])
+        .remove(0)
+        .output
 }
 
 pub fn processes_with(marker: &str) -> usize {
@@ -61,4 +88,3 @@ pub fn processes_with(marker: &str) -> usize {
         .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(marker))
         .count()
 }
-

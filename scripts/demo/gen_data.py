@@ -1,0 +1,476 @@
+"""Synthetic tool-use conversations for the qwen3-agent demo model.
+
+Every conversation is a list of OpenAI-style messages plus the tool list the demo agent renders
+(scripts/demo/tools.json, checked against `qwen3-agent tools agents/demo.yaml` by a test). Tool
+results are computed the way the real tools compute them: time results follow mcp-server-time's
+JSON exactly (zoneinfo), code results are the stdout of actually running the program, fetch
+results follow mcp-server-fetch's "Contents of URL:" layout.
+
+Phrasing templates are split: the last quarter of each list is held out for evaluation, as are
+the URL words and city pairs drawn for the held-out split. Run with --split train|eval.
+
+    python scripts/demo/gen_data.py --split train --count 60000 --seed 1 > train.jsonl
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import random
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+HERE = Path(__file__).resolve().parent
+SYSTEM = (HERE / "system_prompt.txt").read_text().strip()
+
+CITIES = {
+    "Tokyo": "Asia/Tokyo", "Paris": "Europe/Paris", "London": "Europe/London", "New York": "America/New_York",
+    "Los Angeles": "America/Los_Angeles", "Chicago": "America/Chicago", "Denver": "America/Denver",
+    "Sydney": "Australia/Sydney", "Melbourne": "Australia/Melbourne", "Berlin": "Europe/Berlin",
+    "Madrid": "Europe/Madrid", "Rome": "Europe/Rome", "Moscow": "Europe/Moscow", "Istanbul": "Europe/Istanbul",
+    "Dubai": "Asia/Dubai", "Mumbai": "Asia/Kolkata", "Delhi": "Asia/Kolkata", "Kathmandu": "Asia/Kathmandu",
+    "Bangkok": "Asia/Bangkok", "Singapore": "Asia/Singapore", "Hong Kong": "Asia/Hong_Kong",
+    "Shanghai": "Asia/Shanghai", "Beijing": "Asia/Shanghai", "Seoul": "Asia/Seoul", "Jakarta": "Asia/Jakarta",
+    "Manila": "Asia/Manila", "Karachi": "Asia/Karachi", "Tehran": "Asia/Tehran", "Cairo": "Africa/Cairo",
+    "Lagos": "Africa/Lagos", "Nairobi": "Africa/Nairobi", "Johannesburg": "Africa/Johannesburg",
+    "Casablanca": "Africa/Casablanca", "Sao Paulo": "America/Sao_Paulo", "Buenos Aires": "America/Argentina/Buenos_Aires",
+    "Mexico City": "America/Mexico_City", "Toronto": "America/Toronto", "Vancouver": "America/Vancouver",
+    "Lima": "America/Lima", "Bogota": "America/Bogota", "Santiago": "America/Santiago", "Anchorage": "America/Anchorage",
+    "Honolulu": "Pacific/Honolulu", "Auckland": "Pacific/Auckland", "Reykjavik": "Atlantic/Reykjavik",
+    "Dublin": "Europe/Dublin", "Lisbon": "Europe/Lisbon", "Amsterdam": "Europe/Amsterdam",
+    "Stockholm": "Europe/Stockholm", "Oslo": "Europe/Oslo", "Helsinki": "Europe/Helsinki", "Athens": "Europe/Athens",
+    "Warsaw": "Europe/Warsaw", "Vienna": "Europe/Vienna", "Zurich": "Europe/Zurich", "Prague": "Europe/Prague",
+    "Kyiv": "Europe/Kyiv", "Riyadh": "Asia/Riyadh", "Taipei": "Asia/Taipei", "Kuala Lumpur": "Asia/Kuala_Lumpur",
+    "Hanoi": "Asia/Bangkok", "Perth": "Australia/Perth", "Adelaide": "Australia/Adelaide", "Phoenix": "America/Phoenix",
+}
+
+# The last quarter of every template list is held out for evaluation.
+TIME_NOW = [
+    "What time is it in {city}?", "what time is it in {city}", "Current time in {city}?",
+    "Tell me the time in {city}.", "What's the time in {city} right now?", "time in {city}?",
+    "Can you tell me what time it is in {city}?", "What is the local time in {city}?",
+    "Do you know the current time in {city}?", "I need the time in {city}.", "{city} time now?",
+    "What time is it over in {city} at the moment?", "Please check the time in {city}.",
+    "Which day and time is it in {city} now?", "Hey, what's the clock say in {city}?",
+    "How late is it in {city}?",
+]
+TIME_CONVERT = [
+    "Convert {hm} from {a} to {b}.", "What is {hm} {a} time in {b}?", "If it is {hm} in {a}, what time is it in {b}?",
+    "convert {hm} {a} time to {b} time", "{hm} in {a} is what time in {b}?",
+    "When it's {hm} in {a}, what's the time in {b}?", "Please convert {hm} from {a} time to {b}.",
+    "I have a call at {hm} in {a}. What time is that in {b}?", "Translate {hm} {a} time into {b} time.",
+    "My flight leaves {a} at {hm}. What time is that in {b}?", "What's {hm} {a} in {b} time?",
+    "{a} {hm} -> {b}?",
+]
+TIME_LOCAL = ["What time is it?", "what's the time", "Tell me the current time.", "What time is it now?"]
+TIME_TWO = [
+    "What time is it in {a} and in {b}?", "Current time in {a} and {b}?", "Tell me the time in both {a} and {b}.",
+    "What's the time right now in {a} and {b}?",
+]
+ARITH = [
+    "What is {x} {op} {y}?", "Calculate {x} {op} {y}.", "compute {x} {op} {y}", "How much is {x} {op} {y}?",
+    "{x} {op} {y} = ?", "Work out {x} {op} {y} for me.", "Please evaluate {x} {op} {y}.", "what's {x} {op} {y}",
+]
+POWER = [
+    "What is {x} to the power of {y}?", "Compute {x}^{y}.", "What is {x} raised to the {y}?",
+    "Calculate {x} ** {y}.", "how big is {x} to the {y}th power", "Evaluate {x} to the power {y}.",
+    "Raise {x} to the power of {y}.", "What do you get for {x}^{y}?",
+]
+RANGE_SUM = [
+    "What is the sum of all integers from {x} to {y}?", "Add up every whole number from {x} to {y}.",
+    "Sum the numbers {x} through {y}.", "sum of integers between {x} and {y} inclusive?",
+    "What do the integers from {x} to {y} add up to?", "Compute the sum {x} + ... + {y}.",
+    "Total of all numbers from {x} up to {y}?", "If I add {x}, {x1}, ..., {y}, what do I get?",
+]
+STATS = [
+    "What is the {stat} of {nums}?", "Compute the {stat} of these numbers: {nums}.", "{stat} of {nums}?",
+    "Find the {stat} of {nums}.", "Give me the {stat} for the data {nums}.", "Calculate the {stat}: {nums}",
+    "I have the values {nums}. What is their {stat}?", "Please work out the {stat} of {nums}.",
+]
+FACT = [
+    "What is the factorial of {x}?", "Compute {x}!.", "What is the square root of {x}?", "Calculate sqrt({x}).",
+    "What is {x} factorial?", "Find the square root of {x}.", "How much is {x}! exactly?", "root of {x}?",
+]
+FETCH = [
+    "What does {url} say?", "Fetch {url} and tell me what it says.", "Give me the title of {url}.",
+    "Read {url} for me.", "What is on the page {url}?", "Open {url} and summarize the first line.",
+    "Can you check {url}?", "What's the headline at {url}?", "Look at {url} please.",
+    "What does the page at {url} start with?", "Get {url}.", "Tell me what {url} is about.",
+]
+FETCH_COUNT = [
+    "How many words are in the first sentence of {url}?", "Fetch {url} and count the words of its first line.",
+    "Count the words in the opening sentence of {url}.", "Word count of the first line at {url}?",
+]
+CHAT = [
+    ("Hi", "Hello! I can tell the time in any city, convert times between time zones, run Python code and fetch web pages. What would you like to do?"),
+    ("Hello!", "Hello! I can tell the time in any city, convert times between time zones, run Python code and fetch web pages. What would you like to do?"),
+    ("Who are you?", "I am the qwen3-agent demo model, a tiny model trained to use a clock, a Python sandbox and a web fetcher. Ask me for the time somewhere, a calculation or what a web page says."),
+    ("What can you do?", "I can tell the current time in a city, convert a time between two cities, run short Python programs for calculations, and fetch a web page to tell you what it says."),
+    ("Thanks!", "You're welcome!"),
+    ("thank you", "You're welcome!"),
+    ("Good morning", "Good morning! Ask me for the time somewhere, a calculation or what a web page says."),
+    ("Are you a large model?", "No. I am a tiny demo model: I only know how to use my tools for time, Python code and web pages."),
+    ("hey there", "Hello! I can tell the time in any city, convert times between time zones, run Python code and fetch web pages. What would you like to do?"),
+    ("Thank you very much.", "You're welcome!"),
+    ("Can you help me?", "Yes. I can tell the time in a city, convert times, run Python code or fetch a web page. What do you need?"),
+    ("Goodbye", "Goodbye!"),
+]
+WORDS = ("otter river lantern maple comet harbor violet ember falcon meadow quartz willow canyon ripple "
+         "saffron tundra beacon cobalt orchard summit glacier thistle aurora basil cedar delta fjord "
+         "garnet heron iris juniper kestrel lagoon marble nectar opal pebble quill raven sierra tulip "
+         "umber vapor wren yarrow zephyr acorn birch clover dune fern grove hazel ivy jade kelp lotus "
+         "mango nova olive pine quince reed sage thyme velvet wave").split()
+SUBJECTS = ["Sea otters", "The river", "Our team", "The museum", "This recipe", "The library", "Honey bees",
+            "The new bridge", "Local farmers", "The council", "Mountain goats", "The observatory", "Night trains",
+            "The orchestra", "Solar panels", "The old lighthouse", "Most comets", "The garden club", "Wild salmon",
+            "The city park", "Our bakery", "The festival", "Penguins", "The school", "Electric buses"]
+VERBS = ["open at {n} on weekdays", "hold hands while they sleep", "travel {n} kilometres every spring",
+         "were founded in {y}", "need {n} minutes of preparation", "welcome {n} visitors each day",
+         "produce {n} jars of honey a year", "close for repairs in {y}", "play a free concert every {d}",
+         "grow best in {adj} soil", "have the densest fur of any animal", "were rebuilt in {y}",
+         "use {n} percent less energy", "moved to a {adj} building in {y}", "sell {adj} bread every {d}",
+         "count {n} stars in a clear night", "return to the coast in {y}", "start at {n} in the morning"]
+ADJ = ["sandy", "quiet", "bright", "larger", "historic", "fresh", "rocky", "modern", "sunny", "smaller"]
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def split_list(items, split):
+    cut = len(items) - max(1, len(items) // 4)
+    return items[:cut] if split == "train" else items[cut:]
+
+
+class Gen:
+    def __init__(self, split, rng, tools):
+        self.split, self.rng, self.tools = split, rng, tools
+        cities = sorted(CITIES)
+        self.cities = cities
+        # URL vocabulary: eval URLs use words never seen in a training URL.
+        words = sorted(WORDS)
+        cut = len(words) * 3 // 4
+        self.url_words = words[:cut] if split == "train" else words[cut:]
+
+    def t(self, templates):
+        return self.rng.choice(split_list(templates, self.split))
+
+    def city_pair(self):
+        while True:
+            a, b = self.rng.sample(self.cities, 2)
+            if CITIES[a] == CITIES[b]:
+                continue
+            # Held-out pairs: a hash decides, so train and eval never share an ordered pair.
+            held = (hash_pair(a, b) % 5) == 0
+            if held == (self.split == "eval"):
+                return a, b
+
+    def now(self):
+        base = datetime(2025, 1, 1, tzinfo=timezone.utc)
+        return base + timedelta(seconds=self.rng.randrange(3 * 365 * 86400))
+
+    def local_zone(self):
+        return "UTC" if self.rng.random() < 0.5 else CITIES[self.rng.choice(self.cities)]
+
+    # --- tools, computed the way the real servers compute them ---
+
+    def time_result(self, zone, instant):
+        local = instant.astimezone(ZoneInfo(zone))
+        return {"timezone": zone, "datetime": local.isoformat(timespec="seconds"),
+                "day_of_week": local.strftime("%A"), "is_dst": bool(local.dst())}
+
+    def convert_result(self, src, hm, dst, instant):
+        s_zone, d_zone = ZoneInfo(src), ZoneInfo(dst)
+        now = instant.astimezone(s_zone)
+        h, m = map(int, hm.split(":"))
+        source = datetime(now.year, now.month, now.day, h, m, tzinfo=s_zone)
+        round_trip = datetime.fromtimestamp(source.timestamp(), s_zone)
+        if round_trip.replace(tzinfo=None) != source.replace(tzinfo=None):
+            return None
+        target = source.astimezone(d_zone)
+        diff = ((target.utcoffset() or timedelta()) - (source.utcoffset() or timedelta())).total_seconds() / 3600
+        diff_s = f"{diff:+.1f}h" if diff.is_integer() else f"{diff:+.2f}".rstrip("0").rstrip(".") + "h"
+
+        def part(zone, dt):
+            return {"timezone": zone, "datetime": dt.isoformat(timespec="seconds"),
+                    "day_of_week": dt.strftime("%A"), "is_dst": bool(dt.dst())}
+        return {"source": part(src, source), "target": part(dst, target), "time_difference": diff_s}
+
+    @staticmethod
+    def run_code(code):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(code, {})
+        return out.getvalue().rstrip("\n")
+
+    # --- conversation pieces ---
+
+    def call(self, name, args):
+        return {"type": "function", "function": {"name": name, "arguments": args}}
+
+    def assistant(self, content, calls=None, reasoning=""):
+        msg = {"role": "assistant", "content": content, "reasoning_content": reasoning if self.thinking else ""}
+        if calls:
+            msg["tool_calls"] = calls
+        return msg
+
+    @staticmethod
+    def tool(content):
+        return {"role": "tool", "content": content}
+
+    # --- tasks: each returns (user text, list of assistant/tool messages, expectation) ---
+
+    def task_time_now(self):
+        city = self.rng.choice(self.cities)
+        zone = CITIES[city]
+        res = self.time_result(zone, self.now())
+        hm = res["datetime"][11:16]
+        user = self.t(TIME_NOW).format(city=city)
+        steps = [
+            self.assistant("", [self.call("get_current_time", {"timezone": zone})],
+                           f"The user wants the current time in {city}. {city} is in the {zone} time zone, so I call get_current_time."),
+            self.tool(json.dumps(res, indent=2)),
+            self.assistant(f"It is {hm} on {res['day_of_week']} ({res['datetime'][:10]}) in {city}.", None,
+                           f"The tool says {hm} on {res['day_of_week']} in {city}. I tell the user."),
+        ]
+        return user, steps, {"tool": "get_current_time", "arguments": {"timezone": zone}, "answer": hm}
+
+    def task_time_local(self):
+        zone = self.local
+        res = self.time_result(zone, self.now())
+        hm = res["datetime"][11:16]
+        user = self.t(TIME_LOCAL)
+        steps = [
+            self.assistant("", [self.call("get_current_time", {"timezone": zone})],
+                           f"The user did not name a place, so I use the local time zone {zone} and call get_current_time."),
+            self.tool(json.dumps(res, indent=2)),
+            self.assistant(f"It is {hm} on {res['day_of_week']} ({res['datetime'][:10]}), local time ({zone}).", None,
+                           f"The tool says {hm} on {res['day_of_week']}. I tell the user."),
+        ]
+        return user, steps, {"tool": "get_current_time", "arguments": {"timezone": zone}, "answer": hm}
+
+    def task_time_convert(self):
+        while True:
+            a, b = self.city_pair()
+            hm = f"{self.rng.randrange(24):02d}:{self.rng.choice([0, 0, 15, 30, 45, self.rng.randrange(60)]):02d}"
+            res = self.convert_result(CITIES[a], hm, CITIES[b], self.now())
+            if res:
+                break
+        spoken = hm if self.rng.random() < 0.7 else hm.lstrip("0") if not hm.startswith("00") else hm
+        user = self.t(TIME_CONVERT).format(hm=spoken, a=a, b=b)
+        target = res["target"]["datetime"][11:16]
+        args = {"source_timezone": CITIES[a], "time": hm, "target_timezone": CITIES[b]}
+        steps = [
+            self.assistant("", [self.call("convert_time", args)],
+                           f"The user wants {hm} in {a} ({CITIES[a]}) converted to {b} ({CITIES[b]}). I call convert_time."),
+            self.tool(json.dumps(res, indent=2)),
+            self.assistant(f"{hm} in {a} is {target} on {res['target']['day_of_week']} in {b} "
+                           f"(time difference {res['time_difference']}).", None,
+                           f"The tool says {target} in {b}. I tell the user."),
+        ]
+        return user, steps, {"tool": "convert_time", "arguments": args, "answer": target}
+
+    def task_time_two(self):
+        a, b = self.city_pair()
+        instant = self.now()
+        ra, rb = self.time_result(CITIES[a], instant), self.time_result(CITIES[b], instant)
+        ha, hb = ra["datetime"][11:16], rb["datetime"][11:16]
+        user = self.t(TIME_TWO).format(a=a, b=b)
+        steps = [
+            self.assistant("", [self.call("get_current_time", {"timezone": CITIES[a]}),
+                                self.call("get_current_time", {"timezone": CITIES[b]})],
+                           f"The user wants the time in {a} ({CITIES[a]}) and {b} ({CITIES[b]}). I call get_current_time twice."),
+            self.tool(json.dumps(ra, indent=2)),
+            self.tool(json.dumps(rb, indent=2)),
+            self.assistant(f"In {a} it is {ha} ({ra['day_of_week']}), and in {b} it is {hb} ({rb['day_of_week']}).", None,
+                           f"The tools say {ha} in {a} and {hb} in {b}. I tell the user."),
+        ]
+        return user, steps, {"tool": "get_current_time", "arguments": {"timezone": CITIES[a]}, "answer": ha}
+
+    def code_question(self):
+        r = self.rng
+        kind = r.choice(["arith", "arith", "power", "range", "stats", "fact"])
+        if kind == "arith":
+            op = r.choice(["+", "-", "*", "*", "/"])
+            x, y = r.randrange(2, 10 ** r.randint(2, 5)), r.randrange(2, 10 ** r.randint(1, 4))
+            q = self.t(ARITH).format(x=x, op=op, y=y)
+            code = f"print({x} {op} {y})"
+        elif kind == "power":
+            x, y = r.randrange(2, 40), r.randrange(2, 20)
+            q = self.t(POWER).format(x=x, y=y)
+            code = f"print({x} ** {y})"
+        elif kind == "range":
+            x = r.randrange(0, 500)
+            y = x + r.randrange(5, 5000)
+            q = self.t(RANGE_SUM).format(x=x, y=y, x1=x + 1)
+            code = f"print(sum(range({x}, {y} + 1)))"
+        elif kind == "stats":
+            stat = r.choice(["mean", "median", "standard deviation", "average", "sum", "maximum", "minimum"])
+            nums = [r.randrange(0, 200) for _ in range(r.randint(3, 8))]
+            text = ", ".join(map(str, nums))
+            q = self.t(STATS).format(stat=stat, nums=text)
+            lst = "[" + text + "]"
+            code = {
+                "mean": f"import numpy as np\nprint(np.mean({lst}))",
+                "average": f"import numpy as np\nprint(np.mean({lst}))",
+                "median": f"import statistics\nprint(statistics.median({lst}))",
+                "standard deviation": f"import numpy as np\nprint(round(float(np.std({lst})), 4))",
+                "sum": f"print(sum({lst}))",
+                "maximum": f"print(max({lst}))",
+                "minimum": f"print(min({lst}))",
+            }[stat]
+        else:
+            x = r.randrange(2, 30)
+            tpl = self.t(FACT)
+            q = tpl.format(x=x)
+            code = f"import math\nprint(math.factorial({x}))" if ("!" in tpl or "factorial" in tpl) \
+                else f"import math\nprint(math.sqrt({x}))"
+        return q, code
+
+    def task_code(self):
+        q, code = self.code_question()
+        out = self.run_code(code)
+        steps = [
+            self.assistant("", [self.call("code_interpreter", {"code": code})],
+                           "This needs an exact calculation, so I run Python with code_interpreter."),
+            self.tool(out),
+            self.assistant(f"The result is {out}.", None, f"The program printed {out}. I tell the user."),
+        ]
+        return q, steps, {"tool": "code_interpreter", "arguments": {"code": code}, "answer": out}
+
+    def page(self):
+        r = self.rng
+        sentences = []
+        for _ in range(r.randint(1, 3)):
+            verb = r.choice(VERBS).format(n=r.randrange(2, 900), y=r.randrange(1850, 2026), d=r.choice(DAYS),
+                                           adj=r.choice(ADJ))
+            sentences.append(f"{r.choice(SUBJECTS)} {verb}.")
+        heading = None
+        if r.random() < 0.4:
+            heading = " ".join(w.capitalize() for w in r.sample(self.url_words, r.randint(1, 3)))
+        return heading, sentences
+
+    def word(self):
+        """A URL word: training mixes in random pseudo-words so copying, not memorising, is learned."""
+        r = self.rng
+        if self.split == "train" and r.random() < 0.5:
+            return "".join(r.choice("bcdfghjklmnprstvwz") + r.choice("aeiou") for _ in range(r.randint(2, 4)))
+        return r.choice(self.url_words)
+
+    def url(self):
+        r = self.rng
+        host = "-".join(self.word() for _ in range(r.randint(1, 2)))
+        tld = r.choice(["com", "org", "net", "io", "dev", "example.com"])
+        path = "/".join(self.word() for _ in range(r.randint(0, 2)))
+        scheme = r.choice(["https", "https", "http"])
+        return f"{scheme}://{host}.{tld}/{path}" if path else f"{scheme}://{host}.{tld}/"
+
+    def fetch_result(self, url, heading, sentences):
+        body = "\n\n".join(sentences)
+        if heading:
+            body = f"# {heading}\n\n{body}"
+        return f"Contents of {url}:\n{body}"
+
+    def task_fetch(self):
+        url = self.url()
+        heading, sentences = self.page()
+        first = heading if heading else sentences[0]
+        steps = [
+            self.assistant("", [self.call("fetch", {"url": url})],
+                           "The user asks about a web page, so I fetch it."),
+            self.tool(self.fetch_result(url, heading, sentences)),
+            self.assistant(f'The page starts with: "{first}"', None, f"The page starts with {first}. I quote it."),
+        ]
+        return self.t(FETCH).format(url=url), steps, {"tool": "fetch", "arguments": {"url": url}, "answer": first}
+
+    def task_fetch_count(self):
+        url = self.url()
+        _, sentences = self.page()
+        first = sentences[0]
+        code = f"print(len({json.dumps(first)}.split()))"
+        out = self.run_code(code)
+        steps = [
+            self.assistant("", [self.call("fetch", {"url": url})], "First I fetch the page."),
+            self.tool(self.fetch_result(url, None, sentences)),
+            self.assistant("", [self.call("code_interpreter", {"code": code})],
+                           f"The first sentence is {first} I count its words with Python."),
+            self.tool(out),
+            self.assistant(f'The first sentence, "{first}", has {out} words.', None,
+                           f"The program printed {out}. I tell the user."),
+        ]
+        return self.t(FETCH_COUNT).format(url=url), steps, {"tool": "fetch", "arguments": {"url": url}, "answer": out}
+
+    def task_chat(self):
+        cut = len(CHAT) - max(1, len(CHAT) // 4)
+        pool = CHAT[:cut] if self.split == "train" else CHAT[cut:]
+        user, answer = self.rng.choice(pool)
+        steps = [self.assistant(answer, None, "The user is chatting. No tool is needed.")]
+        return user, steps, {"tool": None, "arguments": None, "answer": None}
+
+    TASKS = [("task_time_now", 18), ("task_time_convert", 16), ("task_time_local", 4), ("task_time_two", 6),
+             ("task_code", 26), ("task_fetch", 14), ("task_fetch_count", 5), ("task_chat", 6)]
+
+    def conversation(self, task=None):
+        r = self.rng
+        names = [n for n, _ in self.TASKS]
+        weights = [w for _, w in self.TASKS]
+        task = task or r.choices(names, weights)[0]
+        mode = r.choices(["think", "hard_off", "soft_off"], [5, 3, 2])[0]
+        self.thinking = mode == "think"
+        self.local = self.local_zone()
+        user, steps, expect = getattr(self, task)()
+        user = self.augment(user)
+        if mode == "soft_off":
+            user = f"{user} /no_think"
+        messages = []
+        if r.random() < 0.9:
+            messages.append({"role": "system", "content": SYSTEM})
+        if self.split == "train" and r.random() < 0.15:
+            prev_user, prev_steps, _ = getattr(self, r.choice(names))()
+            messages.append({"role": "user", "content": prev_user})
+            messages.append({k: v for k, v in prev_steps[-1].items() if k != "reasoning_content"})
+        messages.append({"role": "user", "content": user})
+        messages.extend(steps)
+        tools = self.tools_for(task)
+        return {"task": task, "enable_thinking": mode != "hard_off", "local_timezone": self.local,
+                "tools": tools, "messages": messages, "expect": expect}
+
+    def augment(self, text):
+        """Surface variation (greetings, politeness, case, punctuation) on top of the templates."""
+        r = self.rng
+        text = r.choice(["", "", "", "", "Hey, ", "Hi! ", "Quick question: ", "Please, ", "Could you help? "]) + text
+        text += r.choice(["", "", "", "", " Thanks.", " Thank you!", " please", " :)"])
+        if r.random() < 0.15:
+            text = text.lower()
+        if r.random() < 0.15:
+            text = text.rstrip("?.!")
+        return text
+
+    def tools_for(self, task):
+        tools = [dict(t) for t in self.tools]
+        for t in tools:
+            if t["name"] in ("get_current_time", "convert_time"):
+                t["parameters"] = json.loads(json.dumps(t["parameters"]).replace("'UTC'", f"'{self.local}'"))
+        if self.split == "train" and self.rng.random() < 0.25:
+            self.rng.shuffle(tools)
+        return [{"type": "function", "function": t} for t in tools]
+
+
+def hash_pair(a, b):
+    return sum((i + 1) * ord(c) for i, c in enumerate(a + "|" + b))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--split", choices=["train", "eval"], required=True)
+    ap.add_argument("--count", type=int, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tools", default=str(HERE / "tools.json"))
+    args = ap.parse_args()
+    tools = json.loads(Path(args.tools).read_text())
+    gen = Gen(args.split, random.Random(args.seed), tools)
+    for _ in range(args.count):
+        sys.stdout.write(json.dumps(gen.conversation(), ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()
