@@ -3,6 +3,7 @@
 mod chat;
 mod inspect;
 mod model_cmds;
+mod python;
 mod run;
 
 use anyhow::Result;
@@ -31,6 +32,8 @@ enum Command {
     Synth(model_cmds::SynthArgs),
     Quantize(model_cmds::QuantizeArgs),
     Bench(model_cmds::BenchArgs),
+    Setup(python::SetupArgs),
+    Python(python::PythonArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -51,5 +54,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Synth(args) => model_cmds::synth(args),
         Command::Quantize(args) => model_cmds::quantize(args),
         Command::Bench(args) => model_cmds::bench(args),
+        Command::Setup(args) => python::setup(args),
+        Command::Python(args) => python::python(args),
     }
 }

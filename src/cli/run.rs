@@ -12,6 +12,9 @@ use qwen3_agent::config::{self, BackendKind, Expect, ResolvedAgent};
 use qwen3_agent::engine::Engine;
 use qwen3_agent::model::GenerationConfig;
 use qwen3_agent::tools::mcp::{self, McpSettings};
+use qwen3_agent::tools::python::CodeInterpreter;
+use qwen3_agent::tools::python::runtime::Runtime;
+use qwen3_agent::tools::python::sandbox::{Limits, SessionOptions};
 use qwen3_agent::tools::{Tool, ToolRegistry};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -234,19 +237,36 @@ fn build_backend(agent: &ResolvedAgent) -> Result<Box<dyn Backend>> {
 
 pub(super) fn build_tools(agent: &ResolvedAgent) -> Result<ToolRegistry> {
     let a = &agent.agent;
-    if !a.tools.is_empty() {
-        bail!(
-            "{}: built-in tools (code_interpreter) are not available in this build yet",
-            agent.source.display()
-        );
-    }
     let timeout = Duration::from_secs_f64(a.timeout);
-    let mut registry = ToolRegistry::new(timeout + CANCEL_GRACE);
+    let code_timeout = a.tools.code_interpreter.as_ref().map_or(0.0, |c| c.timeout);
+    let mut registry =
+        ToolRegistry::new(timeout.max(Duration::from_secs_f64(code_timeout)) + CANCEL_GRACE);
+    if let Some(spec) = &a.tools.code_interpreter {
+        let runtime = Runtime::open(spec.runtime_dir.as_deref())
+            .with_context(|| format!("{}: tools.code_interpreter", agent.source.display()))?;
+        let limits = Limits {
+            timeout: Duration::from_secs_f64(spec.timeout),
+            memory_bytes: spec.memory_mb << 20,
+            output_bytes: spec.max_output_bytes,
+            scratch_bytes: spec.scratch_mb << 20,
+        };
+        let options = SessionOptions {
+            limits,
+            inputs: spec.inputs.clone(),
+            output_dir: output_dir()?,
+        };
+        registry.register(Arc::new(CodeInterpreter::new(runtime, options)))?;
+    }
     let servers = config::mcp_servers(agent)?;
     for tool in start_mcp(&servers, timeout)? {
         registry.register(tool)?;
     }
     Ok(registry)
+}
+
+/// Where tools put the files (images, figures) they reference in their results.
+fn output_dir() -> Result<PathBuf> {
+    Ok(std::env::current_dir()?.join("qwen3-agent-output"))
 }
 
 /// Starts MCP servers with a progress line; a server that fails is reported and left out.
@@ -263,7 +283,7 @@ fn start_mcp(
         connect_timeout: Duration::from_secs(30),
         call_timeout,
         max_output_chars: 20_000,
-        output_dir: std::env::current_dir()?.join("qwen3-agent-output"),
+        output_dir: output_dir()?,
     };
     let started = mcp::start_servers(servers, &settings)?;
     for failure in started.failures {

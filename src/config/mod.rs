@@ -34,15 +34,63 @@ pub struct AgentFile {
     /// A JSON file holding `{"mcpServers": {...}}` (or VS Code's `{"servers": {...}}`).
     #[serde(default)]
     pub mcp_config: Option<PathBuf>,
-    /// Built-in tools, e.g. `code_interpreter`.
+    /// Built-in tools, e.g. `tools: {code_interpreter: {timeout: 30}}`.
     #[serde(default)]
-    pub tools: Vec<Json>,
+    pub tools: BuiltinTools,
     /// Model calls allowed before the run stops with a message saying so.
     #[serde(default = "default_max_rounds")]
     pub max_rounds: usize,
     /// Default per-tool-call timeout, seconds.
     #[serde(default = "default_timeout")]
     pub timeout: f64,
+}
+
+/// The built-in tools an agent enables; a key with no value takes the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuiltinTools {
+    /// Python in a wasm sandbox, stateful across the calls of one run.
+    #[serde(default, deserialize_with = "enabled_with_defaults")]
+    pub code_interpreter: Option<CodeInterpreterSpec>,
+}
+
+fn enabled_with_defaults<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<CodeInterpreterSpec>, D::Error> {
+    Ok(Some(
+        Option::<CodeInterpreterSpec>::deserialize(d)?.unwrap_or_default(),
+    ))
+}
+
+/// The code interpreter's limits and mounts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodeInterpreterSpec {
+    /// Wall-clock seconds per cell (a cell that runs longer loses the session's state).
+    pub timeout: f64,
+    /// Guest memory cap: past it Python raises MemoryError.
+    pub memory_mb: usize,
+    /// Bytes of stdout (and of stderr) kept per cell.
+    pub max_output_bytes: usize,
+    /// Cap on the files a session writes to its scratch dir.
+    pub scratch_mb: u64,
+    /// Read-only dirs (relative to this file) mounted at `/inputs/<name>`.
+    pub inputs: Vec<PathBuf>,
+    /// Where `qwen3-agent setup python` installed the runtime, if not the default cache dir.
+    pub runtime_dir: Option<PathBuf>,
+}
+
+impl Default for CodeInterpreterSpec {
+    fn default() -> Self {
+        CodeInterpreterSpec {
+            timeout: 30.0,
+            memory_mb: 1024,
+            max_output_bytes: 20_000,
+            scratch_mb: 256,
+            inputs: Vec::new(),
+            runtime_dir: None,
+        }
+    }
 }
 
 fn default_max_rounds() -> usize {
@@ -338,6 +386,10 @@ fn resolve_agent(mut agent: AgentFile, file: &Path) -> Result<ResolvedAgent> {
     }
     if let Some(path) = &agent.mcp_config {
         agent.mcp_config = Some(dir.join(path));
+    }
+    if let Some(code) = &mut agent.tools.code_interpreter {
+        code.inputs = code.inputs.iter().map(|p| dir.join(p)).collect();
+        code.runtime_dir = code.runtime_dir.as_ref().map(|p| dir.join(p));
     }
     validate_agent(&agent, file)?;
     Ok(ResolvedAgent {

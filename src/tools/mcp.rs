@@ -122,7 +122,7 @@ impl McpServer {
         }
         let lookup = |name: &str| std::env::var(name).ok();
         let command = expand_env(self.spec.command.as_deref().context("no command")?, lookup)?;
-        let mut cmd = tokio::process::Command::new(&command);
+        let mut cmd = tokio::process::Command::new(resolve_command(&command));
         for arg in &self.spec.args {
             cmd.arg(expand_env(arg, lookup)?);
         }
@@ -540,4 +540,25 @@ pub fn start_servers(
         }
     }
     Ok(StartedServers { tools, failures })
+}
+
+/// A bare command name found on PATH runs as is; otherwise one of our own servers (`mcp-time`, ...)
+/// installed beside this executable is used, so agents can name them without a PATH setup.
+fn resolve_command(command: &str) -> std::path::PathBuf {
+    let bare = !command.contains(std::path::MAIN_SEPARATOR) && !command.contains('/');
+    let on_path = || {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
+    };
+    if bare && !on_path() {
+        if let Some(sibling) = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join(command)))
+        {
+            if sibling.is_file() {
+                return sibling;
+            }
+        }
+    }
+    command.into()
 }

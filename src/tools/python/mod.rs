@@ -1,0 +1,127 @@
+//! `code_interpreter`: model-written Python run in a wasmtime sandbox (see `sandbox`), stateful
+//! across calls within one agent run, with results turned into text for a text-only model.
+
+pub mod runtime;
+pub mod sandbox;
+
+use super::{Tool, ToolOutput};
+use runtime::Runtime;
+use sandbox::{CellResult, CellStatus, Interpreter, PythonSession, SessionOptions};
+use serde_json::{Map, Value as Json};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The tool name and schema models are trained on (Qwen-Agent's name, one `code` string).
+pub const TOOL_NAME: &str = "code_interpreter";
+const DESCRIPTION: &str = "Run Python code in a sandboxed, stateful session (like a Jupyter kernel): variables and \
+imports persist between calls. numpy, pandas, scipy, scikit-learn and matplotlib are available; open matplotlib \
+figures are returned as image links. There is no network and no file access outside the working directory. \
+Print the values you want to see.";
+
+/// The `code_interpreter` tool: one session per agent run, opened on the first call (agents that
+/// never run code never load the interpreter).
+pub struct CodeInterpreter {
+    runtime: Runtime,
+    options: SessionOptions,
+    parameters: Json,
+    session: Mutex<Option<PythonSession>>,
+}
+
+/// The interpreter is compiled or mapped once per process and shared by every session.
+static INTERPRETER: OnceLock<Arc<Interpreter>> = OnceLock::new();
+
+/// The process-wide interpreter for `runtime` (the first runtime asked for wins).
+pub fn interpreter(runtime: &Runtime) -> anyhow::Result<Arc<Interpreter>> {
+    if let Some(interpreter) = INTERPRETER.get() {
+        return Ok(interpreter.clone());
+    }
+    let loaded = Interpreter::load(runtime.clone(), || {
+        eprintln!("compiling the Python sandbox (once per machine, about a minute)...")
+    })?;
+    Ok(INTERPRETER.get_or_init(|| loaded).clone())
+}
+
+impl CodeInterpreter {
+    pub fn new(runtime: Runtime, options: SessionOptions) -> Self {
+        let parameters = serde_json::json!({
+            "type": "object",
+            "properties": {"code": {"type": "string", "description": "The Python code to run."}},
+            "required": ["code"]
+        });
+        CodeInterpreter {
+            runtime,
+            options,
+            parameters,
+            session: Mutex::new(None),
+        }
+    }
+
+    fn run(&self, code: &str) -> anyhow::Result<CellResult> {
+        let mut slot = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let session = match &mut *slot {
+            Some(session) => session,
+            None => slot.insert(PythonSession::new(
+                interpreter(&self.runtime)?,
+                self.options.clone(),
+            )),
+        };
+        session.run_cell(code)
+    }
+}
+
+impl Tool for CodeInterpreter {
+    fn name(&self) -> &str {
+        TOOL_NAME
+    }
+    fn description(&self) -> &str {
+        DESCRIPTION
+    }
+    fn parameters(&self) -> &Json {
+        &self.parameters
+    }
+    fn call(&self, arguments: &Map<String, Json>) -> ToolOutput {
+        let Some(code) = arguments.get("code").and_then(Json::as_str) else {
+            return ToolOutput::error("code_interpreter needs a \"code\" string argument");
+        };
+        match self.run(code) {
+            Ok(result) => ToolOutput {
+                text: model_text(&result),
+                is_error: result.status != CellStatus::Ok,
+                files: result
+                    .images
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            },
+            Err(e) => ToolOutput::error(format!("the Python sandbox is unavailable: {e:#}")),
+        }
+    }
+}
+
+/// What the model reads: stdout, then stderr (tracebacks, notes), the final expression's value,
+/// and image links; "Finished execution." when there is nothing.
+pub fn model_text(result: &CellResult) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let stdout = result.stdout.trim_end_matches('\n');
+    if !stdout.is_empty() {
+        parts.push(stdout.to_string());
+    }
+    let stderr = result.stderr.trim_end_matches('\n');
+    if !stderr.is_empty() {
+        parts.push(if result.status == CellStatus::Ok {
+            format!("stderr:\n{stderr}")
+        } else {
+            stderr.to_string()
+        });
+    }
+    if let Some(value) = &result.result {
+        parts.push(value.clone());
+    }
+    for (i, path) in result.images.iter().enumerate() {
+        parts.push(format!("![figure {}]({})", i + 1, path.display()));
+    }
+    if parts.is_empty() {
+        "Finished execution.".into()
+    } else {
+        parts.join("\n")
+    }
+}
