@@ -136,6 +136,74 @@ ADJ = ["sandy", "quiet", "bright", "larger", "historic", "fresh", "rocky", "mode
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
+# Training-only phrasings, composed from parts so the model learns to read the entities (cities,
+# times, numbers, URLs) rather than memorise sentences. A composed sentence equal to a held-out
+# template is rejected, so evaluation phrasings stay unseen.
+ASK = ["", "Tell me ", "Can you tell me ", "Could you tell me ", "Please tell me ", "I want to know ", "Do you know ",
+       "I'd like to know ", "Let me know ", "Check ", "Look up ", "Find ", "Give me "]
+COMPOSE = {
+    "TIME_NOW": lambda r: r.choice([
+        r.choice(ASK) + r.choice(["what time it is in {city}", "the time in {city}", "the current time in {city}",
+                                  "the local time in {city}", "the time over in {city}", "the hour in {city}",
+                                  "what the time is in {city}", "what day and time it is in {city}",
+                                  "the clock time in {city}", "the present time in {city}"]),
+        r.choice(["What time is it in {city}", "What's the time in {city}", "What is the time in {city}",
+                  "What's the current time in {city}", "Current local time in {city}", "Time in {city}",
+                  "What time do they have in {city}", "What is the hour in {city}", "What day is it in {city}",
+                  "In {city}, what time is it", "{city}: what time is it", "The time in {city}",
+                  "What's the local time for {city}", "Right now in {city}, what time is it",
+                  "What time is it currently in {city}", "Is it morning or evening in {city}",
+                  "What's the date and time in {city}", "{city} local time"]),
+    ]) + r.choice(["?", "?", "", ".", " now?", " right now?", " at the moment?", " currently?", " today?", " please?"]),
+    "TIME_CONVERT": lambda r: r.choice([
+        "Convert {hm} {a} time to {b}", "Convert {hm} in {a} to {b} time", "{hm} {a} time in {b}",
+        "What time is {hm} {a} time in {b}", "What is {hm} in {a} in {b} time", "If it's {hm} in {a}, what time is it in {b}",
+        "When it is {hm} in {a}, what time is it in {b}", "{hm} in {a} equals what time in {b}",
+        "What's {hm} from {a} in {b}", "Change {hm} {a} time into {b} time", "Meeting at {hm} in {a}: what time in {b}",
+        "A call at {hm} {a} time is when in {b}", "{a} {hm} to {b}", "{a} {hm} in {b} time", "From {a} to {b}: {hm}",
+        "Time in {b} when it's {hm} in {a}", "What hour in {b} matches {hm} in {a}", "I land in {b}; it's {hm} in {a}. What time is it there",
+        "Our office in {a} opens at {hm}. What time is that in {b}", "The game starts at {hm} in {a}. When is that in {b}",
+        "At {hm} in {a}, what's the time in {b}", "Convert {a} {hm} to {b}", "{hm} {a} -> {b}",
+    ]) + r.choice(["?", "?", "", ".", " please?", " for me."]),
+    "ARITH": lambda r: r.choice(["What's {x} {op} {y}", "Calculate {x} {op} {y}", "What does {x} {op} {y} equal",
+                                 "Solve {x} {op} {y}", "Give me {x} {op} {y}", "{x} {op} {y}", "Result of {x} {op} {y}",
+                                 "Compute {x} {op} {y} exactly", "Can you calculate {x} {op} {y}", "Find {x} {op} {y}",
+                                 "What is the result of {x} {op} {y}", "Tell me {x} {op} {y}"])
+    + r.choice(["?", "", ".", " please"]),
+    "POWER": lambda r: r.choice(["{x} to the power {y}", "{x} to the {y}th power", "{x}^{y}", "{x} ** {y}",
+                                 "What's {x} raised to the power of {y}", "Power: {x} ^ {y}", "Compute {x} to the power of {y}",
+                                 "What is {x}^{y} exactly", "Calculate {x} raised to {y}", "How much is {x} to the power of {y}"])
+    + r.choice(["?", "", ".", " please"]),
+    "RANGE_SUM": lambda r: r.choice(["Sum of the numbers from {x} to {y}", "Sum all integers from {x} to {y}",
+                                     "What is the sum from {x} to {y}", "Add the integers {x} to {y}",
+                                     "Total of the whole numbers between {x} and {y}, inclusive",
+                                     "Sum every number from {x} up to {y}", "Add all numbers from {x} through {y}",
+                                     "What do you get adding {x} to {y}", "Sum of range {x}..{y}",
+                                     "Add together the numbers from {x} to {y}", "The total of all integers from {x} to {y}"])
+    + r.choice(["?", "", "."]),
+    "STATS": lambda r: r.choice(["{stat} of {nums}", "What's the {stat} of {nums}", "Get the {stat} of {nums}",
+                                 "The {stat} of these values: {nums}", "Data: {nums}. {stat}", "{nums}: what is the {stat}",
+                                 "Compute the {stat} for {nums}", "Tell me the {stat} of the list {nums}",
+                                 "Numbers {nums}, find their {stat}"]) + r.choice(["?", "", "."]),
+    "FACT": lambda r: r.choice(["{x}!", "What's {x}!", "Factorial of {x}", "Compute the factorial of {x}",
+                                "Calculate {x} factorial", "Square root of {x}", "What's the square root of {x}",
+                                "sqrt of {x}", "Compute sqrt {x}", "The square root of {x}", "Give me the factorial of {x}"])
+    + r.choice(["?", "", "."]),
+    "FETCH": lambda r: r.choice([
+        "What's on {url}", "What is written on {url}", "Read the page {url}", "Open {url}", "Fetch {url}",
+        "Summarize {url}", "What's at {url}", "Go to {url} and tell me what it says", "Check the page {url}",
+        "What does the website {url} say", "Tell me about the page {url}", "Visit {url}", "Load {url}",
+        "What's the first line of {url}", "Show me what {url} says", "Read {url} and quote it", "Look up {url}",
+        "What is the title of {url}", "What's the heading of {url}", "{url} - what does it say", "Browse to {url}",
+        "Download {url} and tell me what's there", "Quote the start of {url}", "Please read {url}",
+    ]) + r.choice(["?", "", ".", " for me", " please"]),
+    "FETCH_COUNT": lambda r: r.choice(["How many words does the first line of {url} have",
+                                       "Count the words in the first sentence at {url}",
+                                       "Fetch {url} and tell me how many words its first sentence has",
+                                       "Number of words in the opening line of {url}"]) + r.choice(["?", "", "."]),
+}
+
+
 def split_list(items, split):
     cut = len(items) - max(1, len(items) // 4)
     return items[:cut] if split == "train" else items[cut:]
@@ -152,6 +220,14 @@ class Gen:
         self.url_words = words[:cut] if split == "train" else words[cut:]
 
     def t(self, templates):
+        if self.split == "train" and self.rng.random() < 0.6:
+            name = next(n for n, v in globals().items() if v is templates)
+            if name in COMPOSE:
+                held = {h.rstrip("?.! ").lower() for h in split_list(templates, "eval")}
+                while True:
+                    tpl = COMPOSE[name](self.rng)
+                    if tpl.rstrip("?.! ").lower() not in held:
+                        return tpl
         return self.rng.choice(split_list(templates, self.split))
 
     def city_pair(self):
@@ -292,7 +368,10 @@ class Gen:
         if kind == "arith":
             op = r.choice(["+", "-", "*", "*", "/"])
             x, y = r.randrange(2, 10 ** r.randint(2, 5)), r.randrange(2, 10 ** r.randint(1, 4))
-            q = self.t(ARITH).format(x=x, op=op, y=y)
+            spoken = op
+            if self.split == "train" and r.random() < 0.3:
+                spoken = {"+": "plus", "-": "minus", "*": "times", "/": "divided by"}[op]
+            q = self.t(ARITH).format(x=x, op=spoken, y=y)
             code = f"print({x} {op} {y})"
         elif kind == "power":
             x, y = r.randrange(2, 40), r.randrange(2, 20)
@@ -352,7 +431,7 @@ class Gen:
     def word(self):
         """A URL word: training mixes in random pseudo-words so copying, not memorising, is learned."""
         r = self.rng
-        if self.split == "train" and r.random() < 0.5:
+        if self.split == "train" and r.random() < 0.7:
             return "".join(r.choice("bcdfghjklmnprstvwz") + r.choice("aeiou") for _ in range(r.randint(2, 4)))
         return r.choice(self.url_words)
 
@@ -406,8 +485,8 @@ class Gen:
         steps = [self.assistant(answer, None, "The user is chatting. No tool is needed.")]
         return user, steps, {"tool": None, "arguments": None, "answer": None}
 
-    TASKS = [("task_time_now", 18), ("task_time_convert", 16), ("task_time_local", 4), ("task_time_two", 6),
-             ("task_code", 26), ("task_fetch", 14), ("task_fetch_count", 5), ("task_chat", 6)]
+    TASKS = [("task_time_now", 18), ("task_time_convert", 16), ("task_time_local", 3), ("task_time_two", 5),
+             ("task_code", 24), ("task_fetch", 20), ("task_fetch_count", 6), ("task_chat", 5)]
 
     def conversation(self, task=None):
         r = self.rng
@@ -439,7 +518,7 @@ class Gen:
         r = self.rng
         text = r.choice(["", "", "", "", "Hey, ", "Hi! ", "Quick question: ", "Please, ", "Could you help? "]) + text
         text += r.choice(["", "", "", "", " Thanks.", " Thank you!", " please", " :)"])
-        if r.random() < 0.15:
+        if r.random() < 0.2:
             text = text.lower()
         if r.random() < 0.15:
             text = text.rstrip("?.!")
@@ -455,6 +534,28 @@ class Gen:
         return [{"type": "function", "function": t} for t in tools]
 
 
+def page_html(heading, sentences):
+    title = heading or " ".join(sentences[0].split()[:3])
+    h1 = f"<h1>{heading}</h1>" if heading else ""
+    paragraphs = "".join(f"<p>{s}</p>" for s in sentences)
+    return (f"<html><head><title>{title} | Site</title></head><body><nav><a href='/'>Home</a></nav>"
+            f"<main>{h1}{paragraphs}</main><footer>Contact us</footer></body></html>")
+
+
+def eval_case(conv):
+    """One prompt for `qwen3-agent eval`: the last user message, what must be called, and the pages
+    fetch may ask for (served to the fetch server through a local proxy)."""
+    user = [m for m in conv["messages"] if m["role"] == "user"][-1]["content"]
+    pages = {}
+    for m in conv["messages"]:
+        if m["role"] == "tool" and m["content"].startswith("Contents of "):
+            url, body = m["content"][len("Contents of "):].split(":\n", 1)
+            blocks = body.split("\n\n")
+            heading = blocks[0][2:] if blocks[0].startswith("# ") else None
+            pages[url] = page_html(heading, blocks[1:] if heading else blocks)
+    return {"task": conv["task"], "prompt": user, "expect": conv["expect"], "pages": pages}
+
+
 def hash_pair(a, b):
     return sum((i + 1) * ord(c) for i, c in enumerate(a + "|" + b))
 
@@ -465,11 +566,19 @@ def main():
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tools", default=str(HERE / "tools.json"))
+    ap.add_argument("--cases", action="store_true", help="write eval cases (prompt, expectation, pages) instead")
     args = ap.parse_args()
     tools = json.loads(Path(args.tools).read_text())
     gen = Gen(args.split, random.Random(args.seed), tools)
     for _ in range(args.count):
-        sys.stdout.write(json.dumps(gen.conversation(), ensure_ascii=False) + "\n")
+        conv = gen.conversation()
+        if args.cases:
+            # Fetched URLs must be plain http: the eval serves them through a local proxy.
+            # "What time is it?" depends on the host's zone, which the case cannot know.
+            while conv["task"] == "task_time_local" or any(u.startswith("https") for u in eval_case(conv)["pages"]):
+                conv = gen.conversation()
+            conv = eval_case(conv)
+        sys.stdout.write(json.dumps(conv, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "qw
 MAX_LEN = 2048
 
 CONFIG = dict(
-    vocab_size=151936, hidden_size=192, intermediate_size=768, num_hidden_layers=8,
+    vocab_size=151936, hidden_size=192, intermediate_size=768, num_hidden_layers=12,
     num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=4096,
     rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True, hidden_act="silu",
     attention_bias=False, bos_token_id=151643, eos_token_id=151645, torch_dtype="bfloat16",

@@ -295,7 +295,7 @@ impl Agent {
     /// Qwen3's recommended settings for the mode, overridden by what the agent sets.
     fn sampling(&self, thinking: bool) -> SamplingParams {
         let g = &self.generate;
-        let base = SamplingParams::for_mode(thinking);
+        let base = self.backend.default_sampling(thinking);
         SamplingParams {
             temperature: g.temperature.unwrap_or(base.temperature),
             top_k: g.top_k.unwrap_or(base.top_k),

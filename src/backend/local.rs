@@ -3,7 +3,8 @@
 
 use super::{Backend, BackendRequest, BackendResponse, ContextUse, render_prompt};
 use crate::chat::{ChatTemplate, OutputParser, ParseEvent, Tokenizer};
-use crate::engine::Engine;
+use crate::engine::{Engine, SamplingParams};
+use crate::model::GenerationConfig;
 use anyhow::Result;
 
 pub struct LocalBackend {
@@ -11,15 +12,13 @@ pub struct LocalBackend {
     tokenizer: Tokenizer,
     engine: Engine,
     stop_ids: Vec<u32>,
+    generation: GenerationConfig,
 }
 
 impl LocalBackend {
-    pub fn new(
-        template: ChatTemplate,
-        tokenizer: Tokenizer,
-        engine: Engine,
-        mut stop_ids: Vec<u32>,
-    ) -> Self {
+    /// `generation` is the model's generation_config.json: its stop ids and sampling defaults.
+    pub fn new(template: ChatTemplate, tokenizer: Tokenizer, engine: Engine, generation: GenerationConfig) -> Self {
+        let mut stop_ids = generation.eos_token_ids.clone();
         stop_ids.extend(tokenizer.eos_token_id);
         stop_ids.sort_unstable();
         stop_ids.dedup();
@@ -28,11 +27,16 @@ impl LocalBackend {
             tokenizer,
             engine,
             stop_ids,
+            generation,
         }
     }
 }
 
 impl Backend for LocalBackend {
+    fn default_sampling(&self, thinking: bool) -> SamplingParams {
+        SamplingParams::for_model(thinking, &self.generation)
+    }
+
     fn measure(&self, request: &BackendRequest) -> Result<Option<ContextUse>> {
         let prompt = self
             .tokenizer

@@ -59,6 +59,12 @@ pub trait Backend {
     fn measure(&self, _request: &BackendRequest) -> Result<Option<ContextUse>> {
         Ok(None)
     }
+
+    /// Sampling settings before the agent's own: the model's defaults where the backend knows them
+    /// (remote servers apply theirs themselves), else Qwen3's recommended ones.
+    fn default_sampling(&self, thinking: bool) -> SamplingParams {
+        SamplingParams::for_mode(thinking)
+    }
 }
 
 /// How much of the context a prompt takes.

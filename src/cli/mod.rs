@@ -1,6 +1,7 @@
 //! Command-line interface: one subcommand per user task; each lives in its own file.
 
 mod chat;
+mod eval;
 mod inspect;
 mod model_cmds;
 mod python;
@@ -34,6 +35,7 @@ enum Command {
     Bench(model_cmds::BenchArgs),
     Setup(python::SetupArgs),
     Python(python::PythonArgs),
+    Eval(eval::EvalArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -56,5 +58,6 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Bench(args) => model_cmds::bench(args),
         Command::Setup(args) => python::setup(args),
         Command::Python(args) => python::python(args),
+        Command::Eval(args) => eval::eval(args),
     }
 }

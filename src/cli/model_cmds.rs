@@ -184,13 +184,7 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
         args.rope_scaling_factor.map(yarn),
     )?;
     let generation_config = GenerationConfig::load(&args.model)?;
-    let mut params = SamplingParams::for_mode(thinking);
-    if thinking {
-        params.temperature = generation_config.temperature.unwrap_or(params.temperature);
-        params.top_k = generation_config.top_k.unwrap_or(params.top_k);
-        params.top_p = generation_config.top_p.unwrap_or(params.top_p);
-        params.min_p = generation_config.min_p.unwrap_or(params.min_p);
-    }
+    let mut params = SamplingParams::for_model(thinking, &generation_config);
     params.temperature = args.temperature.unwrap_or(params.temperature);
     params.top_k = args.top_k.unwrap_or(params.top_k);
     params.top_p = args.top_p.unwrap_or(params.top_p);

@@ -206,12 +206,12 @@ fn build_backend(agent: &ResolvedAgent) -> Result<Box<dyn Backend>> {
             let context = spec
                 .context_length
                 .unwrap_or(DEFAULT_CONTEXT.min(model.config.max_position_embeddings));
-            let stop_ids = GenerationConfig::load(dir)?.eos_token_ids;
+            let generation = GenerationConfig::load(dir)?;
             Ok(Box::new(LocalBackend::new(
                 template,
                 tokenizer,
                 Engine::new(model, context),
-                stop_ids,
+                generation,
             )))
         }
         BackendKind::Openai => {

@@ -32,6 +32,19 @@ impl SamplingParams {
         }
     }
 
+    /// The mode's settings with a model's generation_config.json defaults laid over them. Qwen3 ships
+    /// its thinking-mode values there, so they apply to thinking only.
+    pub fn for_model(thinking: bool, config: &crate::model::GenerationConfig) -> Self {
+        let mut params = Self::for_mode(thinking);
+        if thinking {
+            params.temperature = config.temperature.unwrap_or(params.temperature);
+            params.top_k = config.top_k.unwrap_or(params.top_k);
+            params.top_p = config.top_p.unwrap_or(params.top_p);
+            params.min_p = config.min_p.unwrap_or(params.min_p);
+        }
+        params
+    }
+
     pub fn greedy() -> Self {
         SamplingParams {
             temperature: 0.0,

@@ -1,0 +1,223 @@
+//! `eval`: run an agent over held-out cases through the real loop and score what it called and
+//! what it answered. Cases are JSON lines written by scripts/demo/gen_data.py --cases:
+//! `{"task", "prompt", "expect": {"tool", "arguments", "answer"}, "pages": {url: html}}`.
+//!
+//! Pages are served to the agent's tool servers through a local HTTP proxy (`HTTP_PROXY` is set
+//! before they start), so fetch cases run offline with unseen URLs.
+
+use super::run::build_agent;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use qwen3_agent::agent::StopReason;
+use qwen3_agent::chat::Message;
+use qwen3_agent::config;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value as Json, json};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Score an agent on held-out cases: right tool with right arguments, and answers that contain the
+/// tool's result.
+#[derive(Args)]
+pub struct EvalArgs {
+    agent: PathBuf,
+    cases: PathBuf,
+    /// Write every case's prompt, calls, answer and verdicts here (JSON).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Fail (exit 1) when the share of right calls is below this.
+    #[arg(long, default_value_t = 0.0)]
+    min_tool_accuracy: f64,
+    /// Fail (exit 1) when the share of answers containing the tool's result is below this.
+    #[arg(long, default_value_t = 0.0)]
+    min_answer_accuracy: f64,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    task: String,
+    prompt: String,
+    expect: Expected,
+    #[serde(default)]
+    pages: HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct Expected {
+    tool: Option<String>,
+    arguments: Option<Json>,
+    /// For code, the program's expected output (a call is right when its output matches).
+    answer: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Verdict {
+    task: String,
+    prompt: String,
+    calls: Vec<Json>,
+    tool_results: Vec<String>,
+    answer: String,
+    right_call: bool,
+    answer_has_result: bool,
+    seconds: f64,
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.cases).with_context(|| format!("cannot read {}", args.cases.display()))?;
+    let cases: Vec<Case> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| serde_json::from_str(line).with_context(|| format!("{}:{}", args.cases.display(), i + 1)))
+        .collect::<Result<_>>()?;
+    let pages: HashMap<String, String> = cases.iter().flat_map(|c| c.pages.clone()).collect();
+    let proxy = serve_pages(pages)?;
+    // SAFETY: set before any tool server or worker thread starts, so nothing reads the environment concurrently.
+    unsafe {
+        std::env::set_var("HTTP_PROXY", &proxy);
+        std::env::set_var("http_proxy", &proxy);
+    }
+    let definition = config::load_agent(&args.agent)?;
+    let mut agent = build_agent(&definition)?;
+    let mut verdicts = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let start = Instant::now();
+        let result = agent.run(vec![Message::user(case.prompt.clone())], &mut |_| {})?;
+        let seconds = start.elapsed().as_secs_f64();
+        let calls: Vec<Json> = result
+            .messages
+            .iter()
+            .flat_map(|m| match m {
+                Message::Assistant { tool_calls, .. } => tool_calls.clone(),
+                _ => Vec::new(),
+            })
+            .map(|c| json!({"name": c.function.name, "arguments": c.function.arguments}))
+            .collect();
+        let tool_results: Vec<String> = result
+            .messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Tool { content, .. } => Some(content.clone()),
+                _ => None,
+            })
+            .collect();
+        let answer = if result.stop_reason == StopReason::Answer { result.content.clone() } else { String::new() };
+        let right_call = right_call(&case.expect, &calls, &tool_results);
+        let answer_has_result = match tool_results.last() {
+            Some(last) => answer.contains(&result_of(last)),
+            None => case.expect.tool.is_none() && calls.is_empty() && !answer.trim().is_empty(),
+        };
+        eprintln!(
+            "[{}/{}] {} {} {:.1}s  {}",
+            i + 1,
+            cases.len(),
+            if right_call { "call:ok " } else { "call:BAD" },
+            if answer_has_result { "answer:ok " } else { "answer:BAD" },
+            seconds,
+            case.prompt
+        );
+        verdicts.push(Verdict {
+            task: case.task.clone(),
+            prompt: case.prompt.clone(),
+            calls,
+            tool_results,
+            answer,
+            right_call,
+            answer_has_result,
+            seconds,
+        });
+    }
+    let n = verdicts.len().max(1) as f64;
+    let tool_accuracy = verdicts.iter().filter(|v| v.right_call).count() as f64 / n;
+    let answer_accuracy = verdicts.iter().filter(|v| v.answer_has_result).count() as f64 / n;
+    let mean_seconds = verdicts.iter().map(|v| v.seconds).sum::<f64>() / n;
+    let summary = json!({
+        "cases": verdicts.len(),
+        "tool_accuracy": tool_accuracy,
+        "answer_accuracy": answer_accuracy,
+        "mean_seconds_per_case": mean_seconds,
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&json!({"summary": summary, "cases": verdicts}))?)?;
+    }
+    if tool_accuracy < args.min_tool_accuracy || answer_accuracy < args.min_answer_accuracy {
+        bail!(
+            "below the bar: tool accuracy {tool_accuracy:.3} (min {}), answer accuracy {answer_accuracy:.3} (min {})",
+            args.min_tool_accuracy,
+            args.min_answer_accuracy
+        );
+    }
+    Ok(())
+}
+
+/// The first call names the expected tool with the expected arguments; for code, equivalent
+/// arguments suffice: the program printed the expected output.
+fn right_call(expect: &Expected, calls: &[Json], results: &[String]) -> bool {
+    let Some(tool) = &expect.tool else { return calls.is_empty() };
+    let Some(first) = calls.first() else { return false };
+    if first["name"] != tool.as_str() {
+        return false;
+    }
+    if tool == "code_interpreter" {
+        return results.first().map(|r| r.trim()) == expect.answer.as_deref().map(str::trim);
+    }
+    Some(&first["arguments"]) == expect.arguments.as_ref()
+}
+
+/// What an answer must quote from a tool's result: the time (HH:MM) from a time result, the first
+/// line of a fetched page, or the whole output of a program.
+fn result_of(tool_result: &str) -> String {
+    if let Ok(value) = serde_json::from_str::<Json>(tool_result) {
+        let datetime = value["target"]["datetime"].as_str().or(value["datetime"].as_str());
+        if let Some(hm) = datetime.and_then(|d| d.get(11..16)) {
+            return hm.to_string();
+        }
+    }
+    if let Some(rest) = tool_result.strip_prefix("Contents of ") {
+        let body = rest.split_once(":\n").map_or("", |(_, body)| body);
+        let first = body.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        return first.trim_start_matches('#').trim().to_string();
+    }
+    tool_result.trim().to_string()
+}
+
+/// A plain-HTTP proxy on loopback that answers the listed absolute URLs and 404s the rest.
+fn serve_pages(pages: HashMap<String, String>) -> Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let address = format!("http://{}", listener.local_addr()?);
+    let pages = Arc::new(pages);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let pages = pages.clone();
+            std::thread::spawn(move || answer(stream, &pages));
+        }
+    });
+    Ok(address)
+}
+
+fn answer(stream: TcpStream, pages: &HashMap<String, String>) {
+    let mut reader = BufReader::new(&stream);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+        line.clear();
+    }
+    let url = request_line.split_whitespace().nth(1).unwrap_or("");
+    let (status, body) = match pages.get(url).or_else(|| pages.get(url.trim_end_matches('/'))) {
+        Some(html) => ("200 OK", html.as_str()),
+        None => ("404 Not Found", "<html><body><p>Not found.</p></body></html>"),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = (&stream).write_all(response.as_bytes());
+}
