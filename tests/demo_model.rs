@@ -53,7 +53,8 @@ fn the_demo_agent_renders_exactly_the_tools_the_model_was_trained_on() {
     let rendered: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let trained: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(Path::new(ROOT).join("scripts/demo/tools.json")).unwrap()).unwrap();
-    assert_eq!(rendered, trained);
+    // Compared as text: key order is part of the prompt the model reads.
+    assert_eq!(serde_json::to_string(&rendered).unwrap(), serde_json::to_string(&trained).unwrap());
 }
 
 #[test]

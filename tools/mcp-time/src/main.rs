@@ -45,15 +45,17 @@ impl TimeServer {
             .idempotent(true)
             .open_world(false);
         let get = json!({
+            "type": "object",
             "properties": {
                 "timezone": {
                     "description": zone("", "'America/New_York', 'Europe/London'", ""),
                     "title": "Timezone", "type": "string"
                 }
             },
-            "required": ["timezone"], "type": "object", "title": "get_current_timeArguments"
+            "required": ["timezone"], "title": "get_current_timeArguments"
         });
         let convert = json!({
+            "type": "object",
             "properties": {
                 "source_timezone": {
                     "description": zone("Source ", "'America/New_York', 'Europe/London'", "source "),
@@ -65,8 +67,7 @@ impl TimeServer {
                     "title": "Target Timezone", "type": "string"
                 }
             },
-            "required": ["source_timezone", "time", "target_timezone"], "type": "object",
-            "title": "convert_timeArguments"
+            "required": ["source_timezone", "time", "target_timezone"], "title": "convert_timeArguments"
         });
         let mut get_tool = Tool::new(
             "get_current_time",
