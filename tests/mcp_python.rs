@@ -21,17 +21,57 @@ fn server() -> McpServerSpec {
 fn the_sandbox_serves_stateful_cells_figures_and_errors_over_mcp() {
     let (registry, failures) = common::registry(&[("python", server())], Duration::from_secs(60));
     assert!(failures.is_empty(), "{failures:?}");
-    let out = common::call(&registry, "code_interpreter", json!({"code": "import numpy as np\nv = np.arange(5)"}));
-    assert_eq!((out.text.as_str(), out.is_error), ("Finished execution.", false));
-    let out = common::call(&registry, "code_interpreter", json!({"code": "print(int(v.sum()))"}));
+    let out = common::call(
+        &registry,
+        "code_interpreter",
+        json!({"code": "import numpy as np\nv = np.arange(5)"}),
+    );
+    assert_eq!(
+        (out.text.as_str(), out.is_error),
+        ("Finished execution.", false)
+    );
+    let out = common::call(
+        &registry,
+        "code_interpreter",
+        json!({"code": "print(int(v.sum()))"}),
+    );
     assert_eq!(out.text, "10");
-    let out = common::call(&registry, "code_interpreter", json!({"code": "import matplotlib.pyplot as plt\nplt.bar([1, 2], [3, 4])\nNone"}));
+    let out = common::call(
+        &registry,
+        "code_interpreter",
+        json!({"code": "import matplotlib.pyplot as plt\nplt.bar([1, 2], [3, 4])\nNone"}),
+    );
     assert_eq!(out.files.len(), 1, "{out:?}");
-    assert!(std::fs::read(&out.files[0]).unwrap().starts_with(b"\x89PNG"));
-    let out = common::call(&registry, "code_interpreter", json!({"code": "raise ValueError('bad input')"}));
-    assert!(out.is_error && out.text.contains("ValueError: bad input"), "{out:?}");
-    let out = common::call(&registry, "code_interpreter", json!({"code": "import time\ntime.sleep(30)"}));
-    assert!(out.is_error && out.text.contains("timed out after 3 s"), "{out:?}");
-    let out = common::call(&registry, "code_interpreter", json!({"code": "print('v' in globals())"}));
-    assert_eq!(out.text, "False", "the timed-out session was replaced by a fresh one");
+    assert!(
+        std::fs::read(&out.files[0])
+            .unwrap()
+            .starts_with(b"\x89PNG")
+    );
+    let out = common::call(
+        &registry,
+        "code_interpreter",
+        json!({"code": "raise ValueError('bad input')"}),
+    );
+    assert!(
+        out.is_error && out.text.contains("ValueError: bad input"),
+        "{out:?}"
+    );
+    let out = common::call(
+        &registry,
+        "code_interpreter",
+        json!({"code": "import time\ntime.sleep(30)"}),
+    );
+    assert!(
+        out.is_error && out.text.contains("timed out after 3 s"),
+        "{out:?}"
+    );
+    let out = common::call(
+        &registry,
+        "code_interpreter",
+        json!({"code": "print('v' in globals())"}),
+    );
+    assert_eq!(
+        out.text, "False",
+        "the timed-out session was replaced by a fresh one"
+    );
 }

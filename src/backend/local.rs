@@ -17,7 +17,12 @@ pub struct LocalBackend {
 
 impl LocalBackend {
     /// `generation` is the model's generation_config.json: its stop ids and sampling defaults.
-    pub fn new(template: ChatTemplate, tokenizer: Tokenizer, engine: Engine, generation: GenerationConfig) -> Self {
+    pub fn new(
+        template: ChatTemplate,
+        tokenizer: Tokenizer,
+        engine: Engine,
+        generation: GenerationConfig,
+    ) -> Self {
         let mut stop_ids = generation.eos_token_ids.clone();
         stop_ids.extend(tokenizer.eos_token_id);
         stop_ids.sort_unstable();

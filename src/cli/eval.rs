@@ -67,12 +67,16 @@ struct Verdict {
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.cases).with_context(|| format!("cannot read {}", args.cases.display()))?;
+    let text = std::fs::read_to_string(&args.cases)
+        .with_context(|| format!("cannot read {}", args.cases.display()))?;
     let cases: Vec<Case> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(i, line)| serde_json::from_str(line).with_context(|| format!("{}:{}", args.cases.display(), i + 1)))
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .with_context(|| format!("{}:{}", args.cases.display(), i + 1))
+        })
         .collect::<Result<_>>()?;
     let pages: HashMap<String, String> = cases.iter().flat_map(|c| c.pages.clone()).collect();
     let proxy = serve_pages(pages)?;
@@ -105,7 +109,11 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 _ => None,
             })
             .collect();
-        let answer = if result.stop_reason == StopReason::Answer { result.content.clone() } else { String::new() };
+        let answer = if result.stop_reason == StopReason::Answer {
+            result.content.clone()
+        } else {
+            String::new()
+        };
         let right_call = right_call(&case.expect, &calls, &tool_results);
         let answer_has_result = match tool_results.last() {
             Some(last) => answer.contains(&result_of(last)),
@@ -116,7 +124,11 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             i + 1,
             cases.len(),
             if right_call { "call:ok " } else { "call:BAD" },
-            if answer_has_result { "answer:ok " } else { "answer:BAD" },
+            if answer_has_result {
+                "answer:ok "
+            } else {
+                "answer:BAD"
+            },
             seconds,
             case.prompt
         );
@@ -143,7 +155,10 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
     if let Some(path) = &args.report {
-        std::fs::write(path, serde_json::to_string_pretty(&json!({"summary": summary, "cases": verdicts}))?)?;
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&json!({"summary": summary, "cases": verdicts}))?,
+        )?;
     }
     if tool_accuracy < args.min_tool_accuracy || answer_accuracy < args.min_answer_accuracy {
         bail!(
@@ -158,8 +173,12 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 /// The first call names the expected tool with the expected arguments; for code, equivalent
 /// arguments suffice: the program printed the expected output.
 fn right_call(expect: &Expected, calls: &[Json], results: &[String]) -> bool {
-    let Some(tool) = &expect.tool else { return calls.is_empty() };
-    let Some(first) = calls.first() else { return false };
+    let Some(tool) = &expect.tool else {
+        return calls.is_empty();
+    };
+    let Some(first) = calls.first() else {
+        return false;
+    };
     if first["name"] != tool.as_str() {
         return false;
     }
@@ -173,7 +192,9 @@ fn right_call(expect: &Expected, calls: &[Json], results: &[String]) -> bool {
 /// line of a fetched page, or the whole output of a program.
 fn result_of(tool_result: &str) -> String {
     if let Ok(value) = serde_json::from_str::<Json>(tool_result) {
-        let datetime = value["target"]["datetime"].as_str().or(value["datetime"].as_str());
+        let datetime = value["target"]["datetime"]
+            .as_str()
+            .or(value["datetime"].as_str());
         if let Some(hm) = datetime.and_then(|d| d.get(11..16)) {
             return hm.to_string();
         }
@@ -211,9 +232,15 @@ fn answer(stream: TcpStream, pages: &HashMap<String, String>) {
         line.clear();
     }
     let url = request_line.split_whitespace().nth(1).unwrap_or("");
-    let (status, body) = match pages.get(url).or_else(|| pages.get(url.trim_end_matches('/'))) {
+    let (status, body) = match pages
+        .get(url)
+        .or_else(|| pages.get(url.trim_end_matches('/')))
+    {
         Some(html) => ("200 OK", html.as_str()),
-        None => ("404 Not Found", "<html><body><p>Not found.</p></body></html>"),
+        None => (
+            "404 Not Found",
+            "<html><body><p>Not found.</p></body></html>",
+        ),
     };
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -6,7 +6,7 @@ use qwen3_agent::tools::python::interpreter;
 use qwen3_agent::tools::python::runtime::{self, Runtime};
 use qwen3_agent::tools::python::sandbox::{Limits, PythonSession, SessionOptions};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Install what a feature needs, once per machine.
 #[derive(Args)]
@@ -59,6 +59,9 @@ pub struct PythonArgs {
     /// The runtime dir (default: the one `setup python` installs).
     #[arg(long)]
     runtime_dir: Option<PathBuf>,
+    /// Print timings to stderr: module load, session start, each cell (scripts/bench-python.sh).
+    #[arg(long)]
+    timings: bool,
     #[arg(required = true)]
     cells: Vec<PathBuf>,
 }
@@ -70,16 +73,36 @@ pub fn python(args: PythonArgs) -> Result<()> {
         memory_bytes: args.memory << 20,
         ..Limits::default()
     };
+    let output_dir = std::env::current_dir()?.join(args.output_dir);
     let options = SessionOptions {
         limits,
         inputs: args.inputs,
-        output_dir: args.output_dir,
+        output_dir,
     };
-    let mut session = PythonSession::new(interpreter(&runtime)?, options);
+    let start = Instant::now();
+    let interpreter = interpreter(&runtime)?;
+    let loaded = start.elapsed();
+    let start = Instant::now();
+    let mut session = PythonSession::open(interpreter, options)?;
+    if args.timings {
+        eprintln!("module load: {:.1} ms", loaded.as_secs_f64() * 1e3);
+        eprintln!(
+            "session start: {:.1} ms",
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
     for cell in &args.cells {
         let code = std::fs::read_to_string(cell)
             .map_err(|e| anyhow::anyhow!("cannot read cell file {}: {e}", cell.display()))?;
+        let start = Instant::now();
         let result = session.run_cell(&code)?;
+        if args.timings {
+            eprintln!(
+                "cell {}: {:.2} ms",
+                cell.display(),
+                start.elapsed().as_secs_f64() * 1e3
+            );
+        }
         println!("{}", serde_json::to_string(&result)?);
     }
     Ok(())

@@ -571,12 +571,23 @@ pub struct PythonSession {
 }
 
 impl PythonSession {
+    /// A session that opens its interpreter on the first cell.
     pub fn new(interpreter: Arc<Interpreter>, options: SessionOptions) -> Self {
         PythonSession {
             interpreter,
             options,
             live: None,
         }
+    }
+
+    /// A session with its interpreter started now (for timing, or to pay the start up front).
+    pub fn open(interpreter: Arc<Interpreter>, options: SessionOptions) -> Result<Self> {
+        let live = Some(Session::open(&interpreter, options.clone())?);
+        Ok(PythonSession {
+            interpreter,
+            options,
+            live,
+        })
     }
 
     pub fn run_cell(&mut self, code: &str) -> Result<CellResult> {

@@ -10,8 +10,8 @@ use qwen3_agent::tools::python::runtime::Runtime;
 use qwen3_agent::tools::python::sandbox::{Limits, SessionOptions};
 use qwen3_agent::tools::python::{CodeInterpreter, interpreter};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool as McpTool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool as McpTool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
@@ -59,7 +59,11 @@ impl ServerHandler for PythonServer {
             serde_json::Value::Object(map) => map.clone(),
             _ => unreachable!("the tool's schema is an object"),
         };
-        let tool = McpTool::new(self.tool.name().to_string(), self.tool.description().to_string(), schema);
+        let tool = McpTool::new(
+            self.tool.name().to_string(),
+            self.tool.description().to_string(),
+            schema,
+        );
         Ok(ListToolsResult::with_all_items(vec![tool]))
     }
 
@@ -69,21 +73,33 @@ impl ServerHandler for PythonServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         if request.name != self.tool.name() {
-            return Err(ErrorData::invalid_params(format!("Unknown tool: {}", request.name), None));
+            return Err(ErrorData::invalid_params(
+                format!("Unknown tool: {}", request.name),
+                None,
+            ));
         }
         let tool = self.tool.clone();
         let args = request.arguments.unwrap_or_default();
         // The session blocks on its own runtime: keep it off this server's async threads.
         let output = tokio::task::spawn_blocking(move || tool.call(&args))
             .await
-            .map_err(|e| ErrorData::internal_error(format!("the sandbox thread failed: {e}"), None))?;
+            .map_err(|e| {
+                ErrorData::internal_error(format!("the sandbox thread failed: {e}"), None)
+            })?;
         let mut content = vec![ContentBlock::text(output.text)];
         for path in &output.files {
             if let Ok(bytes) = std::fs::read(path) {
-                content.push(ContentBlock::image(base64::engine::general_purpose::STANDARD.encode(bytes), "image/png"));
+                content.push(ContentBlock::image(
+                    base64::engine::general_purpose::STANDARD.encode(bytes),
+                    "image/png",
+                ));
             }
         }
-        let result = if output.is_error { CallToolResult::error(content) } else { CallToolResult::success(content) };
+        let result = if output.is_error {
+            CallToolResult::error(content)
+        } else {
+            CallToolResult::success(content)
+        };
         Ok(result.into())
     }
 }
@@ -100,8 +116,18 @@ async fn main() -> anyhow::Result<()> {
         ..Limits::default()
     };
     let output_dir = std::env::current_dir()?.join(args.output_dir);
-    let options = SessionOptions { limits, inputs: args.inputs, output_dir };
-    let server = PythonServer { tool: Arc::new(CodeInterpreter::new(runtime, options)) };
-    server.serve(rmcp::transport::stdio()).await?.waiting().await?;
+    let options = SessionOptions {
+        limits,
+        inputs: args.inputs,
+        output_dir,
+    };
+    let server = PythonServer {
+        tool: Arc::new(CodeInterpreter::new(runtime, options)),
+    };
+    server
+        .serve(rmcp::transport::stdio())
+        .await?
+        .waiting()
+        .await?;
     Ok(())
 }
