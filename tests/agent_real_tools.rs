@@ -1,0 +1,51 @@
+//! The loop on the scripted backend calling real tools: our mcp-time server and the code interpreter
+//! (wasm Python), over several rounds, with the exact tool results fed back through the template.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn a_scripted_agent_uses_a_real_mcp_server_and_the_sandbox_across_rounds() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let bin = Path::new(env!("CARGO_BIN_EXE_qwen3-agent"));
+    let dir = std::env::temp_dir().join(format!("qwen3-agent-real-tools-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = [
+        "<think>\nI need the time first.\n</think>\n\n<tool_call>\n{\"name\": \"convert_time\", \"arguments\": {\"source_timezone\": \"Asia/Kathmandu\", \"time\": \"09:30\", \"target_timezone\": \"UTC\"}}\n</tool_call>",
+        "<think>\nNow compute with the offset.\n</think>\n\n<tool_call>\n{\"name\": \"code_interpreter\", \"arguments\": {\"code\": \"offset = 5.75\\nprint(offset * 60)\"}}\n</tool_call>",
+        "<think>\nState must persist.\n</think>\n\n<tool_call>\n{\"name\": \"code_interpreter\", \"arguments\": {\"code\": \"offset * 2\"}}\n</tool_call>",
+        "<think>\nAnswer.\n</think>\n\nKathmandu is 345 minutes ahead of UTC.",
+    ];
+    let agent = format!(
+        "name: real-tools\nmodel:\n  backend: scripted\n  path: {root}/tests/fixtures/qwen3-tokenizer\n  script: {}\n\
+         tools:\n  code_interpreter: {{timeout: 20}}\nmcpServers:\n  time:\n    command: {}\n",
+        serde_json::to_string(&script).unwrap(),
+        bin.with_file_name("mcp-time").display()
+    );
+    std::fs::write(dir.join("agent.yaml"), agent).unwrap();
+    std::fs::write(
+        dir.join("task.yaml"),
+        "agent: agent.yaml\nprompt: How many minutes ahead of UTC is Kathmandu?\nexpect:\n  tools_called: [convert_time, code_interpreter]\n  contains: [\"345\"]\n",
+    )
+    .unwrap();
+    let transcript = dir.join("transcript.jsonl");
+    let out = Command::new(bin)
+        .current_dir(&dir)
+        .args(["run", "task.yaml", "--json", "--transcript", transcript.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tools: Vec<&str> = result["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert!(tools[0].contains("\"time_difference\": \"-5.75h\""), "{}", tools[0]);
+    assert_eq!(&tools[1..], ["345.0", "11.5"]);
+    let log = std::fs::read_to_string(&transcript).unwrap();
+    assert!(log.contains("<tool_response>\\n345.0\\n</tool_response>"), "results are wrapped as the template expects");
+    assert_eq!(result["rounds"], 4);
+}
