@@ -23,6 +23,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 HERE = Path(__file__).resolve().parent
+TOKENIZER = HERE.parents[1] / "tests" / "fixtures" / "qwen3-tokenizer" / "tokenizer.json"
 SYSTEM = (HERE / "system_prompt.txt").read_text().strip()
 
 CITIES = {
@@ -103,20 +104,53 @@ FETCH_COUNT = [
     "How many words are in the first sentence of {url}?", "Fetch {url} and count the words of its first line.",
     "Count the words in the opening sentence of {url}.", "Word count of the first line at {url}?",
 ]
-CHAT = [
-    ("Hi", "Hello! I can tell the time in any city, convert times between time zones, run Python code and fetch web pages. What would you like to do?"),
-    ("Hello!", "Hello! I can tell the time in any city, convert times between time zones, run Python code and fetch web pages. What would you like to do?"),
-    ("Who are you?", "I am the qwen3-agent demo model, a tiny model trained to use a clock, a Python sandbox and a web fetcher. Ask me for the time somewhere, a calculation or what a web page says."),
-    ("What can you do?", "I can tell the current time in a city, convert a time between two cities, run short Python programs for calculations, and fetch a web page to tell you what it says."),
-    ("Thanks!", "You're welcome!"),
-    ("thank you", "You're welcome!"),
-    ("Good morning", "Good morning! Ask me for the time somewhere, a calculation or what a web page says."),
-    ("Are you a large model?", "No. I am a tiny demo model: I only know how to use my tools for time, Python code and web pages."),
-    ("hey there", "Hello! I can tell the time in any city, convert times between time zones, run Python code and fetch web pages. What would you like to do?"),
-    ("Thank you very much.", "You're welcome!"),
-    ("Can you help me?", "Yes. I can tell the time in a city, convert times, run Python code or fetch a web page. What do you need?"),
-    ("Goodbye", "Goodbye!"),
-]
+# Plain chat, by intent: (prompts, answers). The last quarter of every prompt list is held out.
+HELLO = "Hello! I can tell the time in any city, convert times between time zones, run Python code and fetch web pages. What would you like to do?"
+CHAT = {
+    "greet": ([
+        "Hi", "Hello!", "hey there", "Good morning", "Hello", "hi!", "Hey", "Good evening", "Good afternoon",
+        "Hi there!", "Howdy", "hello again", "Greetings", "Hey hey", "Morning!", "Yo", "hiya", "Hi, how are you?",
+        "Hello, nice to meet you", "Hey, how's it going?", "Good day", "Hi friend", "Evening!", "Hey you",
+    ], [HELLO, "Hi! Ask me for the time somewhere, a calculation or what a web page says.",
+        "Hello! What would you like to know: a time, a calculation or a web page?"]),
+    "thanks": ([
+        "Thanks!", "thank you", "Thank you very much.", "thanks a lot", "Many thanks", "Cheers", "thx",
+        "Thanks, that helps", "great, thanks", "Thank you so much!", "Appreciate it", "ty", "Thanks for the help",
+        "Perfect, thank you", "Awesome, thanks!", "thanks mate", "Much appreciated", "Nice, thank you",
+        "Thank you kindly", "Thanks again", "Brilliant, thanks", "That's great, thank you", "Many thanks indeed",
+        "thank you very much",
+    ], ["You're welcome!", "You're welcome! Anything else?", "Glad I could help!"]),
+    "bye": ([
+        "Goodbye", "bye", "See you later", "Good night", "Bye bye!", "That's all for now", "See ya", "Take care",
+        "I'm done, bye", "Catch you later", "Farewell", "Have a nice day", "bye for now", "Later!", "Good night!",
+        "See you tomorrow", "That's it, goodbye", "Ok bye", "Talk to you later", "So long",
+    ], ["Goodbye!", "Bye! Come back any time.", "Goodbye, have a nice day!"]),
+    "who": ([
+        "Who are you?", "What are you?", "What's your name?", "Are you a bot?", "Introduce yourself",
+        "Are you a large model?", "Who made you?", "Are you human?", "What model are you?", "Tell me about yourself",
+        "What kind of assistant are you?", "Are you ChatGPT?", "Who am I talking to?", "What is this?",
+        "Are you an AI?", "What should I call you?",
+    ], ["I am the qwen3-agent demo model, a tiny model trained to use a clock, a Python sandbox and a web fetcher. Ask me for the time somewhere, a calculation or what a web page says.",
+        "I am a tiny demo model: I only know how to use my tools for time, Python code and web pages."]),
+    "help": ([
+        "What can you do?", "Can you help me?", "help", "What tools do you have?", "How do you work?",
+        "What are you good at?", "What can I ask you?", "Show me what you can do", "Which tools can you use?",
+        "How can you help?", "What do you know?", "Give me some examples of what you do", "I need help",
+        "What questions can you answer?", "Can you do anything useful?", "What services do you offer?",
+    ], ["I can tell the current time in a city, convert a time between two cities, run short Python programs for calculations, and fetch a web page to tell you what it says.",
+        "Yes. I can tell the time in a city, convert times, run Python code or fetch a web page. What do you need?"]),
+    "ack": ([
+        "ok", "Okay", "cool", "Great", "I see", "Got it", "Nice", "Alright", "Interesting", "Sounds good",
+        "ok cool", "Wow", "Fine", "Makes sense", "Good to know", "Right", "Sure", "Understood", "Neat", "Hmm ok",
+    ], ["Anything else I can do? I can check a time, run a calculation or read a web page.",
+        "Let me know if you need a time, a calculation or a web page."]),
+    "mood": ([
+        "How are you?", "How are you doing?", "How's your day?", "Are you ok?", "Having a good day?",
+        "How do you feel?", "What's up?", "How have you been?", "You doing well?", "How's everything?",
+        "Everything fine with you?", "How is it going?",
+    ], ["I'm doing well, thanks! I can check a time, run a calculation or read a web page for you.",
+        "All good, thank you! What can I do for you?"]),
+}
 WORDS = ("otter river lantern maple comet harbor violet ember falcon meadow quartz willow canyon ripple "
          "saffron tundra beacon cobalt orchard summit glacier thistle aurora basil cedar delta fjord "
          "garnet heron iris juniper kestrel lagoon marble nectar opal pebble quill raven sierra tulip "
@@ -132,6 +166,17 @@ VERBS = ["open at {n} on weekdays", "hold hands while they sleep", "travel {n} k
          "grow best in {adj} soil", "have the densest fur of any animal", "were rebuilt in {y}",
          "use {n} percent less energy", "moved to a {adj} building in {y}", "sell {adj} bread every {d}",
          "count {n} stars in a clear night", "return to the coast in {y}", "start at {n} in the morning"]
+# Training-only lead-ins that carry no entity, so the model learns to look past them.
+CONTEXT = ["I'm planning a trip.", "Quick one.", "For a report:", "My colleague asked me this.", "Just curious.",
+           "I have a question.", "Sorry to bother you.", "Okay, next question.", "One more thing.", "Help me out here.",
+           "This is for work.", "I'm in a hurry.", "Another question for you.", "Hello again.", "Good morning!"]
+VOCAB_WORDS = sorted(t for t in json.loads(TOKENIZER.read_text())["model"]["vocab"]
+                     if 2 <= len(t) <= 9 and t.isascii() and t.isalpha() and t.islower())
+# Whole words the tokenizer knows with a leading space ("Ġword"); inside a URL they split into pieces
+# just as the eval words do.
+REAL_WORDS = sorted({t[1:] for t in json.loads(TOKENIZER.read_text())["model"]["vocab"]
+                     if t.startswith("\u0120") and 3 <= len(t) - 1 <= 10 and t[1:].isascii() and t[1:].isalpha()
+                     and t[1:].islower()} - set(WORDS))
 ADJ = ["sandy", "quiet", "bright", "larger", "historic", "fresh", "rocky", "modern", "sunny", "smaller"]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
@@ -153,7 +198,13 @@ COMPOSE = {
                   "In {city}, what time is it", "{city}: what time is it", "The time in {city}",
                   "What's the local time for {city}", "Right now in {city}, what time is it",
                   "What time is it currently in {city}", "Is it morning or evening in {city}",
-                  "What's the date and time in {city}", "{city} local time"]),
+                  "What's the date and time in {city}", "{city} local time",
+                  "What hour is it in {city}", "How early is it in {city}", "What does the clock show in {city}",
+                  "Clock in {city}", "Is it late in {city}", "What's the hour over in {city}", "Time check: {city}",
+                  "My friend lives in {city}. What time is it there", "I'm calling {city}. What time is it there",
+                  "Is it day or night in {city}", "Current hour in {city}", "Now in {city}", "{city} clock",
+                  "Tell me {city}'s time", "What is {city} time now", "The time right now in {city}",
+                  "Can I call someone in {city} now? What time is it there"]),
     ]) + r.choice(["?", "?", "", ".", " now?", " right now?", " at the moment?", " currently?", " today?", " please?"]),
     "TIME_CONVERT": lambda r: r.choice([
         "Convert {hm} {a} time to {b}", "Convert {hm} in {a} to {b} time", "{hm} {a} time in {b}",
@@ -164,6 +215,14 @@ COMPOSE = {
         "Time in {b} when it's {hm} in {a}", "What hour in {b} matches {hm} in {a}", "I land in {b}; it's {hm} in {a}. What time is it there",
         "Our office in {a} opens at {hm}. What time is that in {b}", "The game starts at {hm} in {a}. When is that in {b}",
         "At {hm} in {a}, what's the time in {b}", "Convert {a} {hm} to {b}", "{hm} {a} -> {b}",
+        "My train departs {a} at {hm}. What time will it be in {b}", "The bus leaves {a} at {hm}; what is that in {b}",
+        "The webinar is at {hm} {a} time. When is it for someone in {b}", "{a} at {hm} is {b} at what time",
+        "Source {a}, time {hm}, target {b}", "From {a} at {hm} to {b} time", "What time in {b} is {hm} in {a}",
+        "In {b}, what time is it when {a} has {hm}", "{hm} ({a}) in {b}", "{a} {hm} => {b}", "{a} {hm} → {b}",
+        "{a} {hm} to {b} time", "Convert from {a} to {b}: {hm}", "{hm} {a}, {b}", "{a} {hm}, {b} time",
+        "What's the {b} time for {hm} in {a}", "My boss in {a} wants a meeting at {hm}. What time is that for me in {b}",
+        "The shop in {a} opens at {hm}. What time is that in {b}", "The match kicks off at {hm} in {a}. What time in {b}",
+        "I wake up at {hm} in {a}. What time is it in {b} then", "Flight from {a} at {hm}: what's the time in {b}",
     ]) + r.choice(["?", "?", "", ".", " please?", " for me."]),
     "ARITH": lambda r: r.choice(["What's {x} {op} {y}", "Calculate {x} {op} {y}", "What does {x} {op} {y} equal",
                                  "Solve {x} {op} {y}", "Give me {x} {op} {y}", "{x} {op} {y}", "Result of {x} {op} {y}",
@@ -214,10 +273,9 @@ class Gen:
         self.split, self.rng, self.tools = split, rng, tools
         cities = sorted(CITIES)
         self.cities = cities
-        # URL vocabulary: eval URLs use words never seen in a training URL.
-        words = sorted(WORDS)
-        cut = len(words) * 3 // 4
-        self.url_words = words[:cut] if split == "train" else words[cut:]
+        # URL words: eval URLs use the real words of WORDS, never used to write a training URL; training
+        # URLs are built from the tokenizer's own word pieces so the model learns to copy any of them.
+        self.url_words = WORDS if split == "eval" else [w for w in VOCAB_WORDS if w not in set(WORDS)]
 
     def t(self, templates):
         if self.split == "train" and self.rng.random() < 0.6:
@@ -343,7 +401,7 @@ class Gen:
                            f"(time difference {res['time_difference']}).", None,
                            f"The tool says {target} in {b}. I tell the user."),
         ]
-        return user, steps, {"tool": "convert_time", "arguments": args, "answer": target}
+        return user, steps, {"tool": "convert_time", "arguments": args, "answer": target, "cities": [a, b]}
 
     def task_time_two(self):
         a, b = self.city_pair()
@@ -425,15 +483,24 @@ class Gen:
             sentences.append(f"{r.choice(SUBJECTS)} {verb}.")
         heading = None
         if r.random() < 0.4:
-            heading = " ".join(w.capitalize() for w in r.sample(self.url_words, r.randint(1, 3)))
+            heading = " ".join(self.word().capitalize() for _ in range(r.randint(1, 3)))
         return heading, sentences
 
     def word(self):
-        """A URL word: training mixes in random pseudo-words so copying, not memorising, is learned."""
+        """A URL word: training takes a whole word, joins one or two vocabulary pieces, or makes a
+        pseudo-word."""
         r = self.rng
-        if self.split == "train" and r.random() < 0.7:
+        if self.split == "eval":
+            return r.choice(self.url_words)
+        if r.random() < 0.15:
             return "".join(r.choice("bcdfghjklmnprstvwz") + r.choice("aeiou") for _ in range(r.randint(2, 4)))
-        return r.choice(self.url_words)
+        while True:
+            if r.random() < 0.5:
+                word = r.choice(REAL_WORDS)
+            else:
+                word = "".join(r.choice(self.url_words) for _ in range(r.choice([1, 1, 2])))
+            if word not in WORDS and len(word) <= 14:
+                return word
 
     def url(self):
         r = self.rng
@@ -479,19 +546,31 @@ class Gen:
         return self.t(FETCH_COUNT).format(url=url), steps, {"tool": "fetch", "arguments": {"url": url}, "answer": out}
 
     def task_chat(self):
-        cut = len(CHAT) - max(1, len(CHAT) // 4)
-        pool = CHAT[:cut] if self.split == "train" else CHAT[cut:]
-        user, answer = self.rng.choice(pool)
-        steps = [self.assistant(answer, None, "The user is chatting. No tool is needed.")]
+        intent = self.rng.choice(sorted(CHAT))
+        prompts, answers = CHAT[intent]
+        user = self.rng.choice(split_list(prompts, self.split))
+        steps = [self.assistant(self.rng.choice(answers), None, "The user is chatting. No tool is needed.")]
         return user, steps, {"tool": None, "arguments": None, "answer": None}
 
-    TASKS = [("task_time_now", 18), ("task_time_convert", 16), ("task_time_local", 3), ("task_time_two", 5),
-             ("task_code", 24), ("task_fetch", 20), ("task_fetch_count", 6), ("task_chat", 5)]
+    def task_echo(self):
+        """Training-only: repeat a string of random word pieces. Every target token is a copy, which teaches
+        the copying that URLs and quoted headings need far faster than the tool tasks alone."""
+        r = self.rng
+        text = r.choice([" ", "-", ".", "/", ""]).join(self.word() for _ in range(r.randint(2, 8)))
+        user = r.choice(["Repeat exactly: {t}", "Say {t}", "Copy this: {t}", "Echo {t}", "Write back: {t}",
+                         "Please repeat {t}", "{t} - repeat that", "Type this back to me: {t}"]).format(t=text)
+        steps = [self.assistant(text, None, "The user wants the text repeated exactly. No tool is needed.")]
+        return user, steps, {"tool": None, "arguments": None, "answer": text}
+
+    TASKS = [("task_time_now", 16), ("task_time_convert", 20), ("task_time_local", 3), ("task_time_two", 5),
+             ("task_code", 16), ("task_fetch", 24), ("task_fetch_count", 6), ("task_chat", 10)]
+    TRAIN_ONLY_TASKS = [("task_echo", 14)]
 
     def conversation(self, task=None):
         r = self.rng
-        names = [n for n, _ in self.TASKS]
-        weights = [w for _, w in self.TASKS]
+        tasks = self.TASKS + (self.TRAIN_ONLY_TASKS if self.split == "train" else [])
+        names = [n for n, _ in tasks]
+        weights = [w for _, w in tasks]
         task = task or r.choices(names, weights)[0]
         mode = r.choices(["think", "hard_off", "soft_off"], [5, 3, 2])[0]
         self.thinking = mode == "think"
@@ -514,8 +593,10 @@ class Gen:
                 "tools": tools, "messages": messages, "expect": expect}
 
     def augment(self, text):
-        """Surface variation (greetings, politeness, case, punctuation) on top of the templates."""
+        """Surface variation (greetings, politeness, context, case, punctuation) on top of the templates."""
         r = self.rng
+        if self.split == "train" and r.random() < 0.2:
+            text = r.choice(CONTEXT) + " " + text
         text = r.choice(["", "", "", "", "Hey, ", "Hi! ", "Quick question: ", "Please, ", "Could you help? "]) + text
         text += r.choice(["", "", "", "", " Thanks.", " Thank you!", " please", " :)"])
         if r.random() < 0.2:

@@ -6,6 +6,8 @@ model must generate up to and including <|im_end|>. Loss is taken on target toke
 
 Runs on the GPU machine (PyTorch + transformers there):
     python scripts/demo/train.py --data train.jsonl --eval eval.jsonl --out OUT --minutes 6
+With --init models/qwen3-agent-demo it continues from the committed (4-bit) model instead of from
+scratch, so one can train longer than one device command allows.
 Writes the trained weights as bf16 safetensors split into files under 16 MiB (the embedding by
 rows), a config.json, and loss_log.json; scripts/demo/assemble.py joins them into a model dir.
 """
@@ -160,6 +162,8 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--tokens-per-batch", type=int, default=98304)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--warmup", type=int, default=200, help="warm-up steps of the learning rate")
+    ap.add_argument("--init", help="continue from a model dir written by `qwen3-agent quantize` (dequantized)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +177,15 @@ def main():
           f"{sum(len(s) for s, _ in train)} tokens, in {time.time() - t0:.0f} s", flush=True)
 
     device = "cuda"
-    model = Qwen3ForCausalLM(Qwen3Config(**CONFIG)).to(device)
+    model = Qwen3ForCausalLM(Qwen3Config(**CONFIG))
+    if args.init:
+        from awq_dequant import load_awq_model
+        state = {k: torch.from_numpy(v) for k, v in load_awq_model(args.init).items()}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        assert set(missing) <= {"lm_head.weight"} and not unexpected, (missing, unexpected)
+        model.tie_weights()
+        print(f"continuing from {args.init}", flush=True)
+    model = model.to(device)
     model.config._attn_implementation = "sdpa"
     print(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M", flush=True)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -191,7 +203,7 @@ def main():
             if frac >= 1:
                 done = True
                 break
-            warm = min(1.0, (step + 1) / 200)
+            warm = min(1.0, (step + 1) / args.warmup)
             lr = args.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
             for g in opt.param_groups:
                 g["lr"] = lr
