@@ -31,10 +31,20 @@ fn a_scripted_agent_uses_a_real_mcp_server_and_the_sandbox_across_rounds() {
     let transcript = dir.join("transcript.jsonl");
     let out = Command::new(bin)
         .current_dir(&dir)
-        .args(["run", "task.yaml", "--json", "--transcript", transcript.to_str().unwrap()])
+        .args([
+            "run",
+            "task.yaml",
+            "--json",
+            "--transcript",
+            transcript.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tools: Vec<&str> = result["messages"]
         .as_array()
@@ -43,9 +53,16 @@ fn a_scripted_agent_uses_a_real_mcp_server_and_the_sandbox_across_rounds() {
         .filter(|m| m["role"] == "tool")
         .map(|m| m["content"].as_str().unwrap())
         .collect();
-    assert!(tools[0].contains("\"time_difference\": \"-5.75h\""), "{}", tools[0]);
+    assert!(
+        tools[0].contains("\"time_difference\": \"-5.75h\""),
+        "{}",
+        tools[0]
+    );
     assert_eq!(&tools[1..], ["345.0", "11.5"]);
     let log = std::fs::read_to_string(&transcript).unwrap();
-    assert!(log.contains("<tool_response>\\n345.0\\n</tool_response>"), "results are wrapped as the template expects");
+    assert!(
+        log.contains("<tool_response>\\n345.0\\n</tool_response>"),
+        "results are wrapped as the template expects"
+    );
     assert_eq!(result["rounds"], 4);
 }

@@ -5,6 +5,7 @@ mod common;
 
 use common::{call, fault_server, processes_with, python, registry, time_server};
 use qwen3_agent::config::{McpServerSpec, load_mcp_config};
+use qwen3_agent::tools::ToolRegistry;
 use serde_json::{Value as Json, json};
 use std::time::{Duration, Instant};
 
@@ -113,6 +114,16 @@ fn faults_give_clear_errors_and_the_agent_keeps_working() {
                     .text
                     .contains("output cut: the tool returned 10485760 characters")
         );
+        let huge = call(&registry, "huge", json!({}));
+        assert!(
+            !huge.is_error
+                && huge.text.len() < 30_000
+                && huge
+                    .text
+                    .contains("output cut: the tool returned 20971520 characters"),
+            "a 20 MB result arrives and is capped: {}",
+            &huge.text[huge.text.len().saturating_sub(300)..]
+        );
         assert_eq!(call(&registry, "garbage", json!({})).text, "after garbage");
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -207,4 +218,105 @@ fn an_agent_calls_the_reference_time_server_through_the_loop() {
         "{second_prompt}"
     );
     assert!(lines.contains("\"event\":\"tool_call\""));
+}
+
+#[test]
+fn a_changed_tool_list_is_fetched_again_before_the_next_turn() {
+    let marker = format!("grow-{}", std::process::id());
+    let (mut registry, failures) = registry(
+        &[("fault", fault_server(&marker, &[]))],
+        Duration::from_secs(10),
+    );
+    assert!(failures.is_empty(), "{failures:?}");
+    let names = |registry: &ToolRegistry| -> Vec<String> {
+        registry
+            .schemas()
+            .iter()
+            .map(|s| s["function"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(!names(&registry).contains(&"extra".to_string()));
+    assert!(registry.refresh().is_empty());
+    assert_eq!(call(&registry, "grow", json!({})).text, "grown");
+    assert!(registry.refresh().is_empty());
+    assert!(
+        names(&registry).contains(&"extra".to_string()),
+        "{:?}",
+        names(&registry)
+    );
+    assert_eq!(call(&registry, "extra", json!({})).text, "extra works");
+}
+
+#[test]
+fn streamable_http_server_with_a_bearer_token() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let token = format!("token-{}", std::process::id());
+    let mut server = std::process::Command::new(python())
+        .args([
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/mcp/http_server.py"
+            ),
+            &port.to_string(),
+            &token,
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the HTTP fixture did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: set once, before any thread of this test reads it; other tests do not use this name.
+    unsafe { std::env::set_var("QWEN3_AGENT_TEST_TOKEN", &token) };
+    let spec = |header: &str| McpServerSpec {
+        kind: Some("http".into()),
+        url: Some(url.clone()),
+        headers: serde_json::from_value(json!({ "Authorization": header })).unwrap(),
+        ..Default::default()
+    };
+    {
+        let (registry, failures) = registry(
+            &[("remote", spec("Bearer ${QWEN3_AGENT_TEST_TOKEN}"))],
+            Duration::from_secs(20),
+        );
+        assert!(failures.is_empty(), "{failures:?}");
+        let schemas = registry.schemas();
+        let names: Vec<&str> = schemas
+            .iter()
+            .map(|s| s["function"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["add", "shout"]);
+        let sum = call(&registry, "add", json!({"a": 2, "b": 40}));
+        assert!(!sum.is_error && sum.text.contains("42"), "{sum:?}");
+        assert_eq!(call(&registry, "shout", json!({"text": "hi"})).text, "HI");
+        let wrong = call(&registry, "add", json!({"a": "two", "b": 40}));
+        assert!(
+            wrong.is_error && wrong.text.contains("do not match its schema"),
+            "{wrong:?}"
+        );
+    }
+    let (_, failures) = registry(&[("remote", spec("Bearer wrong"))], Duration::from_secs(20));
+    assert!(
+        failures.len() == 1 && failures[0].contains("\"remote\""),
+        "a rejected token is reported: {failures:?}"
+    );
+    let sse = McpServerSpec {
+        kind: Some("sse".into()),
+        url: Some(url.clone()),
+        ..Default::default()
+    };
+    let (_, failures) = registry(&[("old", sse)], Duration::from_secs(5));
+    assert!(
+        failures.len() == 1 && failures[0].contains("type: http"),
+        "{failures:?}"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

@@ -104,7 +104,6 @@ impl Agent {
             messages.push(Message::system(system.clone()));
         }
         messages.extend(input);
-        let schemas = self.tools.schemas();
         let thinking = self.generate.thinking.unwrap_or(true);
         let mut usage = Usage::default();
         let max_new_tokens = self
@@ -112,6 +111,10 @@ impl Agent {
             .max_new_tokens
             .unwrap_or(DEFAULT_MAX_NEW_TOKENS);
         for round in 1..=self.max_rounds {
+            for note in self.tools.refresh() {
+                eprintln!("note: {note}");
+            }
+            let schemas = self.tools.schemas();
             self.fit_context(&mut messages, &schemas, thinking, max_new_tokens, on_event)?;
             let request = BackendRequest {
                 messages: &messages,

@@ -11,11 +11,11 @@ use qwen3_agent::config::McpServerSpec;
 use qwen3_agent::config::{self, BackendKind, Expect, ResolvedAgent};
 use qwen3_agent::engine::Engine;
 use qwen3_agent::model::GenerationConfig;
-use qwen3_agent::tools::mcp::{self, McpSettings};
+use qwen3_agent::tools::ToolRegistry;
+use qwen3_agent::tools::mcp::{self, McpSettings, McpToolSource};
 use qwen3_agent::tools::python::CodeInterpreter;
 use qwen3_agent::tools::python::runtime::Runtime;
 use qwen3_agent::tools::python::sandbox::{Limits, SessionOptions};
-use qwen3_agent::tools::{Tool, ToolRegistry};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -45,6 +45,9 @@ pub struct RunArgs {
 /// How much longer the registry waits than a tool's own timeout, so MCP calls are cancelled by the MCP
 /// layer (which tells the server) before the registry gives up on them.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
+/// Largest message read from an MCP server. Past rmcp's 16 MiB default so that a 20 MB result arrives
+/// and is cut with a note, instead of failing the call.
+const MAX_MCP_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Context positions allocated when the agent does not set `model.context_length`.
 const DEFAULT_CONTEXT: usize = 8192;
@@ -133,8 +136,8 @@ pub fn tools(args: ToolsArgs) -> Result<()> {
         (None, Some(path)) => {
             let timeout = Duration::from_secs_f64(args.timeout);
             let mut registry = ToolRegistry::new(timeout + CANCEL_GRACE);
-            for tool in start_mcp(&config::load_mcp_config(path)?, timeout)? {
-                registry.register(tool)?;
+            if let Some(source) = start_mcp(&config::load_mcp_config(path)?, timeout)? {
+                registry.add_source(source)?;
             }
             registry
         }
@@ -258,8 +261,8 @@ pub(super) fn build_tools(agent: &ResolvedAgent) -> Result<ToolRegistry> {
         registry.register(Arc::new(CodeInterpreter::new(runtime, options)))?;
     }
     let servers = config::mcp_servers(agent)?;
-    for tool in start_mcp(&servers, timeout)? {
-        registry.register(tool)?;
+    if let Some(source) = start_mcp(&servers, timeout)? {
+        registry.add_source(source)?;
     }
     Ok(registry)
 }
@@ -273,9 +276,9 @@ fn output_dir() -> Result<PathBuf> {
 fn start_mcp(
     servers: &BTreeMap<String, McpServerSpec>,
     call_timeout: Duration,
-) -> Result<Vec<Arc<dyn Tool>>> {
+) -> Result<Option<Arc<McpToolSource>>> {
     if servers.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let names: Vec<&str> = servers.keys().map(String::as_str).collect();
     eprintln!("starting MCP servers: {}", names.join(", "));
@@ -283,13 +286,14 @@ fn start_mcp(
         connect_timeout: Duration::from_secs(30),
         call_timeout,
         max_output_chars: 20_000,
+        max_message_bytes: MAX_MCP_MESSAGE_BYTES,
         output_dir: output_dir()?,
     };
     let started = mcp::start_servers(servers, &settings)?;
     for failure in started.failures {
         eprintln!("note: {failure}; continuing without it");
     }
-    Ok(started.tools)
+    Ok(Some(started.source))
 }
 
 fn check_expectations(expect: &Expect, result: &RunResult) -> Result<()> {

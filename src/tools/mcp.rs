@@ -1,19 +1,25 @@
 //! MCP servers as tools, over rmcp: stdio servers started in their own process group (so wrappers such as
-//! uvx and their grandchildren die with them), connected with rmcp's lifecycle probing (modern and
-//! legacy servers), calls with a timeout that cancels the request, results mapped for a text-only model,
-//! a dead server restarted once per call and disabled when it keeps dying.
+//! uvx and their grandchildren die with them) and Streamable HTTP servers, connected with rmcp's lifecycle
+//! probing (modern and legacy servers), calls with a timeout that cancels the request, results mapped for
+//! a text-only model, a dead server restarted once per call and disabled when it keeps dying, and tool
+//! lists fetched again after a server says they changed.
 
-use super::{Tool, ToolOutput};
+use super::{Tool, ToolOutput, ToolSource};
 use crate::config::{McpServerSpec, expand_env};
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
-use rmcp::RoleClient;
 use rmcp::model::{CallToolRequestParams, ProtocolVersion};
-use rmcp::service::{ClientLifecycleMode, ClientServiceExt, RunningService};
-use rmcp::transport::TokioChildProcess;
+use rmcp::service::{
+    ClientLifecycleMode, ClientServiceExt, MaybeSendFuture, NotificationContext, RunningService,
+};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::async_rw::AsyncRwTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientHandler, RoleClient};
 use serde_json::{Map, Value as Json};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,6 +56,9 @@ pub struct McpSettings {
     pub call_timeout: Duration,
     /// Characters of one result kept for the model; the rest is cut with a note.
     pub max_output_chars: usize,
+    /// Largest single message read from a server (a stdio line or an HTTP body). Results up to this size
+    /// arrive whole and are then cut to `max_output_chars`; larger ones fail the call.
+    pub max_message_bytes: usize,
     /// Where images and binary resources from results are written.
     pub output_dir: PathBuf,
 }
@@ -79,11 +88,40 @@ pub struct McpServer {
     runtime: Arc<McpRuntime>,
     connection: Mutex<Option<Connection>>,
     restarts: AtomicUsize,
+    /// Set when the server sends notifications/tools/list_changed.
+    tools_changed: Arc<AtomicBool>,
 }
 
 struct Connection {
-    service: RunningService<RoleClient, ()>,
+    service: RunningService<RoleClient, ChangeWatcher>,
     process_group: Option<i32>,
+    /// Kept so the server's exit is reaped (no zombie) when the connection stops.
+    child: Option<tokio::process::Child>,
+}
+
+/// Our side of a connection: notes that the server's tool list changed, so it is fetched again before
+/// the model's next turn.
+#[derive(Clone)]
+struct ChangeWatcher {
+    tools_changed: Arc<AtomicBool>,
+}
+
+impl ClientHandler for ChangeWatcher {
+    fn on_tool_list_changed(
+        &self,
+        _context: NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        self.tools_changed.store(true, Ordering::Relaxed);
+        std::future::ready(())
+    }
+}
+
+/// Modern (2026-07-28) servers are probed first; legacy ones get the initialize handshake.
+fn lifecycle() -> ClientLifecycleMode {
+    ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        legacy_version: Some(ProtocolVersion::V_2025_11_25),
+    }
 }
 
 impl McpServer {
@@ -101,6 +139,7 @@ impl McpServer {
             runtime,
             connection: Mutex::new(None),
             restarts: AtomicUsize::new(0),
+            tools_changed: Arc::new(AtomicBool::new(false)),
         });
         let connection = server
             .connect()
@@ -110,16 +149,97 @@ impl McpServer {
     }
 
     fn connect(&self) -> Result<Connection> {
-        if self.spec.url.is_some()
-            || matches!(
-                self.spec.kind.as_deref(),
-                Some("http" | "streamable-http" | "sse")
-            )
-        {
-            bail!(
-                "remote (HTTP) MCP servers are not supported yet; run the server over stdio (command/args)"
-            );
+        let lookup = |name: &str| std::env::var(name).ok();
+        match (
+            self.spec.kind.as_deref(),
+            &self.spec.url,
+            &self.spec.command,
+        ) {
+            (Some("sse"), _, _) => bail!(
+                "the legacy HTTP+SSE transport (type: sse) is not supported; most servers also serve \
+                 Streamable HTTP (often at /mcp): use type: http with that URL"
+            ),
+            (Some("stdio") | None, None, Some(_)) => self.connect_stdio(),
+            (Some("http" | "streamable-http" | "streamableHttp") | None, Some(url), None) => {
+                self.connect_http(&expand_env(url, lookup)?)
+            }
+            (Some(kind), _, _)
+                if !matches!(
+                    kind,
+                    "stdio" | "http" | "streamable-http" | "streamableHttp"
+                ) =>
+            {
+                bail!("unknown server type {kind:?}; use stdio (command/args) or http (url)")
+            }
+            _ => bail!(
+                "give either command (a stdio server) or url (a Streamable HTTP server), not both or neither"
+            ),
         }
+    }
+
+    fn watcher(&self) -> ChangeWatcher {
+        ChangeWatcher {
+            tools_changed: self.tools_changed.clone(),
+        }
+    }
+
+    /// Waits for the handshake, bounded by the connect timeout.
+    async fn handshake<T, E, A>(
+        &self,
+        transport: T,
+    ) -> Result<RunningService<RoleClient, ChangeWatcher>>
+    where
+        T: rmcp::transport::IntoTransport<RoleClient, E, A> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let timeout = self.settings.connect_timeout;
+        tokio::time::timeout(
+            timeout,
+            self.watcher().serve_with_lifecycle(transport, lifecycle()),
+        )
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "no answer to the MCP handshake within {:.0} s",
+                timeout.as_secs_f64()
+            )
+        })?
+        .context("the MCP handshake failed")
+    }
+
+    fn connect_http(&self, url: &str) -> Result<Connection> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        let mut headers = HashMap::new();
+        for (key, value) in &self.spec.headers {
+            let text = match value {
+                Json::String(s) => expand_env(s, lookup)?,
+                other => other.to_string(),
+            };
+            let name = reqwest::header::HeaderName::from_bytes(key.as_bytes())
+                .with_context(|| format!("header name {key:?} is not valid"))?;
+            let value = reqwest::header::HeaderValue::from_str(&text)
+                .with_context(|| format!("the value of header {key:?} is not valid"))?;
+            headers.insert(name, value);
+        }
+        let config = StreamableHttpClientTransportConfig::with_uri(url.to_string())
+            .custom_headers(headers)
+            .max_json_response_size(self.settings.max_message_bytes)
+            .max_sse_event_size(self.settings.max_message_bytes);
+        self.runtime.runtime.block_on(async {
+            let transport = StreamableHttpClientTransport::from_config(config);
+            let service = self
+                .handshake(transport)
+                .await
+                .with_context(|| format!("connecting to {url}"))?;
+            Ok(Connection {
+                service,
+                process_group: None,
+                child: None,
+            })
+        })
+    }
+
+    fn connect_stdio(&self) -> Result<Connection> {
         let lookup = |name: &str| std::env::var(name).ok();
         let command = expand_env(self.spec.command.as_deref().context("no command")?, lookup)?;
         let mut cmd = tokio::process::Command::new(resolve_command(&command));
@@ -138,42 +258,44 @@ impl McpServer {
         }
         #[cfg(unix)]
         cmd.process_group(0);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
         let name = self.name.clone();
-        let timeout = self.settings.connect_timeout;
         self.runtime.runtime.block_on(async move {
-            let (transport, stderr) = TokioChildProcess::builder(cmd)
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .with_context(|| {
-                    format!("cannot run {command:?} (is it installed and on PATH?)")
-                })?;
-            let process_group = transport.id().map(|pid| pid as i32);
+            let mut child = cmd.spawn().with_context(|| {
+                format!("cannot run {command:?} (is it installed and on PATH?)")
+            })?;
+            let process_group = child.id().map(|pid| pid as i32);
             if let Some(group) = process_group {
                 LIVE_GROUPS
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(group);
             }
-            if let Some(stderr) = stderr {
+            if let Some(stderr) = child.stderr.take() {
                 tokio::spawn(drain_stderr(name, stderr));
             }
-            let lifecycle = ClientLifecycleMode::Auto {
-                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-                legacy_version: Some(ProtocolVersion::V_2025_11_25),
+            let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+                bail!("the server's stdin/stdout could not be opened");
             };
-            let service =
-                tokio::time::timeout(timeout, ().serve_with_lifecycle(transport, lifecycle))
-                    .await
-                    .map_err(|_| {
-                        anyhow::anyhow!(
-                            "no answer to the MCP handshake within {:.0} s",
-                            timeout.as_secs_f64()
-                        )
-                    })?
-                    .context("the MCP handshake failed")?;
+            let transport = AsyncRwTransport::new_client(stdout, stdin)
+                .with_max_line_length(self.settings.max_message_bytes);
+            let service = match self.handshake(transport).await {
+                Ok(service) => service,
+                Err(e) => {
+                    if let Some(group) = process_group {
+                        kill_group(group);
+                    }
+                    let _ = tokio::time::timeout(Duration::from_secs(3), child.wait()).await;
+                    return Err(e);
+                }
+            };
             Ok(Connection {
                 service,
                 process_group,
+                child: Some(child),
             })
         })
     }
@@ -279,6 +401,7 @@ impl McpServer {
         let Connection {
             service,
             process_group,
+            child,
         } = connection;
         if let Some(group) = process_group {
             kill_group(group);
@@ -289,6 +412,9 @@ impl McpServer {
         }
         self.runtime.runtime.block_on(async {
             let _ = tokio::time::timeout(Duration::from_secs(3), service.cancel()).await;
+            if let Some(mut child) = child {
+                let _ = tokio::time::timeout(Duration::from_secs(3), child.wait()).await;
+            }
         });
     }
 }
@@ -468,17 +594,84 @@ impl Tool for McpTool {
     }
 }
 
+/// A server's tools as listed: name, description, input schema.
+type Listing = Vec<(String, String, Json)>;
+
+/// Every started server of a run with its current tool list. The registry asks it for changes before
+/// each model turn; a server that sent notifications/tools/list_changed is listed again then.
+pub struct McpToolSource {
+    servers: Vec<Arc<McpServer>>,
+    listings: Mutex<Vec<Listing>>,
+}
+
+impl McpToolSource {
+    /// Tools named `{server}-{tool}` when names collide across servers or the server asks for a prefix.
+    fn build(&self, listings: &[Listing]) -> Vec<Arc<dyn Tool>> {
+        let mut counts = HashMap::new();
+        for listing in listings {
+            for (name, _, _) in listing {
+                *counts.entry(name.clone()).or_insert(0) += 1;
+            }
+        }
+        let mut tools: Vec<Arc<dyn Tool>> = Vec::new();
+        for (server, listing) in self.servers.iter().zip(listings) {
+            for (remote_name, description, parameters) in listing {
+                let name = if server.spec.prefix || counts[remote_name] > 1 {
+                    format!("{}-{remote_name}", server.name)
+                } else {
+                    remote_name.clone()
+                };
+                tools.push(Arc::new(McpTool {
+                    server: server.clone(),
+                    name,
+                    remote_name: remote_name.clone(),
+                    description: description.clone(),
+                    validator: jsonschema::validator_for(parameters).ok(),
+                    parameters: parameters.clone(),
+                }));
+            }
+        }
+        tools
+    }
+}
+
+impl ToolSource for McpToolSource {
+    fn tools(&self) -> Vec<Arc<dyn Tool>> {
+        self.build(&self.listings.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn changed_tools(&self) -> Option<Vec<Arc<dyn Tool>>> {
+        let mut listings = self.listings.lock().unwrap_or_else(|e| e.into_inner());
+        let mut changed = false;
+        for (server, listing) in self.servers.iter().zip(listings.iter_mut()) {
+            if server.tools_changed.swap(false, Ordering::Relaxed) {
+                match server.list_tools() {
+                    Ok(fresh) => {
+                        changed |= *listing != fresh;
+                        *listing = fresh;
+                    }
+                    Err(e) => eprintln!(
+                        "note: MCP server {:?} changed its tools but listing them failed ({e:#}); keeping the old list",
+                        server.name
+                    ),
+                }
+            }
+        }
+        changed.then(|| self.build(&listings))
+    }
+}
+
 /// What starting an agent's servers gave.
 pub struct StartedServers {
-    /// Named `{server}-{tool}` when names collide or the server asks for a prefix.
-    pub tools: Vec<Arc<dyn Tool>>,
+    /// The servers that started, as one tool source for the registry.
+    pub source: Arc<McpToolSource>,
     /// One message per server that failed to start (and is not `required`).
     pub failures: Vec<String>,
 }
 
 /// Starts every enabled server concurrently and lists their tools.
 pub fn start_servers(
-    servers: &std::collections::BTreeMap<String, McpServerSpec>,
+    servers: &BTreeMap<String, McpServerSpec>,
     settings: &McpSettings,
 ) -> Result<StartedServers> {
     let runtime = McpRuntime::new()?;
@@ -503,43 +696,25 @@ pub fn start_servers(
             .map(|h| h.join().expect("server start threads do not panic"))
             .collect()
     });
-    let mut listed = Vec::new();
+    let mut running = Vec::new();
+    let mut listings = Vec::new();
     let mut failures = Vec::new();
     for (name, required, server) in started {
         let listing = server.and_then(|s| Ok((s.list_tools()?, s)));
         match listing {
-            Ok((tools, server)) => listed.push((server, tools)),
+            Ok((listing, server)) => {
+                running.push(server);
+                listings.push(listing);
+            }
             Err(e) if required => return Err(e.context(format!("MCP server {name:?} is required"))),
             Err(e) => failures.push(format!("{e:#}")),
         }
     }
-    let mut counts = std::collections::HashMap::new();
-    for (_, tools) in &listed {
-        for (name, _, _) in tools {
-            *counts.entry(name.clone()).or_insert(0) += 1;
-        }
-    }
-    let mut tools: Vec<Arc<dyn Tool>> = Vec::new();
-    for (server, list) in listed {
-        let prefix = servers.get(&server.name).is_some_and(|s| s.prefix);
-        for (remote_name, description, parameters) in list {
-            let name = if prefix || counts[&remote_name] > 1 {
-                format!("{}-{remote_name}", server.name)
-            } else {
-                remote_name.clone()
-            };
-            let validator = jsonschema::validator_for(&parameters).ok();
-            tools.push(Arc::new(McpTool {
-                server: server.clone(),
-                name,
-                remote_name,
-                description,
-                parameters,
-                validator,
-            }));
-        }
-    }
-    Ok(StartedServers { tools, failures })
+    let source = Arc::new(McpToolSource {
+        servers: running,
+        listings: Mutex::new(listings),
+    });
+    Ok(StartedServers { source, failures })
 }
 
 /// A bare command name found on PATH runs as is; otherwise one of our own servers (`mcp-time`, ...)

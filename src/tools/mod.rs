@@ -20,6 +20,15 @@ pub trait Tool: Send + Sync {
     fn call(&self, arguments: &Map<String, Json>) -> ToolOutput;
 }
 
+/// A provider of several tools whose list can change while the agent runs (an MCP server that sends
+/// notifications/tools/list_changed).
+pub trait ToolSource: Send + Sync {
+    /// The tools it offers now.
+    fn tools(&self) -> Vec<Arc<dyn Tool>>;
+    /// Its tools, when they changed since the last call; `None` otherwise (cheap: called every turn).
+    fn changed_tools(&self) -> Option<Vec<Arc<dyn Tool>>>;
+}
+
 /// A call's result as the model will read it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolOutput {
@@ -60,6 +69,8 @@ pub struct CallRecord {
 pub struct ToolRegistry {
     tools: Vec<Arc<dyn Tool>>,
     timeout: Option<Duration>,
+    /// Sources whose tools may change, with the names of the tools each one registered.
+    sources: Vec<(Arc<dyn ToolSource>, Vec<String>)>,
 }
 
 impl ToolRegistry {
@@ -69,7 +80,41 @@ impl ToolRegistry {
         ToolRegistry {
             tools: Vec::new(),
             timeout: Some(timeout),
+            sources: Vec::new(),
         }
+    }
+
+    /// Registers a source's tools and remembers the source, so `refresh` can follow its changes.
+    pub fn add_source(&mut self, source: Arc<dyn ToolSource>) -> anyhow::Result<()> {
+        let tools = source.tools();
+        let names = tools.iter().map(|t| t.name().to_string()).collect();
+        for tool in tools {
+            self.register(tool)?;
+        }
+        self.sources.push((source, names));
+        Ok(())
+    }
+
+    /// Replaces the tools of every source whose list changed; returns one note per tool that could not
+    /// be taken in (its name is already used by another tool).
+    pub fn refresh(&mut self) -> Vec<String> {
+        let mut notes = Vec::new();
+        for index in 0..self.sources.len() {
+            let Some(fresh) = self.sources[index].0.changed_tools() else {
+                continue;
+            };
+            let old = std::mem::take(&mut self.sources[index].1);
+            self.tools
+                .retain(|t| !old.iter().any(|name| name == t.name()));
+            for tool in fresh {
+                let name = tool.name().to_string();
+                match self.register(tool) {
+                    Ok(()) => self.sources[index].1.push(name),
+                    Err(e) => notes.push(format!("{e:#}")),
+                }
+            }
+        }
+        notes
     }
 
     /// Adds a tool; a second tool with the same name is refused (the model could not tell them apart).

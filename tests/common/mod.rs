@@ -53,6 +53,7 @@ pub fn settings(call_timeout: Duration) -> McpSettings {
         connect_timeout: Duration::from_secs(30),
         call_timeout,
         max_output_chars: 20_000,
+        max_message_bytes: 64 << 20,
         output_dir: std::env::temp_dir().join("qwen3-agent-mcp-test"),
     }
 }
@@ -67,9 +68,7 @@ pub fn registry(
         .collect();
     let started = start_servers(&map, &settings(call_timeout)).unwrap();
     let mut registry = ToolRegistry::new(call_timeout + Duration::from_secs(5));
-    for tool in started.tools {
-        registry.register(tool).unwrap();
-    }
+    registry.add_source(started.source).unwrap();
     (registry, started.failures)
 }
 
