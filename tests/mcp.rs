@@ -320,3 +320,20 @@ fn streamable_http_server_with_a_bearer_token() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn a_tool_timeout_overrides_the_server_timeout() {
+    let marker = format!("tool-timeout-{}", std::process::id());
+    let mut spec = fault_server(&marker, &[]);
+    spec.timeout = Some(30.0);
+    spec.tool_timeouts.insert("hang".into(), 1.0);
+    let (registry, failures) = registry(&[("fault", spec)], Duration::from_secs(60));
+    assert!(failures.is_empty(), "{failures:?}");
+    let start = Instant::now();
+    let hung = call(&registry, "hang", json!({}));
+    assert!(
+        hung.is_error && hung.text.contains("within 1 s"),
+        "{hung:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+}

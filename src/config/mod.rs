@@ -127,6 +127,9 @@ pub struct McpServerSpec {
     /// Per-call timeout in seconds for this server's tools.
     #[serde(default)]
     pub timeout: Option<f64>,
+    /// Per-tool overrides of `timeout`, by the server's tool name (e.g. a slow `search`).
+    #[serde(default, rename = "toolTimeouts", alias = "tool_timeouts")]
+    pub tool_timeouts: std::collections::BTreeMap<String, f64>,
     /// Name this server's tools `{server}-{tool}`.
     #[serde(default)]
     pub prefix: bool,

@@ -351,8 +351,10 @@ impl McpServer {
         let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments.clone());
         let timeout = self
             .spec
-            .timeout
-            .map(Duration::from_secs_f64)
+            .tool_timeouts
+            .get(tool)
+            .or(self.spec.timeout.as_ref())
+            .map(|seconds| Duration::from_secs_f64(*seconds))
             .unwrap_or(self.settings.call_timeout);
         let outcome = self
             .runtime
