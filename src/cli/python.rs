@@ -2,11 +2,12 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use qwen3_agent::config::CodeInterpreterSpec;
 use qwen3_agent::tools::python::interpreter;
 use qwen3_agent::tools::python::runtime::{self, Runtime};
-use qwen3_agent::tools::python::sandbox::{Limits, PythonSession, SessionOptions};
+use qwen3_agent::tools::python::sandbox::{PythonSession, SessionOptions};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Install what a feature needs, once per machine.
 #[derive(Args)]
@@ -68,17 +69,13 @@ pub struct PythonArgs {
 
 pub fn python(args: PythonArgs) -> Result<()> {
     let runtime = Runtime::open(args.runtime_dir.as_deref())?;
-    let limits = Limits {
-        timeout: Duration::from_secs_f64(args.timeout),
-        memory_bytes: args.memory << 20,
-        ..Limits::default()
-    };
-    let output_dir = std::env::current_dir()?.join(args.output_dir);
-    let options = SessionOptions {
-        limits,
+    let spec = CodeInterpreterSpec {
+        timeout: args.timeout,
+        memory_mb: args.memory,
         inputs: args.inputs,
-        output_dir,
+        ..CodeInterpreterSpec::default()
     };
+    let options = SessionOptions::from_spec(&spec, std::env::current_dir()?.join(args.output_dir));
     let start = Instant::now();
     let interpreter = interpreter(&runtime)?;
     let loaded = start.elapsed();

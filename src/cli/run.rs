@@ -15,7 +15,7 @@ use qwen3_agent::tools::ToolRegistry;
 use qwen3_agent::tools::mcp::{self, McpSettings, McpToolSource};
 use qwen3_agent::tools::python::CodeInterpreter;
 use qwen3_agent::tools::python::runtime::Runtime;
-use qwen3_agent::tools::python::sandbox::{Limits, SessionOptions};
+use qwen3_agent::tools::python::sandbox::SessionOptions;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -247,17 +247,7 @@ pub(super) fn build_tools(agent: &ResolvedAgent) -> Result<ToolRegistry> {
     if let Some(spec) = &a.tools.code_interpreter {
         let runtime = Runtime::open(spec.runtime_dir.as_deref())
             .with_context(|| format!("{}: tools.code_interpreter", agent.source.display()))?;
-        let limits = Limits {
-            timeout: Duration::from_secs_f64(spec.timeout),
-            memory_bytes: spec.memory_mb << 20,
-            output_bytes: spec.max_output_bytes,
-            scratch_bytes: spec.scratch_mb << 20,
-        };
-        let options = SessionOptions {
-            limits,
-            inputs: spec.inputs.clone(),
-            output_dir: output_dir()?,
-        };
+        let options = SessionOptions::from_spec(spec, output_dir()?);
         registry.register(Arc::new(CodeInterpreter::new(runtime, options)))?;
     }
     let servers = config::mcp_servers(agent)?;

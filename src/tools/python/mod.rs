@@ -8,7 +8,7 @@ use super::{Tool, ToolOutput};
 use runtime::Runtime;
 use sandbox::{CellResult, CellStatus, Interpreter, PythonSession, SessionOptions};
 use serde_json::{Map, Value as Json};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 /// The tool name and schema models are trained on (Qwen-Agent's name, one `code` string).
 pub const TOOL_NAME: &str = "code_interpreter";
@@ -26,18 +26,21 @@ pub struct CodeInterpreter {
     session: Mutex<Option<PythonSession>>,
 }
 
-/// The interpreter is compiled or mapped once per process and shared by every session.
-static INTERPRETER: OnceLock<Arc<Interpreter>> = OnceLock::new();
+/// The interpreter is compiled or mapped once per process and shared by every session. A mutex, not a
+/// `OnceLock`, so two threads asking first do not both compile it (a minute each on a cold cache).
+static INTERPRETER: Mutex<Option<Arc<Interpreter>>> = Mutex::new(None);
 
 /// The process-wide interpreter for `runtime` (the first runtime asked for wins).
 pub fn interpreter(runtime: &Runtime) -> anyhow::Result<Arc<Interpreter>> {
-    if let Some(interpreter) = INTERPRETER.get() {
+    let mut slot = INTERPRETER.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(interpreter) = slot.as_ref() {
         return Ok(interpreter.clone());
     }
     let loaded = Interpreter::load(runtime.clone(), || {
         eprintln!("compiling the Python sandbox (once per machine, about a minute)...")
     })?;
-    Ok(INTERPRETER.get_or_init(|| loaded).clone())
+    *slot = Some(loaded.clone());
+    Ok(loaded)
 }
 
 impl CodeInterpreter {

@@ -10,6 +10,7 @@
 //! figures for the host.
 
 use super::runtime::{Runtime, STDLIB_ZIP};
+use crate::config::CodeInterpreterSpec;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -42,12 +43,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            timeout: Duration::from_secs(30),
-            memory_bytes: 1 << 30,
-            output_bytes: 20_000,
-            scratch_bytes: 256 << 20,
-        }
+        SessionOptions::from_spec(&CodeInterpreterSpec::default(), PathBuf::new()).limits
     }
 }
 
@@ -59,6 +55,23 @@ pub struct SessionOptions {
     pub inputs: Vec<PathBuf>,
     /// Where PNGs of the figures a cell leaves open are saved.
     pub output_dir: PathBuf,
+}
+
+impl SessionOptions {
+    /// The one translation from user settings (YAML `tools.code_interpreter`, or the flags of
+    /// `qwen3-agent python` and `mcp-python`, which fill a spec) to sandbox options.
+    pub fn from_spec(spec: &CodeInterpreterSpec, output_dir: PathBuf) -> Self {
+        SessionOptions {
+            limits: Limits {
+                timeout: Duration::from_secs_f64(spec.timeout),
+                memory_bytes: spec.memory_mb << 20,
+                output_bytes: spec.max_output_bytes,
+                scratch_bytes: spec.scratch_mb << 20,
+            },
+            inputs: spec.inputs.clone(),
+            output_dir,
+        }
+    }
 }
 
 /// How a cell ended.

@@ -5,9 +5,10 @@
 
 use base64::Engine as _;
 use clap::Parser;
+use qwen3_agent::config::CodeInterpreterSpec;
 use qwen3_agent::tools::Tool;
 use qwen3_agent::tools::python::runtime::Runtime;
-use qwen3_agent::tools::python::sandbox::{Limits, SessionOptions};
+use qwen3_agent::tools::python::sandbox::SessionOptions;
 use qwen3_agent::tools::python::{CodeInterpreter, interpreter};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -17,7 +18,6 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// MCP server running Python cells in a wasm sandbox.
 #[derive(Parser)]
@@ -110,17 +110,13 @@ async fn main() -> anyhow::Result<()> {
     let runtime = Runtime::open(args.runtime_dir.as_deref())?;
     // Load (or compile, once per machine) before serving, so the first call is fast.
     interpreter(&runtime)?;
-    let limits = Limits {
-        timeout: Duration::from_secs_f64(args.timeout),
-        memory_bytes: args.memory_mb << 20,
-        ..Limits::default()
-    };
-    let output_dir = std::env::current_dir()?.join(args.output_dir);
-    let options = SessionOptions {
-        limits,
+    let spec = CodeInterpreterSpec {
+        timeout: args.timeout,
+        memory_mb: args.memory_mb,
         inputs: args.inputs,
-        output_dir,
+        ..CodeInterpreterSpec::default()
     };
+    let options = SessionOptions::from_spec(&spec, std::env::current_dir()?.join(args.output_dir));
     let server = PythonServer {
         tool: Arc::new(CodeInterpreter::new(runtime, options)),
     };

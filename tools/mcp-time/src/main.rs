@@ -70,14 +70,14 @@ impl TimeServer {
             "required": ["source_timezone", "time", "target_timezone"], "title": "convert_timeArguments"
         });
         let mut get_tool = Tool::new(
-            "get_current_time",
+            GET_CURRENT_TIME,
             "Get current time in a specific timezone",
             object(get),
         );
         get_tool.output_schema = Some(Arc::new(object(time_result_schema())));
         get_tool.annotations = Some(read_only.clone());
         let mut convert_tool = Tool::new(
-            "convert_time",
+            CONVERT_TIME,
             "Convert time between timezones",
             object(convert),
         );
@@ -99,8 +99,8 @@ impl TimeServer {
             }
         };
         match name {
-            "get_current_time" => time::current_time(&text("timezone")?),
-            "convert_time" => time::convert_time(
+            GET_CURRENT_TIME => time::current_time(&text("timezone")?),
+            CONVERT_TIME => time::convert_time(
                 &text("source_timezone")?,
                 &text("time")?,
                 &text("target_timezone")?,
@@ -109,6 +109,10 @@ impl TimeServer {
         }
     }
 }
+
+/// The reference server's tool names.
+const GET_CURRENT_TIME: &str = "get_current_time";
+const CONVERT_TIME: &str = "convert_time";
 
 fn object(value: Value) -> Map<String, Value> {
     match value {
@@ -169,7 +173,7 @@ impl ServerHandler for TimeServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.to_string();
-        if !self.tools().iter().any(|t| t.name == name) {
+        if ![GET_CURRENT_TIME, CONVERT_TIME].contains(&name.as_str()) {
             return Err(ErrorData::invalid_params(
                 format!("Unknown tool: {name}"),
                 None,
