@@ -255,6 +255,11 @@ COMPOSE = {
         "What's the first line of {url}", "Show me what {url} says", "Read {url} and quote it", "Look up {url}",
         "What is the title of {url}", "What's the heading of {url}", "{url} - what does it say", "Browse to {url}",
         "Download {url} and tell me what's there", "Quote the start of {url}", "Please read {url}",
+        # The URL followed by ordinary words, so copying learns where a URL ends.
+        "Explain what {url} is saying", "Find out what {url} is for", "Check whether {url} is interesting",
+        "Read {url} is what I ask", "See if {url} has news", "Is {url} about anything useful",
+        "Does {url} say something", "Let me know what {url} contains", "I wonder what {url} is about",
+        "What {url} says is what I need", "Fetch {url} then quote it", "Open {url} so I can read it",
     ]) + r.choice(["?", "", ".", " for me", " please"]),
     "FETCH_COUNT": lambda r: r.choice(["How many words does the first line of {url} have",
                                        "Count the words in the first sentence at {url}",
