@@ -227,10 +227,15 @@ impl McpServer {
             .max_sse_event_size(self.settings.max_message_bytes);
         self.runtime.runtime.block_on(async {
             let transport = StreamableHttpClientTransport::from_config(config);
-            let service = self
-                .handshake(transport)
-                .await
-                .with_context(|| format!("connecting to {url}"))?;
+            let service = self.handshake(transport).await.map_err(|e| {
+                let refused = ["401", "403"].iter().any(|code| format!("{e:#}").contains(code));
+                let hint = if refused {
+                    " (the server refused the credentials: check the headers, e.g. Authorization: Bearer ${TOKEN}, and that the variable is set)"
+                } else {
+                    ""
+                };
+                e.context(format!("connecting to {url}{hint}"))
+            })?;
             Ok(Connection {
                 service,
                 process_group: None,
@@ -727,15 +732,17 @@ fn resolve_command(command: &str) -> std::path::PathBuf {
         std::env::var_os("PATH")
             .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
     };
-    if bare && !on_path() {
-        if let Some(sibling) = std::env::current_exe()
+    let sibling = || {
+        std::env::current_exe()
             .ok()
             .and_then(|exe| Some(exe.parent()?.join(command)))
-        {
-            if sibling.is_file() {
-                return sibling;
-            }
-        }
+            .filter(|path| path.is_file())
+    };
+    if bare
+        && !on_path()
+        && let Some(sibling) = sibling()
+    {
+        return sibling;
     }
     command.into()
 }
