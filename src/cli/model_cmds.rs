@@ -6,17 +6,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use qwen3_agent::chat::{ChatTemplate, OutputParser, ParseEvent, RenderRequest, Tokenizer};
 use qwen3_agent::engine::{Engine, SamplingParams};
 use qwen3_agent::model::config::RopeScaling;
-use qwen3_agent::model::{self, GenerationConfig, Precision, Qwen3, npy};
+use qwen3_agent::model::{self, Decoder, Device, GenerationConfig, LoadOptions, Precision, npy};
 use serde_json::json;
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Loads a model directory with a progress bar on stderr (hidden when stderr is not a terminal).
-pub fn load_model(dir: &Path, precision: Precision) -> Result<(Qwen3, f64)> {
-    load_model_with(dir, precision, None)
-}
 
 /// YaRN scaling with `factor` over Qwen3's native 32768 positions.
 pub fn yarn(factor: f64) -> RopeScaling {
@@ -33,24 +28,20 @@ pub fn yarn(factor: f64) -> RopeScaling {
     }
 }
 
-/// As `load_model`, replacing config.json's rope_scaling when `rope_scaling` is given.
-pub fn load_model_with(
-    dir: &Path,
-    precision: Precision,
-    rope_scaling: Option<RopeScaling>,
-) -> Result<(Qwen3, f64)> {
+/// Loads a model directory onto `options.device` with a progress bar; returns it and the load time.
+pub fn load_decoder(dir: &Path, options: &LoadOptions) -> Result<(Box<dyn Decoder>, f64)> {
     let start = Instant::now();
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} layers")
             .expect("valid template"),
     );
     bar.set_message(dir.display().to_string());
-    let model = model::load_dir(dir, precision, rope_scaling, |done, total| {
+    let decoder = model::load_decoder(dir, options, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
     bar.finish_and_clear();
-    Ok((model, start.elapsed().as_secs_f64()))
+    Ok((decoder, start.elapsed().as_secs_f64()))
 }
 
 fn set_threads(threads: Option<usize>) -> Result<()> {
@@ -74,19 +65,26 @@ pub struct LogitsArgs {
     ids: Vec<u32>,
     #[arg(long)]
     out: PathBuf,
-    /// exact: f32 activations (parity with transformers); fast: int8 activations.
+    /// exact: f32 activations (parity with transformers); fast: int8 activations. CPU only.
     #[arg(long, value_enum, default_value = "exact")]
     precision: Precision,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: Device,
 }
 
 pub fn logits(mut args: LogitsArgs) -> Result<()> {
     args.model = model::hub::resolve_model_dir(&args.model)?;
-    let (model, _) = load_model(&args.model, args.precision)?;
-    let mut cache = model.new_cache(args.ids.len());
-    let logits = model.forward(&args.ids, &mut cache, true)?;
+    let options = LoadOptions {
+        device: args.device,
+        precision: args.precision,
+        rope_scaling: None,
+        context_length: Some(args.ids.len()),
+    };
+    let (mut decoder, _) = load_decoder(&args.model, &options)?;
+    let logits = decoder.forward(&args.ids, true)?;
     npy::write_f32(
         &args.out,
-        &[args.ids.len(), model.config.vocab_size],
+        &[args.ids.len(), decoder.config().vocab_size],
         &logits,
     )
 }
@@ -136,9 +134,12 @@ pub struct GenerateArgs {
     context_length: usize,
     #[arg(long)]
     threads: Option<usize>,
-    /// fast: int8 activations (default); exact: f32 activations, slower.
+    /// fast: int8 activations (default); exact: f32 activations, slower. CPU only.
     #[arg(long, value_enum, default_value = "fast")]
     precision: Precision,
+    /// auto: the GPU when this build has CUDA and one is present.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: Device,
     /// Print one JSON object at the end instead of streaming text.
     #[arg(long)]
     json: bool,
@@ -178,11 +179,13 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
         template.render(&request)?
     };
     let prompt = tokenizer.encode(&prompt_text)?;
-    let (model, _) = load_model_with(
-        &args.model,
-        args.precision,
-        args.rope_scaling_factor.map(yarn),
-    )?;
+    let options = LoadOptions {
+        device: args.device,
+        precision: args.precision,
+        rope_scaling: args.rope_scaling_factor.map(yarn),
+        context_length: Some(args.context_length.max(prompt.len() + 1)),
+    };
+    let (decoder, _) = load_decoder(&args.model, &options)?;
     let generation_config = GenerationConfig::load(&args.model)?;
     let mut params = SamplingParams::for_model(thinking, &generation_config);
     params.temperature = args.temperature.unwrap_or(params.temperature);
@@ -193,7 +196,7 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
     params.seed = args.seed;
     let mut stop_ids = generation_config.eos_token_ids.clone();
     stop_ids.extend(tokenizer.eos_token_id);
-    let mut engine = Engine::new(model, args.context_length.max(prompt.len() + 1));
+    let mut engine = Engine::from_decoder(decoder);
     let mut parser = OutputParser::new(thinking);
     let mut stdout = std::io::stdout().lock();
     let stream = !args.json;
@@ -338,8 +341,15 @@ pub struct BenchArgs {
     /// Also run an agent-like sequence of 4 growing prompts and report how many tokens were prefilled.
     #[arg(long)]
     agent_rounds: bool,
+    /// CPU only.
     #[arg(long, value_enum, default_value = "fast")]
     precision: Precision,
+    /// auto: the GPU when this build has CUDA and one is present.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: Device,
+    /// KV cache positions (GPU memory is reported at this context); default: what the run needs.
+    #[arg(long)]
+    context_length: Option<usize>,
     #[arg(long)]
     json: bool,
 }
@@ -347,16 +357,26 @@ pub struct BenchArgs {
 pub fn bench(mut args: BenchArgs) -> Result<()> {
     set_threads(args.threads)?;
     args.model = model::hub::resolve_model_dir(&args.model)?;
-    let (model, load_s) = load_model(&args.model, args.precision)?;
-    let vocab = model.config.vocab_size as u64;
+    let needed =
+        args.prompt_tokens + args.gen_tokens + 1 + if args.agent_rounds { 4 * 256 } else { 0 };
+    let options = LoadOptions {
+        device: args.device,
+        precision: args.precision,
+        rope_scaling: None,
+        context_length: Some(args.context_length.unwrap_or(needed).max(needed)),
+    };
+    let (decoder, load_s) = load_decoder(&args.model, &options)?;
+    let vocab = decoder.config().vocab_size as u64;
     let mut rng = qwen3_agent::rng::Rng::seeded(1);
     let prompt: Vec<u32> = (0..args.prompt_tokens)
         .map(|_| (rng.next_u64() % vocab.min(150000)) as u32)
         .collect();
-    let context =
-        args.prompt_tokens + args.gen_tokens + 1 + if args.agent_rounds { 4 * 256 } else { 0 };
-    let mut engine = Engine::new(model, context);
+    let mut engine = Engine::from_decoder(decoder);
     let greedy = SamplingParams::greedy();
+    // Warm-up: the first pass pays for one-time setup (GPU module load, cuBLAS plans, page faults).
+    let warm: Vec<u32> = (0..16).map(|i| i % vocab as u32).collect();
+    engine.generate(&warm, 4, greedy, &[], |_| ControlFlow::Continue(()))?;
+    engine.clear_cache();
     let generation = engine.generate(&prompt, args.gen_tokens, greedy, &[], |_| {
         ControlFlow::Continue(())
     })?;
@@ -373,8 +393,15 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
             history.extend(&g.token_ids);
         }
     }
+    let gpu = engine.decoder_mut().gpu_report()?;
+    let roofline = gpu
+        .as_ref()
+        .map(|g| g.copy_bytes_per_s / g.decode_bytes_per_token as f64);
     let report = json!({
         "model": args.model.display().to_string(),
+        "gpu": gpu,
+        "decode_roofline_tok_per_s": roofline,
+        "decode_fraction_of_roofline": roofline.map(|r| t.decode_tok_per_s / r),
         "threads": rayon::current_num_threads(),
         "precision": args.precision,
         "load_s": load_s,
@@ -398,6 +425,19 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
             report["peak_rss_gb"].as_f64().unwrap_or(0.0),
             report["threads"]
         );
+        if let (Some(g), Some(r)) = (&gpu, roofline) {
+            println!(
+                "{} | GPU memory in use {:.2} GB (model, cache and scratch {:.2} GB) | copy {:.0} GB/s | \
+                 {:.2} GB read per token → roofline {:.0} tok/s; decode is {:.0}% of it",
+                g.device,
+                g.memory_used_bytes as f64 / 1e9,
+                g.model_bytes as f64 / 1e9,
+                g.copy_bytes_per_s / 1e9,
+                g.decode_bytes_per_token as f64 / 1e9,
+                r,
+                100.0 * t.decode_tok_per_s / r
+            );
+        }
         for r in &rounds {
             println!(
                 "agent round {}: prompt {} tokens, reused {}, prefilled {} ({:.0} ms)",

@@ -1,7 +1,7 @@
 //! `run`: execute a task file, streaming thinking, answer and tool activity; optional JSON result and
 //! JSON-lines transcript.
 
-use super::model_cmds::load_model_with;
+use super::model_cmds::load_decoder;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use qwen3_agent::agent::{Agent, AgentEvent, RunResult};
@@ -10,7 +10,7 @@ use qwen3_agent::chat::{ChatTemplate, ParseEvent, Tokenizer};
 use qwen3_agent::config::McpServerSpec;
 use qwen3_agent::config::{self, BackendKind, Expect, ResolvedAgent};
 use qwen3_agent::engine::Engine;
-use qwen3_agent::model::GenerationConfig;
+use qwen3_agent::model::{GenerationConfig, LoadOptions};
 use qwen3_agent::tools::ToolRegistry;
 use qwen3_agent::tools::mcp::{self, McpSettings, McpToolSource};
 use qwen3_agent::tools::python::CodeInterpreter;
@@ -48,9 +48,6 @@ const CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// Largest message read from an MCP server. Past rmcp's 16 MiB default so that a 20 MB result arrives
 /// and is cut with a note, instead of failing the call.
 const MAX_MCP_MESSAGE_BYTES: usize = 64 << 20;
-
-/// Context positions allocated when the agent does not set `model.context_length`.
-const DEFAULT_CONTEXT: usize = 8192;
 
 pub fn run(args: RunArgs) -> Result<()> {
     let task = config::load_task(&args.task)?;
@@ -201,19 +198,18 @@ fn build_backend(agent: &ResolvedAgent) -> Result<Box<dyn Backend>> {
             .with_context(|| format!("{}: model.path", agent.source.display()))?;
             let template = ChatTemplate::from_model_dir(dir)?;
             let tokenizer = Tokenizer::from_model_dir(dir)?;
-            let (model, _) = load_model_with(
-                dir,
-                spec.precision.unwrap_or_default(),
-                spec.rope_scaling.clone(),
-            )?;
-            let context = spec
-                .context_length
-                .unwrap_or(DEFAULT_CONTEXT.min(model.config.max_position_embeddings));
+            let options = LoadOptions {
+                device: spec.device,
+                precision: spec.precision.unwrap_or_default(),
+                rope_scaling: spec.rope_scaling.clone(),
+                context_length: spec.context_length,
+            };
+            let (decoder, _) = load_decoder(dir, &options)?;
             let generation = GenerationConfig::load(dir)?;
             Ok(Box::new(LocalBackend::new(
                 template,
                 tokenizer,
-                Engine::new(model, context),
+                Engine::from_decoder(decoder),
                 generation,
             )))
         }

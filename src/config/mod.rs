@@ -182,14 +182,7 @@ pub struct ModelSpec {
     pub script: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Device {
-    #[default]
-    Auto,
-    Cpu,
-    Cuda,
-}
+pub use crate::model::Device;
 
 /// Generation settings; unset values take the model's mode-aware defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@ pub mod sampler;
 pub mod stop;
 
 use crate::chat::{FinishReason, Tokenizer};
-use crate::model::{KvCache, Qwen3};
+use crate::model::{CpuDecoder, Decoder, Qwen3};
 use anyhow::Result;
 pub use sampler::{Sampler, SamplingParams};
 use serde::Serialize;
@@ -37,37 +37,52 @@ pub struct Timings {
 /// The model plus a KV cache kept between calls: an agent re-sends a growing prompt every round, and
 /// only the tokens after the longest common prefix with the previous call are computed again.
 pub struct Engine {
-    pub model: Qwen3,
-    cache: KvCache,
+    decoder: Box<dyn Decoder>,
 }
 
 impl Engine {
+    /// The CPU model with a cache of `context_length` positions.
     pub fn new(model: Qwen3, context_length: usize) -> Self {
-        let cache = model.new_cache(context_length);
-        Engine { model, cache }
+        Self::from_decoder(Box::new(CpuDecoder::new(model, context_length)))
+    }
+
+    /// A model on any device (see `model::load_decoder`).
+    pub fn from_decoder(decoder: Box<dyn Decoder>) -> Self {
+        Engine { decoder }
+    }
+
+    pub fn decoder(&self) -> &dyn Decoder {
+        self.decoder.as_ref()
+    }
+
+    pub fn decoder_mut(&mut self) -> &mut dyn Decoder {
+        self.decoder.as_mut()
+    }
+
+    /// Forgets every cached position (benchmarks measure prefill from nothing).
+    pub fn clear_cache(&mut self) {
+        self.decoder.truncate_cache(0);
     }
 
     pub fn context_length(&self) -> usize {
-        self.cache.capacity()
+        self.decoder.capacity()
     }
 
     /// Brings the cache to `prompt` and returns the logits after its last token.
     pub fn prefill(&mut self, prompt: &[u32], timings: &mut Timings) -> Result<Vec<f32>> {
         anyhow::ensure!(!prompt.is_empty(), "the prompt is empty");
         let common = self
-            .cache
-            .tokens()
+            .decoder
+            .cached_tokens()
             .iter()
             .zip(prompt)
             .take_while(|(a, b)| a == b)
             .count();
         // The last prompt token is always recomputed: its logits are not cached.
         let reuse = common.min(prompt.len() - 1);
-        self.cache.truncate(reuse);
+        self.decoder.truncate_cache(reuse);
         let start = Instant::now();
-        let logits = self
-            .model
-            .forward(&prompt[reuse..], &mut self.cache, false)?;
+        let logits = self.decoder.forward(&prompt[reuse..], false)?;
         timings.reused_tokens = reuse;
         timings.prefill_tokens = prompt.len() - reuse;
         timings.prefill_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -86,12 +101,12 @@ impl Engine {
         mut on_token: impl FnMut(u32) -> ControlFlow<()>,
     ) -> Result<Generation> {
         let mut timings = Timings::default();
-        let room = self.cache.capacity().saturating_sub(prompt.len());
+        let room = self.decoder.capacity().saturating_sub(prompt.len());
         anyhow::ensure!(
             room > 0,
             "the prompt ({} tokens) fills the whole context ({}): shorten it or raise context_length",
             prompt.len(),
-            self.cache.capacity()
+            self.decoder.capacity()
         );
         let max_new_tokens = max_new_tokens.min(room);
         let mut logits = self.prefill(prompt, &mut timings)?;
@@ -113,7 +128,7 @@ impl Engine {
             if output.len() == max_new_tokens {
                 break;
             }
-            logits = self.model.forward(&[id], &mut self.cache, false)?;
+            logits = self.decoder.forward(&[id], false)?;
         }
         timings.decode_tokens = output.len();
         timings.decode_ms = decode_start.elapsed().as_secs_f64() * 1e3;

@@ -1,10 +1,13 @@
-//! The Qwen3 model on the CPU: checkpoint loading (mapped safetensors), AWQ int4 kernels, the decoder,
-//! and its KV cache.
+//! The Qwen3 model: checkpoint loading (mapped safetensors), the CPU decoder with its AWQ int4 kernels
+//! and KV cache, and (feature `cuda`) the GPU decoder; `Decoder` is what the engine drives on either.
 
 pub mod awq;
 pub mod awq_int8;
 pub mod checkpoint;
 pub mod config;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+pub mod decoder;
 pub mod dense;
 pub mod hub;
 pub mod int8_matrix;
@@ -17,5 +20,6 @@ pub mod synth;
 pub mod weights;
 
 pub use config::{GenerationConfig, Qwen3Config};
+pub use decoder::{CpuDecoder, Decoder, Device, GpuReport, LoadOptions, load_decoder};
 pub use kv_cache::KvCache;
 pub use qwen3::{Precision, Qwen3, load_dir};

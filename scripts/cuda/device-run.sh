@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One device command: CUDA correctness checks, then speed on a synthetic Qwen3-8B-AWQ checkpoint written
+# there (6 GB; not carried). BIN is the CUDA build (scripts/build-cuda.sh); results go to $OUT.
+#   scripts/cuda/device-run.sh BIN [check|bench|all]
+set -uo pipefail
+bin=${1:?usage: device-run.sh BIN [check|bench|all]}
+what=${2:-all}
+out=${OUT:-/tmp/cuda-out}
+mkdir -p "$out"
+export LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader
+status=0
+if [[ $what == check || $what == all ]]; then
+  python3 "$(dirname "$0")/check.py" "$bin" "$out/check" 2>&1 | tee "$out/check.txt" || status=1
+fi
+if [[ $what == bench || $what == all ]]; then
+  model=/tmp/q8b
+  [[ -d $model ]] || "$bin" synth --preset qwen3-8b --out "$model"
+  for prompt in 512 2048; do
+    "$bin" bench --device cuda --model "$model" --prompt-tokens $prompt --gen-tokens 128 --context-length 4096 \
+      2>&1 | tee -a "$out/bench.txt" || status=1
+  done
+fi
+exit $status
