@@ -3,7 +3,7 @@
 use qwen3_agent::model::awq::AwqLinear;
 use qwen3_agent::model::quantize::{QuantizeOptions, quantize_dir};
 use qwen3_agent::model::weights::Weights;
-use qwen3_agent::model::{Precision, load_dir};
+use qwen3_agent::model::{Precision, load_dir, npy};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
@@ -246,4 +246,41 @@ fn hub_ids_resolve_through_the_cache_and_fail_clearly_offline() {
     let missing = logits("test/absent");
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("HF_HUB_OFFLINE"));
+}
+
+/// The device choice: `auto` and `cpu` run here; `cuda` without a GPU (or without the feature) is an error
+/// that says what to do, not a panic.
+#[test]
+fn device_choice_runs_on_the_cpu_and_explains_a_missing_gpu() {
+    let out = scratch("device");
+    std::fs::create_dir_all(&out).unwrap();
+    let logits = |device: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
+            .args(["logits", "--device", device, "--ids", "1,2,3", "--model"])
+            .arg(fixture("awq-yarn"))
+            .arg("--out")
+            .arg(out.join(format!("{device}.npy")))
+            .output()
+            .unwrap()
+    };
+    let read = |device: &str| npy::read_f32(&out.join(format!("{device}.npy"))).unwrap();
+    for device in ["auto", "cpu"] {
+        let run = logits(device);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    if !qwen3_agent::model::decoder::cuda_available() {
+        assert_eq!(read("auto"), read("cpu"), "auto must fall back to the CPU");
+        let cuda = logits("cuda");
+        assert!(!cuda.status.success());
+        let stderr = String::from_utf8_lossy(&cuda.stderr);
+        assert!(
+            stderr.contains("built without CUDA") || stderr.contains("libcuda.so.1"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }
