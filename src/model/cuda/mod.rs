@@ -33,6 +33,8 @@ const MAX_CHUNK: usize = 512;
 /// Elements of the f32 attention-score matrix of one chunk ([heads][chunk][context]): bounds memory at
 /// long contexts by shrinking the chunk instead.
 const SCORE_BUDGET: usize = 32 << 20;
+/// Rows of K one block of the decode GEMV covers (GEMV_SLICES × GEMV_ROWS in kernels.cu).
+const GEMV_ROWS_PER_BLOCK: usize = 32 * 16;
 /// Positions one block of the decode attention covers (ATTN_CHUNK in kernels.cu).
 const ATTN_CHUNK: usize = 64;
 
@@ -203,9 +205,9 @@ impl Linear {
         group: usize,
     ) -> Result<Self> {
         ensure!(
-            outf.is_multiple_of(32) && inf.is_multiple_of(8) && group.is_multiple_of(8),
+            outf.is_multiple_of(32) && inf.is_multiple_of(16) && group.is_multiple_of(16),
             "{prefix}: the CUDA kernels need out_features divisible by 32, in_features and the group \
-             size by 8 (got {inf}×{outf}, group {group}); run this checkpoint with --device cpu"
+             size by 16 (got {inf}×{outf}, group {group}); run this checkpoint with --device cpu"
         );
         ensure!(
             inf.is_multiple_of(group),
@@ -679,7 +681,7 @@ impl CudaQwen3 {
         let cfg = LaunchConfig {
             grid_dim: (
                 (widest / 32).div_ceil(8) as u32,
-                inf.div_ceil(256) as u32,
+                inf.div_ceil(GEMV_ROWS_PER_BLOCK) as u32,
                 jobs.len() as u32,
             ),
             block_dim: (256, 1, 1),
