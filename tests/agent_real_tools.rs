@@ -1,13 +1,14 @@
 //! The loop on the scripted backend calling real tools: our mcp-time server and the code interpreter
 //! (wasm Python), over several rounds, with the exact tool results fed back through the template.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+
+use common::run_json;
 
 #[test]
 fn a_scripted_agent_uses_a_real_mcp_server_and_the_sandbox_across_rounds() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let bin = Path::new(env!("CARGO_BIN_EXE_qwen3-agent"));
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_qwen3-agent"));
     let dir = std::env::temp_dir().join(format!("qwen3-agent-real-tools-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let script = [
@@ -29,23 +30,7 @@ fn a_scripted_agent_uses_a_real_mcp_server_and_the_sandbox_across_rounds() {
     )
     .unwrap();
     let transcript = dir.join("transcript.jsonl");
-    let out = Command::new(bin)
-        .current_dir(&dir)
-        .args([
-            "run",
-            "task.yaml",
-            "--json",
-            "--transcript",
-            transcript.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let result = run_json(&dir, "task.yaml", &transcript);
     let tools: Vec<&str> = result["messages"]
         .as_array()
         .unwrap()

@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::{call, fault_server, processes_with, python, registry, time_server};
+use common::{
+    call, fault_server, processes_with, python, registry, run_json, time_server, tool_names,
+};
 use qwen3_agent::config::{McpServerSpec, load_mcp_config};
-use qwen3_agent::tools::ToolRegistry;
 use serde_json::{Value as Json, json};
 use std::time::{Duration, Instant};
 
@@ -13,12 +14,8 @@ use std::time::{Duration, Instant};
 fn reference_time_server_lists_and_calls() {
     let (registry, failures) = registry(&[("time", time_server())], Duration::from_secs(30));
     assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(tool_names(&registry), ["get_current_time", "convert_time"]);
     let schemas = registry.schemas();
-    let names: Vec<&str> = schemas
-        .iter()
-        .map(|s| s["function"]["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["get_current_time", "convert_time"]);
     let timezone = &schemas[0]["function"]["parameters"]["properties"]["timezone"];
     assert!(
         timezone["description"]
@@ -181,22 +178,7 @@ fn an_agent_calls_the_reference_time_server_through_the_loop() {
     std::fs::write(dir.join("agent.yaml"), agent).unwrap();
     std::fs::write(dir.join("task.yaml"), "agent: agent.yaml\nprompt: What time is it in Tokyo?\nexpect:\n  tools_called: [get_current_time]\n").unwrap();
     let transcript = dir.join("t.jsonl");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
-        .args([
-            "run",
-            dir.join("task.yaml").to_str().unwrap(),
-            "--json",
-            "--transcript",
-            transcript.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let result = run_json(&dir, "task.yaml", &transcript);
     assert_eq!(result["rounds"], 2);
     let tool_message = &result["messages"][2];
     assert_eq!(tool_message["role"], "tool");
@@ -228,21 +210,14 @@ fn a_changed_tool_list_is_fetched_again_before_the_next_turn() {
         Duration::from_secs(10),
     );
     assert!(failures.is_empty(), "{failures:?}");
-    let names = |registry: &ToolRegistry| -> Vec<String> {
-        registry
-            .schemas()
-            .iter()
-            .map(|s| s["function"]["name"].as_str().unwrap().to_string())
-            .collect()
-    };
-    assert!(!names(&registry).contains(&"extra".to_string()));
+    assert!(!tool_names(&registry).contains(&"extra".to_string()));
     assert!(registry.refresh().is_empty());
     assert_eq!(call(&registry, "grow", json!({})).text, "grown");
     assert!(registry.refresh().is_empty());
     assert!(
-        names(&registry).contains(&"extra".to_string()),
+        tool_names(&registry).contains(&"extra".to_string()),
         "{:?}",
-        names(&registry)
+        tool_names(&registry)
     );
     assert_eq!(call(&registry, "extra", json!({})).text, "extra works");
 }
@@ -287,12 +262,7 @@ fn streamable_http_server_with_a_bearer_token() {
             Duration::from_secs(20),
         );
         assert!(failures.is_empty(), "{failures:?}");
-        let schemas = registry.schemas();
-        let names: Vec<&str> = schemas
-            .iter()
-            .map(|s| s["function"]["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, ["add", "shout"]);
+        assert_eq!(tool_names(&registry), ["add", "shout"]);
         let sum = call(&registry, "add", json!({"a": 2, "b": 40}));
         assert!(!sum.is_error && sum.text.contains("42"), "{sum:?}");
         assert_eq!(call(&registry, "shout", json!({"text": "hi"})).text, "HI");

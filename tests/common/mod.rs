@@ -1,4 +1,4 @@
-//! Helpers shared by the MCP test binaries. Each binary uses a subset, hence the allow.
+//! Helpers shared by the MCP and real-tool test binaries. Each binary uses a subset, hence the allow.
 #![allow(dead_code)]
 
 use qwen3_agent::config::McpServerSpec;
@@ -86,4 +86,30 @@ pub fn processes_with(marker: &str) -> usize {
         .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
         .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(marker))
         .count()
+}
+
+/// The tool names a registry offers the model, in its order.
+pub fn tool_names(registry: &ToolRegistry) -> Vec<String> {
+    registry
+        .schemas()
+        .iter()
+        .map(|s| s["function"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Runs `qwen3-agent run TASK --json --transcript TRANSCRIPT` in `dir`, asserts that it succeeded and
+/// returns its JSON result.
+pub fn run_json(dir: &Path, task: &str, transcript: &Path) -> Json {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
+        .current_dir(dir)
+        .args(["run", task, "--json", "--transcript"])
+        .arg(transcript)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
