@@ -12,7 +12,7 @@ fn server() -> McpServerSpec {
     let bin = Path::new(env!("CARGO_BIN_EXE_qwen3-agent")).with_file_name("mcp-python");
     McpServerSpec {
         command: Some(bin.display().to_string()),
-        args: vec!["--timeout".into(), "3".into()],
+        args: vec!["--timeout".into(), "10".into()],
         ..Default::default()
     }
 }
@@ -62,7 +62,7 @@ fn the_sandbox_serves_stateful_cells_figures_and_errors_over_mcp() {
         json!({"code": "import time\ntime.sleep(30)"}),
     );
     assert!(
-        out.is_error && out.text.contains("timed out after 3 s"),
+        out.is_error && out.text.contains("timed out after 10 s"),
         "{out:?}"
     );
     let out = common::call(
