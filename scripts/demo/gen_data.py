@@ -561,9 +561,16 @@ class Gen:
         """Training-only: repeat a string of random word pieces. Every target token is a copy, which teaches
         the copying that URLs and quoted headings need far faster than the tool tasks alone."""
         r = self.rng
-        if r.random() < 0.5:
+        kind = r.random()
+        if kind < 0.35:
             # URLs in running text: the fetch failures were URLs copied in part or past their end.
             text = self.url() + r.choice(["", "", " is", " says", ".", "?", " and", " please"])
+        elif kind < 0.7:
+            # Single word pieces between separators the tokenizer keeps apart ("//", "--", "::"), so each
+            # piece is one target token: a URL piece the model has rarely written has a weak embedding
+            # and is not copied (fetch failed even on fresh training-style URLs).
+            pieces = [r.choice(self.url_words) for _ in range(r.randint(4, 12))]
+            text = "".join(p + r.choice(["//", "--", "::", "-", "/", "."]) for p in pieces)[:-1].rstrip("/-:.")
         else:
             text = r.choice([" ", "-", ".", "/", ""]).join(self.word() for _ in range(r.randint(2, 8)))
         user = r.choice(["Repeat exactly: {t}", "Say {t}", "Copy this: {t}", "Echo {t}", "Write back: {t}",
@@ -573,7 +580,7 @@ class Gen:
 
     TASKS = [("task_time_now", 16), ("task_time_convert", 20), ("task_time_local", 3), ("task_time_two", 5),
              ("task_code", 16), ("task_fetch", 24), ("task_fetch_count", 6), ("task_chat", 10)]
-    TRAIN_ONLY_TASKS = [("task_echo", 22)]
+    TRAIN_ONLY_TASKS = [("task_echo", 34)]
 
     def conversation(self, task=None):
         r = self.rng

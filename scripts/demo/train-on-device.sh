@@ -3,6 +3,7 @@
 # transformers there, no internet): generate the data (seeded, in parallel), train, export.
 # Usage: scripts/demo/train-on-device.sh OUT_DIR [TRAIN_MINUTES [FIRST_SEED [INIT_MODEL_DIR [train.py options]]]]
 # (INIT_MODEL_DIR continues from a quantized model, e.g. models/qwen3-agent-demo; use fresh seeds then.)
+# DATA_PARTS (default 6) is the number of 20,000-conversation parts generated, one seed each.
 # Then, here: python scripts/demo/assemble.py OUT_DIR target/demo-f32 &&
 #   qwen3-agent quantize target/demo-f32 models/qwen3-agent-demo --group-size 64 --max-shard-mib 15 --quantize-embeddings
 set -euo pipefail
@@ -13,7 +14,7 @@ init=${4:+--init $4}
 data=$(mktemp -d)
 here=$(dirname "$0")
 mkdir -p "$out"
-for seed in $(seq "$first_seed" $((first_seed + 5))); do
+for seed in $(seq "$first_seed" $((first_seed + ${DATA_PARTS:-6} - 1))); do
   python "$here/gen_data.py" --split train --count 20000 --seed "$seed" > "$data/train-$seed.jsonl" &
 done
 python "$here/gen_data.py" --split eval --count 1500 --seed 1000 > "$data/eval.jsonl" &
