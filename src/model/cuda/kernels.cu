@@ -10,45 +10,41 @@
 
 #define FULL_MASK 0xffffffffu
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+// Programmatic dependent launch (sm_90): the host launches each kernel with the next one allowed to start
+// early. Every kernel lets its successor start at once and waits for its predecessor's results before it
+// reads an activation or writes anything; what a kernel does before that wait (the GEMV's weight loads)
+// overlaps the kernels before it. Without the launch attribute both are no-ops.
+__device__ __forceinline__ void start_dependents() { asm volatile("griddepcontrol.launch_dependents;"); }
+__device__ __forceinline__ void wait_for_inputs() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+
+struct Sum {
+    __device__ float operator()(float a, float b) const { return a + b; }
+    static constexpr float identity = 0.f;
+};
+struct Max {
+    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+    static constexpr float identity = -INFINITY;
+};
+
+template <typename Op>
+__device__ __forceinline__ float warp_reduce(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = Op()(v, __shfl_xor_sync(FULL_MASK, v, o));
     return v;
 }
 
-__device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
-    return v;
-}
-
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-__device__ float block_sum(float v) {
+// Reduction over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+template <typename Op>
+__device__ float block_reduce(float v) {
     __shared__ float partial[32];
     __shared__ float total;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum(v);
+    v = warp_reduce<Op>(v);
     __syncthreads();
     if (lane == 0) partial[warp] = v;
     __syncthreads();
     if (warp == 0) {
-        float x = lane < (blockDim.x >> 5) ? partial[lane] : 0.f;
-        x = warp_sum(x);
-        if (lane == 0) total = x;
-    }
-    __syncthreads();
-    return total;
-}
-
-__device__ float block_max(float v) {
-    __shared__ float partial[32];
-    __shared__ float total;
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        float x = lane < (blockDim.x >> 5) ? partial[lane] : -INFINITY;
-        x = warp_max(x);
+        float x = lane < (blockDim.x >> 5) ? partial[lane] : Op::identity;
+        x = warp_reduce<Op>(x);
         if (lane == 0) total = x;
     }
     __syncthreads();
@@ -69,6 +65,8 @@ __device__ __forceinline__ void unpack_pairs(uint32_t w, half2 out[4]) {
 
 // hidden[t] = table[ids[t]] for an f16 [vocab][h] table.
 extern "C" __global__ void embed_f16(const half* table, const int* ids, float* hidden, int h) {
+    start_dependents();
+    wait_for_inputs();
     const half* row = table + (size_t)ids[blockIdx.x] * h;
     for (int i = threadIdx.x; i < h; i += blockDim.x) hidden[(size_t)blockIdx.x * h + i] = __half2float(row[i]);
 }
@@ -76,6 +74,8 @@ extern "C" __global__ void embed_f16(const half* table, const int* ids, float* h
 // hidden[t] = column ids[t] of an AWQ-packed [h][vocab] matrix (a tied embedding packed as the lm_head).
 extern "C" __global__ void embed_awq(const uint32_t* qweight, const uint32_t* qzeros, const half* scales,
                                      const int* ids, float* hidden, int h, int vocab, int group) {
+    start_dependents();
+    wait_for_inputs();
     const int nibble_of[8] = {0, 4, 1, 5, 2, 6, 3, 7};
     int id = ids[blockIdx.x];
     int word = id >> 3, shift = 4 * nibble_of[id & 7], words = vocab >> 3;
@@ -87,17 +87,20 @@ extern "C" __global__ void embed_awq(const uint32_t* qweight, const uint32_t* qz
     }
 }
 
-// out[row] = x[row] / sqrt(mean(x[row]^2) + eps) * w, as f16; one block per row. Also zeroes
-// zero[0..zero_len) (spread over the blocks): the outputs the next GEMVs accumulate into, without a
-// memset launch of their own.
-extern "C" __global__ void rms_norm(const float* x, const float* w, half* out, int n, float eps, float* zero,
-                                    int zero_len) {
+// out[row] = x[row] / sqrt(mean(x[row]^2) + eps) * w, as f16; block r < rows normalizes row r. Also
+// zeroes zero[0..zero_len) over all blocks (the grid may have more than `rows`): the outputs the next
+// GEMVs accumulate into, without a memset launch of their own.
+extern "C" __global__ void rms_norm(const float* x, const float* w, half* out, int n, int rows, float eps,
+                                    float* zero, int zero_len) {
+    start_dependents();
+    wait_for_inputs();
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < zero_len; i += gridDim.x * blockDim.x) zero[i] = 0.f;
+    if (blockIdx.x >= rows) return;
     const float* xr = x + (size_t)blockIdx.x * n;
     float ss = 0.f;
 #pragma unroll 4
     for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
-    float inv = rsqrtf(block_sum(ss) / n + eps);
+    float inv = rsqrtf(block_reduce<Sum>(ss) / n + eps);
     for (int i = threadIdx.x; i < n; i += blockDim.x) out[(size_t)blockIdx.x * n + i] = __float2half(xr[i] * inv * w[i]);
 }
 
@@ -105,7 +108,9 @@ extern "C" __global__ void rms_norm(const float* x, const float* w, half* out, i
 // Up to three matrices sharing x and K (q/k/v, gate/up) run in one launch: blockIdx.z picks one.
 // A block covers 256 columns (8 threads × one 16-byte load of 4 words each) and 32 slices of 16 rows
 // (each slice inside one quantization group, so a thread needs one zero word and 32 scales per slice);
-// gridDim.y splits K further, and the blocks meet in atomicAdd. Products are summed in f16 over a
+// gridDim.y splits K further, and the blocks meet in atomicAdd. The input is x, or silu(gate) · up when
+// gate is set (the MLP's down projection, without a kernel of its own). A block loads its weights before
+// it waits for the previous kernel, so they stream in while that kernel runs. Products are summed in f16 over a
 // thread's 16 rows (exact integer weights times f16 activations), then scaled into f32. 16 rows rather
 // than 8: 3% faster decode on an H200 (BENCHMARKS.md), half the reduction work per weight byte.
 #define GEMV_ROWS 16
@@ -119,7 +124,9 @@ struct AwqMatrix {
 };
 
 extern "C" __global__ void __launch_bounds__(256) awq_gemv(AwqMatrix m0, AwqMatrix m1, AwqMatrix m2,
-                                                           const half* x, int K, int group) {
+                                                           const half* x, const float* gate,
+                                                           const float* up, int K, int group) {
+    start_dependents();
     __shared__ float reduce[GEMV_SLICES][8 * 33];
     // Field by field: selecting a whole struct would copy it to local memory.
     const int z = blockIdx.z;
@@ -133,21 +140,32 @@ extern "C" __global__ void __launch_bounds__(256) awq_gemv(AwqMatrix m0, AwqMatr
     const int vec = blockIdx.x * 8 + tx;             // which 4-word (32-column) vector
     const int vecs = N >> 5;                          // N is a multiple of 32
     const int k0 = (blockIdx.y * GEMV_SLICES + slice) * GEMV_ROWS;
-    float acc[32];
-#pragma unroll
-    for (int j = 0; j < 32; j++) acc[j] = 0.f;
-    if (vec < vecs && k0 < K) {
-        uint4 w[GEMV_ROWS];
+    const bool active = vec < vecs && k0 < K;
+    uint4 w[GEMV_ROWS], z4 = {}, s4[4] = {};
+    if (active) {
 #pragma unroll
         for (int r = 0; r < GEMV_ROWS; r++) w[r] = qweight[(size_t)(k0 + r) * vecs + vec];
         const int g = k0 / group;
-        const uint4 z4 = reinterpret_cast<const uint4*>(qzeros + (size_t)g * (N >> 3))[vec];
-        const uint4* s4 = reinterpret_cast<const uint4*>(scales + (size_t)g * N + vec * 32);
+        z4 = reinterpret_cast<const uint4*>(qzeros + (size_t)g * (N >> 3))[vec];
+#pragma unroll
+        for (int u = 0; u < 4; u++) s4[u] = reinterpret_cast<const uint4*>(scales + (size_t)g * N + vec * 32)[u];
+    }
+    wait_for_inputs();
+    float acc[32];
+#pragma unroll
+    for (int j = 0; j < 32; j++) acc[j] = 0.f;
+    if (active) {
         half2 xs[GEMV_ROWS];
         float xsum = 0.f;
 #pragma unroll
         for (int r = 0; r < GEMV_ROWS; r++) {
-            half xv = x[k0 + r];
+            half xv;
+            if (gate) {
+                const float gv = gate[k0 + r];
+                xv = __float2half(gv / (1.f + __expf(-gv)) * up[k0 + r]);
+            } else {
+                xv = x[k0 + r];
+            }
             xs[r] = __halves2half2(xv, xv);
             xsum += __half2float(xv);
         }
@@ -167,8 +185,7 @@ extern "C" __global__ void __launch_bounds__(256) awq_gemv(AwqMatrix m0, AwqMatr
             }
             half2 z[4];
             unpack_pairs(zw[u], z);
-            uint4 sv = s4[u];
-            const half2* s = reinterpret_cast<const half2*>(&sv);
+            const half2* s = reinterpret_cast<const half2*>(&s4[u]);
 #pragma unroll
             for (int p = 0; p < 4; p++) {
                 float2 sf = __half22float2(s[p]);
@@ -194,6 +211,8 @@ extern "C" __global__ void __launch_bounds__(256) awq_gemv(AwqMatrix m0, AwqMatr
 // Dequantizes an AWQ matrix into f16 [K][N] for the prefill GEMM; one thread per packed word.
 extern "C" __global__ void awq_dequant(const uint32_t* qweight, const uint32_t* qzeros, const half* scales,
                                        half* out, int K, int N, int group) {
+    start_dependents();
+    wait_for_inputs();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     size_t words = (size_t)K * (N >> 3);
     if (i >= words) return;
@@ -209,6 +228,8 @@ extern "C" __global__ void awq_dequant(const uint32_t* qweight, const uint32_t* 
 
 // y[n] (+)= W[n] · x for an f16 [N][K] matrix (dense linears and the lm_head); one warp per row.
 extern "C" __global__ void dense_gemv(const half* W, const half* x, float* y, int K, int N, int accumulate) {
+    start_dependents();
+    wait_for_inputs();
     int n = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (n >= N) return;
     const half* row = W + (size_t)n * K;
@@ -229,7 +250,7 @@ extern "C" __global__ void dense_gemv(const half* W, const half* x, float* y, in
     } else {
         for (int i = lane; i < K; i += 32) sum += __half2float(row[i]) * __half2float(x[i]);
     }
-    sum = warp_sum(sum);
+    sum = warp_reduce<Sum>(sum);
     if (lane == 0) y[n] = accumulate ? y[n] + sum : sum;
 }
 
@@ -241,6 +262,8 @@ extern "C" __global__ void qk_norm_rope(const float* q, const float* k, const fl
                                         const float* k_norm, const float* cos_table, const float* sin_table,
                                         half* q_out, half* k_cache, half* v_cache, int M, int heads,
                                         int kv_heads, int hd, const int* step, int capacity, float eps) {
+    start_dependents();
+    wait_for_inputs();
     __shared__ float normed[512];
     const int start = step[0];
     const int t = blockIdx.x, head = blockIdx.y, half_dim = hd >> 1;
@@ -250,7 +273,7 @@ extern "C" __global__ void qk_norm_rope(const float* q, const float* k, const fl
     const float* w = is_q ? q_norm : k_norm;
     float ss = 0.f;
     for (int i = threadIdx.x; i < hd; i += blockDim.x) ss += src[i] * src[i];
-    float inv = rsqrtf(block_sum(ss) / hd + eps);
+    float inv = rsqrtf(block_reduce<Sum>(ss) / hd + eps);
     for (int i = threadIdx.x; i < hd; i += blockDim.x) normed[i] = src[i] * inv * w[i];
     __syncthreads();
     const int pos = start + t;
@@ -277,6 +300,8 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode_partial(const half
                                                                       const half* v_cache, float* partial,
                                                                       const int* step, int heads, int kv_heads,
                                                                       int hd, int capacity, float scale) {
+    start_dependents();
+    wait_for_inputs();
     __shared__ float qs[256];
     __shared__ float weights[ATTN_CHUNK];
     __shared__ float2 out_part[4][128];
@@ -302,10 +327,10 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode_partial(const half
     dot += __shfl_xor_sync(FULL_MASK, dot, 1);
     dot += __shfl_xor_sync(FULL_MASK, dot, 2);
     const float score = pos < count ? dot * scale : -INFINITY;
-    const float m = block_max(score);
+    const float m = block_reduce<Max>(score);
     const float e = pos < count ? __expf(score - m) : 0.f;
     if (part == 0) weights[pos] = e;
-    const float sum = block_sum(part == 0 ? e : 0.f);
+    const float sum = block_reduce<Sum>(part == 0 ? e : 0.f);
     // Output: thread (group, pair) sums dims 2·pair, 2·pair+1 over the positions ≡ group (mod groups).
     const int pairs = hd >> 1, groups = min(4, (int)blockDim.x / pairs);
     const int pair = threadIdx.x % pairs, grp = threadIdx.x / pairs;
@@ -341,6 +366,8 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode_partial(const half
 // out[head] (f16, [heads·hd] row) = Σ e^(m_c - M) o_c / Σ e^(m_c - M) s_c.
 extern "C" __global__ void attn_decode_combine(const float* partial, half* out, const int* step, int stride,
                                                int hd) {
+    start_dependents();
+    wait_for_inputs();
     const int head = blockIdx.x, chunks = (step[1] + ATTN_CHUNK - 1) / ATTN_CHUNK;
     const float* base = partial + (size_t)head * stride * (hd + 2);
     float m = -INFINITY;
@@ -360,21 +387,25 @@ extern "C" __global__ void attn_decode_combine(const float* partial, half* out, 
 // Prefill: causal softmax of scores [heads][M][len] (already scaled) into f16 probabilities, where
 // query t of the chunk sits at position start + t and sees positions 0..start + t. One block per row.
 extern "C" __global__ void softmax_causal(const float* scores, half* probs, int M, int len, int start) {
+    start_dependents();
+    wait_for_inputs();
     const size_t row = blockIdx.x;
     const int t = row % M, visible = start + t + 1;
     const float* s = scores + row * len;
     half* p = probs + row * len;
     float m = -INFINITY;
     for (int i = threadIdx.x; i < visible; i += blockDim.x) m = fmaxf(m, s[i]);
-    m = block_max(m);
+    m = block_reduce<Max>(m);
     float sum = 0.f;
     for (int i = threadIdx.x; i < visible; i += blockDim.x) sum += __expf(s[i] - m);
-    const float inv = 1.f / block_sum(sum);
+    const float inv = 1.f / block_reduce<Sum>(sum);
     for (int i = threadIdx.x; i < len; i += blockDim.x) p[i] = __float2half(i < visible ? __expf(s[i] - m) * inv : 0.f);
 }
 
 // [heads][M][hd] → [M][heads·hd] (the o_proj input layout).
 extern "C" __global__ void heads_to_rows(const half* in, half* out, int M, int heads, int hd) {
+    start_dependents();
+    wait_for_inputs();
     const int t = blockIdx.x, head = blockIdx.y;
     for (int i = threadIdx.x; i < hd; i += blockDim.x)
         out[((size_t)t * heads + head) * hd + i] = in[((size_t)head * M + t) * hd + i];
@@ -382,6 +413,8 @@ extern "C" __global__ void heads_to_rows(const half* in, half* out, int M, int h
 
 // act = silu(gate) * up, as f16.
 extern "C" __global__ void silu_mul(const float* gate, const float* up, half* out, int n) {
+    start_dependents();
+    wait_for_inputs();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
         float g = gate[i];

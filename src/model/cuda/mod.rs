@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail, ensure};
 use cudarc::cublas::{CudaBlas, result as blas, sys as blas_sys};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
-    LaunchConfig, PushKernelArg, ValidAsZeroBits, result as driver,
+    LaunchConfig, ValidAsZeroBits, result as driver, sys as driver_sys,
 };
 use cudarc::nvrtc::Ptx;
 use half::f16;
@@ -37,6 +37,11 @@ const SCORE_BUDGET: usize = 32 << 20;
 const GEMV_ROWS_PER_BLOCK: usize = 32 * 16;
 /// Positions one block of the decode attention covers (ATTN_CHUNK in kernels.cu).
 const ATTN_CHUNK: usize = 64;
+/// Set to 0 to launch every kernel only after the previous one has finished (for A/B measurements of
+/// the overlap; see `CudaQwen3::overlap`).
+const OVERLAP_ENV: &str = "QWEN3_AGENT_CUDA_OVERLAP";
+/// Floats one extra block of `rms_norm` zeroes (the lm_head's logits would take one block 150 loops).
+const ZERO_PER_BLOCK: usize = 8192;
 
 /// A device buffer and its raw address (kernels and cuBLAS take addresses; the slice owns the memory).
 struct Buf<T> {
@@ -127,6 +132,25 @@ enum Arg {
     Int(i32),
     Float(f32),
     Matrix(AwqMatrix),
+}
+
+impl Arg {
+    /// The address of the value, as `cuLaunchKernelEx` takes each parameter.
+    fn as_param(&self) -> *mut std::ffi::c_void {
+        match self {
+            Arg::Ptr(p) => p as *const u64 as *mut _,
+            Arg::Int(i) => i as *const i32 as *mut _,
+            Arg::Float(x) => x as *const f32 as *mut _,
+            Arg::Matrix(m) => m as *const AwqMatrix as *mut _,
+        }
+    }
+}
+
+/// What the decode GEMV multiplies: an f16 row, or silu(gate) · up computed as it reads (f32 rows).
+#[derive(Clone, Copy)]
+enum GemvInput {
+    Row(u64),
+    SiluOf { gate: u64, up: u64 },
 }
 
 /// `struct AwqMatrix` of kernels.cu: one AWQ matrix and its output.
@@ -333,6 +357,10 @@ pub struct CudaQwen3 {
     tokens: Vec<u32>,
     capacity: usize,
     device_name: String,
+    /// Launch kernels with programmatic dependent launch: each may start while the previous one runs
+    /// and waits in the kernel for its inputs, so launch gaps and the GEMVs' weight loads overlap the
+    /// small kernels before them.
+    overlap: bool,
     /// The whole decode step (embedding to logits) captured on first use and replayed for every token
     /// (~600 launches cost more CPU time than the GPU work they describe), one graph per attention grid:
     /// a power of two of 64-position chunks, so short contexts do not launch blocks for the whole cache.
@@ -493,6 +521,7 @@ impl CudaQwen3 {
             tokens: Vec::with_capacity(capacity),
             capacity,
             device_name,
+            overlap: std::env::var(OVERLAP_ENV).map_or(true, |v| v != "0"),
             decode_graphs: BTreeMap::new(),
         };
         model
@@ -563,25 +592,48 @@ impl CudaQwen3 {
         Ok(2.0 * BYTES as f64 / times[times.len() / 2])
     }
 
+    /// Launches a kernel that may overlap the one before it (see `overlap`).
     fn launch(&self, f: &CudaFunction, cfg: LaunchConfig, args: &[Arg]) -> Result<()> {
-        let mut builder = self.stream.launch_builder(f);
-        for arg in args {
-            match arg {
-                Arg::Ptr(p) => builder.arg(p),
-                Arg::Int(i) => builder.arg(i),
-                Arg::Float(x) => builder.arg(x),
-                Arg::Matrix(m) => builder.arg(m),
-            };
-        }
-        // SAFETY: each call site passes the arguments its kernel declares, with buffers sized by `load`.
-        unsafe { builder.launch(cfg) }.context("a CUDA kernel failed to launch")?;
-        Ok(())
+        self.launch_with(f, cfg, args, self.overlap)
     }
 
-    fn zero(&self, ptr: u64, bytes: usize) -> Result<()> {
-        // SAFETY: ptr..ptr+bytes lies inside a scratch buffer.
-        unsafe { driver::memset_d8_async(ptr, 0, bytes, self.stream.cu_stream()) }?;
-        Ok(())
+    fn launch_with(
+        &self,
+        f: &CudaFunction,
+        cfg: LaunchConfig,
+        args: &[Arg],
+        overlap: bool,
+    ) -> Result<()> {
+        use driver_sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        let mut params: Vec<_> = args.iter().map(Arg::as_param).collect();
+        // SAFETY: a zeroed attribute is valid C data; only the field the id names is read.
+        let mut attribute: driver_sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attribute.value.programmaticStreamSerializationAllowed = 1;
+        let config = driver_sys::CUlaunchConfig {
+            gridDimX: cfg.grid_dim.0,
+            gridDimY: cfg.grid_dim.1,
+            gridDimZ: cfg.grid_dim.2,
+            blockDimX: cfg.block_dim.0,
+            blockDimY: cfg.block_dim.1,
+            blockDimZ: cfg.block_dim.2,
+            sharedMemBytes: cfg.shared_mem_bytes,
+            hStream: self.stream.cu_stream(),
+            attrs: &mut attribute,
+            numAttrs: overlap as u32,
+        };
+        // SAFETY: each call site passes the arguments its kernel declares, with buffers sized by `load`;
+        // `params` points into `args`, which outlives the call; the function belongs to this context.
+        unsafe {
+            driver_sys::cuLaunchKernelEx(
+                &config,
+                f.cu_function(),
+                params.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        }
+        .result()
+        .context("a CUDA kernel failed to launch")
     }
 
     /// Column-major C = alpha·op(A)·op(B) + beta·C over `batch` matrices (strides in elements), f32
@@ -648,13 +700,13 @@ impl CudaQwen3 {
         };
         let first = shape(jobs[0].0);
         if m == 1 && first.is_some() && jobs.iter().all(|(l, _)| shape(l) == first) {
-            return self.awq_gemv(jobs, x);
+            return self.awq_gemv(jobs, GemvInput::Row(x));
         }
         jobs.iter().try_for_each(|&(l, y)| self.linear(l, x, m, y))
     }
 
     /// One launch of the decode GEMV over up to three AWQ matrices with the same input.
-    fn awq_gemv(&self, jobs: &[(&Linear, u64)], x: u64) -> Result<()> {
+    fn awq_gemv(&self, jobs: &[(&Linear, u64)], input: GemvInput) -> Result<()> {
         let mut matrices = [AwqMatrix::default(); 3];
         let (mut inf, mut group, mut widest) = (0, 0, 0);
         for (slot, &(l, y)) in matrices.iter_mut().zip(jobs) {
@@ -688,6 +740,10 @@ impl CudaQwen3 {
             shared_mem_bytes: 0,
         };
         let [m0, m1, m2] = matrices;
+        let (x, gate, up) = match input {
+            GemvInput::Row(x) => (x, 0, 0),
+            GemvInput::SiluOf { gate, up } => (0, gate, up),
+        };
         self.launch(
             &self.kernels.awq_gemv,
             cfg,
@@ -696,6 +752,8 @@ impl CudaQwen3 {
                 Arg::Matrix(m1),
                 Arg::Matrix(m2),
                 Arg::Ptr(x),
+                Arg::Ptr(gate),
+                Arg::Ptr(up),
                 int(inf),
                 int(group),
             ],
@@ -706,7 +764,7 @@ impl CudaQwen3 {
     fn linear_into(&self, l: &Linear, x: u64, m: usize, y: u64, accumulate: bool) -> Result<()> {
         let (inf, outf) = l.dims();
         match l {
-            Linear::Awq { .. } if m == 1 => self.awq_gemv(&[(l, y)], x),
+            Linear::Awq { .. } if m == 1 => self.awq_gemv(&[(l, y)], GemvInput::Row(x)),
             Linear::Awq {
                 qweight,
                 qzeros,
@@ -777,14 +835,16 @@ impl CudaQwen3 {
     fn rms_norm(&self, x: u64, w: u64, out: u64, rows: usize, zero: (u64, usize)) -> Result<()> {
         let h = self.config.hidden_size;
         let eps = self.config.rms_norm_eps as f32;
+        let blocks = rows.max(zero.1.div_ceil(ZERO_PER_BLOCK));
         self.launch(
             &self.kernels.rms_norm,
-            grid((rows, 1), 1024),
+            grid((blocks, 1), 1024),
             &[
                 Arg::Ptr(x),
                 Arg::Ptr(w),
                 Arg::Ptr(out),
                 int(h),
+                int(rows),
                 Arg::Float(eps),
                 Arg::Ptr(zero.0),
                 int(zero.1),
@@ -832,7 +892,7 @@ impl CudaQwen3 {
                     weight: Buf { ptr: table, .. },
                     ..
                 },
-            ) => self.launch(
+            ) => self.launch_with(
                 &self.kernels.embed_f16,
                 grid((m, 1), 256),
                 &[
@@ -841,6 +901,7 @@ impl CudaQwen3 {
                     Arg::Ptr(s.hidden.ptr),
                     int(h),
                 ],
+                false,
             )?,
             (
                 None,
@@ -851,7 +912,7 @@ impl CudaQwen3 {
                     group,
                     ..
                 },
-            ) => self.launch(
+            ) => self.launch_with(
                 &self.kernels.embed_awq,
                 grid((m, 1), 256),
                 &[
@@ -864,6 +925,7 @@ impl CudaQwen3 {
                     int(c.vocab_size),
                     int(*group),
                 ],
+                false,
             )?,
         }
         let eps = c.rms_norm_eps as f32;
@@ -925,15 +987,26 @@ impl CudaQwen3 {
                 s.normed.ptr,
                 m,
             )?;
-            let n = m * inter;
-            self.launch(
-                &self.kernels.silu_mul,
-                grid((n.div_ceil(256), 1), 256),
-                &[Arg::Ptr(gate), Arg::Ptr(up), Arg::Ptr(s.act.ptr), int(n)],
-            )?;
-            self.linear_into(&layer.down_proj, s.act.ptr, m, s.hidden.ptr, true)?;
+            if m == 1 && matches!(layer.down_proj, Linear::Awq { .. }) {
+                let input = GemvInput::SiluOf { gate, up };
+                self.awq_gemv(&[(&layer.down_proj, s.hidden.ptr)], input)?;
+            } else {
+                let n = m * inter;
+                self.launch(
+                    &self.kernels.silu_mul,
+                    grid((n.div_ceil(256), 1), 256),
+                    &[Arg::Ptr(gate), Arg::Ptr(up), Arg::Ptr(s.act.ptr), int(n)],
+                )?;
+                self.linear_into(&layer.down_proj, s.act.ptr, m, s.hidden.ptr, true)?;
+            }
         }
-        self.rms_norm(s.hidden.ptr, self.norm.ptr, s.final_normed.ptr, m, (0, 0))
+        // A one-row AWQ lm_head adds into the logits: zero them here rather than in a memset, which
+        // would break the chain of overlapping kernels in the decode graph.
+        let logits = match self.lm_head {
+            Linear::Awq { .. } => (s.logits.ptr, self.config.vocab_size),
+            Linear::Dense { .. } => (0, 0),
+        };
+        self.rms_norm(s.hidden.ptr, self.norm.ptr, s.final_normed.ptr, m, logits)
     }
 
     fn attention_decode(&self, layer: &Layer, scale: f32, chunks: usize) -> Result<()> {
@@ -1036,10 +1109,7 @@ impl CudaQwen3 {
 
     /// Launches the lm_head over `rows` final normed rows from row `first` into `logits`.
     fn lm_head(&self, first: usize, rows: usize, logits: u64) -> Result<()> {
-        let (h, vocab) = (self.config.hidden_size, self.config.vocab_size);
-        if rows == 1 && matches!(self.lm_head, Linear::Awq { .. }) {
-            self.zero(logits, vocab * 4)?;
-        }
+        let h = self.config.hidden_size;
         self.linear(
             &self.lm_head,
             self.scratch.final_normed.at(first * h),
