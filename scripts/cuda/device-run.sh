@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device command: CUDA correctness checks, then speed on a synthetic Qwen3-8B-AWQ checkpoint written
 # there (6 GB; not carried). BIN is the CUDA build (scripts/build-cuda.sh); results go to $OUT.
-#   scripts/cuda/device-run.sh BIN [check|bench|all]
+#   scripts/cuda/device-run.sh BIN [check|bench|all|ab]
+# ab: decode after 512 tokens with the kernel overlap on, off, on (QWEN3_AGENT_CUDA_OVERLAP).
 set -uo pipefail
 bin=${1:?usage: device-run.sh BIN [check|bench|all]}
 what=${2:-all}
@@ -19,6 +20,14 @@ if [[ $what == bench || $what == all ]]; then
   for prompt in 512 2048; do
     "$bin" bench --device cuda --model "$model" --prompt-tokens $prompt --gen-tokens 128 --context-length 4096 \
       2>&1 | tee -a "$out/bench.txt" || status=1
+  done
+fi
+if [[ $what == ab ]]; then
+  model=/tmp/q8b
+  [[ -d $model ]] || "$bin" synth --preset qwen3-8b --out "$model"
+  for overlap in 1 0 1; do
+    QWEN3_AGENT_CUDA_OVERLAP=$overlap "$bin" bench --device cuda --model "$model" --prompt-tokens 512 \
+      --gen-tokens 128 --context-length 4096 2>&1 | sed "s/^/overlap=$overlap /" | tee -a "$out/ab.txt" || status=1
   done
 fi
 exit $status
