@@ -2,10 +2,9 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use qwen3_agent::config::CodeInterpreterSpec;
-use qwen3_agent::tools::python::interpreter;
 use qwen3_agent::tools::python::runtime::{self, Runtime};
-use qwen3_agent::tools::python::sandbox::{PythonSession, SessionOptions};
+use qwen3_agent::tools::python::sandbox::PythonSession;
+use qwen3_agent::tools::python::{SandboxArgs, interpreter};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -45,21 +44,8 @@ pub fn setup(args: SetupArgs) -> Result<()> {
 /// Run each file as one cell in one sandboxed Python session; print one JSON line per cell.
 #[derive(Args)]
 pub struct PythonArgs {
-    /// Wall-clock limit per cell, seconds.
-    #[arg(long, default_value_t = 30.0)]
-    timeout: f64,
-    /// Memory limit, MB.
-    #[arg(long, default_value_t = 1024)]
-    memory: usize,
-    /// Where figures are saved.
-    #[arg(long, default_value = "qwen3-agent-output")]
-    output_dir: PathBuf,
-    /// Read-only dirs mounted at /inputs/<name>.
-    #[arg(long = "input")]
-    inputs: Vec<PathBuf>,
-    /// The runtime dir (default: the one `setup python` installs).
-    #[arg(long)]
-    runtime_dir: Option<PathBuf>,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
     /// Print timings to stderr: module load, session start, each cell (scripts/bench-python.sh).
     #[arg(long)]
     timings: bool,
@@ -68,14 +54,7 @@ pub struct PythonArgs {
 }
 
 pub fn python(args: PythonArgs) -> Result<()> {
-    let runtime = Runtime::open(args.runtime_dir.as_deref())?;
-    let spec = CodeInterpreterSpec {
-        timeout: args.timeout,
-        memory_mb: args.memory,
-        inputs: args.inputs,
-        ..CodeInterpreterSpec::default()
-    };
-    let options = SessionOptions::from_spec(&spec, std::env::current_dir()?.join(args.output_dir));
+    let (runtime, options) = args.sandbox.open()?;
     let start = Instant::now();
     let interpreter = interpreter(&runtime)?;
     let loaded = start.elapsed();

@@ -138,10 +138,7 @@ fn load_cpu(
     capacity: usize,
     progress: impl FnMut(usize, usize),
 ) -> Result<Box<dyn Decoder>> {
-    use anyhow::Context;
-    let weights = super::weights::Weights::open(dir)?;
-    let model = Qwen3::load(&weights, config, options.precision, progress)
-        .with_context(|| format!("loading the model in {}", dir.display()))?;
+    let model = super::qwen3::load_with_config(dir, config, options.precision, progress)?;
     Ok(Box::new(CpuDecoder::new(model, capacity)))
 }
 

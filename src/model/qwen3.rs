@@ -457,6 +457,16 @@ pub fn load_dir(
     if rope_scaling.is_some() {
         config.rope_scaling = rope_scaling;
     }
+    load_with_config(dir, config, precision, progress)
+}
+
+/// `load_dir` with the config already read (and adjusted) by the caller.
+pub(crate) fn load_with_config(
+    dir: &std::path::Path,
+    config: Qwen3Config,
+    precision: Precision,
+    progress: impl FnMut(usize, usize),
+) -> Result<Qwen3> {
     let weights = Weights::open(dir)?;
     Qwen3::load(&weights, config, precision, progress)
         .with_context(|| format!("loading the model in {}", dir.display()))

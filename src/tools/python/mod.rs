@@ -10,6 +10,42 @@ use sandbox::{CellResult, CellStatus, Interpreter, PythonSession, SessionOptions
 use serde_json::{Map, Value as Json};
 use std::sync::{Arc, Mutex};
 
+/// The sandbox flags of `qwen3-agent python` and `mcp-python`, declared once so the two front ends keep
+/// the same names, defaults and help.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SandboxArgs {
+    /// Wall-clock seconds per cell; a cell past it loses the session's state.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Guest memory cap in MB (past it Python raises MemoryError).
+    #[arg(long = "memory-mb", visible_alias = "memory", default_value_t = 1024)]
+    pub memory_mb: usize,
+    /// Read-only dirs mounted at /inputs/<name>.
+    #[arg(long = "input")]
+    pub inputs: Vec<std::path::PathBuf>,
+    /// Where figures are saved, relative to the working directory.
+    #[arg(long, default_value = "qwen3-agent-output")]
+    pub output_dir: std::path::PathBuf,
+    /// The runtime installed by `qwen3-agent setup python` (default: its cache dir).
+    #[arg(long)]
+    pub runtime_dir: Option<std::path::PathBuf>,
+}
+
+impl SandboxArgs {
+    /// Opens the runtime the flags name and the session options they ask for.
+    pub fn open(&self) -> anyhow::Result<(Runtime, SessionOptions)> {
+        let runtime = Runtime::open(self.runtime_dir.as_deref())?;
+        let spec = crate::config::CodeInterpreterSpec {
+            timeout: self.timeout,
+            memory_mb: self.memory_mb,
+            inputs: self.inputs.clone(),
+            ..Default::default()
+        };
+        let output_dir = std::env::current_dir()?.join(&self.output_dir);
+        Ok((runtime, SessionOptions::from_spec(&spec, output_dir)))
+    }
+}
+
 /// The tool name and schema models are trained on (Qwen-Agent's name, one `code` string).
 pub const TOOL_NAME: &str = "code_interpreter";
 const DESCRIPTION: &str = "Run Python code in a sandboxed, stateful session (like a Jupyter kernel): variables and \

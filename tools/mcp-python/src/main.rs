@@ -5,39 +5,22 @@
 
 use base64::Engine as _;
 use clap::Parser;
-use qwen3_agent::config::CodeInterpreterSpec;
 use qwen3_agent::tools::Tool;
-use qwen3_agent::tools::python::runtime::Runtime;
-use qwen3_agent::tools::python::sandbox::SessionOptions;
-use qwen3_agent::tools::python::{CodeInterpreter, interpreter};
+use qwen3_agent::tools::python::{CodeInterpreter, SandboxArgs, interpreter};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool as McpTool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// MCP server running Python cells in a wasm sandbox.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Wall-clock seconds per cell; a cell past it loses the session's state.
-    #[arg(long, default_value_t = 30.0)]
-    timeout: f64,
-    /// Guest memory cap in MB (past it Python raises MemoryError).
-    #[arg(long, default_value_t = 1024)]
-    memory_mb: usize,
-    /// Read-only dirs mounted at /inputs/<name>.
-    #[arg(long = "input")]
-    inputs: Vec<PathBuf>,
-    /// Where figures are saved (they are also returned inline).
-    #[arg(long, default_value = "qwen3-agent-output")]
-    output_dir: PathBuf,
-    /// The runtime installed by `qwen3-agent setup python` (default: its cache dir).
-    #[arg(long)]
-    runtime_dir: Option<PathBuf>,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
 }
 
 struct PythonServer {
@@ -107,16 +90,9 @@ impl ServerHandler for PythonServer {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let runtime = Runtime::open(args.runtime_dir.as_deref())?;
+    let (runtime, options) = args.sandbox.open()?;
     // Load (or compile, once per machine) before serving, so the first call is fast.
     interpreter(&runtime)?;
-    let spec = CodeInterpreterSpec {
-        timeout: args.timeout,
-        memory_mb: args.memory_mb,
-        inputs: args.inputs,
-        ..CodeInterpreterSpec::default()
-    };
-    let options = SessionOptions::from_spec(&spec, std::env::current_dir()?.join(args.output_dir));
     let server = PythonServer {
         tool: Arc::new(CodeInterpreter::new(runtime, options)),
     };
