@@ -227,9 +227,11 @@ fn a_refresh_keeps_the_tools_that_did_not_change() {
     use qwen3_agent::tools::ToolSource;
     let marker = format!("keep-{}", std::process::id());
     let servers = [("fault".to_string(), fault_server(&marker, &[]))].into();
-    let started =
-        qwen3_agent::tools::mcp::start_servers(&servers, &common::settings(Duration::from_secs(10)))
-            .unwrap();
+    let started = qwen3_agent::tools::mcp::start_servers(
+        &servers,
+        &common::settings(Duration::from_secs(10)),
+    )
+    .unwrap();
     let source = started.source;
     let address = |tools: &[std::sync::Arc<dyn qwen3_agent::tools::Tool>], name: &str| {
         let tool = tools.iter().find(|t| t.name() == name).expect(name);
@@ -237,10 +239,17 @@ fn a_refresh_keeps_the_tools_that_did_not_change() {
     };
     let before = source.tools();
     assert!(source.changed_tools().is_none(), "nothing changed yet");
-    let Json::Object(args) = json!({}) else { unreachable!() };
+    let Json::Object(args) = json!({}) else {
+        unreachable!()
+    };
     assert_eq!(address(&before, "grow"), address(&source.tools(), "grow"));
     assert_eq!(
-        before.iter().find(|t| t.name() == "grow").unwrap().call(&args).text,
+        before
+            .iter()
+            .find(|t| t.name() == "grow")
+            .unwrap()
+            .call(&args)
+            .text,
         "grown"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -248,7 +257,10 @@ fn a_refresh_keeps_the_tools_that_did_not_change() {
         if let Some(tools) = source.changed_tools() {
             break tools;
         }
-        assert!(Instant::now() < deadline, "tools/list_changed never arrived");
+        assert!(
+            Instant::now() < deadline,
+            "tools/list_changed never arrived"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(after.iter().any(|t| t.name() == "extra"));

@@ -608,26 +608,57 @@ type Listing = Vec<(String, String, Json)>;
 /// each model turn; a server that sent notifications/tools/list_changed is listed again then.
 pub struct McpToolSource {
     servers: Vec<Arc<McpServer>>,
-    listings: Mutex<Vec<Listing>>,
+    state: Mutex<ListedTools>,
+}
+
+/// Each server's listing and the tools made of them, kept together so a refresh rebuilds only what
+/// changed (compiling a schema's validator is the costly part).
+struct ListedTools {
+    listings: Vec<Listing>,
+    tools: Vec<Arc<McpTool>>,
 }
 
 impl McpToolSource {
-    /// Tools named `{server}-{tool}` when names collide across servers or the server asks for a prefix.
-    fn build(&self, listings: &[Listing]) -> Vec<Arc<dyn Tool>> {
+    fn new(servers: Vec<Arc<McpServer>>, listings: Vec<Listing>) -> Self {
+        let tools = Self::build(&servers, &listings, &[]);
+        McpToolSource {
+            servers,
+            state: Mutex::new(ListedTools { listings, tools }),
+        }
+    }
+
+    /// Tools named `{server}-{tool}` when names collide across servers or the server asks for a prefix;
+    /// a tool of `previous` with the same server, names, description and schema is reused as is.
+    fn build(
+        servers: &[Arc<McpServer>],
+        listings: &[Listing],
+        previous: &[Arc<McpTool>],
+    ) -> Vec<Arc<McpTool>> {
         let mut counts = HashMap::new();
         for listing in listings {
             for (name, _, _) in listing {
                 *counts.entry(name.clone()).or_insert(0) += 1;
             }
         }
-        let mut tools: Vec<Arc<dyn Tool>> = Vec::new();
-        for (server, listing) in self.servers.iter().zip(listings) {
+        let mut tools = Vec::new();
+        for (server, listing) in servers.iter().zip(listings) {
             for (remote_name, description, parameters) in listing {
                 let name = if server.spec.prefix || counts[remote_name] > 1 {
                     format!("{}-{remote_name}", server.name)
                 } else {
                     remote_name.clone()
                 };
+                let unchanged = previous.iter().find(|t| {
+                    Arc::ptr_eq(&t.server, server)
+                        && t.name == name
+                        && &t.remote_name == remote_name
+                        && &t.description == description
+                        && &t.parameters == parameters
+                });
+                if let Some(tool) = unchanged {
+                    tools.push(tool.clone());
+                    continue;
+                }
                 tools.push(Arc::new(McpTool {
                     server: server.clone(),
                     name,
@@ -642,15 +673,19 @@ impl McpToolSource {
     }
 }
 
+fn as_dyn(tools: &[Arc<McpTool>]) -> Vec<Arc<dyn Tool>> {
+    tools.iter().map(|t| t.clone() as Arc<dyn Tool>).collect()
+}
+
 impl ToolSource for McpToolSource {
     fn tools(&self) -> Vec<Arc<dyn Tool>> {
-        self.build(&self.listings.lock().unwrap_or_else(|e| e.into_inner()))
+        as_dyn(&self.state.lock().unwrap_or_else(|e| e.into_inner()).tools)
     }
 
     fn changed_tools(&self) -> Option<Vec<Arc<dyn Tool>>> {
-        let mut listings = self.listings.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut changed = false;
-        for (server, listing) in self.servers.iter().zip(listings.iter_mut()) {
+        for (server, listing) in self.servers.iter().zip(state.listings.iter_mut()) {
             if server.tools_changed.swap(false, Ordering::Relaxed) {
                 match server.list_tools() {
                     Ok(fresh) => {
@@ -664,7 +699,11 @@ impl ToolSource for McpToolSource {
                 }
             }
         }
-        changed.then(|| self.build(&listings))
+        if !changed {
+            return None;
+        }
+        state.tools = Self::build(&self.servers, &state.listings, &state.tools);
+        Some(as_dyn(&state.tools))
     }
 }
 
@@ -717,10 +756,7 @@ pub fn start_servers(
             Err(e) => failures.push(format!("{e:#}")),
         }
     }
-    let source = Arc::new(McpToolSource {
-        servers: running,
-        listings: Mutex::new(listings),
-    });
+    let source = Arc::new(McpToolSource::new(running, listings));
     Ok(StartedServers { source, failures })
 }
 
