@@ -279,18 +279,30 @@ fn streamable_http_server_with_a_bearer_token() {
         .unwrap()
         .port();
     let token = format!("token-{}", std::process::id());
-    let mut server = std::process::Command::new(python())
-        .args([
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/mcp/http_server.py"
-            ),
-            &port.to_string(),
-            &token,
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed on drop, panics included, and never holding the harness's stdout: an orphaned fixture
+    // holding that pipe made `cargo test` wait for it forever after a failed assertion.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = KillOnDrop(
+        std::process::Command::new(python())
+            .args([
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/mcp/http_server.py"
+                ),
+                &port.to_string(),
+                &token,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let url = format!("http://127.0.0.1:{port}/mcp");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -306,12 +318,12 @@ fn streamable_http_server_with_a_bearer_token() {
         ..Default::default()
     };
     {
-        let (registry, failures) = registry(
+        let (mut registry, failures) = registry(
             &[("remote", spec("Bearer ${QWEN3_AGENT_TEST_TOKEN}"))],
             Duration::from_secs(20),
         );
         assert!(failures.is_empty(), "{failures:?}");
-        assert_eq!(tool_names(&registry), ["add", "shout"]);
+        assert_eq!(tool_names(&registry), ["add", "shout", "grow"]);
         let sum = call(&registry, "add", json!({"a": 2, "b": 40}));
         assert!(!sum.is_error && sum.text.contains("42"), "{sum:?}");
         assert_eq!(call(&registry, "shout", json!({"text": "hi"})).text, "HI");
@@ -320,6 +332,21 @@ fn streamable_http_server_with_a_bearer_token() {
             wrong.is_error && wrong.text.contains("do not match its schema"),
             "{wrong:?}"
         );
+        assert_eq!(call(&registry, "grow", json!({})).text, "grown");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            registry.refresh();
+            if registry
+                .schemas()
+                .iter()
+                .any(|s| s["function"]["name"] == "extra")
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the list change never arrived");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(call(&registry, "extra", json!({})).text, "extra works");
     }
     let (_, failures) = registry(&[("remote", spec("Bearer wrong"))], Duration::from_secs(20));
     assert!(
@@ -336,8 +363,6 @@ fn streamable_http_server_with_a_bearer_token() {
         failures.len() == 1 && failures[0].contains("type: http"),
         "{failures:?}"
     );
-    server.kill().unwrap();
-    server.wait().unwrap();
 }
 
 #[test]

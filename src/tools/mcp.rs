@@ -8,7 +8,7 @@ use super::{Tool, ToolOutput, ToolSource};
 use crate::config::{McpServerSpec, expand_env};
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
-use rmcp::model::{CallToolRequestParams, ProtocolVersion};
+use rmcp::model::{CallToolRequestParams, ProtocolVersion, SubscriptionFilter};
 use rmcp::service::{
     ClientLifecycleMode, ClientServiceExt, MaybeSendFuture, NotificationContext, RunningService,
 };
@@ -207,6 +207,22 @@ impl McpServer {
         .context("the MCP handshake failed")
     }
 
+    /// On 2026-07-28 connections servers announce tool changes only to a `subscriptions/listen`
+    /// stream; open one in the background. Legacy servers refuse it and notify the handler instead.
+    fn follow_tool_changes(&self, service: &RunningService<RoleClient, ChangeWatcher>) {
+        let peer = service.peer().clone();
+        let flag = self.tools_changed.clone();
+        tokio::spawn(async move {
+            let filter = SubscriptionFilter::builder().tools_list_changed().build();
+            let Ok(mut subscription) = peer.listen(filter).await else {
+                return;
+            };
+            while let Ok(Some(_)) = subscription.next().await {
+                flag.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+
     fn connect_http(&self, url: &str) -> Result<Connection> {
         let lookup = |name: &str| std::env::var(name).ok();
         let mut headers = HashMap::new();
@@ -236,6 +252,7 @@ impl McpServer {
                 };
                 e.context(format!("connecting to {url}{hint}"))
             })?;
+            self.follow_tool_changes(&service);
             Ok(Connection {
                 service,
                 process_group: None,
@@ -297,6 +314,7 @@ impl McpServer {
                     return Err(e);
                 }
             };
+            self.follow_tool_changes(&service);
             Ok(Connection {
                 service,
                 process_group,
