@@ -63,19 +63,32 @@ __device__ __forceinline__ void unpack_pairs(uint32_t w, half2 out[4]) {
     }
 }
 
-// hidden[t] = table[ids[t]] for an f16 [vocab][h] table.
-extern "C" __global__ void embed_f16(const half* table, const int* ids, float* hidden, int h) {
+// Zeroes zero[0..len) with every thread of the grid: outputs the next GEMVs accumulate into, cleared
+// by a kernel already in the chain rather than by a memset of their own.
+__device__ __forceinline__ void zero_fill(float* zero, int len) {
+    const int threads = gridDim.x * gridDim.y * gridDim.z * blockDim.x;
+    const int block = (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+    for (int i = block * blockDim.x + threadIdx.x; i < len; i += threads) zero[i] = 0.f;
+}
+
+// hidden[t] = table[ids[t]] for an f16 [vocab][h] table; zeroes zero[0..zero_len) (layer 0's q/k/v).
+extern "C" __global__ void embed_f16(const half* table, const int* ids, float* hidden, int h, float* zero,
+                                     int zero_len) {
     start_dependents();
     wait_for_inputs();
+    zero_fill(zero, zero_len);
     const half* row = table + (size_t)ids[blockIdx.x] * h;
     for (int i = threadIdx.x; i < h; i += blockDim.x) hidden[(size_t)blockIdx.x * h + i] = __half2float(row[i]);
 }
 
-// hidden[t] = column ids[t] of an AWQ-packed [h][vocab] matrix (a tied embedding packed as the lm_head).
+// hidden[t] = column ids[t] of an AWQ-packed [h][vocab] matrix (a tied embedding packed as the lm_head);
+// zeroes zero[0..zero_len) as embed_f16 does.
 extern "C" __global__ void embed_awq(const uint32_t* qweight, const uint32_t* qzeros, const half* scales,
-                                     const int* ids, float* hidden, int h, int vocab, int group) {
+                                     const int* ids, float* hidden, int h, int vocab, int group, float* zero,
+                                     int zero_len) {
     start_dependents();
     wait_for_inputs();
+    zero_fill(zero, zero_len);
     const int nibble_of[8] = {0, 4, 1, 5, 2, 6, 3, 7};
     int id = ids[blockIdx.x];
     int word = id >> 3, shift = 4 * nibble_of[id & 7], words = vocab >> 3;
@@ -94,7 +107,7 @@ extern "C" __global__ void rms_norm(const float* x, const float* w, half* out, i
                                     float* zero, int zero_len) {
     start_dependents();
     wait_for_inputs();
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < zero_len; i += gridDim.x * blockDim.x) zero[i] = 0.f;
+    zero_fill(zero, zero_len);
     if (blockIdx.x >= rows) return;
     const float* xr = x + (size_t)blockIdx.x * n;
     float ss = 0.f;
@@ -106,105 +119,146 @@ extern "C" __global__ void rms_norm(const float* x, const float* w, half* out, i
 
 // Decode GEMV over AWQ weights: y[N] += x[K] · W[K][N]; y must hold zeros or the residual to add to.
 // Up to three matrices sharing x and K (q/k/v, gate/up) run in one launch: blockIdx.z picks one.
-// A block covers 256 columns (8 threads × one 16-byte load of 4 words each) and 32 slices of 16 rows
-// (each slice inside one quantization group, so a thread needs one zero word and 32 scales per slice);
-// gridDim.y splits K further, and the blocks meet in atomicAdd. The input is x, or silu(gate) · up when
-// gate is set (the MLP's down projection, without a kernel of its own). A block loads its weights before
-// it waits for the previous kernel, so they stream in while that kernel runs. Products are summed in f16 over a
-// thread's 16 rows (exact integer weights times f16 activations), then scaled into f32. 16 rows rather
-// than 8: 3% faster decode on an H200 (BENCHMARKS.md), half the reduction work per weight byte.
-#define GEMV_ROWS 16
-#define GEMV_SLICES 32
+// Block (strip, split, z) covers 256 columns (lane l of every warp reads packed word 32·strip + l of a
+// row: one coalesced 128-byte segment per warp and row) and rows_per_block rows of K, which its 8 warps
+// share in contiguous runs of GEMV_BATCH-row batches. Each warp keeps the next batch's loads in flight
+// while it multiplies the current one, and an SM holds many such warps, so the memory never waits for
+// the math. The input is x; or silu(gate) · up when gate is set (the MLP's down projection); or
+// RMSNorm(norm_x) · norm_w when norm_x is set (each block takes the sum of squares of the whole f32 row
+// itself): the block writes its rows of the input to shared memory once, so neither needs a kernel of
+// its own. After the wait the grid zeroes zero[0..zero_len): the outputs of a later GEMV, whose readers
+// have finished by then. The first batch's weights are loaded before the wait, so they stream in while
+// the previous kernel finishes. Products are summed in f16 over a batch (exact integer weights times f16
+// activations), then scaled into f32; the warps meet in shared memory, the blocks in atomicAdd.
+#define GEMV_WARPS 8
+#define GEMV_BATCH 16
+#define GEMV_MAX_ROWS 1024
 struct AwqMatrix {
-    const uint4* qweight;
+    const uint32_t* qweight;
     const uint32_t* qzeros;
     const half* scales;
     float* y;
     int N;
 };
 
-extern "C" __global__ void __launch_bounds__(256) awq_gemv(AwqMatrix m0, AwqMatrix m1, AwqMatrix m2,
+// One batch of one lane: GEMV_BATCH packed words of a column of words, and their group's zero word and
+// eight scales (a batch never crosses a group: groups are multiples of GEMV_BATCH rows).
+struct GemvBatch {
+    uint32_t w[GEMV_BATCH];
+    uint32_t zero;
+    uint4 scales;
+};
+
+__device__ __forceinline__ void gemv_load(GemvBatch& b, const uint32_t* qweight, const uint32_t* qzeros,
+                                          const half* scales, int k0, int word, int words, int group) {
+#pragma unroll
+    for (int r = 0; r < GEMV_BATCH; r++) b.w[r] = __ldcs(qweight + (size_t)(k0 + r) * words + word);
+    const int g = k0 / group;
+    b.zero = __ldg(qzeros + (size_t)g * words + word);
+    b.scales = __ldg(reinterpret_cast<const uint4*>(scales + ((size_t)g * words + word) * 8));
+}
+
+extern "C" __global__ void __launch_bounds__(256, 4) awq_gemv(AwqMatrix m0, AwqMatrix m1, AwqMatrix m2,
                                                            const half* x, const float* gate,
-                                                           const float* up, int K, int group) {
+                                                           const float* up, const float* norm_x,
+                                                           const float* norm_w, float eps, float* zero,
+                                                           int zero_len, int K, int group,
+                                                           int rows_per_block) {
     start_dependents();
-    __shared__ float reduce[GEMV_SLICES][8 * 33];
+    __shared__ half xs[GEMV_MAX_ROWS];
+    __shared__ float xsums[GEMV_MAX_ROWS / GEMV_BATCH];
+    __shared__ float red[GEMV_WARPS][32 * 9];
     // Field by field: selecting a whole struct would copy it to local memory.
     const int z = blockIdx.z;
     const int N = z == 0 ? m0.N : (z == 1 ? m1.N : m2.N);
-    if (blockIdx.x * 256 >= N) return;
-    const uint4* qweight = z == 0 ? m0.qweight : (z == 1 ? m1.qweight : m2.qweight);
+    if (blockIdx.x * 256 >= N) {
+        wait_for_inputs();
+        zero_fill(zero, zero_len);
+        return;
+    }
+    const uint32_t* qweight = z == 0 ? m0.qweight : (z == 1 ? m1.qweight : m2.qweight);
     const uint32_t* qzeros = z == 0 ? m0.qzeros : (z == 1 ? m1.qzeros : m2.qzeros);
     const half* scales = z == 0 ? m0.scales : (z == 1 ? m1.scales : m2.scales);
     float* y = z == 0 ? m0.y : (z == 1 ? m1.y : m2.y);
-    const int tx = threadIdx.x & 7, slice = threadIdx.x >> 3;
-    const int vec = blockIdx.x * 8 + tx;             // which 4-word (32-column) vector
-    const int vecs = N >> 5;                          // N is a multiple of 32
-    const int k0 = (blockIdx.y * GEMV_SLICES + slice) * GEMV_ROWS;
-    const bool active = vec < vecs && k0 < K;
-    uint4 w[GEMV_ROWS], z4 = {}, s4[4] = {};
-    if (active) {
-#pragma unroll
-        for (int r = 0; r < GEMV_ROWS; r++) w[r] = qweight[(size_t)(k0 + r) * vecs + vec];
-        const int g = k0 / group;
-        z4 = reinterpret_cast<const uint4*>(qzeros + (size_t)g * (N >> 3))[vec];
-#pragma unroll
-        for (int u = 0; u < 4; u++) s4[u] = reinterpret_cast<const uint4*>(scales + (size_t)g * N + vec * 32)[u];
-    }
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int words = N >> 3, word = blockIdx.x * 32 + lane;
+    const bool has_word = word < words;
+    const int k_block = blockIdx.y * rows_per_block;
+    const int block_rows = min(rows_per_block, K - k_block);
+    const int per_warp = rows_per_block / GEMV_WARPS;
+    const int k_first = k_block + warp * per_warp, k_end = min(k_first + per_warp, K);
+    GemvBatch cur;
+    if (has_word && k_first < k_end) gemv_load(cur, qweight, qzeros, scales, k_first, word, words, group);
     wait_for_inputs();
-    float acc[32];
-#pragma unroll
-    for (int j = 0; j < 32; j++) acc[j] = 0.f;
-    if (active) {
-        half2 xs[GEMV_ROWS];
-        float xsum = 0.f;
-#pragma unroll
-        for (int r = 0; r < GEMV_ROWS; r++) {
-            half xv;
-            if (gate) {
-                const float gv = gate[k0 + r];
-                xv = __float2half(gv / (1.f + __expf(-gv)) * up[k0 + r]);
-            } else {
-                xv = x[k0 + r];
-            }
-            xs[r] = __halves2half2(xv, xv);
-            xsum += __half2float(xv);
+    zero_fill(zero, zero_len);
+    float inv_rms = 0.f;
+    if (norm_x) {
+        float ss = 0.f;
+        for (int i = threadIdx.x; i < K; i += blockDim.x) ss += norm_x[i] * norm_x[i];
+        inv_rms = rsqrtf(block_reduce<Sum>(ss) / K + eps);
+    }
+    for (int i = threadIdx.x; i < block_rows; i += blockDim.x) {
+        const int k = k_block + i;
+        float xv;
+        if (gate) {
+            const float gv = gate[k];
+            xv = gv / (1.f + __expf(-gv)) * up[k];
+        } else if (norm_x) {
+            xv = norm_x[k] * inv_rms * norm_w[k];
+        } else {
+            xv = __half2float(x[k]);
         }
-        const uint32_t zw[4] = {z4.x, z4.y, z4.z, z4.w};
+        xs[i] = __float2half(xv);
+    }
+    __syncthreads();
+    for (int b = threadIdx.x; b < block_rows / GEMV_BATCH; b += blockDim.x) {
+        float sum = 0.f;
 #pragma unroll
-        for (int u = 0; u < 4; u++) {
+        for (int r = 0; r < GEMV_BATCH; r++) sum += __half2float(xs[b * GEMV_BATCH + r]);
+        xsums[b] = sum;
+    }
+    __syncthreads();
+    float acc[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) acc[j] = 0.f;
+    if (has_word) {
+        for (int k0 = k_first; k0 < k_end; k0 += GEMV_BATCH) {
+            GemvBatch next;
+            if (k0 + GEMV_BATCH < k_end) gemv_load(next, qweight, qzeros, scales, k0 + GEMV_BATCH, word, words, group);
+            const half* xb = xs + (k0 - k_block);
             half2 sum[4];
 #pragma unroll
             for (int p = 0; p < 4; p++) sum[p] = __float2half2_rn(0.f);
 #pragma unroll
-            for (int r = 0; r < GEMV_ROWS; r++) {
-                const uint32_t ww[4] = {w[r].x, w[r].y, w[r].z, w[r].w};
+            for (int r = 0; r < GEMV_BATCH; r++) {
+                const half2 xv = __half2half2(xb[r]);
                 half2 q[4];
-                unpack_pairs(ww[u], q);
+                unpack_pairs(cur.w[r], q);
 #pragma unroll
-                for (int p = 0; p < 4; p++) sum[p] = __hfma2(xs[r], q[p], sum[p]);
+                for (int p = 0; p < 4; p++) sum[p] = __hfma2(xv, q[p], sum[p]);
             }
-            half2 z[4];
-            unpack_pairs(zw[u], z);
-            const half2* s = reinterpret_cast<const half2*>(&s4[u]);
+            const float xsum = xsums[(k0 - k_block) / GEMV_BATCH];
+            half2 zp[4];
+            unpack_pairs(cur.zero, zp);
+            const half2* sc = reinterpret_cast<const half2*>(&cur.scales);
 #pragma unroll
             for (int p = 0; p < 4; p++) {
-                float2 sf = __half22float2(s[p]);
-                float2 qf = __half22float2(sum[p]);
-                float2 zf = __half22float2(z[p]);
-                acc[u * 8 + 2 * p] = sf.x * (qf.x - zf.x * xsum);
-                acc[u * 8 + 2 * p + 1] = sf.y * (qf.y - zf.y * xsum);
+                const float2 sf = __half22float2(sc[p]), qf = __half22float2(sum[p]), zf = __half22float2(zp[p]);
+                acc[2 * p] += sf.x * (qf.x - zf.x * xsum);
+                acc[2 * p + 1] += sf.y * (qf.y - zf.y * xsum);
             }
+            cur = next;
         }
     }
 #pragma unroll
-    for (int j = 0; j < 32; j++) reduce[slice][tx * 33 + j] = acc[j];
+    for (int j = 0; j < 8; j++) red[warp][lane * 9 + j] = acc[j];
     __syncthreads();
-    // Thread t sums column t of the block's 256 over the 32 slices.
-    const int col_vec = threadIdx.x >> 5, col_in = threadIdx.x & 31;
+    // Thread t sums column t of the block's 256 (word t / 8, pair position t % 8) over the warps.
+    const int t = threadIdx.x;
     float total = 0.f;
-#pragma unroll 8
-    for (int s = 0; s < GEMV_SLICES; s++) total += reduce[s][col_vec * 33 + col_in];
-    const int n = (blockIdx.x * 8 + col_vec) * 32 + col_in;
+#pragma unroll
+    for (int w = 0; w < GEMV_WARPS; w++) total += red[w][(t >> 3) * 9 + (t & 7)];
+    const int n = blockIdx.x * 256 + t;
     if (n < N) atomicAdd(&y[n], total);
 }
 
@@ -254,9 +308,26 @@ extern "C" __global__ void dense_gemv(const half* W, const half* x, float* y, in
     if (lane == 0) y[n] = accumulate ? y[n] + sum : sum;
 }
 
-// Per (token, head): RMSNorm over head_dim (q_norm / k_norm), rotary embedding (rotate-half), then q to
-// f16 [heads][M][hd] and k, v into the f16 cache [kv_heads][capacity][hd] at position start + t, where
-// start = step[0] (device memory, so a captured decode graph serves every position).
+// RMSNorm of one head's hd values (weight w), then rotate-half RoPE with this position's cos/sin rows,
+// into roped[0..hd) (shared memory; normed is scratch of the same size). Every thread of the block calls it.
+__device__ void norm_rope(const float* src, const float* w, const float* c, const float* s, int hd, float eps,
+                          float* normed, float* roped) {
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) ss += src[i] * src[i];
+    const float inv = rsqrtf(block_reduce<Sum>(ss) / hd + eps);
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) normed[i] = src[i] * inv * w[i];
+    __syncthreads();
+    const int half_dim = hd >> 1;
+    for (int i = threadIdx.x; i < half_dim; i += blockDim.x) {
+        const float a = normed[i], b = normed[i + half_dim];
+        roped[i] = a * c[i] - b * s[i];
+        roped[i + half_dim] = b * c[i] + a * s[i];
+    }
+    __syncthreads();
+}
+
+// Prefill, per (token, head): q_norm / k_norm and RoPE (norm_rope), then q to f16 [heads][M][hd] and k, v
+// into the f16 cache [kv_heads][capacity][hd] at position start + t, where start = step[0].
 // grid (M, heads + kv_heads); block 64 threads; cos/sin are [positions][hd/2] tables.
 extern "C" __global__ void qk_norm_rope(const float* q, const float* k, const float* v, const float* q_norm,
                                         const float* k_norm, const float* cos_table, const float* sin_table,
@@ -264,27 +335,15 @@ extern "C" __global__ void qk_norm_rope(const float* q, const float* k, const fl
                                         int kv_heads, int hd, const int* step, int capacity, float eps) {
     start_dependents();
     wait_for_inputs();
-    __shared__ float normed[512];
-    const int start = step[0];
-    const int t = blockIdx.x, head = blockIdx.y, half_dim = hd >> 1;
+    __shared__ float normed[256], roped[256];
+    const int t = blockIdx.x, head = blockIdx.y, pos = step[0] + t, half_dim = hd >> 1;
     const bool is_q = head < heads;
     const int kv = head - heads;
     const float* src = is_q ? q + ((size_t)t * heads + head) * hd : k + ((size_t)t * kv_heads + kv) * hd;
-    const float* w = is_q ? q_norm : k_norm;
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) ss += src[i] * src[i];
-    float inv = rsqrtf(block_reduce<Sum>(ss) / hd + eps);
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) normed[i] = src[i] * inv * w[i];
-    __syncthreads();
-    const int pos = start + t;
-    const float* c = cos_table + (size_t)pos * half_dim;
-    const float* s = sin_table + (size_t)pos * half_dim;
+    norm_rope(src, is_q ? q_norm : k_norm, cos_table + (size_t)pos * half_dim, sin_table + (size_t)pos * half_dim,
+              hd, eps, normed, roped);
     half* dst = is_q ? q_out + ((size_t)head * M + t) * hd : k_cache + ((size_t)kv * capacity + pos) * hd;
-    for (int i = threadIdx.x; i < half_dim; i += blockDim.x) {
-        float a = normed[i], b = normed[i + half_dim];
-        dst[i] = __float2half(a * c[i] - b * s[i]);
-        dst[i + half_dim] = __float2half(b * c[i] + a * s[i]);
-    }
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) dst[i] = __float2half(roped[i]);
     if (!is_q) {
         const float* vs = v + ((size_t)t * kv_heads + kv) * hd;
         half* vd = v_cache + ((size_t)kv * capacity + pos) * hd;
@@ -292,25 +351,43 @@ extern "C" __global__ void qk_norm_rope(const float* q, const float* k, const fl
     }
 }
 
-// Decode attention, split over the context (flash-decoding): block (head, chunk) scores 64 positions and
-// writes its max, its sum of exponentials and its unnormalized output to partial[head][chunk]. Blocks past
-// len = step[1] return at once, so one captured graph serves every length up to its grid. hd % 8 == 0.
+// Decode attention for the token at position len - 1 (len = step[1]), split over the context
+// (flash-decoding), in one kernel: block (head, chunk) applies q_norm and RoPE to its head's q itself;
+// the blocks whose chunk holds the new position also normalize and rotate k and write k and v to the
+// cache (the query heads of one KV group write the same values); each block then scores its 64 positions
+// and writes its max, its sum of exponentials and its unnormalized output to partial[head][chunk]; the
+// last block of a head to finish (a counter in arrivals[head], reset for the next layer) joins the
+// chunks into out[head] (f16, the [heads·hd] row o_proj reads). Blocks past len return at once, so one
+// captured graph serves every length up to its grid. hd % 8 == 0, hd <= 256.
 #define ATTN_CHUNK 64
-extern "C" __global__ void __launch_bounds__(256) attn_decode_partial(const half* q, const half* k_cache,
-                                                                      const half* v_cache, float* partial,
-                                                                      const int* step, int heads, int kv_heads,
-                                                                      int hd, int capacity, float scale) {
+extern "C" __global__ void __launch_bounds__(256, 8) attn_decode(
+    const float* q, const float* k, const float* v, const float* q_norm, const float* k_norm,
+    const float* cos_table, const float* sin_table, half* k_cache, half* v_cache, float* partial,
+    unsigned* arrivals, half* out, const int* step, int heads, int kv_heads, int hd, int capacity, float scale,
+    float eps) {
     start_dependents();
     wait_for_inputs();
-    __shared__ float qs[256];
+    __shared__ float qs[256], normed[256], ks[256];
     __shared__ float weights[ATTN_CHUNK];
     __shared__ float2 out_part[4][128];
+    __shared__ bool last_block;
     const int head = blockIdx.x, chunk = blockIdx.y, kv = head / (heads / kv_heads);
-    const int chunks = gridDim.y, len = step[1], first = chunk * ATTN_CHUNK;
+    const int chunks = gridDim.y, len = step[1], first = chunk * ATTN_CHUNK, pos_new = len - 1;
     if (first >= len) return;
-    const int count = min(ATTN_CHUNK, len - first);
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = __half2float(q[(size_t)head * hd + i]);
-    __syncthreads();
+    const int count = min(ATTN_CHUNK, len - first), half_dim = hd >> 1;
+    const float* c = cos_table + (size_t)pos_new * half_dim;
+    const float* s = sin_table + (size_t)pos_new * half_dim;
+    norm_rope(q + (size_t)head * hd, q_norm, c, s, hd, eps, normed, qs);
+    if (pos_new < first + ATTN_CHUNK) {
+        norm_rope(k + (size_t)kv * hd, k_norm, c, s, hd, eps, normed, ks);
+        half* kd = k_cache + ((size_t)kv * capacity + pos_new) * hd;
+        half* vd = v_cache + ((size_t)kv * capacity + pos_new) * hd;
+        for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+            kd[i] = __float2half(ks[i]);
+            vd[i] = __float2half(v[(size_t)kv * hd + i]);
+        }
+        __syncthreads();  // the block reads these cache rows below
+    }
     // Scores: four threads per position, each over a quarter of head_dim, joined by two shuffles.
     const int pos = threadIdx.x >> 2, part = threadIdx.x & 3, quarter = hd >> 2;
     float dot = 0.f;
@@ -346,7 +423,8 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode_partial(const half
         out_part[grp][pair] = o;
     }
     __syncthreads();
-    float* dst = partial + ((size_t)head * chunks + chunk) * (hd + 2);
+    float* base = partial + (size_t)head * chunks * (hd + 2);
+    float* dst = base + (size_t)chunk * (hd + 2);
     if (threadIdx.x == 0) {
         dst[0] = m;
         dst[1] = sum;
@@ -360,25 +438,28 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode_partial(const half
         dst[2 + 2 * p] = t.x;
         dst[3 + 2 * p] = t.y;
     }
-}
-
-// Joins the chunks of attn_decode_partial (those below len = step[1]; `stride` is its grid's chunk count):
-// out[head] (f16, [heads·hd] row) = Σ e^(m_c - M) o_c / Σ e^(m_c - M) s_c.
-extern "C" __global__ void attn_decode_combine(const float* partial, half* out, const int* step, int stride,
-                                               int hd) {
-    start_dependents();
-    wait_for_inputs();
-    const int head = blockIdx.x, chunks = (step[1] + ATTN_CHUNK - 1) / ATTN_CHUNK;
-    const float* base = partial + (size_t)head * stride * (hd + 2);
-    float m = -INFINITY;
-    for (int c = 0; c < chunks; c++) m = fmaxf(m, base[(size_t)c * (hd + 2)]);
-    float total = 0.f;
-    for (int c = 0; c < chunks; c++) total += __expf(base[(size_t)c * (hd + 2)] - m) * base[(size_t)c * (hd + 2) + 1];
+    // The last block of this head joins the chunks: its partial writes must be visible before it counts.
+    const int used = (len + ATTN_CHUNK - 1) / ATTN_CHUNK;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last_block = atomicAdd(&arrivals[head], 1u) == (unsigned)(used - 1);
+    __syncthreads();
+    if (!last_block) return;
+    if (threadIdx.x == 0) arrivals[head] = 0;
+    float mc = -INFINITY;
+    for (int ci = threadIdx.x; ci < used; ci += blockDim.x) mc = fmaxf(mc, __ldcg(base + (size_t)ci * (hd + 2)));
+    const float m_all = block_reduce<Max>(mc);
+    float tc = 0.f;
+    for (int ci = threadIdx.x; ci < used; ci += blockDim.x) {
+        const float* pc = base + (size_t)ci * (hd + 2);
+        tc += __expf(__ldcg(pc) - m_all) * __ldcg(pc + 1);
+    }
+    const float total = block_reduce<Sum>(tc);
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float o = 0.f;
-        for (int c = 0; c < chunks; c++) {
-            const float* pc = base + (size_t)c * (hd + 2);
-            o += __expf(pc[0] - m) * pc[2 + d];
+        for (int ci = 0; ci < used; ci++) {
+            const float* pc = base + (size_t)ci * (hd + 2);
+            o += __expf(__ldcg(pc) - m_all) * __ldcg(pc + 2 + d);
         }
         out[(size_t)head * hd + d] = __float2half(o / total);
     }

@@ -1,8 +1,10 @@
 //! The Qwen3 decoder on an NVIDIA GPU (feature `cuda`): the same checkpoint and the same answers as the
 //! CPU engine, with the weights, the KV cache and every activation on the device.
 //!
-//! Decode (one token) runs our own kernels (kernels.cu): an AWQ int4 GEMV that reads each packed weight
-//! once, an f16 GEMV for the lm_head, fused RMSNorm + RoPE + cache write, and split-context attention.
+//! Decode (one token) runs our own kernels (kernels.cu), five per AWQ layer: an int4 GEMV that reads each
+//! packed weight once and computes its own input (the RMSNorm, or silu(gate) · up) for q/k/v, o, gate/up
+//! and down, and one split-context attention kernel that also applies q/k-norm and RoPE, writes the cache
+//! and joins its chunks; an f16 GEMV runs the lm_head.
 //! Prefill dequantizes each AWQ matrix to f16 and multiplies with cuBLAS (tensor cores), attention
 //! included, in chunks sized so the score matrix stays under a fixed budget.
 //!
@@ -33,8 +35,10 @@ const MAX_CHUNK: usize = 512;
 /// Elements of the f32 attention-score matrix of one chunk ([heads][chunk][context]): bounds memory at
 /// long contexts by shrinking the chunk instead.
 const SCORE_BUDGET: usize = 32 << 20;
-/// Rows of K one block of the decode GEMV covers (GEMV_SLICES × GEMV_ROWS in kernels.cu).
-const GEMV_ROWS_PER_BLOCK: usize = 32 * 16;
+/// Most rows of K one block of the decode GEMV takes (GEMV_MAX_ROWS in kernels.cu: its shared input).
+const GEMV_MAX_ROWS: usize = 1024;
+/// Blocks of the decode GEMV one multiprocessor holds at once (its __launch_bounds__ in kernels.cu).
+const GEMV_BLOCKS_PER_SM: usize = 4;
 /// Positions one block of the decode attention covers (ATTN_CHUNK in kernels.cu).
 const ATTN_CHUNK: usize = 64;
 /// Set to 0 to launch every kernel only after the previous one has finished (for A/B measurements of
@@ -91,8 +95,7 @@ struct Kernels {
     awq_dequant: CudaFunction,
     dense_gemv: CudaFunction,
     qk_norm_rope: CudaFunction,
-    attn_decode_partial: CudaFunction,
-    attn_decode_combine: CudaFunction,
+    attn_decode: CudaFunction,
     softmax_causal: CudaFunction,
     heads_to_rows: CudaFunction,
     silu_mul: CudaFunction,
@@ -117,8 +120,7 @@ impl Kernels {
             awq_dequant: f("awq_dequant")?,
             dense_gemv: f("dense_gemv")?,
             qk_norm_rope: f("qk_norm_rope")?,
-            attn_decode_partial: f("attn_decode_partial")?,
-            attn_decode_combine: f("attn_decode_combine")?,
+            attn_decode: f("attn_decode")?,
             softmax_causal: f("softmax_causal")?,
             heads_to_rows: f("heads_to_rows")?,
             silu_mul: f("silu_mul")?,
@@ -146,11 +148,13 @@ impl Arg {
     }
 }
 
-/// What the decode GEMV multiplies: an f16 row, or silu(gate) · up computed as it reads (f32 rows).
+/// What the decode GEMV multiplies, computed as it reads: an f16 row, silu(gate) · up (f32 rows), or
+/// the RMSNorm of the f32 row `x` with `weight` (so neither needs a kernel of its own).
 #[derive(Clone, Copy)]
 enum GemvInput {
     Row(u64),
     SiluOf { gate: u64, up: u64 },
+    Normed { x: u64, weight: u64 },
 }
 
 /// `struct AwqMatrix` of kernels.cu: one AWQ matrix and its output.
@@ -303,6 +307,19 @@ struct Layer {
 }
 
 impl Layer {
+    /// Whether every matrix is AWQ with one group size: the layer's decode step then runs fused.
+    fn all_awq(&self) -> bool {
+        let groups: Vec<_> = self
+            .linears()
+            .iter()
+            .map(|l| match l {
+                Linear::Awq { group, .. } => Some(*group),
+                Linear::Dense { .. } => None,
+            })
+            .collect();
+        groups[0].is_some() && groups.iter().all(|g| *g == groups[0])
+    }
+
     fn linears(&self) -> [&Linear; 7] {
         [
             &self.q_proj,
@@ -334,6 +351,8 @@ struct Scratch {
     scores: Buf<f32>,
     probs: Buf<f16>,
     partial: Buf<f32>,
+    /// Per head, how many decode-attention blocks have written their part (the last one joins them).
+    arrivals: Buf<u32>,
     dequant: Buf<f16>,
     final_normed: Buf<f16>,
     logits: Buf<f32>,
@@ -361,6 +380,8 @@ pub struct CudaQwen3 {
     /// and waits in the kernel for its inputs, so launch gaps and the GEMVs' weight loads overlap the
     /// small kernels before them.
     overlap: bool,
+    /// Streaming multiprocessors: the decode GEMV sizes its blocks to keep them all busy.
+    multiprocessors: usize,
     /// The whole decode step (embedding to logits) captured on first use and replayed for every token
     /// (~600 launches cost more CPU time than the GPU work they describe), one graph per attention grid:
     /// a power of two of 64-position chunks, so short contexts do not launch blocks for the whole cache.
@@ -410,6 +431,9 @@ impl CudaQwen3 {
              (LD_LIBRARY_PATH)",
         )?;
         let kernels = Kernels::load(&ctx)?;
+        let multiprocessors =
+            ctx.attribute(driver_sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+                .context("reading the GPU's multiprocessor count")? as usize;
         let awq = config.awq()?;
         let (h, hd, inter) = (
             config.hidden_size,
@@ -502,6 +526,7 @@ impl CudaQwen3 {
             scores: Buf::zeros(&stream, SCORE_BUDGET.min(nh * chunk * capacity))?,
             probs: Buf::zeros(&stream, SCORE_BUDGET.min(nh * chunk * capacity))?,
             partial: Buf::zeros(&stream, nh * capacity.div_ceil(ATTN_CHUNK) * (hd + 2))?,
+            arrivals: Buf::zeros(&stream, nh)?,
             dequant: Buf::zeros(&stream, dequant)?,
             final_normed: Buf::zeros(&stream, chunk * h)?,
             logits: Buf::zeros(&stream, config.vocab_size)?,
@@ -522,6 +547,7 @@ impl CudaQwen3 {
             capacity,
             device_name,
             overlap: std::env::var(OVERLAP_ENV).map_or(true, |v| v != "0"),
+            multiprocessors,
             decode_graphs: BTreeMap::new(),
         };
         model
@@ -700,13 +726,19 @@ impl CudaQwen3 {
         };
         let first = shape(jobs[0].0);
         if m == 1 && first.is_some() && jobs.iter().all(|(l, _)| shape(l) == first) {
-            return self.awq_gemv(jobs, GemvInput::Row(x));
+            return self.awq_gemv(jobs, GemvInput::Row(x), (0, 0));
         }
         jobs.iter().try_for_each(|&(l, y)| self.linear(l, x, m, y))
     }
 
-    /// One launch of the decode GEMV over up to three AWQ matrices with the same input.
-    fn awq_gemv(&self, jobs: &[(&Linear, u64)], input: GemvInput) -> Result<()> {
+    /// One launch of the decode GEMV over up to three AWQ matrices with the same input; it also zeroes
+    /// `zero` (address, f32 count) once the kernels before it have finished: a later GEMV's outputs.
+    fn awq_gemv(
+        &self,
+        jobs: &[(&Linear, u64)],
+        input: GemvInput,
+        zero: (u64, usize),
+    ) -> Result<()> {
         let mut matrices = [AwqMatrix::default(); 3];
         let (mut inf, mut group, mut widest) = (0, 0, 0);
         for (slot, &(l, y)) in matrices.iter_mut().zip(jobs) {
@@ -730,19 +762,30 @@ impl CudaQwen3 {
             };
             (inf, group, widest) = (*k, *g, widest.max(*outf));
         }
+        // As many blocks as fit at once (4 per multiprocessor, the kernel's launch bounds) and no more:
+        // a second, partial wave would nearly double the time. Each block takes a multiple of 8 warps ×
+        // 16 rows, 256 to GEMV_MAX_ROWS rows (fewer rows would only add atomics).
+        let strips: usize = jobs.iter().map(|(l, _)| l.dims().1.div_ceil(256)).sum();
+        let splits = (GEMV_BLOCKS_PER_SM * self.multiprocessors / strips).max(1);
+        let rows_per_block = inf
+            .div_ceil(splits)
+            .next_multiple_of(128)
+            .clamp(256, GEMV_MAX_ROWS)
+            .min(inf.next_multiple_of(128));
         let cfg = LaunchConfig {
             grid_dim: (
-                (widest / 32).div_ceil(8) as u32,
-                inf.div_ceil(GEMV_ROWS_PER_BLOCK) as u32,
+                widest.div_ceil(256) as u32,
+                inf.div_ceil(rows_per_block) as u32,
                 jobs.len() as u32,
             ),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
         let [m0, m1, m2] = matrices;
-        let (x, gate, up) = match input {
-            GemvInput::Row(x) => (x, 0, 0),
-            GemvInput::SiluOf { gate, up } => (0, gate, up),
+        let (x, gate, up, norm_x, norm_w) = match input {
+            GemvInput::Row(x) => (x, 0, 0, 0, 0),
+            GemvInput::SiluOf { gate, up } => (0, gate, up, 0, 0),
+            GemvInput::Normed { x, weight } => (0, 0, 0, x, weight),
         };
         self.launch(
             &self.kernels.awq_gemv,
@@ -754,8 +797,14 @@ impl CudaQwen3 {
                 Arg::Ptr(x),
                 Arg::Ptr(gate),
                 Arg::Ptr(up),
+                Arg::Ptr(norm_x),
+                Arg::Ptr(norm_w),
+                Arg::Float(self.config.rms_norm_eps as f32),
+                Arg::Ptr(zero.0),
+                int(zero.1),
                 int(inf),
                 int(group),
+                int(rows_per_block),
             ],
         )
     }
@@ -764,7 +813,7 @@ impl CudaQwen3 {
     fn linear_into(&self, l: &Linear, x: u64, m: usize, y: u64, accumulate: bool) -> Result<()> {
         let (inf, outf) = l.dims();
         match l {
-            Linear::Awq { .. } if m == 1 => self.awq_gemv(&[(l, y)], GemvInput::Row(x)),
+            Linear::Awq { .. } if m == 1 => self.awq_gemv(&[(l, y)], GemvInput::Row(x), (0, 0)),
             Linear::Awq {
                 qweight,
                 qzeros,
@@ -884,6 +933,8 @@ impl CudaQwen3 {
             s.qkv.at(m * (nh + nkv) * hd),
         );
         let (gate, up) = (s.gate_up.ptr, s.gate_up.at(m * inter));
+        // One row: the GEMVs add into their outputs; layer 0's q/k/v are zeroed by the embedding.
+        let qkv_len = if m == 1 { (nh + 2 * nkv) * hd } else { 0 };
         match (&self.embed, &self.lm_head) {
             (Some(Buf { ptr: table, .. }), _)
             | (
@@ -900,6 +951,8 @@ impl CudaQwen3 {
                     Arg::Ptr(s.ids.ptr),
                     Arg::Ptr(s.hidden.ptr),
                     int(h),
+                    Arg::Ptr(q),
+                    int(qkv_len),
                 ],
                 false,
             )?,
@@ -924,16 +977,20 @@ impl CudaQwen3 {
                     int(h),
                     int(c.vocab_size),
                     int(*group),
+                    Arg::Ptr(q),
+                    int(qkv_len),
                 ],
                 false,
             )?,
         }
-        let eps = c.rms_norm_eps as f32;
         let scale = 1.0 / (hd as f32).sqrt();
+        let gate_up_len = if m == 1 { 2 * inter } else { 0 };
         for layer in &self.layers {
+            if m == 1 && layer.all_awq() {
+                self.decode_layer_awq(layer, scale, attn_chunks)?;
+                continue;
+            }
             // One row: the GEMVs add into their outputs, which the norm zeroes first.
-            let qkv_len = if m == 1 { (nh + 2 * nkv) * hd } else { 0 };
-            let gate_up_len = if m == 1 { 2 * inter } else { 0 };
             self.rms_norm(
                 s.hidden.ptr,
                 layer.input_norm.ptr,
@@ -945,29 +1002,6 @@ impl CudaQwen3 {
                 &[(&layer.q_proj, q), (&layer.k_proj, k), (&layer.v_proj, v)],
                 s.normed.ptr,
                 m,
-            )?;
-            self.launch(
-                &self.kernels.qk_norm_rope,
-                grid((m, nh + nkv), 64),
-                &[
-                    Arg::Ptr(q),
-                    Arg::Ptr(k),
-                    Arg::Ptr(v),
-                    Arg::Ptr(layer.q_norm.ptr),
-                    Arg::Ptr(layer.k_norm.ptr),
-                    Arg::Ptr(self.rope_cos.ptr),
-                    Arg::Ptr(self.rope_sin.ptr),
-                    Arg::Ptr(s.q_heads.ptr),
-                    Arg::Ptr(layer.k_cache.ptr),
-                    Arg::Ptr(layer.v_cache.ptr),
-                    int(m),
-                    int(nh),
-                    int(nkv),
-                    int(hd),
-                    Arg::Ptr(s.step.ptr),
-                    int(self.capacity),
-                    Arg::Float(eps),
-                ],
             )?;
             if m == 1 {
                 self.attention_decode(layer, scale, attn_chunks)?;
@@ -989,7 +1023,7 @@ impl CudaQwen3 {
             )?;
             if m == 1 && matches!(layer.down_proj, Linear::Awq { .. }) {
                 let input = GemvInput::SiluOf { gate, up };
-                self.awq_gemv(&[(&layer.down_proj, s.hidden.ptr)], input)?;
+                self.awq_gemv(&[(&layer.down_proj, s.hidden.ptr)], input, (0, 0))?;
             } else {
                 let n = m * inter;
                 self.launch(
@@ -1009,36 +1043,78 @@ impl CudaQwen3 {
         self.rms_norm(s.hidden.ptr, self.norm.ptr, s.final_normed.ptr, m, logits)
     }
 
+    /// One layer of a decode step whose matrices are all AWQ, in five kernels: the RMSNorms run inside
+    /// the GEMVs that read them, q/k-norm, RoPE and the cache write inside the attention, and each GEMV
+    /// zeroes the outputs of a later one (whose readers have finished by then) for its atomics.
+    fn decode_layer_awq(&self, layer: &Layer, scale: f32, attn_chunks: usize) -> Result<()> {
+        let c = &self.config;
+        let s = &self.scratch;
+        let (hd, nh, nkv, inter) = (
+            c.head_dim(),
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.intermediate_size,
+        );
+        let (q, k, v) = (s.qkv.ptr, s.qkv.at(nh * hd), s.qkv.at((nh + nkv) * hd));
+        let (gate, up) = (s.gate_up.ptr, s.gate_up.at(inter));
+        let hidden = s.hidden.ptr;
+        self.awq_gemv(
+            &[(&layer.q_proj, q), (&layer.k_proj, k), (&layer.v_proj, v)],
+            GemvInput::Normed {
+                x: hidden,
+                weight: layer.input_norm.ptr,
+            },
+            (gate, 2 * inter),
+        )?;
+        self.attention_decode(layer, scale, attn_chunks)?;
+        self.awq_gemv(
+            &[(&layer.o_proj, hidden)],
+            GemvInput::Row(s.attn_rows.ptr),
+            (q, (nh + 2 * nkv) * hd),
+        )?;
+        self.awq_gemv(
+            &[(&layer.gate_proj, gate), (&layer.up_proj, up)],
+            GemvInput::Normed {
+                x: hidden,
+                weight: layer.post_attention_norm.ptr,
+            },
+            (0, 0),
+        )?;
+        self.awq_gemv(
+            &[(&layer.down_proj, hidden)],
+            GemvInput::SiluOf { gate, up },
+            (0, 0),
+        )
+    }
+
+    /// Attention of the one new token (its q, k, v straight from the projections) into `attn_rows`.
     fn attention_decode(&self, layer: &Layer, scale: f32, chunks: usize) -> Result<()> {
         let c = &self.config;
         let s = &self.scratch;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
         self.launch(
-            &self.kernels.attn_decode_partial,
+            &self.kernels.attn_decode,
             grid((nh, chunks), 256),
             &[
-                Arg::Ptr(s.q_heads.ptr),
+                Arg::Ptr(s.qkv.ptr),
+                Arg::Ptr(s.qkv.at(nh * hd)),
+                Arg::Ptr(s.qkv.at((nh + nkv) * hd)),
+                Arg::Ptr(layer.q_norm.ptr),
+                Arg::Ptr(layer.k_norm.ptr),
+                Arg::Ptr(self.rope_cos.ptr),
+                Arg::Ptr(self.rope_sin.ptr),
                 Arg::Ptr(layer.k_cache.ptr),
                 Arg::Ptr(layer.v_cache.ptr),
                 Arg::Ptr(s.partial.ptr),
+                Arg::Ptr(s.arrivals.ptr),
+                Arg::Ptr(s.attn_rows.ptr),
                 Arg::Ptr(s.step.ptr),
                 int(nh),
                 int(nkv),
                 int(hd),
                 int(self.capacity),
                 Arg::Float(scale),
-            ],
-        )?;
-        // With one token, [heads][1][hd] is already the [1][heads·hd] row o_proj reads.
-        self.launch(
-            &self.kernels.attn_decode_combine,
-            grid((nh, 1), 128),
-            &[
-                Arg::Ptr(s.partial.ptr),
-                Arg::Ptr(s.attn_rows.ptr),
-                Arg::Ptr(s.step.ptr),
-                int(chunks),
-                int(hd),
+                Arg::Float(c.rms_norm_eps as f32),
             ],
         )
     }
@@ -1051,6 +1127,7 @@ impl CudaQwen3 {
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
         let (len, rows) = (start + m, (nh / nkv) * m);
         let kv_stride = self.capacity * hd;
+        self.qk_norm_rope(layer, m)?;
         // Scoresᵀ (len × rows) = K (len × hd) · Qᵀ, per KV head.
         self.gemm(
             true,
@@ -1093,6 +1170,41 @@ impl CudaQwen3 {
                 int(m),
                 int(nh),
                 int(hd),
+            ],
+        )
+    }
+
+    /// q/k RMSNorm and RoPE of m rows: q into `q_heads`, k and v into the cache.
+    fn qk_norm_rope(&self, layer: &Layer, m: usize) -> Result<()> {
+        let c = &self.config;
+        let s = &self.scratch;
+        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
+        let (q, k, v) = (
+            s.qkv.ptr,
+            s.qkv.at(m * nh * hd),
+            s.qkv.at(m * (nh + nkv) * hd),
+        );
+        self.launch(
+            &self.kernels.qk_norm_rope,
+            grid((m, nh + nkv), 64),
+            &[
+                Arg::Ptr(q),
+                Arg::Ptr(k),
+                Arg::Ptr(v),
+                Arg::Ptr(layer.q_norm.ptr),
+                Arg::Ptr(layer.k_norm.ptr),
+                Arg::Ptr(self.rope_cos.ptr),
+                Arg::Ptr(self.rope_sin.ptr),
+                Arg::Ptr(s.q_heads.ptr),
+                Arg::Ptr(layer.k_cache.ptr),
+                Arg::Ptr(layer.v_cache.ptr),
+                int(m),
+                int(nh),
+                int(nkv),
+                int(hd),
+                Arg::Ptr(s.step.ptr),
+                int(self.capacity),
+                Arg::Float(c.rms_norm_eps as f32),
             ],
         )
     }
