@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from transformers import AutoTokenizer
 
+from collapse import collapsed_rows
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
@@ -57,11 +59,7 @@ def main():
             start = next(i for i, s in enumerate(shown) if s.startswith("'http'"))
             print(url, " ".join(shown[start:]))
     table = tied_embedding(args.model)
-    norms = np.linalg.norm(table, axis=1)
-    unit = table / norms[:, None]
-    common = unit[norms > np.quantile(norms, 0.6)].mean(0)
-    common /= np.linalg.norm(common)
-    share = float(((unit @ common) > 0.95).mean())
+    share = float(collapsed_rows(table).mean())
     print(f"embedding rows with cosine > 0.95 to the common direction: {share:.1%} of {len(table)}")
 
 

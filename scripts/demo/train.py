@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
+from collapse import collapsed_rows
+
 TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "qwen3-tokenizer"
 MAX_LEN = 2048
 
@@ -139,12 +141,8 @@ def separate_collapsed_rows(embed, threshold=0.95):
     part keeps the tokens unlikely (the model's hidden states point away from it), the random part makes
     them distinct."""
     with torch.no_grad():
-        norms = embed.norm(dim=1)
-        unit = embed / norms[:, None]
-        common = unit[norms > norms.quantile(0.6)].mean(0)
-        common /= common.norm()
-        collapsed = (unit @ common) > threshold
-        target = norms[~collapsed].quantile(0.1)
+        collapsed = torch.from_numpy(collapsed_rows(embed.float().cpu().numpy(), threshold)).to(embed.device)
+        target = embed.norm(dim=1)[~collapsed].quantile(0.1)
         noise = torch.randn(int(collapsed.sum()), embed.shape[1], device=embed.device)
         embed[collapsed] += noise / noise.norm(dim=1, keepdim=True) * target
     return int(collapsed.sum())
