@@ -196,10 +196,11 @@ impl KernelArgs<'_> {
                 let mut y = [0f32; 8];
                 for g in 0..groups {
                     let mut acc = [0f32; 8];
-                    for k in g * self.group..(g + 1) * self.group {
+                    let first = g * self.group;
+                    for (k, &xk) in (first..).zip(&x[first..first + self.group]) {
                         let q = unpack_word(self.qweight[k * words + c]);
                         for j in 0..8 {
-                            acc[j] += q[j] as f32 * x[k];
+                            acc[j] += q[j] as f32 * xk;
                         }
                     }
                     let z = unpack_word(self.qzeros[g * words + c]);
@@ -281,9 +282,9 @@ mod x86 {
                         }
                     }
                 }
-                for r in 0..T {
-                    for j in 0..W {
-                        _mm256_storeu_ps(a.out.0.add((t + r) * a.outf + 8 * (w + j)), y[r][j]);
+                for (r, row) in y.iter().enumerate() {
+                    for (j, &v) in row.iter().enumerate() {
+                        _mm256_storeu_ps(a.out.0.add((t + r) * a.outf + 8 * (w + j)), v);
                     }
                 }
                 w += W;

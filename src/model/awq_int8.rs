@@ -195,7 +195,7 @@ impl ColumnArgs<'_> {
         for g in 0..groups {
             let z = unpack_word(self.qzeros[g * words + self.c]);
             let group_data = &self.data[g * self.group * 4..(g + 1) * self.group * 4];
-            for r in 0..block {
+            for (r, out_row) in out.iter_mut().enumerate().take(block) {
                 let row = self.t + r;
                 let x = &self.rows.x8[row * self.inf + g * self.group..];
                 let mut dots = [0i32; 8];
@@ -214,7 +214,7 @@ impl ColumnArgs<'_> {
                 );
                 for j in 0..8 {
                     let s = self.scales[g * self.outf + 8 * self.c + j].to_f32();
-                    out[r][j] += s * dx * (dots[j] - z[j] as i32 * sum8) as f32;
+                    out_row[j] += s * dx * (dots[j] - z[j] as i32 * sum8) as f32;
                 }
             }
         }
