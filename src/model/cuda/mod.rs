@@ -309,15 +309,12 @@ struct Layer {
 impl Layer {
     /// Whether every matrix is AWQ with one group size: the layer's decode step then runs fused.
     fn all_awq(&self) -> bool {
-        let groups: Vec<_> = self
-            .linears()
-            .iter()
-            .map(|l| match l {
-                Linear::Awq { group, .. } => Some(*group),
-                Linear::Dense { .. } => None,
-            })
-            .collect();
-        groups[0].is_some() && groups.iter().all(|g| *g == groups[0])
+        let group = |l: &Linear| match l {
+            Linear::Awq { group, .. } => Some(*group),
+            Linear::Dense { .. } => None,
+        };
+        let first = group(&self.q_proj);
+        first.is_some() && self.linears().into_iter().all(|l| group(l) == first)
     }
 
     fn linears(&self) -> [&Linear; 7] {
@@ -921,20 +918,11 @@ impl CudaQwen3 {
     fn run_layers(&self, m: usize, start: usize, attn_chunks: usize) -> Result<()> {
         let c = &self.config;
         let s = &self.scratch;
-        let (h, hd) = (c.hidden_size, c.head_dim());
-        let (nh, nkv, inter) = (
-            c.num_attention_heads,
-            c.num_key_value_heads,
-            c.intermediate_size,
-        );
-        let (q, k, v) = (
-            s.qkv.ptr,
-            s.qkv.at(m * nh * hd),
-            s.qkv.at(m * (nh + nkv) * hd),
-        );
-        let (gate, up) = (s.gate_up.ptr, s.gate_up.at(m * inter));
+        let (h, hd, inter) = (c.hidden_size, c.head_dim(), c.intermediate_size);
+        let ([q, k, v], qkv_all) = self.qkv_rows(m);
+        let ([gate, up], gate_up_all) = self.gate_up_rows(m);
         // One row: the GEMVs add into their outputs; layer 0's q/k/v are zeroed by the embedding.
-        let qkv_len = if m == 1 { (nh + 2 * nkv) * hd } else { 0 };
+        let qkv_len = if m == 1 { qkv_all } else { 0 };
         match (&self.embed, &self.lm_head) {
             (Some(Buf { ptr: table, .. }), _)
             | (
@@ -984,7 +972,7 @@ impl CudaQwen3 {
             )?,
         }
         let scale = 1.0 / (hd as f32).sqrt();
-        let gate_up_len = if m == 1 { 2 * inter } else { 0 };
+        let gate_up_len = if m == 1 { gate_up_all } else { 0 };
         for layer in &self.layers {
             if m == 1 && layer.all_awq() {
                 self.decode_layer_awq(layer, scale, attn_chunks)?;
@@ -1047,30 +1035,22 @@ impl CudaQwen3 {
     /// the GEMVs that read them, q/k-norm, RoPE and the cache write inside the attention, and each GEMV
     /// zeroes the outputs of a later one (whose readers have finished by then) for its atomics.
     fn decode_layer_awq(&self, layer: &Layer, scale: f32, attn_chunks: usize) -> Result<()> {
-        let c = &self.config;
-        let s = &self.scratch;
-        let (hd, nh, nkv, inter) = (
-            c.head_dim(),
-            c.num_attention_heads,
-            c.num_key_value_heads,
-            c.intermediate_size,
-        );
-        let (q, k, v) = (s.qkv.ptr, s.qkv.at(nh * hd), s.qkv.at((nh + nkv) * hd));
-        let (gate, up) = (s.gate_up.ptr, s.gate_up.at(inter));
-        let hidden = s.hidden.ptr;
+        let ([q, k, v], qkv_len) = self.qkv_rows(1);
+        let ([gate, up], gate_up_len) = self.gate_up_rows(1);
+        let hidden = self.scratch.hidden.ptr;
         self.awq_gemv(
             &[(&layer.q_proj, q), (&layer.k_proj, k), (&layer.v_proj, v)],
             GemvInput::Normed {
                 x: hidden,
                 weight: layer.input_norm.ptr,
             },
-            (gate, 2 * inter),
+            (gate, gate_up_len),
         )?;
         self.attention_decode(layer, scale, attn_chunks)?;
         self.awq_gemv(
             &[(&layer.o_proj, hidden)],
-            GemvInput::Row(s.attn_rows.ptr),
-            (q, (nh + 2 * nkv) * hd),
+            GemvInput::Row(self.scratch.attn_rows.ptr),
+            (q, qkv_len),
         )?;
         self.awq_gemv(
             &[(&layer.gate_proj, gate), (&layer.up_proj, up)],
@@ -1092,13 +1072,14 @@ impl CudaQwen3 {
         let c = &self.config;
         let s = &self.scratch;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
+        let [q, k, v] = self.qkv_rows(1).0;
         self.launch(
             &self.kernels.attn_decode,
             grid((nh, chunks), 256),
             &[
-                Arg::Ptr(s.qkv.ptr),
-                Arg::Ptr(s.qkv.at(nh * hd)),
-                Arg::Ptr(s.qkv.at((nh + nkv) * hd)),
+                Arg::Ptr(q),
+                Arg::Ptr(k),
+                Arg::Ptr(v),
                 Arg::Ptr(layer.q_norm.ptr),
                 Arg::Ptr(layer.k_norm.ptr),
                 Arg::Ptr(self.rope_cos.ptr),
@@ -1179,11 +1160,7 @@ impl CudaQwen3 {
         let c = &self.config;
         let s = &self.scratch;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
-        let (q, k, v) = (
-            s.qkv.ptr,
-            s.qkv.at(m * nh * hd),
-            s.qkv.at(m * (nh + nkv) * hd),
-        );
+        let [q, k, v] = self.qkv_rows(m).0;
         self.launch(
             &self.kernels.qk_norm_rope,
             grid((m, nh + nkv), 64),
@@ -1207,6 +1184,25 @@ impl CudaQwen3 {
                 Arg::Float(c.rms_norm_eps as f32),
             ],
         )
+    }
+
+    /// Where q, k and v of an m-row chunk lie in `scratch.qkv` ([m][heads·hd], then k, then v) and the
+    /// f32 count of all three: the one layout every kernel that writes, reads or zeroes them uses.
+    fn qkv_rows(&self, m: usize) -> ([u64; 3], usize) {
+        let c = &self.config;
+        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
+        let qkv = &self.scratch.qkv;
+        (
+            [qkv.ptr, qkv.at(m * nh * hd), qkv.at(m * (nh + nkv) * hd)],
+            m * (nh + 2 * nkv) * hd,
+        )
+    }
+
+    /// Where gate and up of an m-row chunk lie in `scratch.gate_up`, and the f32 count of both.
+    fn gate_up_rows(&self, m: usize) -> ([u64; 2], usize) {
+        let inter = self.config.intermediate_size;
+        let gate_up = &self.scratch.gate_up;
+        ([gate_up.ptr, gate_up.at(m * inter)], 2 * m * inter)
     }
 
     /// The largest chunk whose score matrix fits the budget when the context reaches `start + chunk`.
