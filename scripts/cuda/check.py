@@ -63,7 +63,7 @@ request.write_text(json.dumps({
 gen = {}
 for device in ["cpu", "cuda"]:
     out = run("generate", "--device", device, "--model", str(demo), "--messages", str(request),
-              "--max-new-tokens", "64", "--temperature", "0", "--precision", "exact", "--json")
+              "--max-new-tokens", "64", "--temperature", "0", "--json")
     gen[device] = json.loads(out)
 a, b = gen["cpu"]["token_ids"], gen["cuda"]["token_ids"]
 same = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))

@@ -35,6 +35,9 @@ pub struct GpuReport {
     pub model_bytes: usize,
     /// Weight bytes every decoded token reads (linears, norms and the lm_head).
     pub decode_bytes_per_token: usize,
+    /// The same for the checkpoint as stored (an lm_head the engine reads as int8 counted at f16): the
+    /// roofline of an engine that reads the checkpoint as it is.
+    pub checkpoint_bytes_per_token: usize,
     /// A device-to-device copy's bytes read plus written per second (the decode roofline's ceiling).
     pub copy_bytes_per_s: f64,
 }
@@ -98,7 +101,9 @@ impl Decoder for CpuDecoder {
 /// What `load_decoder` needs besides the directory.
 pub struct LoadOptions {
     pub device: Device,
-    /// CPU only: how matmuls treat activations.
+    /// How matmuls treat activations (CPU). On the GPU, AWQ layers always multiply int8 activations
+    /// (decode) or f16 ones (prefill), and `Fast` reads an untied f16 lm_head as int8 (`Exact` keeps
+    /// it f16).
     pub precision: Precision,
     /// Replaces config.json's rope_scaling.
     pub rope_scaling: Option<RopeScaling>,
@@ -125,8 +130,8 @@ pub fn load_decoder(
         .unwrap_or(DEFAULT_CONTEXT.min(config.max_position_embeddings));
     match options.device {
         Device::Cpu => load_cpu(dir, config, options, capacity, progress),
-        Device::Cuda => load_cuda(dir, config, capacity, progress),
-        Device::Auto if cuda_available() => load_cuda(dir, config, capacity, progress),
+        Device::Cuda => load_cuda(dir, config, options, capacity, progress),
+        Device::Auto if cuda_available() => load_cuda(dir, config, options, capacity, progress),
         Device::Auto => load_cpu(dir, config, options, capacity, progress),
     }
 }
@@ -158,12 +163,14 @@ pub fn cuda_available() -> bool {
 fn load_cuda(
     dir: &Path,
     config: Qwen3Config,
+    options: &LoadOptions,
     capacity: usize,
     progress: impl FnMut(usize, usize),
 ) -> Result<Box<dyn Decoder>> {
     use anyhow::Context;
     let weights = super::weights::Weights::open(dir)?;
-    let model = super::cuda::CudaQwen3::load(&weights, config, 0, capacity, progress)
+    let int8_head = options.precision == Precision::Fast;
+    let model = super::cuda::CudaQwen3::load(&weights, config, 0, capacity, int8_head, progress)
         .with_context(|| format!("loading the model in {} onto the GPU", dir.display()))?;
     Ok(Box::new(model))
 }
@@ -172,6 +179,7 @@ fn load_cuda(
 fn load_cuda(
     _: &Path,
     _: Qwen3Config,
+    _: &LoadOptions,
     _: usize,
     _: impl FnMut(usize, usize),
 ) -> Result<Box<dyn Decoder>> {

@@ -1,10 +1,10 @@
 // Kernels of the CUDA engine (src/model/cuda/mod.rs). Activations between layers are f32 (the residual
-// stream) or f16 (inputs of matrix products); weights stay in the checkpoint's AWQ GEMM packing.
+// stream) or f16 (inputs of matrix products); AWQ weights stay 4-bit, repacked at load (awq_repack).
 //
-// AWQ packing: qweight is [K][N/8] u32, nibble i of a word holding logical column PACK_ORDER[i] with
-// PACK_ORDER = {0,2,4,6,1,3,5,7}, so (w >> 4p) & 0x000F000F holds columns 2p (low half) and 2p+1 (high
-// half): one mask turns a word into four f16 pairs of consecutive columns. qzeros [K/group][N/8] is
-// packed the same way, scales are [K/group][N] f16, and W[k][n] = (q - z) * s.
+// AWQ packing of the checkpoint: qweight is [K][N/8] u32, nibble i of a word holding logical column
+// PACK_ORDER[i] with PACK_ORDER = {0,2,4,6,1,3,5,7}; qzeros [K/group][N/8] is packed the same way, scales
+// are [K/group][N] f16, and W[k][n] = (q - z) * s. On the device qweight is in the decode layout below;
+// qzeros and scales keep the checkpoint's.
 #include <cuda_fp16.h>
 #include <stdint.h>
 
@@ -51,17 +51,18 @@ __device__ float block_reduce(float v) {
     return total;
 }
 
-// Four f16 pairs (columns 2p, 2p+1 for p = 0..3) of one packed word, as exact small integers: OR-ing a
-// nibble into the mantissa of 1024.0 gives 1024 + q, and subtracting 1024 is exact.
-__device__ __forceinline__ void unpack_pairs(uint32_t w, half2 out[4]) {
-    const uint32_t magic = 0x64006400u;
-    const half2 bias = __halves2half2(__float2half(1024.f), __float2half(1024.f));
-#pragma unroll
-    for (int p = 0; p < 4; p++) {
-        uint32_t bits = ((w >> (4 * p)) & 0x000F000Fu) | magic;
-        out[p] = __hsub2(*reinterpret_cast<half2*>(&bits), bias);
-    }
+// Decode layout of an AWQ qweight (awq_repack): for output strip s (32 columns), chunk c (32 input rows)
+// and lane l (column 32s + l), 16 bytes = 4 words, word j holding rows 32c + 8j + b (b = 0..3) in the low
+// nibble of byte b and rows 32c + 8j + 4 + b in its high nibble. Ordered [s][c][l][j]: a warp of the GEMV
+// reads one chunk of its strip as 512 contiguous bytes and the strip's chunks one after another, and a
+// masked word is four int8 rows ready for __dp4a.
+__device__ __forceinline__ size_t repacked_word(int k, int n, int K) {
+    return (((size_t)(n >> 5) * (K >> 5) + (k >> 5)) * 32 + (n & 31)) * 4 + ((k & 31) >> 3);
 }
+// Row k's nibble in its word of the decode layout.
+__device__ __forceinline__ int repacked_shift(int k) { return 8 * (k & 3) + 4 * ((k >> 2) & 1); }
+// Column n's nibble in a checkpoint-packed word (the inverse of PACK_ORDER).
+__device__ __forceinline__ int awq_shift(int n) { return 4 * (((n & 7) >> 1) + 4 * (n & 1)); }
 
 // Zeroes zero[0..len) with every thread of the grid: outputs the next GEMVs accumulate into, cleared
 // by a kernel already in the chain rather than by a memset of their own.
@@ -71,33 +72,45 @@ __device__ __forceinline__ void zero_fill(float* zero, int len) {
     for (int i = block * blockDim.x + threadIdx.x; i < len; i += threads) zero[i] = 0.f;
 }
 
-// hidden[t] = table[ids[t]] for an f16 [vocab][h] table; zeroes zero[0..zero_len) (layer 0's q/k/v).
+// Σ row² into sumsq[blockIdx.x] when sumsq is set: the decode GEMV's RMSNorm of this row reads it.
+__device__ void store_sumsq(const float* row, int h, float* sumsq) {
+    if (!sumsq) return;
+    __syncthreads();  // the row was written by other threads of the block
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < h; i += blockDim.x) ss += row[i] * row[i];
+    ss = block_reduce<Sum>(ss);
+    if (threadIdx.x == 0) sumsq[blockIdx.x] = ss;
+}
+
+// hidden[t] = table[ids[t]] for an f16 [vocab][h] table; zeroes zero[0..zero_len) (layer 0's q/k/v) and
+// stores each row's Σ x² (store_sumsq).
 extern "C" __global__ void embed_f16(const half* table, const int* ids, float* hidden, int h, float* zero,
-                                     int zero_len) {
+                                     int zero_len, float* sumsq) {
     start_dependents();
     wait_for_inputs();
     zero_fill(zero, zero_len);
     const half* row = table + (size_t)ids[blockIdx.x] * h;
-    for (int i = threadIdx.x; i < h; i += blockDim.x) hidden[(size_t)blockIdx.x * h + i] = __half2float(row[i]);
+    float* out = hidden + (size_t)blockIdx.x * h;
+    for (int i = threadIdx.x; i < h; i += blockDim.x) out[i] = __half2float(row[i]);
+    store_sumsq(out, h, sumsq);
 }
 
-// hidden[t] = column ids[t] of an AWQ-packed [h][vocab] matrix (a tied embedding packed as the lm_head);
-// zeroes zero[0..zero_len) as embed_f16 does.
+// hidden[t] = column ids[t] of an AWQ [h][vocab] matrix in the decode layout (a tied embedding
+// quantized as the lm_head); zeroes and stores Σ x² as embed_f16 does.
 extern "C" __global__ void embed_awq(const uint32_t* qweight, const uint32_t* qzeros, const half* scales,
                                      const int* ids, float* hidden, int h, int vocab, int group, float* zero,
-                                     int zero_len) {
+                                     int zero_len, float* sumsq) {
     start_dependents();
     wait_for_inputs();
     zero_fill(zero, zero_len);
-    const int nibble_of[8] = {0, 4, 1, 5, 2, 6, 3, 7};
-    int id = ids[blockIdx.x];
-    int word = id >> 3, shift = 4 * nibble_of[id & 7], words = vocab >> 3;
+    const int id = ids[blockIdx.x], zshift = awq_shift(id);
     for (int k = threadIdx.x; k < h; k += blockDim.x) {
-        int g = k / group;
-        float q = (float)((qweight[(size_t)k * words + word] >> shift) & 0xF);
-        float z = (float)((qzeros[(size_t)g * words + word] >> shift) & 0xF);
+        const int g = k / group;
+        const float q = (float)((qweight[repacked_word(k, id, h)] >> repacked_shift(k)) & 0xF);
+        const float z = (float)((qzeros[(size_t)g * (vocab >> 3) + (id >> 3)] >> zshift) & 0xF);
         hidden[(size_t)blockIdx.x * h + k] = (q - z) * __half2float(scales[(size_t)g * vocab + id]);
     }
+    store_sumsq(hidden + (size_t)blockIdx.x * h, h, sumsq);
 }
 
 // out[row] = x[row] / sqrt(mean(x[row]^2) + eps) * w, as f16; block r < rows normalizes row r. Also
@@ -117,22 +130,26 @@ extern "C" __global__ void rms_norm(const float* x, const float* w, half* out, i
     for (int i = threadIdx.x; i < n; i += blockDim.x) out[(size_t)blockIdx.x * n + i] = __float2half(xr[i] * inv * w[i]);
 }
 
-// Decode GEMV over AWQ weights: y[N] += x[K] · W[K][N]; y must hold zeros or the residual to add to.
+// Decode GEMV over AWQ weights with int8 activations: y[N] += x[K] · W[K][N]; y must hold zeros or the
+// residual to add to. The same trade as llama.cpp's Q4 × Q8 kernels and the CPU engine (awq_int8.rs):
+// the input is quantized per AWQ group (x ≈ dx · x8, dx = max|x| / 127, round half away from zero), and
+// __dp4a sums q · x8 four rows per instruction, where f16 would need one FMA per pair of weights.
 // Up to three matrices sharing x and K (q/k/v, gate/up) run in one launch: blockIdx.z picks one.
-// Block (strip, split, z) covers 256 columns (lane l of every warp reads packed word 32·strip + l of a
-// row: one coalesced 128-byte segment per warp and row) and rows_per_block rows of K, which its 8 warps
-// share in contiguous runs of GEMV_BATCH-row batches. Each warp keeps the next batch's loads in flight
-// while it multiplies the current one, and an SM holds many such warps, so the memory never waits for
-// the math. The input is x; or silu(gate) · up when gate is set (the MLP's down projection); or
-// RMSNorm(norm_x) · norm_w when norm_x is set (each block takes the sum of squares of the whole f32 row
-// itself): the block writes its rows of the input to shared memory once, so neither needs a kernel of
-// its own. After the wait the grid zeroes zero[0..zero_len): the outputs of a later GEMV, whose readers
-// have finished by then. The first batch's weights are loaded before the wait, so they stream in while
-// the previous kernel finishes. Products are summed in f16 over a batch (exact integer weights times f16
-// activations), then scaled into f32; the warps meet in shared memory, the blocks in atomicAdd.
+// Block (strip, split, z): warp w takes columns 256·strip + 32w + lane over rows_per_block rows of K (a
+// multiple of group = 32 << group_shift); each lane streams its column's 16-byte chunks of the decode
+// layout (a warp reads 512 contiguous bytes per chunk), GEMV_INFLIGHT in flight, the register a chunk
+// frees refilled at once. Before waiting for its input the block starts those loads and copies its
+// rows' scales and zeros into shared memory (cp.async), so the loop never waits on anything but weights.
+// The input is x; or silu(gate) · up when gate is set (the MLP's down projection); or RMSNorm(norm_x) ·
+// norm_w when norm_x is set, with Σ norm_x² read from norm_sumsq (written by the kernel that produced
+// norm_x): each block computes and quantizes its rows of the input once, into shared memory. After the
+// wait the grid zeroes zero[0..zero_len): the outputs of a later GEMV, whose readers have finished by
+// then. With sumsq_out set (one matrix, whose y is the residual stream), the last block to finish
+// (counted in arrivals, which it resets) writes Σ y² there for the next RMSNorm.
 #define GEMV_WARPS 8
-#define GEMV_BATCH 16
 #define GEMV_MAX_ROWS 1024
+#define GEMV_MAX_GROUPS (GEMV_MAX_ROWS / 32)
+#define GEMV_INFLIGHT 4
 struct AwqMatrix {
     const uint32_t* qweight;
     const uint32_t* qzeros;
@@ -141,143 +158,182 @@ struct AwqMatrix {
     int N;
 };
 
-// One batch of one lane: GEMV_BATCH packed words of a column of words, and their group's zero word and
-// eight scales (a batch never crosses a group: groups are multiples of GEMV_BATCH rows).
-struct GemvBatch {
-    uint32_t w[GEMV_BATCH];
-    uint32_t zero;
-    uint4 scales;
-};
-
-__device__ __forceinline__ void gemv_load(GemvBatch& b, const uint32_t* qweight, const uint32_t* qzeros,
-                                          const half* scales, int k0, int word, int words, int group) {
+// One thread per word of the decode layout. K, N multiples of 32.
+extern "C" __global__ void awq_repack(const uint32_t* qweight, uint32_t* out, int K, int N) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)K * N / 8) return;
+    const int j = i & 3, l = (i >> 2) & 31;
+    const size_t rest = i >> 7;
+    const int chunks = K >> 5, c = rest % chunks, s = rest / chunks;
+    const int n = 32 * s + l, words = N >> 3, shift = awq_shift(n);
+    const uint32_t* col = qweight + (n >> 3);
+    uint32_t v = 0;
 #pragma unroll
-    for (int r = 0; r < GEMV_BATCH; r++) b.w[r] = __ldcs(qweight + (size_t)(k0 + r) * words + word);
-    const int g = k0 / group;
-    b.zero = __ldg(qzeros + (size_t)g * words + word);
-    b.scales = __ldg(reinterpret_cast<const uint4*>(scales + ((size_t)g * words + word) * 8));
+    for (int b = 0; b < 4; b++) {
+        const int k = 32 * c + 8 * j + b;
+        const uint32_t lo = (col[(size_t)k * words] >> shift) & 0xF, hi = (col[(size_t)(k + 4) * words] >> shift) & 0xF;
+        v |= (lo | hi << 4) << (8 * b);
+    }
+    out[i] = v;
 }
 
-extern "C" __global__ void __launch_bounds__(256, 4) awq_gemv(AwqMatrix m0, AwqMatrix m1, AwqMatrix m2,
+__device__ __forceinline__ void cp_async16(void* smem, const void* global) {
+    const unsigned dst = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(global));
+}
+
+extern "C" __global__ void __launch_bounds__(256, 6) awq_gemv(AwqMatrix m0, AwqMatrix m1, AwqMatrix m2,
                                                            const half* x, const float* gate,
                                                            const float* up, const float* norm_x,
-                                                           const float* norm_w, float eps, float* zero,
-                                                           int zero_len, int K, int group,
-                                                           int rows_per_block) {
+                                                           const float* norm_w, const float* norm_sumsq,
+                                                           float eps, float* zero, int zero_len,
+                                                           float* sumsq_out, unsigned* arrivals, int K,
+                                                           int group_shift, int rows_per_block) {
     start_dependents();
-    __shared__ half xs[GEMV_MAX_ROWS];
-    __shared__ float xsums[GEMV_MAX_ROWS / GEMV_BATCH];
-    __shared__ float red[GEMV_WARPS][32 * 9];
+    __shared__ float xf[GEMV_MAX_ROWS];
+    __shared__ __align__(16) int8_t xq[GEMV_MAX_ROWS];
+    __shared__ float2 xscale[GEMV_MAX_ROWS / 32];  // (dx of the chunk's group, Σx8 over the chunk)
+    __shared__ __align__(16) half group_scales[GEMV_MAX_GROUPS][256];
+    __shared__ __align__(16) uint32_t group_zeros[GEMV_MAX_GROUPS][32];
+    __shared__ bool last_block;
     // Field by field: selecting a whole struct would copy it to local memory.
     const int z = blockIdx.z;
     const int N = z == 0 ? m0.N : (z == 1 ? m1.N : m2.N);
-    if (blockIdx.x * 256 >= N) {
-        wait_for_inputs();
-        zero_fill(zero, zero_len);
-        return;
-    }
+    const bool active = blockIdx.x * 256 < N;  // the widest matrix sets the grid
     const uint32_t* qweight = z == 0 ? m0.qweight : (z == 1 ? m1.qweight : m2.qweight);
     const uint32_t* qzeros = z == 0 ? m0.qzeros : (z == 1 ? m1.qzeros : m2.qzeros);
     const half* scales = z == 0 ? m0.scales : (z == 1 ? m1.scales : m2.scales);
     float* y = z == 0 ? m0.y : (z == 1 ? m1.y : m2.y);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int words = N >> 3, word = blockIdx.x * 32 + lane;
-    const bool has_word = word < words;
-    const int k_block = blockIdx.y * rows_per_block;
-    const int block_rows = min(rows_per_block, K - k_block);
-    const int per_warp = rows_per_block / GEMV_WARPS;
-    const int k_first = k_block + warp * per_warp, k_end = min(k_first + per_warp, K);
-    GemvBatch cur;
-    if (has_word && k_first < k_end) gemv_load(cur, qweight, qzeros, scales, k_first, word, words, group);
+    const int n = blockIdx.x * 256 + warp * 32 + lane;
+    const bool has_column = n < N;  // N % 32 == 0: whole warps have a column or none
+    const int k_block = blockIdx.y * rows_per_block, group = 32 << group_shift;
+    const int chunks = min(rows_per_block, K - k_block) >> 5;
+    const uint4* wp = reinterpret_cast<const uint4*>(qweight) + ((size_t)(n >> 5) * (K >> 5) + (k_block >> 5)) * 32 + lane;
+    uint4 wv[GEMV_INFLIGHT];
+#pragma unroll
+    for (int i = 0; i < GEMV_INFLIGHT; i++)
+        if (has_column && i < chunks) wv[i] = __ldcs(wp + (size_t)i * 32);
+    // Per group of the block: 32 pieces of 16 bytes of scales (256 columns), then 8 of zeros.
+    const int groups = chunks >> group_shift, g_block = k_block >> (5 + group_shift);
+    const int pieces = active ? min(32, (N - blockIdx.x * 256) >> 3) : 0;
+    for (int i = threadIdx.x; i < groups * 40; i += blockDim.x) {
+        const int g = i / 40, piece = i % 40;
+        if (piece < 32) {
+            if (piece < pieces)
+                cp_async16(&group_scales[g][piece * 8], scales + (size_t)(g_block + g) * N + blockIdx.x * 256 + piece * 8);
+        } else if ((piece - 32) * 4 < pieces) {
+            cp_async16(&group_zeros[g][(piece - 32) * 4],
+                       qzeros + (size_t)(g_block + g) * (N >> 3) + blockIdx.x * 32 + (piece - 32) * 4);
+        }
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
     wait_for_inputs();
     zero_fill(zero, zero_len);
-    float inv_rms = 0.f;
-    if (norm_x) {
-        float ss = 0.f;
-        for (int i = threadIdx.x; i < K; i += blockDim.x) ss += norm_x[i] * norm_x[i];
-        inv_rms = rsqrtf(block_reduce<Sum>(ss) / K + eps);
-    }
-    for (int i = threadIdx.x; i < block_rows; i += blockDim.x) {
-        const int k = k_block + i;
-        float xv;
-        if (gate) {
-            const float gv = gate[k];
-            xv = gv / (1.f + __expf(-gv)) * up[k];
-        } else if (norm_x) {
-            xv = norm_x[k] * inv_rms * norm_w[k];
-        } else {
-            xv = __half2float(x[k]);
-        }
-        xs[i] = __float2half(xv);
-    }
-    __syncthreads();
-    for (int b = threadIdx.x; b < block_rows / GEMV_BATCH; b += blockDim.x) {
-        float sum = 0.f;
-#pragma unroll
-        for (int r = 0; r < GEMV_BATCH; r++) sum += __half2float(xs[b * GEMV_BATCH + r]);
-        xsums[b] = sum;
-    }
-    __syncthreads();
-    float acc[8];
-#pragma unroll
-    for (int j = 0; j < 8; j++) acc[j] = 0.f;
-    if (has_word) {
-        for (int k0 = k_first; k0 < k_end; k0 += GEMV_BATCH) {
-            GemvBatch next;
-            if (k0 + GEMV_BATCH < k_end) gemv_load(next, qweight, qzeros, scales, k0 + GEMV_BATCH, word, words, group);
-            const half* xb = xs + (k0 - k_block);
-            half2 sum[4];
-#pragma unroll
-            for (int p = 0; p < 4; p++) sum[p] = __float2half2_rn(0.f);
-#pragma unroll
-            for (int r = 0; r < GEMV_BATCH; r++) {
-                const half2 xv = __half2half2(xb[r]);
-                half2 q[4];
-                unpack_pairs(cur.w[r], q);
-#pragma unroll
-                for (int p = 0; p < 4; p++) sum[p] = __hfma2(xv, q[p], sum[p]);
+    if (active) {
+        const float inv_rms = norm_x ? rsqrtf(*norm_sumsq / K + eps) : 0.f;
+        for (int i = threadIdx.x; i < chunks * 32; i += blockDim.x) {
+            const int k = k_block + i;
+            if (gate) {
+                const float gv = gate[k];
+                xf[i] = gv / (1.f + __expf(-gv)) * up[k];
+            } else if (norm_x) {
+                xf[i] = norm_x[k] * inv_rms * norm_w[k];
+            } else {
+                xf[i] = __half2float(x[k]);
             }
-            const float xsum = xsums[(k0 - k_block) / GEMV_BATCH];
-            half2 zp[4];
-            unpack_pairs(cur.zero, zp);
-            const half2* sc = reinterpret_cast<const half2*>(&cur.scales);
-#pragma unroll
-            for (int p = 0; p < 4; p++) {
-                const float2 sf = __half22float2(sc[p]), qf = __half22float2(sum[p]), zf = __half22float2(zp[p]);
-                acc[2 * p] += sf.x * (qf.x - zf.x * xsum);
-                acc[2 * p + 1] += sf.y * (qf.y - zf.y * xsum);
-            }
-            cur = next;
         }
+        __syncthreads();
+        for (int g = warp; g < groups; g += GEMV_WARPS) {
+            const float* xg = xf + g * group;
+            float amax = 0.f;
+            for (int i = lane; i < group; i += 32) amax = fmaxf(amax, fabsf(xg[i]));
+            amax = warp_reduce<Max>(amax);
+            const float dx = amax / 127.f, inv = dx > 0.f ? 1.f / dx : 0.f;  // as quantize_group
+            for (int c = 0; c < (1 << group_shift); c++) {
+                const float scaled = xg[32 * c + lane] * inv;
+                const int q = (int)(scaled + copysignf(0.5f, scaled));
+                xq[g * group + 32 * c + lane] = (int8_t)q;
+                const float sum = warp_reduce<Sum>((float)q);
+                if (lane == 0) xscale[(g << group_shift) + c] = make_float2(dx, sum);
+            }
+        }
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+        __syncthreads();
     }
+    if (has_column) {
+        const int col = warp * 32 + lane, zshift = awq_shift(n);
+        float acc = 0.f;
+        for (int c0 = 0; c0 < chunks; c0 += GEMV_INFLIGHT) {
 #pragma unroll
-    for (int j = 0; j < 8; j++) red[warp][lane * 9 + j] = acc[j];
+            for (int i = 0; i < GEMV_INFLIGHT; i++) {
+                const int c = c0 + i;
+                if (c < chunks) {
+                    const uint4 w = wv[i];
+                    if (c + GEMV_INFLIGHT < chunks) wv[i] = __ldcs(wp + (size_t)(c + GEMV_INFLIGHT) * 32);
+                    const int4* xw = reinterpret_cast<const int4*>(xq + 32 * c);
+                    const int4 xa = xw[0], xb = xw[1];
+                    const uint32_t M = 0x0F0F0F0Fu;
+                    int dot = 0;
+                    dot = __dp4a((int)(w.x & M), xa.x, dot);
+                    dot = __dp4a((int)((w.x >> 4) & M), xa.y, dot);
+                    dot = __dp4a((int)(w.y & M), xa.z, dot);
+                    dot = __dp4a((int)((w.y >> 4) & M), xa.w, dot);
+                    dot = __dp4a((int)(w.z & M), xb.x, dot);
+                    dot = __dp4a((int)((w.z >> 4) & M), xb.y, dot);
+                    dot = __dp4a((int)(w.w & M), xb.z, dot);
+                    dot = __dp4a((int)((w.w >> 4) & M), xb.w, dot);
+                    const int g = c >> group_shift;
+                    const float s = __half2float(group_scales[g][col]);
+                    const int zq = (group_zeros[g][col >> 3] >> zshift) & 0xF;
+                    const float2 xs = xscale[c];
+                    acc += s * xs.x * ((float)dot - (float)zq * xs.y);
+                }
+            }
+        }
+        atomicAdd(&y[n], acc);
+    }
+    if (!sumsq_out) return;
+    // The last block sums the squares of the finished row: every block's atomics must be visible first.
+    __threadfence();
     __syncthreads();
-    // Thread t sums column t of the block's 256 (word t / 8, pair position t % 8) over the warps.
-    const int t = threadIdx.x;
-    float total = 0.f;
-#pragma unroll
-    for (int w = 0; w < GEMV_WARPS; w++) total += red[w][(t >> 3) * 9 + (t & 7)];
-    const int n = blockIdx.x * 256 + t;
-    if (n < N) atomicAdd(&y[n], total);
+    if (threadIdx.x == 0) last_block = atomicAdd(arrivals, 1u) == gridDim.x * gridDim.y * gridDim.z - 1;
+    __syncthreads();
+    if (!last_block) return;
+    // Loads unrolled so they are in flight together: one L2 round trip, not one per element.
+    const float4* row = reinterpret_cast<const float4*>(m0.y);
+    float ss = 0.f;
+#pragma unroll 4
+    for (int i = threadIdx.x; i < (m0.N >> 2); i += blockDim.x) {
+        const float4 v = __ldcg(row + i);
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    ss = block_reduce<Sum>(ss);
+    if (threadIdx.x == 0) {
+        *sumsq_out = ss;
+        *arrivals = 0;
+    }
 }
 
-// Dequantizes an AWQ matrix into f16 [K][N] for the prefill GEMM; one thread per packed word.
+// Dequantizes an AWQ matrix (decode layout) into f16 [K][N] for the prefill GEMM; thread i reads one
+// packed word (lanes over 32 consecutive columns, so each of its eight rows is written as 64 contiguous
+// bytes).
 extern "C" __global__ void awq_dequant(const uint32_t* qweight, const uint32_t* qzeros, const half* scales,
                                        half* out, int K, int N, int group) {
     start_dependents();
     wait_for_inputs();
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    size_t words = (size_t)K * (N >> 3);
-    if (i >= words) return;
-    int k = i / (N >> 3), word = i % (N >> 3), g = k / group;
-    half2 q[4], z[4];
-    unpack_pairs(qweight[i], q);
-    unpack_pairs(qzeros[(size_t)g * (N >> 3) + word], z);
-    const half2* s = reinterpret_cast<const half2*>(scales + (size_t)g * N + word * 8);
-    half2* o = reinterpret_cast<half2*>(out + (size_t)k * N + word * 8);
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)K * N / 8) return;
+    const int l = i & 31, j = (i >> 5) & 3;
+    const size_t rest = i >> 7;
+    const int chunks = K >> 5, c = rest % chunks, s = rest / chunks;
+    const int n = 32 * s + l, k0 = 32 * c + 8 * j, g = k0 / group;
+    const uint32_t w = qweight[(((size_t)s * chunks + c) * 32 + l) * 4 + j];
+    const float zq = (float)((qzeros[(size_t)g * (N >> 3) + (n >> 3)] >> awq_shift(n)) & 0xF);
+    const float sc = __half2float(scales[(size_t)g * N + n]);
 #pragma unroll
-    for (int p = 0; p < 4; p++) o[p] = __hmul2(__hsub2(q[p], z[p]), s[p]);
+    for (int r = 0; r < 8; r++)
+        out[(size_t)(k0 + r) * N + n] = __float2half(((float)((w >> repacked_shift(r)) & 0xF) - zq) * sc);
 }
 
 // y[n] (+)= W[n] · x for an f16 [N][K] matrix (dense linears and the lm_head); one warp per row.
@@ -306,6 +362,92 @@ extern "C" __global__ void dense_gemv(const half* W, const half* x, float* y, in
     }
     sum = warp_reduce<Sum>(sum);
     if (lane == 0) y[n] = accumulate ? y[n] + sum : sum;
+}
+
+// The int8 lm_head (int8_matrix.rs on the CPU): W ≈ scale[n][g] · w8[n][k] per row and group of
+// I8_GROUP columns. One warp per (row, group): the f16 [rows][cols] matrix quantized at load.
+#define I8_GROUP 128
+extern "C" __global__ void quantize_rows_i8(const half* w, int8_t* out, float* scales, int rows, int cols) {
+    const int groups = cols / I8_GROUP;
+    const size_t task = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (task >= (size_t)rows * groups) return;
+    const int lane = threadIdx.x & 31;
+    const size_t base = task * I8_GROUP;  // rows are whole groups, so task · I8_GROUP is row · cols + g · I8_GROUP
+    float v[I8_GROUP / 32];
+    float amax = 0.f;
+#pragma unroll
+    for (int i = 0; i < I8_GROUP / 32; i++) {
+        v[i] = __half2float(w[base + 4 * lane + i]);
+        amax = fmaxf(amax, fabsf(v[i]));
+    }
+    amax = warp_reduce<Max>(amax);
+    const float scale = amax / 127.f, inv = scale > 0.f ? 1.f / scale : 0.f;
+#pragma unroll
+    for (int i = 0; i < I8_GROUP / 32; i++) {
+        const float scaled = v[i] * inv;
+        out[base + 4 * lane + i] = (int8_t)(int)(scaled + copysignf(0.5f, scaled));
+    }
+    if (lane == 0) scales[task] = scale;
+}
+
+// y[t][n] = W[n] · x[t] for the int8 lm_head, x an f16 [rows][K] input (row t = blockIdx.y) quantized
+// per I8_GROUP columns as the CPU engine does; K = 32 · I8_GROUP (each lane's scale slot is one group).
+// Each block first quantizes its row of x into shared memory; then warp w takes rows
+// I8_ROWS_PER_BLOCK · blockIdx.x + w, + 8, ...: 16 int8 weights per lane per load, a row's loads all in
+// flight at once, four __dp4a per load, the group scales passed between lanes by shuffles.
+#define I8_ROWS_PER_BLOCK 64
+#define I8_K 4096
+extern "C" __global__ void __launch_bounds__(256, 4) i8_gemv(const int8_t* w, const float* scales,
+                                                            const half* x, float* y, int K, int N) {
+    start_dependents();
+    __shared__ __align__(16) int8_t xq[I8_K];
+    __shared__ float xscale[I8_K / I8_GROUP];
+    wait_for_inputs();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, groups = K / I8_GROUP;
+    const half* xr = x + (size_t)blockIdx.y * K;
+    for (int g = warp; g < groups; g += 8) {
+        float v[I8_GROUP / 32];
+        float amax = 0.f;
+#pragma unroll
+        for (int i = 0; i < I8_GROUP / 32; i++) {
+            v[i] = __half2float(xr[g * I8_GROUP + 4 * lane + i]);
+            amax = fmaxf(amax, fabsf(v[i]));
+        }
+        amax = warp_reduce<Max>(amax);
+        const float scale = amax / 127.f, inv = scale > 0.f ? 1.f / scale : 0.f;
+#pragma unroll
+        for (int i = 0; i < I8_GROUP / 32; i++) {
+            const float scaled = v[i] * inv;
+            xq[g * I8_GROUP + 4 * lane + i] = (int8_t)(int)(scaled + copysignf(0.5f, scaled));
+        }
+        if (lane == 0) xscale[g] = scale;
+    }
+    __syncthreads();
+    const int loads = K / (16 * 32);  // uint4 loads per lane per row
+    for (int n = blockIdx.x * I8_ROWS_PER_BLOCK + warp; n < min(N, (blockIdx.x + 1) * I8_ROWS_PER_BLOCK); n += 8) {
+        const uint4* row = reinterpret_cast<const uint4*>(w + (size_t)n * K);
+        uint4 wv[I8_K / (16 * 32)];
+#pragma unroll
+        for (int i = 0; i < I8_K / (16 * 32); i++)
+            if (i < loads) wv[i] = __ldcs(row + 32 * i + lane);
+        // Lane g holds the scale product of group g (groups ≤ 32).
+        const float gs = lane < groups ? __ldg(scales + (size_t)n * groups + lane) * xscale[lane] : 0.f;
+        float acc = 0.f;
+#pragma unroll
+        for (int i = 0; i < I8_K / (16 * 32); i++) {
+            if (i < loads) {
+                const int col = 16 * (32 * i + lane);
+                const int4 xv = *reinterpret_cast<const int4*>(xq + col);
+                int dot = __dp4a((int)wv[i].x, xv.x, 0);
+                dot = __dp4a((int)wv[i].y, xv.y, dot);
+                dot = __dp4a((int)wv[i].z, xv.z, dot);
+                dot = __dp4a((int)wv[i].w, xv.w, dot);
+                acc += (float)dot * __shfl_sync(FULL_MASK, gs, col / I8_GROUP);
+            }
+        }
+        acc = warp_reduce<Sum>(acc);
+        if (lane == 0) y[(size_t)blockIdx.y * N + n] = acc;
+    }
 }
 
 // RMSNorm of one head's hd values (weight w), then rotate-half RoPE with this position's cos/sin rows,
@@ -414,7 +556,7 @@ extern "C" __global__ void __launch_bounds__(256, 8) attn_decode(
     if (grp < groups) {
         const half2* vb = reinterpret_cast<const half2*>(v_cache + ((size_t)kv * capacity + first) * hd) + pair;
         float2 o = make_float2(0.f, 0.f);
-#pragma unroll 4
+#pragma unroll 8
         for (int j = grp; j < count; j += groups) {
             float2 vf = __half22float2(vb[(size_t)j * pairs]);
             o.x += weights[j] * vf.x;
@@ -457,6 +599,7 @@ extern "C" __global__ void __launch_bounds__(256, 8) attn_decode(
     const float total = block_reduce<Sum>(tc);
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float o = 0.f;
+#pragma unroll 8
         for (int ci = 0; ci < used; ci++) {
             const float* pc = base + (size_t)ci * (hd + 2);
             o += __expf(__ldcg(pc) - m_all) * __ldcg(pc + 2 + d);

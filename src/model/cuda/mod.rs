@@ -38,7 +38,12 @@ const SCORE_BUDGET: usize = 32 << 20;
 /// Most rows of K one block of the decode GEMV takes (GEMV_MAX_ROWS in kernels.cu: its shared input).
 const GEMV_MAX_ROWS: usize = 1024;
 /// Blocks of the decode GEMV one multiprocessor holds at once (its __launch_bounds__ in kernels.cu).
-const GEMV_BLOCKS_PER_SM: usize = 4;
+const GEMV_BLOCKS_PER_SM: usize = 6;
+/// Hidden sizes i8_gemv takes (multiples of 512 up to I8_K in kernels.cu): an untied f16 lm_head of
+/// another width stays f16.
+const I8_HEAD_WIDTHS: std::ops::RangeInclusive<usize> = 512..=4096;
+/// Rows of the int8 lm_head one block of i8_gemv computes (I8_ROWS_PER_BLOCK in kernels.cu).
+const I8_ROWS_PER_BLOCK: usize = 64;
 /// Positions one block of the decode attention covers (ATTN_CHUNK in kernels.cu).
 const ATTN_CHUNK: usize = 64;
 /// Set to 0 to launch every kernel only after the previous one has finished (for A/B measurements of
@@ -92,6 +97,9 @@ struct Kernels {
     embed_awq: CudaFunction,
     rms_norm: CudaFunction,
     awq_gemv: CudaFunction,
+    awq_repack: CudaFunction,
+    quantize_rows_i8: CudaFunction,
+    i8_gemv: CudaFunction,
     awq_dequant: CudaFunction,
     dense_gemv: CudaFunction,
     qk_norm_rope: CudaFunction,
@@ -117,6 +125,9 @@ impl Kernels {
             embed_awq: f("embed_awq")?,
             rms_norm: f("rms_norm")?,
             awq_gemv: f("awq_gemv")?,
+            awq_repack: f("awq_repack")?,
+            quantize_rows_i8: f("quantize_rows_i8")?,
+            i8_gemv: f("i8_gemv")?,
             awq_dequant: f("awq_dequant")?,
             dense_gemv: f("dense_gemv")?,
             qk_norm_rope: f("qk_norm_rope")?,
@@ -149,7 +160,8 @@ impl Arg {
 }
 
 /// What the decode GEMV multiplies, computed as it reads: an f16 row, silu(gate) · up (f32 rows), or
-/// the RMSNorm of the f32 row `x` with `weight` (so neither needs a kernel of its own).
+/// the RMSNorm of the f32 row `x` with `weight`, whose Σx² the kernel that wrote `x` left in
+/// `Scratch::sumsq` (so neither needs a kernel of its own).
 #[derive(Clone, Copy)]
 enum GemvInput {
     Row(u64),
@@ -183,7 +195,50 @@ fn grid(blocks: (usize, usize), threads: usize) -> LaunchConfig {
     }
 }
 
-/// A linear layer on the device: AWQ-packed as in the checkpoint, or dense f16 [out][in].
+/// Launches `f` on `stream`; with `overlap`, programmatic dependent launch lets it start while the
+/// kernel before it runs (see `CudaQwen3::overlap`).
+fn launch_on(
+    stream: &CudaStream,
+    f: &CudaFunction,
+    cfg: LaunchConfig,
+    args: &[Arg],
+    overlap: bool,
+) -> Result<()> {
+    use driver_sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    let mut params: Vec<_> = args.iter().map(Arg::as_param).collect();
+    // SAFETY: a zeroed attribute is valid C data; only the field the id names is read.
+    let mut attribute: driver_sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+    attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attribute.value.programmaticStreamSerializationAllowed = 1;
+    let config = driver_sys::CUlaunchConfig {
+        gridDimX: cfg.grid_dim.0,
+        gridDimY: cfg.grid_dim.1,
+        gridDimZ: cfg.grid_dim.2,
+        blockDimX: cfg.block_dim.0,
+        blockDimY: cfg.block_dim.1,
+        blockDimZ: cfg.block_dim.2,
+        sharedMemBytes: cfg.shared_mem_bytes,
+        hStream: stream.cu_stream(),
+        attrs: &mut attribute,
+        numAttrs: overlap as u32,
+    };
+    // SAFETY: each call site passes the arguments its kernel declares, with buffers sized by `load`;
+    // `params` points into `args`, which outlives the call; the function belongs to this context.
+    unsafe {
+        driver_sys::cuLaunchKernelEx(
+            &config,
+            f.cu_function(),
+            params.as_mut_ptr(),
+            std::ptr::null_mut(),
+        )
+    }
+    .result()
+    .context("a CUDA kernel failed to launch")
+}
+
+/// A linear layer on the device: AWQ (qweight in the decode layout of kernels.cu), dense f16
+/// [out][in], or int8 [out][in] with a scale per row and group of 128 (the untied lm_head, as the CPU
+/// engine's int8_matrix.rs: half the bytes of f16 every token).
 enum Linear {
     Awq {
         qweight: Buf<u32>,
@@ -198,20 +253,26 @@ enum Linear {
         inf: usize,
         outf: usize,
     },
+    Int8 {
+        weight: Buf<i8>,
+        scales: Buf<f32>,
+        inf: usize,
+        outf: usize,
+    },
 }
 
 impl Linear {
     fn load(
         stream: &Arc<CudaStream>,
+        kernels: &Kernels,
         weights: &Weights,
         prefix: &str,
-        inf: usize,
-        outf: usize,
+        (inf, outf): (usize, usize),
         awq: Option<AwqConfig>,
     ) -> Result<Self> {
         match awq {
             Some(AwqConfig { group_size, .. }) => {
-                Self::load_awq(stream, weights, prefix, inf, outf, group_size)
+                Self::load_awq(stream, kernels, weights, prefix, (inf, outf), group_size)
             }
             None => {
                 let w = weights.get(&format!("{prefix}.weight"), &[outf, inf])?;
@@ -224,18 +285,24 @@ impl Linear {
         }
     }
 
+    /// Uploads an AWQ matrix, its qweight repacked on the device into the decode layout of kernels.cu.
     fn load_awq(
         stream: &Arc<CudaStream>,
+        kernels: &Kernels,
         weights: &Weights,
         prefix: &str,
-        inf: usize,
-        outf: usize,
+        (inf, outf): (usize, usize),
         group: usize,
     ) -> Result<Self> {
         ensure!(
-            outf.is_multiple_of(32) && inf.is_multiple_of(16) && group.is_multiple_of(16),
-            "{prefix}: the CUDA kernels need out_features divisible by 32, in_features and the group \
-             size by 16 (got {inf}×{outf}, group {group}); run this checkpoint with --device cpu"
+            outf.is_multiple_of(32) && inf.is_multiple_of(32),
+            "{prefix}: the CUDA kernels need in_features and out_features divisible by 32 (got \
+             {inf}×{outf}); run this checkpoint with --device cpu"
+        );
+        ensure!(
+            group.is_power_of_two() && (32..=GEMV_MAX_ROWS).contains(&group),
+            "{prefix}: the CUDA kernels need an AWQ group size that is a power of two from 32 to \
+             {GEMV_MAX_ROWS} (got {group}); run this checkpoint with --device cpu"
         );
         ensure!(
             inf.is_multiple_of(group),
@@ -245,8 +312,22 @@ impl Linear {
         let qweight = weights.get(&format!("{prefix}.qweight"), &[inf, outf / 8])?;
         let qzeros = weights.get(&format!("{prefix}.qzeros"), &[groups, outf / 8])?;
         let scales = weights.get(&format!("{prefix}.scales"), &[groups, outf])?;
+        let packed = Buf::from_host(stream, &qweight.mapped_u32()?)?;
+        let repacked = Buf::<u32>::zeros(stream, inf * outf / 8)?;
+        launch_on(
+            stream,
+            &kernels.awq_repack,
+            grid(((inf * outf / 8).div_ceil(256), 1), 256),
+            &[
+                Arg::Ptr(packed.ptr),
+                Arg::Ptr(repacked.ptr),
+                int(inf),
+                int(outf),
+            ],
+            false,
+        )?;
         Ok(Linear::Awq {
-            qweight: Buf::from_host(stream, &qweight.mapped_u32()?)?,
+            qweight: repacked,
             qzeros: Buf::from_host(stream, &qzeros.mapped_u32()?)?,
             scales: Buf::from_host(stream, &scales.mapped_f16()?)?,
             inf,
@@ -255,9 +336,52 @@ impl Linear {
         })
     }
 
+    /// Quantizes an f16 [outf][inf] matrix on the device into an `Int8` linear.
+    fn int8_from(
+        stream: &Arc<CudaStream>,
+        kernels: &Kernels,
+        dense: &Buf<f16>,
+        outf: usize,
+        inf: usize,
+    ) -> Result<Self> {
+        let weight = Buf::<i8>::zeros(stream, outf * inf)?;
+        let scales = Buf::<f32>::zeros(stream, outf * inf / 128)?;
+        let warps = outf * inf / 128;
+        launch_on(
+            stream,
+            &kernels.quantize_rows_i8,
+            grid((warps.div_ceil(8), 1), 256),
+            &[
+                Arg::Ptr(dense.ptr),
+                Arg::Ptr(weight.ptr),
+                Arg::Ptr(scales.ptr),
+                int(outf),
+                int(inf),
+            ],
+            false,
+        )?;
+        Ok(Linear::Int8 {
+            weight,
+            scales,
+            inf,
+            outf,
+        })
+    }
+
+    /// Bytes of the checkpoint's tensors behind this layer: an int8 lm_head counts as the f16 matrix it
+    /// replaces (the roofline of an engine that reads the checkpoint as it is).
+    fn checkpoint_bytes(&self) -> usize {
+        match self {
+            Linear::Int8 { inf, outf, .. } => inf * outf * 2,
+            _ => self.bytes(),
+        }
+    }
+
     fn dims(&self) -> (usize, usize) {
         match self {
-            Linear::Awq { inf, outf, .. } | Linear::Dense { inf, outf, .. } => (*inf, *outf),
+            Linear::Awq { inf, outf, .. }
+            | Linear::Dense { inf, outf, .. }
+            | Linear::Int8 { inf, outf, .. } => (*inf, *outf),
         }
     }
 
@@ -270,6 +394,7 @@ impl Linear {
                 ..
             } => qweight.bytes() + qzeros.bytes() + scales.bytes(),
             Linear::Dense { weight, .. } => weight.bytes(),
+            Linear::Int8 { weight, scales, .. } => weight.bytes() + scales.bytes(),
         }
     }
 
@@ -277,7 +402,7 @@ impl Linear {
     fn dequant_len(&self) -> usize {
         match self {
             Linear::Awq { inf, outf, .. } => inf * outf,
-            Linear::Dense { .. } => 0,
+            Linear::Dense { .. } | Linear::Int8 { .. } => 0,
         }
     }
 }
@@ -311,7 +436,7 @@ impl Layer {
     fn all_awq(&self) -> bool {
         let group = |l: &Linear| match l {
             Linear::Awq { group, .. } => Some(*group),
-            Linear::Dense { .. } => None,
+            Linear::Dense { .. } | Linear::Int8 { .. } => None,
         };
         let first = group(&self.q_proj);
         first.is_some() && self.linears().into_iter().all(|l| group(l) == first)
@@ -350,6 +475,11 @@ struct Scratch {
     partial: Buf<f32>,
     /// Per head, how many decode-attention blocks have written their part (the last one joins them).
     arrivals: Buf<u32>,
+    /// Σx² of each hidden row, written by the embedding and by the decode GEMVs that add into the
+    /// residual, read by the next GEMV's RMSNorm.
+    sumsq: Buf<f32>,
+    /// Blocks of a residual-adding decode GEMV that have finished (the last one writes `sumsq`).
+    gemv_arrivals: Buf<u32>,
     dequant: Buf<f16>,
     final_normed: Buf<f16>,
     logits: Buf<f32>,
@@ -379,6 +509,9 @@ pub struct CudaQwen3 {
     overlap: bool,
     /// Streaming multiprocessors: the decode GEMV sizes its blocks to keep them all busy.
     multiprocessors: usize,
+    /// Every layer all AWQ with one group size: decode steps run `decode_layer_awq`, whose GEMVs pass
+    /// the residual's Σx² from layer to layer (a mixed model takes the generic path everywhere).
+    fused_decode: bool,
     /// The whole decode step (embedding to logits) captured on first use and replayed for every token
     /// (~600 launches cost more CPU time than the GPU work they describe), one graph per attention grid:
     /// a power of two of 64-position chunks, so short contexts do not launch blocks for the whole cache.
@@ -394,11 +527,14 @@ unsafe impl Send for DecodeGraph {}
 
 impl CudaQwen3 {
     /// Uploads the checkpoint to GPU `ordinal` and allocates a KV cache for `capacity` positions.
+    /// `int8_head`: an untied f16 lm_head of a width i8_gemv takes is quantized to int8 per row and
+    /// group of 128 (`Linear::Int8`), as the CPU engine's fast precision does.
     pub fn load(
         weights: &Weights,
         config: Qwen3Config,
         ordinal: usize,
         capacity: usize,
+        int8_head: bool,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Self> {
         // cudarc panics on a missing library; check first so the user gets an answer instead.
@@ -449,7 +585,14 @@ impl CudaQwen3 {
         for i in 0..config.num_hidden_layers {
             let p = format!("model.layers.{i}");
             let linear = |name: &str, inf, outf| {
-                Linear::load(&stream, weights, &format!("{p}.{name}"), inf, outf, awq)
+                Linear::load(
+                    &stream,
+                    &kernels,
+                    weights,
+                    &format!("{p}.{name}"),
+                    (inf, outf),
+                    awq,
+                )
             };
             layers.push(Layer {
                 input_norm: norm(&format!("{p}.input_layernorm.weight"), h)?,
@@ -474,30 +617,43 @@ impl CudaQwen3 {
                 None,
                 Linear::load_awq(
                     &stream,
+                    &kernels,
                     weights,
                     "model.embed_tokens",
-                    h,
-                    config.vocab_size,
+                    (h, config.vocab_size),
                     a.group_size,
                 )?,
             ),
             _ => {
                 let table = weights.get("model.embed_tokens.weight", &[config.vocab_size, h])?;
                 let table = Buf::from_host(&stream, &to_f16(&table)?)?;
-                let (embed, head) = if config.tie_word_embeddings {
-                    (None, table)
+                if config.tie_word_embeddings {
+                    let lm_head = Linear::Dense {
+                        weight: table,
+                        inf: h,
+                        outf: config.vocab_size,
+                    };
+                    (None, lm_head)
                 } else {
                     let head = weights.get("lm_head.weight", &[config.vocab_size, h]).context(
                         "lm_head.weight is missing and config.json does not set tie_word_embeddings",
                     )?;
-                    (Some(table), Buf::from_host(&stream, &to_f16(&head)?)?)
-                };
-                let lm_head = Linear::Dense {
-                    weight: head,
-                    inf: h,
-                    outf: config.vocab_size,
-                };
-                (embed, lm_head)
+                    let dense = Buf::from_host(&stream, &to_f16(&head)?)?;
+                    let lm_head = if head.dtype == Dtype::F16
+                        && I8_HEAD_WIDTHS.contains(&h)
+                        && h.is_multiple_of(512)
+                        && int8_head
+                    {
+                        Linear::int8_from(&stream, &kernels, &dense, config.vocab_size, h)?
+                    } else {
+                        Linear::Dense {
+                            weight: dense,
+                            inf: h,
+                            outf: config.vocab_size,
+                        }
+                    };
+                    (Some(table), lm_head)
+                }
             }
         };
         let (cos, sin) = Rope::new(&config).tables(0..capacity);
@@ -524,10 +680,26 @@ impl CudaQwen3 {
             probs: Buf::zeros(&stream, SCORE_BUDGET.min(nh * chunk * capacity))?,
             partial: Buf::zeros(&stream, nh * capacity.div_ceil(ATTN_CHUNK) * (hd + 2))?,
             arrivals: Buf::zeros(&stream, nh)?,
+            sumsq: Buf::zeros(&stream, chunk)?,
+            gemv_arrivals: Buf::zeros(&stream, 1)?,
             dequant: Buf::zeros(&stream, dequant)?,
             final_normed: Buf::zeros(&stream, chunk * h)?,
             logits: Buf::zeros(&stream, config.vocab_size)?,
         };
+        // The checkpoint-layout copies the repack read went back to the driver's memory pool, which
+        // keeps them reserved; return them to the GPU.
+        stream.synchronize().context("uploading the weights")?;
+        if ctx.has_async_alloc() {
+            // SAFETY: the device belongs to this context and the pool handle is only used for the trim.
+            unsafe {
+                let mut pool = std::ptr::null_mut();
+                driver_sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device())
+                    .result()
+                    .and_then(|()| driver_sys::cuMemPoolTrimTo(pool, 0).result())
+                    .context("releasing the weight upload's staging memory")?;
+            }
+        }
+        let fused_decode = layers.iter().all(Layer::all_awq);
         let model = CudaQwen3 {
             rope_cos: Buf::from_host(&stream, &cos)?,
             rope_sin: Buf::from_host(&stream, &sin)?,
@@ -545,6 +717,7 @@ impl CudaQwen3 {
             device_name,
             overlap: std::env::var(OVERLAP_ENV).map_or(true, |v| v != "0"),
             multiprocessors,
+            fused_decode,
             decode_graphs: BTreeMap::new(),
         };
         model
@@ -595,6 +768,11 @@ impl CudaQwen3 {
         layers + self.lm_head.bytes() + self.norm.bytes()
     }
 
+    /// `decode_bytes_per_token` with the lm_head at the checkpoint's size (see `Linear::checkpoint_bytes`).
+    pub fn checkpoint_bytes_per_token(&self) -> usize {
+        self.decode_bytes_per_token() - self.lm_head.bytes() + self.lm_head.checkpoint_bytes()
+    }
+
     /// Bytes read plus written per second by a 1 GiB device-to-device copy (median of 10 after a warm-up).
     pub fn measure_copy_bandwidth(&self) -> Result<f64> {
         const BYTES: usize = 1 << 30;
@@ -627,36 +805,7 @@ impl CudaQwen3 {
         args: &[Arg],
         overlap: bool,
     ) -> Result<()> {
-        use driver_sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-        let mut params: Vec<_> = args.iter().map(Arg::as_param).collect();
-        // SAFETY: a zeroed attribute is valid C data; only the field the id names is read.
-        let mut attribute: driver_sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
-        attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-        attribute.value.programmaticStreamSerializationAllowed = 1;
-        let config = driver_sys::CUlaunchConfig {
-            gridDimX: cfg.grid_dim.0,
-            gridDimY: cfg.grid_dim.1,
-            gridDimZ: cfg.grid_dim.2,
-            blockDimX: cfg.block_dim.0,
-            blockDimY: cfg.block_dim.1,
-            blockDimZ: cfg.block_dim.2,
-            sharedMemBytes: cfg.shared_mem_bytes,
-            hStream: self.stream.cu_stream(),
-            attrs: &mut attribute,
-            numAttrs: overlap as u32,
-        };
-        // SAFETY: each call site passes the arguments its kernel declares, with buffers sized by `load`;
-        // `params` points into `args`, which outlives the call; the function belongs to this context.
-        unsafe {
-            driver_sys::cuLaunchKernelEx(
-                &config,
-                f.cu_function(),
-                params.as_mut_ptr(),
-                std::ptr::null_mut(),
-            )
-        }
-        .result()
-        .context("a CUDA kernel failed to launch")
+        launch_on(&self.stream, f, cfg, args, overlap)
     }
 
     /// Column-major C = alpha·op(A)·op(B) + beta·C over `batch` matrices (strides in elements), f32
@@ -719,22 +868,25 @@ impl CudaQwen3 {
     fn linears(&self, jobs: &[(&Linear, u64)], x: u64, m: usize) -> Result<()> {
         let shape = |l: &Linear| match l {
             Linear::Awq { inf, group, .. } => Some((*inf, *group)),
-            Linear::Dense { .. } => None,
+            Linear::Dense { .. } | Linear::Int8 { .. } => None,
         };
         let first = shape(jobs[0].0);
         if m == 1 && first.is_some() && jobs.iter().all(|(l, _)| shape(l) == first) {
-            return self.awq_gemv(jobs, GemvInput::Row(x), (0, 0));
+            return self.awq_gemv(jobs, GemvInput::Row(x), (0, 0), false);
         }
         jobs.iter().try_for_each(|&(l, y)| self.linear(l, x, m, y))
     }
 
     /// One launch of the decode GEMV over up to three AWQ matrices with the same input; it also zeroes
     /// `zero` (address, f32 count) once the kernels before it have finished: a later GEMV's outputs.
+    /// `residual`: the one matrix adds into the hidden row, and its last block leaves Σx² of the result
+    /// in `sumsq` for the next RMSNorm (GemvInput::Normed reads it).
     fn awq_gemv(
         &self,
         jobs: &[(&Linear, u64)],
         input: GemvInput,
         zero: (u64, usize),
+        residual: bool,
     ) -> Result<()> {
         let mut matrices = [AwqMatrix::default(); 3];
         let (mut inf, mut group, mut widest) = (0, 0, 0);
@@ -759,16 +911,16 @@ impl CudaQwen3 {
             };
             (inf, group, widest) = (*k, *g, widest.max(*outf));
         }
-        // As many blocks as fit at once (4 per multiprocessor, the kernel's launch bounds) and no more:
-        // a second, partial wave would nearly double the time. Each block takes a multiple of 8 warps ×
-        // 16 rows, 256 to GEMV_MAX_ROWS rows (fewer rows would only add atomics).
+        // As many blocks as fit at once (the kernel's launch bounds) and no more: a second, partial wave
+        // would nearly double the time. Rows per block: whole groups, at least 128 (fewer would only add
+        // atomics), at most GEMV_MAX_ROWS (the block's shared input).
         let strips: usize = jobs.iter().map(|(l, _)| l.dims().1.div_ceil(256)).sum();
         let splits = (GEMV_BLOCKS_PER_SM * self.multiprocessors / strips).max(1);
         let rows_per_block = inf
             .div_ceil(splits)
-            .next_multiple_of(128)
-            .clamp(256, GEMV_MAX_ROWS)
-            .min(inf.next_multiple_of(128));
+            .next_multiple_of(group.max(128).min(inf))
+            .min(GEMV_MAX_ROWS)
+            .min(inf);
         let cfg = LaunchConfig {
             grid_dim: (
                 widest.div_ceil(256) as u32,
@@ -779,11 +931,13 @@ impl CudaQwen3 {
             shared_mem_bytes: 0,
         };
         let [m0, m1, m2] = matrices;
+        let s = &self.scratch;
         let (x, gate, up, norm_x, norm_w) = match input {
             GemvInput::Row(x) => (x, 0, 0, 0, 0),
             GemvInput::SiluOf { gate, up } => (0, gate, up, 0, 0),
             GemvInput::Normed { x, weight } => (0, 0, 0, x, weight),
         };
+        let sumsq_out = if residual { s.sumsq.ptr } else { 0 };
         self.launch(
             &self.kernels.awq_gemv,
             cfg,
@@ -796,11 +950,14 @@ impl CudaQwen3 {
                 Arg::Ptr(up),
                 Arg::Ptr(norm_x),
                 Arg::Ptr(norm_w),
+                Arg::Ptr(s.sumsq.ptr),
                 Arg::Float(self.config.rms_norm_eps as f32),
                 Arg::Ptr(zero.0),
                 int(zero.1),
+                Arg::Ptr(sumsq_out),
+                Arg::Ptr(s.gemv_arrivals.ptr),
                 int(inf),
-                int(group),
+                int(group.trailing_zeros() as usize - 5),
                 int(rows_per_block),
             ],
         )
@@ -810,7 +967,9 @@ impl CudaQwen3 {
     fn linear_into(&self, l: &Linear, x: u64, m: usize, y: u64, accumulate: bool) -> Result<()> {
         let (inf, outf) = l.dims();
         match l {
-            Linear::Awq { .. } if m == 1 => self.awq_gemv(&[(l, y)], GemvInput::Row(x), (0, 0)),
+            Linear::Awq { .. } if m == 1 => {
+                self.awq_gemv(&[(l, y)], GemvInput::Row(x), (0, 0), accumulate)
+            }
             Linear::Awq {
                 qweight,
                 qzeros,
@@ -844,6 +1003,21 @@ impl CudaQwen3 {
                     1.0,
                     beta,
                     1,
+                )
+            }
+            Linear::Int8 { weight, scales, .. } => {
+                ensure!(!accumulate, "the int8 lm_head does not add into its output");
+                self.launch(
+                    &self.kernels.i8_gemv,
+                    grid((outf.div_ceil(I8_ROWS_PER_BLOCK), m), 256),
+                    &[
+                        Arg::Ptr(weight.ptr),
+                        Arg::Ptr(scales.ptr),
+                        Arg::Ptr(x),
+                        Arg::Ptr(y),
+                        int(inf),
+                        int(outf),
+                    ],
                 )
             }
             Linear::Dense { weight, .. } if m == 1 => {
@@ -941,6 +1115,7 @@ impl CudaQwen3 {
                     int(h),
                     Arg::Ptr(q),
                     int(qkv_len),
+                    Arg::Ptr(s.sumsq.ptr),
                 ],
                 false,
             )?,
@@ -967,14 +1142,16 @@ impl CudaQwen3 {
                     int(*group),
                     Arg::Ptr(q),
                     int(qkv_len),
+                    Arg::Ptr(s.sumsq.ptr),
                 ],
                 false,
             )?,
+            (None, Linear::Int8 { .. }) => bail!("an int8 lm_head is never the embedding table"),
         }
         let scale = 1.0 / (hd as f32).sqrt();
         let gate_up_len = if m == 1 { gate_up_all } else { 0 };
         for layer in &self.layers {
-            if m == 1 && layer.all_awq() {
+            if m == 1 && self.fused_decode {
                 self.decode_layer_awq(layer, scale, attn_chunks)?;
                 continue;
             }
@@ -1011,7 +1188,7 @@ impl CudaQwen3 {
             )?;
             if m == 1 && matches!(layer.down_proj, Linear::Awq { .. }) {
                 let input = GemvInput::SiluOf { gate, up };
-                self.awq_gemv(&[(&layer.down_proj, s.hidden.ptr)], input, (0, 0))?;
+                self.awq_gemv(&[(&layer.down_proj, s.hidden.ptr)], input, (0, 0), true)?;
             } else {
                 let n = m * inter;
                 self.launch(
@@ -1026,7 +1203,7 @@ impl CudaQwen3 {
         // would break the chain of overlapping kernels in the decode graph.
         let logits = match self.lm_head {
             Linear::Awq { .. } => (s.logits.ptr, self.config.vocab_size),
-            Linear::Dense { .. } => (0, 0),
+            Linear::Dense { .. } | Linear::Int8 { .. } => (0, 0),
         };
         self.rms_norm(s.hidden.ptr, self.norm.ptr, s.final_normed.ptr, m, logits)
     }
@@ -1045,12 +1222,14 @@ impl CudaQwen3 {
                 weight: layer.input_norm.ptr,
             },
             (gate, gate_up_len),
+            false,
         )?;
         self.attention_decode(layer, scale, attn_chunks)?;
         self.awq_gemv(
             &[(&layer.o_proj, hidden)],
             GemvInput::Row(self.scratch.attn_rows.ptr),
             (q, qkv_len),
+            true,
         )?;
         self.awq_gemv(
             &[(&layer.gate_proj, gate), (&layer.up_proj, up)],
@@ -1059,11 +1238,13 @@ impl CudaQwen3 {
                 weight: layer.post_attention_norm.ptr,
             },
             (0, 0),
+            false,
         )?;
         self.awq_gemv(
             &[(&layer.down_proj, hidden)],
             GemvInput::SiluOf { gate, up },
             (0, 0),
+            true,
         )
     }
 
@@ -1297,6 +1478,7 @@ impl Decoder for CudaQwen3 {
             memory_used_bytes: total - free,
             model_bytes: self.device_bytes(),
             decode_bytes_per_token: self.decode_bytes_per_token(),
+            checkpoint_bytes_per_token: self.checkpoint_bytes_per_token(),
             copy_bytes_per_s: self.measure_copy_bandwidth()?,
         }))
     }
