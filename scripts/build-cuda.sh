@@ -5,6 +5,8 @@
 # loaded at run time, so nothing CUDA is linked.
 #
 # Usage: scripts/build-cuda.sh            → target/cuda/release/qwen3-agent (+ mcp-time, mcp-fetch, mcp-python)
+#        scripts/build-cuda.sh --check    compiles the kernels and lints the CUDA engine (clippy, warnings
+#                                         are errors) without building binaries: what CI runs, no GPU needed
 #        TOOLKIT_DIR=/path scripts/build-cuda.sh   (where the pip toolkit goes; default target/cuda-toolkit)
 # Run on the GPU machine with the CUDA 13 libraries on the library path, e.g.
 #   LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib:$LD_LIBRARY_PATH \
@@ -24,6 +26,10 @@ fi
 export NVCC=$cu13/bin/nvcc CUDA_HOME=$cu13 PATH=$cu13/bin:$PATH
 "$NVCC" --version | tail -2 >&2
 cd "$root"
+if [[ ${1:-} == --check ]]; then
+  cargo clippy --release --features cuda --target-dir target/cuda --lib --bins -- -D warnings
+  exit
+fi
 cargo build --release --features cuda --target-dir target/cuda --bin qwen3-agent
 cargo build --release --target-dir target/cuda -p mcp-time -p mcp-fetch -p mcp-python
 echo "built $root/target/cuda/release/qwen3-agent" >&2
