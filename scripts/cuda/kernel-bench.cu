@@ -1,8 +1,13 @@
-// Decode GEMV kernels of src/model/cuda/kernels.cu timed alone on the Qwen3-8B shapes, each variant
-// checked against an f32 reference. Weights rotate through copies larger than the L2 cache, so every
-// call reads its bytes from memory as it does in a decode step.
+// The decode GEMVs of src/model/cuda/kernels.cu timed alone on the Qwen3-8B shapes (the engine's block
+// sizing and other row splits), each checked against an f32 reference, plus the f16 and int8 lm_heads
+// and a device copy for scale. Weights rotate through copies larger than the L2 cache, so every call
+// reads its bytes from memory as it does in a decode step. Launches are back to back on one stream
+// (no graph, no programmatic dependent launch), so each time includes its launch gap.
 //
-//   nvcc -O3 -std=c++17 -arch=sm_90 -cudart static scripts/cuda/kernel-bench.cu -o kernel-bench && ./kernel-bench
+// Build here with the toolkit scripts/build-cuda.sh fetched, carry the binary to the GPU machine:
+//   CU=target/cuda-toolkit/venv/lib/python3.11/site-packages/nvidia/cu13
+//   $CU/bin/nvcc -O3 -std=c++17 -arch=sm_90 -cudart static -L$CU/lib scripts/cuda/kernel-bench.cu -o kernel-bench
+//   ./kernel-bench [REPS]
 #include "../../src/model/cuda/kernels.cu"
 
 #include <cstdio>
