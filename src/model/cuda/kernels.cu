@@ -367,17 +367,16 @@ extern "C" __global__ void dense_gemv(const half* W, const half* x, float* y, in
 // The int8 lm_head (int8_matrix.rs on the CPU): W ≈ scale[n][g] · w8[n][k] per row and group of
 // I8_GROUP columns. One warp per (row, group): the f16 [rows][cols] matrix quantized at load.
 #define I8_GROUP 128
-extern "C" __global__ void quantize_rows_i8(const half* w, int8_t* out, float* scales, int rows, int cols) {
-    const int groups = cols / I8_GROUP;
-    const size_t task = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (task >= (size_t)rows * groups) return;
+
+// One warp quantizes I8_GROUP f16 values (four per lane) as quantize_group in int8_matrix.rs does:
+// scale = max|v| / 127, round half away from zero. Returns the scale.
+__device__ __forceinline__ float quantize_group_i8(const half* src, int8_t* dst) {
     const int lane = threadIdx.x & 31;
-    const size_t base = task * I8_GROUP;  // rows are whole groups, so task · I8_GROUP is row · cols + g · I8_GROUP
     float v[I8_GROUP / 32];
     float amax = 0.f;
 #pragma unroll
     for (int i = 0; i < I8_GROUP / 32; i++) {
-        v[i] = __half2float(w[base + 4 * lane + i]);
+        v[i] = __half2float(src[4 * lane + i]);
         amax = fmaxf(amax, fabsf(v[i]));
     }
     amax = warp_reduce<Max>(amax);
@@ -385,9 +384,17 @@ extern "C" __global__ void quantize_rows_i8(const half* w, int8_t* out, float* s
 #pragma unroll
     for (int i = 0; i < I8_GROUP / 32; i++) {
         const float scaled = v[i] * inv;
-        out[base + 4 * lane + i] = (int8_t)(int)(scaled + copysignf(0.5f, scaled));
+        dst[4 * lane + i] = (int8_t)(int)(scaled + copysignf(0.5f, scaled));
     }
-    if (lane == 0) scales[task] = scale;
+    return scale;
+}
+
+extern "C" __global__ void quantize_rows_i8(const half* w, int8_t* out, float* scales, int rows, int cols) {
+    const size_t task = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (task >= (size_t)rows * (cols / I8_GROUP)) return;
+    // Rows are whole groups, so task · I8_GROUP is row · cols + group · I8_GROUP.
+    const float scale = quantize_group_i8(w + task * I8_GROUP, out + task * I8_GROUP);
+    if ((threadIdx.x & 31) == 0) scales[task] = scale;
 }
 
 // y[t][n] = W[n] · x[t] for the int8 lm_head, x an f16 [rows][K] input (row t = blockIdx.y) quantized
@@ -406,20 +413,7 @@ extern "C" __global__ void __launch_bounds__(256, 4) i8_gemv(const int8_t* w, co
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, groups = K / I8_GROUP;
     const half* xr = x + (size_t)blockIdx.y * K;
     for (int g = warp; g < groups; g += 8) {
-        float v[I8_GROUP / 32];
-        float amax = 0.f;
-#pragma unroll
-        for (int i = 0; i < I8_GROUP / 32; i++) {
-            v[i] = __half2float(xr[g * I8_GROUP + 4 * lane + i]);
-            amax = fmaxf(amax, fabsf(v[i]));
-        }
-        amax = warp_reduce<Max>(amax);
-        const float scale = amax / 127.f, inv = scale > 0.f ? 1.f / scale : 0.f;
-#pragma unroll
-        for (int i = 0; i < I8_GROUP / 32; i++) {
-            const float scaled = v[i] * inv;
-            xq[g * I8_GROUP + 4 * lane + i] = (int8_t)(int)(scaled + copysignf(0.5f, scaled));
-        }
+        const float scale = quantize_group_i8(xr + g * I8_GROUP, xq + g * I8_GROUP);
         if (lane == 0) xscale[g] = scale;
     }
     __syncthreads();
