@@ -686,19 +686,6 @@ impl CudaQwen3 {
             final_normed: Buf::zeros(&stream, chunk * h)?,
             logits: Buf::zeros(&stream, config.vocab_size)?,
         };
-        // The checkpoint-layout copies the repack read went back to the driver's memory pool, which
-        // keeps them reserved; return them to the GPU.
-        stream.synchronize().context("uploading the weights")?;
-        if ctx.has_async_alloc() {
-            // SAFETY: the device belongs to this context and the pool handle is only used for the trim.
-            unsafe {
-                let mut pool = std::ptr::null_mut();
-                driver_sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device())
-                    .result()
-                    .and_then(|()| driver_sys::cuMemPoolTrimTo(pool, 0).result())
-                    .context("releasing the weight upload's staging memory")?;
-            }
-        }
         let fused_decode = layers.iter().all(Layer::all_awq);
         let model = CudaQwen3 {
             rope_cos: Buf::from_host(&stream, &cos)?,
