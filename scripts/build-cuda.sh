@@ -6,7 +6,8 @@
 #
 # Usage: scripts/build-cuda.sh            → target/cuda/release/qwen3-agent (+ mcp-time, mcp-fetch, mcp-python)
 #        scripts/build-cuda.sh --check    compiles the kernels and lints the CUDA engine (clippy, warnings
-#                                         are errors) without building binaries: what CI runs, no GPU needed
+#                                         are errors), and builds scripts/cuda/kernel-bench.cu into
+#                                         target/cuda/kernel-bench: what CI runs, no GPU needed
 #        TOOLKIT_DIR=/path scripts/build-cuda.sh   (where the pip toolkit goes; default target/cuda-toolkit)
 # Run on the GPU machine with the CUDA 13 libraries on the library path, e.g.
 #   LD_LIBRARY_PATH=/usr/local/cuda-13.0/targets/x86_64-linux/lib:$LD_LIBRARY_PATH \
@@ -28,6 +29,9 @@ export NVCC=$cu13/bin/nvcc CUDA_HOME=$cu13 PATH=$cu13/bin:$PATH
 cd "$root"
 if [[ ${1:-} == --check ]]; then
   cargo clippy --release --features cuda --target-dir target/cuda --lib --bins -- -D warnings
+  mkdir -p target/cuda
+  "$NVCC" -O3 -std=c++17 -arch=sm_90 -cudart static -L"$cu13/lib" scripts/cuda/kernel-bench.cu \
+    -o target/cuda/kernel-bench
   exit
 fi
 cargo build --release --features cuda --target-dir target/cuda --bin qwen3-agent

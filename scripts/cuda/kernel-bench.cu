@@ -4,10 +4,8 @@
 // reads its bytes from memory as it does in a decode step. Launches are back to back on one stream
 // (no graph, no programmatic dependent launch), so each time includes its launch gap.
 //
-// Build here with the toolkit scripts/build-cuda.sh fetched, carry the binary to the GPU machine:
-//   CU=target/cuda-toolkit/venv/lib/python3.11/site-packages/nvidia/cu13
-//   $CU/bin/nvcc -O3 -std=c++17 -arch=sm_90 -cudart static -L$CU/lib scripts/cuda/kernel-bench.cu -o kernel-bench
-//   ./kernel-bench [REPS]
+// Built here by `scripts/build-cuda.sh --check` (→ target/cuda/kernel-bench, CUDA runtime linked
+// statically), then carried to the GPU machine:  kernel-bench [REPS]
 #include "../../src/model/cuda/kernels.cu"
 
 #include <cstdio>
