@@ -1,6 +1,6 @@
 // The decode GEMVs of src/model/cuda/kernels.cu timed alone on the Qwen3-8B shapes (the engine's block
-// sizing and other row splits), each checked against an f32 reference, plus the f16 and int8 lm_heads
-// and a device copy for scale. Weights rotate through copies larger than the L2 cache, so every call
+// sizing and other row splits), each checked against an f32 reference, plus the decode attention (the
+// "rows" column is the context length there), the f16 and int8 lm_heads and a device copy for scale. Weights rotate through copies larger than the L2 cache, so every call
 // reads its bytes from memory as it does in a decode step. Launches are back to back on one stream
 // (no graph, no programmatic dependent launch), so each time includes its launch gap.
 //
@@ -229,6 +229,57 @@ int main(int argc, char** argv) {
         for (int rows : {128, 256, 512, 1024})
             if (rows != sized) measure("awq_gemv", rows);
         for (int i = 0; i < nm; i++) cudaFree(repacked[i]);
+    }
+    // Decode attention (one layer: 32 heads, 8 KV heads, head_dim 128) after 512, 2048 and 4096 positions;
+    // blocks = heads × 64-position chunks, as the engine's graph launches it for a power-of-two length.
+    {
+        const int heads = 32, kv_heads = 8, hd = 128, capacity = 4096;
+        float *q, *kv_new, *norm, *cos_t, *sin_t, *partial;
+        half *k_cache, *v_cache, *out;
+        unsigned* head_arrivals;
+        int* step;
+        CHECK(cudaMalloc(&q, heads * hd * 4));
+        CHECK(cudaMalloc(&kv_new, 2 * kv_heads * hd * 4));
+        CHECK(cudaMalloc(&norm, hd * 4));
+        CHECK(cudaMalloc(&cos_t, (size_t)capacity * hd / 2 * 4));
+        CHECK(cudaMalloc(&sin_t, (size_t)capacity * hd / 2 * 4));
+        CHECK(cudaMalloc(&partial, (size_t)heads * (capacity / 64) * (hd + 2) * 4));
+        CHECK(cudaMalloc(&k_cache, (size_t)kv_heads * capacity * hd * 2));
+        CHECK(cudaMalloc(&v_cache, (size_t)kv_heads * capacity * hd * 2));
+        CHECK(cudaMalloc(&out, heads * hd * 2));
+        CHECK(cudaMalloc(&head_arrivals, heads * 4));
+        CHECK(cudaMalloc(&step, 8));
+        CHECK(cudaMemset(head_arrivals, 0, heads * 4));
+        fill_f32<<<64, 256>>>(q, heads * hd, 21, -2.f, 2.f);
+        fill_f32<<<64, 256>>>(kv_new, 2 * kv_heads * hd, 22, -2.f, 2.f);
+        fill_f32<<<64, 256>>>(norm, hd, 23, 0.5f, 1.5f);
+        fill_f32<<<256, 256>>>(cos_t, (size_t)capacity * hd / 2, 24, -1.f, 1.f);
+        fill_f32<<<256, 256>>>(sin_t, (size_t)capacity * hd / 2, 25, -1.f, 1.f);
+        fill_f32<<<1024, 256>>>(tmp, (size_t)kv_heads * capacity * hd, 26, -2.f, 2.f);
+        f32_to_f16<<<1024, 256>>>(tmp, k_cache, (size_t)kv_heads * capacity * hd);
+        f32_to_f16<<<1024, 256>>>(tmp, v_cache, (size_t)kv_heads * capacity * hd);
+        for (int len : {512, 2048, 4096}) {
+            const int host_step[2] = {len - 1, len};
+            CHECK(cudaMemcpy(step, host_step, 8, cudaMemcpyHostToDevice));
+            auto launch = [&] {
+                attn_decode<<<dim3(heads, len / 64), 256>>>(q, kv_new, kv_new + kv_heads * hd, norm, norm, cos_t, sin_t,
+                                                           k_cache, v_cache, partial, head_arrivals, out, step, heads,
+                                                           kv_heads, hd, capacity, 0.088f, 1e-6f);
+            };
+            launch();
+            cudaEvent_t e0, e1;
+            cudaEventCreate(&e0);
+            cudaEventCreate(&e1);
+            cudaEventRecord(e0);
+            for (int r = 0; r < reps; r++) launch();
+            cudaEventRecord(e1);
+            CHECK(cudaEventSynchronize(e1));
+            float ms;
+            cudaEventElapsedTime(&ms, e0, e1);
+            const float us = ms * 1e3f / reps;
+            const size_t bytes = (size_t)2 * kv_heads * len * hd * 2;
+            printf("%-8s %-10s %6d %7d %9.2f %8.0f\n", "attn", "attn_decode", len, heads * len / 64, us, gbps(bytes, us));
+        }
     }
     // The f16 lm_head.
     {
