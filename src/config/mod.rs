@@ -175,6 +175,8 @@ pub struct ModelSpec {
     /// replaces config.json's.
     #[serde(default)]
     pub rope_scaling: Option<crate::model::config::RopeScaling>,
+    /// How the local engine treats activations (see `Precision`; on the GPU it only picks the lm_head's
+    /// format).
     #[serde(default)]
     pub precision: Option<Precision>,
     /// Raw outputs, one per round, for the scripted backend.
