@@ -64,6 +64,13 @@ __device__ __forceinline__ int repacked_shift(int k) { return 8 * (k & 3) + 4 * 
 // Column n's nibble in a checkpoint-packed word (the inverse of PACK_ORDER).
 __device__ __forceinline__ int awq_shift(int n) { return 4 * (((n & 7) >> 1) + 4 * (n & 1)); }
 
+// v · inv rounded half away from zero, as quantize_group in int8_matrix.rs (the CPU engine) rounds:
+// with inv = 127 / max|v| of the group the result fits an int8.
+__device__ __forceinline__ int round_to_i8(float v, float inv) {
+    const float scaled = v * inv;
+    return (int)(scaled + copysignf(0.5f, scaled));
+}
+
 // Zeroes zero[0..len) with every thread of the grid: outputs the next GEMVs accumulate into, cleared
 // by a kernel already in the chain rather than by a memset of their own.
 __device__ __forceinline__ void zero_fill(float* zero, int len) {
@@ -251,8 +258,7 @@ extern "C" __global__ void __launch_bounds__(256, 6) awq_gemv(AwqMatrix m0, AwqM
             amax = warp_reduce<Max>(amax);
             const float dx = amax / 127.f, inv = dx > 0.f ? 1.f / dx : 0.f;  // as quantize_group
             for (int c = 0; c < (1 << group_shift); c++) {
-                const float scaled = xg[32 * c + lane] * inv;
-                const int q = (int)(scaled + copysignf(0.5f, scaled));
+                const int q = round_to_i8(xg[32 * c + lane], inv);
                 xq[g * group + 32 * c + lane] = (int8_t)q;
                 const float sum = warp_reduce<Sum>((float)q);
                 if (lane == 0) xscale[(g << group_shift) + c] = make_float2(dx, sum);
@@ -328,7 +334,7 @@ extern "C" __global__ void awq_dequant(const uint32_t* qweight, const uint32_t* 
     const size_t rest = i >> 7;
     const int chunks = K >> 5, c = rest % chunks, s = rest / chunks;
     const int n = 32 * s + l, k0 = 32 * c + 8 * j, g = k0 / group;
-    const uint32_t w = qweight[(((size_t)s * chunks + c) * 32 + l) * 4 + j];
+    const uint32_t w = qweight[repacked_word(k0, n, K)];
     const float zq = (float)((qzeros[(size_t)g * (N >> 3) + (n >> 3)] >> awq_shift(n)) & 0xF);
     const float sc = __half2float(scales[(size_t)g * N + n]);
 #pragma unroll
@@ -382,10 +388,7 @@ __device__ __forceinline__ float quantize_group_i8(const half* src, int8_t* dst)
     amax = warp_reduce<Max>(amax);
     const float scale = amax / 127.f, inv = scale > 0.f ? 1.f / scale : 0.f;
 #pragma unroll
-    for (int i = 0; i < I8_GROUP / 32; i++) {
-        const float scaled = v[i] * inv;
-        dst[4 * lane + i] = (int8_t)(int)(scaled + copysignf(0.5f, scaled));
-    }
+    for (int i = 0; i < I8_GROUP / 32; i++) dst[4 * lane + i] = (int8_t)round_to_i8(v[i], inv);
     return scale;
 }
 

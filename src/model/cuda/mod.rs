@@ -1240,32 +1240,22 @@ impl CudaQwen3 {
         let c = &self.config;
         let s = &self.scratch;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
-        let [q, k, v] = self.qkv_rows(1).0;
-        self.launch(
-            &self.kernels.attn_decode,
-            grid((nh, chunks), 256),
-            &[
-                Arg::Ptr(q),
-                Arg::Ptr(k),
-                Arg::Ptr(v),
-                Arg::Ptr(layer.q_norm.ptr),
-                Arg::Ptr(layer.k_norm.ptr),
-                Arg::Ptr(self.rope_cos.ptr),
-                Arg::Ptr(self.rope_sin.ptr),
-                Arg::Ptr(layer.k_cache.ptr),
-                Arg::Ptr(layer.v_cache.ptr),
-                Arg::Ptr(s.partial.ptr),
-                Arg::Ptr(s.arrivals.ptr),
-                Arg::Ptr(s.attn_rows.ptr),
-                Arg::Ptr(s.step.ptr),
-                int(nh),
-                int(nkv),
-                int(hd),
-                int(self.capacity),
-                Arg::Float(scale),
-                Arg::Float(c.rms_norm_eps as f32),
-            ],
-        )
+        let mut args = Vec::from(self.norm_rope_args(layer, 1));
+        args.extend([
+            Arg::Ptr(layer.k_cache.ptr),
+            Arg::Ptr(layer.v_cache.ptr),
+            Arg::Ptr(s.partial.ptr),
+            Arg::Ptr(s.arrivals.ptr),
+            Arg::Ptr(s.attn_rows.ptr),
+            Arg::Ptr(s.step.ptr),
+            int(nh),
+            int(nkv),
+            int(hd),
+            int(self.capacity),
+            Arg::Float(scale),
+            Arg::Float(c.rms_norm_eps as f32),
+        ]);
+        self.launch(&self.kernels.attn_decode, grid((nh, chunks), 256), &args)
     }
 
     /// Causal attention of m queries over positions 0..start+m with cuBLAS: per KV head, the scores of
@@ -1328,30 +1318,35 @@ impl CudaQwen3 {
         let c = &self.config;
         let s = &self.scratch;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
+        let mut args = Vec::from(self.norm_rope_args(layer, m));
+        args.extend([
+            Arg::Ptr(s.q_heads.ptr),
+            Arg::Ptr(layer.k_cache.ptr),
+            Arg::Ptr(layer.v_cache.ptr),
+            int(m),
+            int(nh),
+            int(nkv),
+            int(hd),
+            Arg::Ptr(s.step.ptr),
+            int(self.capacity),
+            Arg::Float(c.rms_norm_eps as f32),
+        ]);
+        self.launch(&self.kernels.qk_norm_rope, grid((m, nh + nkv), 64), &args)
+    }
+
+    /// The leading arguments of the kernels that apply q/k-norm and RoPE (attn_decode, qk_norm_rope):
+    /// the m-row chunk's q, k and v, the layer's norm weights and the RoPE tables.
+    fn norm_rope_args(&self, layer: &Layer, m: usize) -> [Arg; 7] {
         let [q, k, v] = self.qkv_rows(m).0;
-        self.launch(
-            &self.kernels.qk_norm_rope,
-            grid((m, nh + nkv), 64),
-            &[
-                Arg::Ptr(q),
-                Arg::Ptr(k),
-                Arg::Ptr(v),
-                Arg::Ptr(layer.q_norm.ptr),
-                Arg::Ptr(layer.k_norm.ptr),
-                Arg::Ptr(self.rope_cos.ptr),
-                Arg::Ptr(self.rope_sin.ptr),
-                Arg::Ptr(s.q_heads.ptr),
-                Arg::Ptr(layer.k_cache.ptr),
-                Arg::Ptr(layer.v_cache.ptr),
-                int(m),
-                int(nh),
-                int(nkv),
-                int(hd),
-                Arg::Ptr(s.step.ptr),
-                int(self.capacity),
-                Arg::Float(c.rms_norm_eps as f32),
-            ],
-        )
+        [
+            Arg::Ptr(q),
+            Arg::Ptr(k),
+            Arg::Ptr(v),
+            Arg::Ptr(layer.q_norm.ptr),
+            Arg::Ptr(layer.k_norm.ptr),
+            Arg::Ptr(self.rope_cos.ptr),
+            Arg::Ptr(self.rope_sin.ptr),
+        ]
     }
 
     /// Where q, k and v of an m-row chunk lie in `scratch.qkv` ([m][heads·hd], then k, then v) and the
