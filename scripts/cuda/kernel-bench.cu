@@ -75,6 +75,15 @@ __global__ void effective_input(const half* x, const float* gate, const float* u
     }
 }
 
+// reps grid-wide barriers (grid_sync, the persistent decode kernel's) back to back.
+__global__ void barrier_bench(unsigned* bar, int reps) {
+    __shared__ unsigned generation_shared;
+    if (threadIdx.x == 0) generation_shared = load_acquire(bar + 1);
+    __syncthreads();
+    unsigned generation = generation_shared;
+    for (int i = 0; i < reps; i++) grid_sync(bar, generation);
+}
+
 enum Input { PLAIN, NORM, SILU };
 struct Shape {
     const char* name;
@@ -262,7 +271,7 @@ int main(int argc, char** argv) {
             const int host_step[2] = {len - 1, len};
             CHECK(cudaMemcpy(step, host_step, 8, cudaMemcpyHostToDevice));
             auto launch = [&] {
-                attn_decode<<<dim3(heads, len / 64), 256>>>(q, kv_new, kv_new + kv_heads * hd, norm, norm, cos_t, sin_t,
+                attn_decode<<<dim3(kv_heads, len / 64), 256>>>(q, kv_new, kv_new + kv_heads * hd, norm, norm, cos_t, sin_t,
                                                            k_cache, v_cache, partial, head_arrivals, out, step, heads,
                                                            kv_heads, hd, capacity, 0.088f, 1e-6f);
             };
@@ -278,7 +287,7 @@ int main(int argc, char** argv) {
             cudaEventElapsedTime(&ms, e0, e1);
             const float us = ms * 1e3f / reps;
             const size_t bytes = (size_t)2 * kv_heads * len * hd * 2;
-            printf("%-8s %-10s %6d %7d %9.2f %8.0f\n", "attn", "attn_decode", len, heads * len / 64, us, gbps(bytes, us));
+            printf("%-8s %-10s %6d %7d %9.2f %8.0f\n", "attn", "attn_decode", len, kv_heads * len / 64, us, gbps(bytes, us));
         }
     }
     // The f16 lm_head.
@@ -322,6 +331,26 @@ int main(int argc, char** argv) {
         float ms;
         cudaEventElapsedTime(&ms, e0, e1);
         printf("%-8s %-10s %6s %7d %9.2f %8.0f\n", "lm_head", "i8_gemv", "-", (N + 63) / 64, ms * 20, gbps(bytes, ms * 20));
+    }
+    // The persistent decode kernel's grid barrier, per barrier, at 1, 2 and 6 blocks of 256 per SM.
+    {
+        unsigned* bar;
+        CHECK(cudaMalloc(&bar, 8));
+        CHECK(cudaMemset(bar, 0, 8));
+        const int barriers = 2000;
+        for (int per_sm : {1, 2, 6}) {
+            barrier_bench<<<sms * per_sm, 256>>>(bar, 10);
+            cudaEvent_t e0, e1;
+            cudaEventCreate(&e0);
+            cudaEventCreate(&e1);
+            cudaEventRecord(e0);
+            barrier_bench<<<sms * per_sm, 256>>>(bar, barriers);
+            cudaEventRecord(e1);
+            CHECK(cudaEventSynchronize(e1));
+            float ms;
+            cudaEventElapsedTime(&ms, e0, e1);
+            printf("%-8s %-10s %6s %7d %9.2f\n", "barrier", "grid_sync", "-", sms * per_sm, ms * 1e3f / barriers);
+        }
     }
     // Copy bandwidth for scale.
     {

@@ -64,6 +64,36 @@ __device__ __forceinline__ int repacked_shift(int k) { return 8 * (k & 3) + 4 * 
 // Column n's nibble in a checkpoint-packed word (the inverse of PACK_ORDER).
 __device__ __forceinline__ int awq_shift(int n) { return 4 * (((n & 7) >> 1) + 4 * (n & 1)); }
 
+// Grid-wide barrier of the persistent decode kernel, whose blocks are all resident at once. bar[0]
+// counts arrivals, bar[1] is the generation; the last block to arrive resets the count and starts the
+// next generation, so nothing needs clearing between launches. `generation` is the block's copy of
+// bar[1] (read once at launch: no barrier can complete before every block has arrived).
+__device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void store_release(unsigned* p, unsigned v) {
+    asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ void grid_sync(unsigned* bar, unsigned& generation) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();  // the block's writes before the arrival
+        const unsigned blocks = gridDim.x * gridDim.y * gridDim.z;
+        if (atomicAdd(bar, 1u) == blocks - 1) {
+            bar[0] = 0;
+            store_release(bar + 1, generation + 1);
+        } else {
+            while (load_acquire(bar + 1) == generation) {
+            }
+        }
+        __threadfence();
+    }
+    generation++;
+    __syncthreads();
+}
+
 // v · inv rounded half away from zero, as quantize_group in int8_matrix.rs (the CPU engine) rounds:
 // with inv = 127 / max|v| of the group the result fits an int8.
 __device__ __forceinline__ int round_to_i8(float v, float inv) {
@@ -491,117 +521,184 @@ extern "C" __global__ void qk_norm_rope(const float* q, const float* k, const fl
 }
 
 // Decode attention for the token at position len - 1 (len = step[1]), split over the context
-// (flash-decoding), in one kernel: block (head, chunk) applies q_norm and RoPE to its head's q itself;
-// the blocks whose chunk holds the new position also normalize and rotate k and write k and v to the
-// cache (the query heads of one KV group write the same values); each block then scores its 64 positions
-// and writes its max, its sum of exponentials and its unnormalized output to partial[head][chunk]; the
-// last block of a head to finish (a counter in arrivals[head], reset for the next layer) joins the
-// chunks into out[head] (f16, the [heads·hd] row o_proj reads). Blocks past len return at once, so one
-// captured graph serves every length up to its grid. hd % 8 == 0, hd <= 256.
+// (flash-decoding) in one kernel. Block (kv, chunk) serves the `group` query heads of KV head kv over
+// ATTN_CHUNK positions, so each cached row is read once, not once per query head. Before waiting for
+// its inputs it copies its chunk's cached rows into shared memory (cp.async: the cache before len - 1
+// was written by earlier steps); then warp w applies q_norm and RoPE to query head w of the group, and
+// the block whose chunk holds the new position also normalizes and rotates k and writes k and v to the
+// cache and to its staged rows. Scores, softmax and the weighted sum of V read shared memory only; each
+// block writes, per query head, its max, its sum of exponentials and its unnormalized output to
+// partial[head][chunk], and the last block of a KV head to finish (a counter in arrivals[kv], reset for
+// the next layer) joins the chunks into out[head] (f16, the [heads·hd] row o_proj reads). Blocks past
+// len return at once, so one captured graph serves every length up to its grid.
+// hd % 8 == 0, hd <= ATTN_MAX_HD, heads / kv_heads <= ATTN_MAX_GROUP (checked at load).
 #define ATTN_CHUNK 64
-extern "C" __global__ void __launch_bounds__(256, 8) attn_decode(
+#define ATTN_MAX_HD 128
+#define ATTN_MAX_GROUP 8
+// Halves per staged row: 16-byte aligned for cp.async, and 4 banks further per row, so the eight
+// threads of a 16-byte shared load phase read eight different rows without a bank conflict.
+#define ATTN_ROW (ATTN_MAX_HD + 8)
+
+// RMSNorm (weight w) of one head's hd values, then rotate-half RoPE with this position's cos/sin rows,
+// by one warp: into roped[0..hd), through the warp's scratch row.
+__device__ __forceinline__ void warp_norm_rope(const float* src, const float* w, const float* c, const float* s,
+                                               int hd, float eps, float* scratch, float* roped) {
+    const int lane = threadIdx.x & 31;
+    float ss = 0.f;
+    for (int i = lane; i < hd; i += 32) ss += src[i] * src[i];
+    const float inv = rsqrtf(warp_reduce<Sum>(ss) / hd + eps);
+    for (int i = lane; i < hd; i += 32) scratch[i] = src[i] * inv * w[i];
+    __syncwarp();
+    const int half_dim = hd >> 1;
+    for (int i = lane; i < half_dim; i += 32) {
+        const float a = scratch[i], b = scratch[i + half_dim];
+        roped[i] = a * c[i] - b * s[i];
+        roped[i + half_dim] = b * c[i] + a * s[i];
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256) attn_decode(
     const float* q, const float* k, const float* v, const float* q_norm, const float* k_norm,
     const float* cos_table, const float* sin_table, half* k_cache, half* v_cache, float* partial,
     unsigned* arrivals, half* out, const int* step, int heads, int kv_heads, int hd, int capacity, float scale,
     float eps) {
     start_dependents();
-    wait_for_inputs();
-    __shared__ float qs[256], normed[256], ks[256];
-    __shared__ float weights[ATTN_CHUNK];
-    __shared__ float2 out_part[4][128];
+    __shared__ __align__(16) half ks[ATTN_CHUNK][ATTN_ROW];
+    __shared__ __align__(16) half vs[ATTN_CHUNK][ATTN_ROW];
+    __shared__ __align__(16) float qs[ATTN_MAX_GROUP][ATTN_MAX_HD];
+    __shared__ float scratch[GEMV_WARPS][ATTN_MAX_HD];
+    __shared__ float kn[ATTN_MAX_HD];
+    __shared__ float probs[ATTN_MAX_GROUP][ATTN_CHUNK];
+    __shared__ float head_max[ATTN_MAX_GROUP], head_sum[ATTN_MAX_GROUP];
     __shared__ bool last_block;
-    const int head = blockIdx.x, chunk = blockIdx.y, kv = head / (heads / kv_heads);
-    const int chunks = gridDim.y, len = step[1], first = chunk * ATTN_CHUNK, pos_new = len - 1;
+    const int kv = blockIdx.x, chunk = blockIdx.y, chunks = gridDim.y, group = heads / kv_heads;
+    // step is written before the graph runs, and the cache rows before len - 1 by earlier steps.
+    const int len = step[1], pos_new = len - 1, first = chunk * ATTN_CHUNK;
     if (first >= len) return;
-    const int count = min(ATTN_CHUNK, len - first), half_dim = hd >> 1;
+    const int count = min(ATTN_CHUNK, len - first), pieces = hd >> 3;
+    const bool has_new = pos_new < first + ATTN_CHUNK;
+    const int cached = has_new ? count - 1 : count;
+    const size_t cache_row = (size_t)kv * capacity + first;
+    for (int i = threadIdx.x; i < cached * pieces; i += blockDim.x) {
+        const int r = i / pieces, p = 8 * (i % pieces);
+        cp_async16(&ks[r][p], k_cache + (cache_row + r) * hd + p);
+        cp_async16(&vs[r][p], v_cache + (cache_row + r) * hd + p);
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+    wait_for_inputs();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, half_dim = hd >> 1;
     const float* c = cos_table + (size_t)pos_new * half_dim;
     const float* s = sin_table + (size_t)pos_new * half_dim;
-    norm_rope(q + (size_t)head * hd, q_norm, c, s, hd, eps, normed, qs);
-    if (pos_new < first + ATTN_CHUNK) {
-        norm_rope(k + (size_t)kv * hd, k_norm, c, s, hd, eps, normed, ks);
-        half* kd = k_cache + ((size_t)kv * capacity + pos_new) * hd;
-        half* vd = v_cache + ((size_t)kv * capacity + pos_new) * hd;
-        for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-            kd[i] = __float2half(ks[i]);
-            vd[i] = __float2half(v[(size_t)kv * hd + i]);
+    // Warps 0..group-1 take the query heads, the next one (or warp 0 again) the new key.
+    for (int t = warp; t < group + has_new; t += GEMV_WARPS) {
+        if (t < group) {
+            warp_norm_rope(q + (size_t)(kv * group + t) * hd, q_norm, c, s, hd, eps, scratch[warp], qs[t]);
+        } else {
+            warp_norm_rope(k + (size_t)kv * hd, k_norm, c, s, hd, eps, scratch[warp], kn);
+            __syncwarp();
+            half* kd = k_cache + (cache_row + count - 1) * hd;
+            half* vd = v_cache + (cache_row + count - 1) * hd;
+            for (int i = lane; i < hd; i += 32) {
+                const half kh = __float2half(kn[i]), vh = __float2half(v[(size_t)kv * hd + i]);
+                kd[i] = kh;
+                vd[i] = vh;
+                ks[count - 1][i] = kh;
+                vs[count - 1][i] = vh;
+            }
         }
-        __syncthreads();  // the block reads these cache rows below
+        __syncwarp();
     }
-    // Scores: four threads per position, each over a quarter of head_dim, joined by two shuffles.
-    const int pos = threadIdx.x >> 2, part = threadIdx.x & 3, quarter = hd >> 2;
-    float dot = 0.f;
-    if (pos < count) {
-        const half2* kr = reinterpret_cast<const half2*>(
-            k_cache + ((size_t)kv * capacity + first + pos) * hd + part * quarter);
-        const float* qp = qs + part * quarter;
-#pragma unroll 4
-        for (int i = 0; i < (quarter >> 1); i++) {
-            float2 kf = __half22float2(kr[i]);
-            dot += qp[2 * i] * kf.x + qp[2 * i + 1] * kf.y;
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    __syncthreads();
+    // Scores: one thread per (query head, position), 16-byte reads of its key row.
+    for (int i = threadIdx.x; i < group * ATTN_CHUNK; i += blockDim.x) {
+        const int h = i / ATTN_CHUNK, pos = i % ATTN_CHUNK;
+        float dot = 0.f;
+        if (pos < count) {
+            const float* qh = qs[h];
+            for (int d = 0; d < hd; d += 8) {
+                const uint4 raw = *reinterpret_cast<const uint4*>(&ks[pos][d]);
+                const half2* kh = reinterpret_cast<const half2*>(&raw);
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const float2 kf = __half22float2(kh[j]);
+                    dot += qh[d + 2 * j] * kf.x + qh[d + 2 * j + 1] * kf.y;
+                }
+            }
         }
-    }
-    dot += __shfl_xor_sync(FULL_MASK, dot, 1);
-    dot += __shfl_xor_sync(FULL_MASK, dot, 2);
-    const float score = pos < count ? dot * scale : -INFINITY;
-    const float m = block_reduce<Max>(score);
-    const float e = pos < count ? __expf(score - m) : 0.f;
-    if (part == 0) weights[pos] = e;
-    const float sum = block_reduce<Sum>(part == 0 ? e : 0.f);
-    // Output: thread (group, pair) sums dims 2·pair, 2·pair+1 over the positions ≡ group (mod groups).
-    const int pairs = hd >> 1, groups = min(4, (int)blockDim.x / pairs);
-    const int pair = threadIdx.x % pairs, grp = threadIdx.x / pairs;
-    if (grp < groups) {
-        const half2* vb = reinterpret_cast<const half2*>(v_cache + ((size_t)kv * capacity + first) * hd) + pair;
-        float2 o = make_float2(0.f, 0.f);
-#pragma unroll 8
-        for (int j = grp; j < count; j += groups) {
-            float2 vf = __half22float2(vb[(size_t)j * pairs]);
-            o.x += weights[j] * vf.x;
-            o.y += weights[j] * vf.y;
-        }
-        out_part[grp][pair] = o;
+        probs[h][pos] = pos < count ? dot * scale : -INFINITY;
     }
     __syncthreads();
-    float* base = partial + (size_t)head * chunks * (hd + 2);
-    float* dst = base + (size_t)chunk * (hd + 2);
-    if (threadIdx.x == 0) {
-        dst[0] = m;
-        dst[1] = sum;
-    }
-    for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
-        float2 t = out_part[0][p];
-        for (int g = 1; g < groups; g++) {
-            t.x += out_part[g][p].x;
-            t.y += out_part[g][p].y;
+    // Softmax statistics of the chunk: warp h takes query head h.
+    for (int h = warp; h < group; h += GEMV_WARPS) {
+        const float a = probs[h][lane], b = probs[h][lane + 32];
+        const float m = warp_reduce<Max>(fmaxf(a, b));
+        const float ea = lane < count ? __expf(a - m) : 0.f, eb = lane + 32 < count ? __expf(b - m) : 0.f;
+        probs[h][lane] = ea;
+        probs[h][lane + 32] = eb;
+        const float sum = warp_reduce<Sum>(ea + eb);
+        if (lane == 0) {
+            head_max[h] = m;
+            head_sum[h] = sum;
         }
-        dst[2 + 2 * p] = t.x;
-        dst[3 + 2 * p] = t.y;
     }
-    // The last block of this head joins the chunks: its partial writes must be visible before it counts.
+    __syncthreads();
+    // Unnormalized output: thread (head, pair) sums dims 2·pair, 2·pair + 1 over the chunk.
+    const int pairs = hd >> 1;
+    for (int i = threadIdx.x; i < group * pairs; i += blockDim.x) {
+        const int h = i / pairs, pair = i % pairs;
+        float2 o = make_float2(0.f, 0.f);
+#pragma unroll 8
+        for (int j = 0; j < count; j++) {
+            const float2 vf = __half22float2(reinterpret_cast<const half2*>(vs[j])[pair]);
+            o.x += probs[h][j] * vf.x;
+            o.y += probs[h][j] * vf.y;
+        }
+        float* dst = partial + ((size_t)(kv * group + h) * chunks + chunk) * (hd + 2);
+        if (pair == 0) {
+            dst[0] = head_max[h];
+            dst[1] = head_sum[h];
+        }
+        dst[2 + 2 * pair] = o.x;
+        dst[3 + 2 * pair] = o.y;
+    }
+    // The last block of this KV head joins the chunks: its partial writes must be visible before it counts.
     const int used = (len + ATTN_CHUNK - 1) / ATTN_CHUNK;
     __threadfence();
     __syncthreads();
-    if (threadIdx.x == 0) last_block = atomicAdd(&arrivals[head], 1u) == (unsigned)(used - 1);
+    if (threadIdx.x == 0) last_block = atomicAdd(&arrivals[kv], 1u) == (unsigned)(used - 1);
     __syncthreads();
     if (!last_block) return;
-    if (threadIdx.x == 0) arrivals[head] = 0;
-    float mc = -INFINITY;
-    for (int ci = threadIdx.x; ci < used; ci += blockDim.x) mc = fmaxf(mc, __ldcg(base + (size_t)ci * (hd + 2)));
-    const float m_all = block_reduce<Max>(mc);
-    float tc = 0.f;
-    for (int ci = threadIdx.x; ci < used; ci += blockDim.x) {
-        const float* pc = base + (size_t)ci * (hd + 2);
-        tc += __expf(__ldcg(pc) - m_all) * __ldcg(pc + 1);
+    if (threadIdx.x == 0) arrivals[kv] = 0;
+    // Warp h: the head's max over the chunks and its total of exponentials.
+    for (int h = warp; h < group; h += GEMV_WARPS) {
+        const float* base = partial + (size_t)(kv * group + h) * chunks * (hd + 2);
+        float m = -INFINITY;
+        for (int ci = lane; ci < used; ci += 32) m = fmaxf(m, __ldcg(base + (size_t)ci * (hd + 2)));
+        m = warp_reduce<Max>(m);
+        float total = 0.f;
+        for (int ci = lane; ci < used; ci += 32) {
+            const float* pc = base + (size_t)ci * (hd + 2);
+            total += __expf(__ldcg(pc) - m) * __ldcg(pc + 1);
+        }
+        total = warp_reduce<Sum>(total);
+        if (lane == 0) {
+            head_max[h] = m;
+            head_sum[h] = total;
+        }
     }
-    const float total = block_reduce<Sum>(tc);
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    __syncthreads();
+    for (int i = threadIdx.x; i < group * hd; i += blockDim.x) {
+        const int h = i / hd, d = i % hd;
+        const float* base = partial + (size_t)(kv * group + h) * chunks * (hd + 2);
+        const float m = head_max[h];
         float o = 0.f;
 #pragma unroll 8
         for (int ci = 0; ci < used; ci++) {
             const float* pc = base + (size_t)ci * (hd + 2);
-            o += __expf(__ldcg(pc) - m_all) * __ldcg(pc + 2 + d);
+            o += __expf(__ldcg(pc) - m) * __ldcg(pc + 2 + d);
         }
-        out[(size_t)head * hd + d] = __float2half(o / total);
+        out[(size_t)(kv * group + h) * hd + d] = __float2half(o / head_sum[h]);
     }
 }
 

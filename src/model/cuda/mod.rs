@@ -473,7 +473,7 @@ struct Scratch {
     scores: Buf<f32>,
     probs: Buf<f16>,
     partial: Buf<f32>,
-    /// Per head, how many decode-attention blocks have written their part (the last one joins them).
+    /// Per KV head, how many decode-attention blocks have written their part (the last one joins them).
     arrivals: Buf<u32>,
     /// Σx² of each hidden row, written by the embedding and by the decode GEMVs that add into the
     /// residual, read by the next GEMV's RMSNorm.
@@ -575,8 +575,12 @@ impl CudaQwen3 {
         );
         let (nh, nkv) = (config.num_attention_heads, config.num_key_value_heads);
         ensure!(
-            hd <= 256 && hd.is_multiple_of(8),
-            "the CUDA engine supports head_dim up to 256, in multiples of 8; this model has {hd}"
+            hd <= 128 && hd.is_multiple_of(8),
+            "the CUDA engine supports head_dim up to 128, in multiples of 8; this model has {hd}"
+        );
+        ensure!(
+            nh.is_multiple_of(nkv) && nh / nkv <= 8,
+            "the CUDA engine supports up to 8 query heads per KV head; this model has {nh} for {nkv}"
         );
         let norm = |name: &str, len| -> Result<Buf<f32>> {
             Buf::from_host(&stream, &weights.get(name, &[len])?.to_f32()?)
@@ -679,7 +683,7 @@ impl CudaQwen3 {
             scores: Buf::zeros(&stream, SCORE_BUDGET.min(nh * chunk * capacity))?,
             probs: Buf::zeros(&stream, SCORE_BUDGET.min(nh * chunk * capacity))?,
             partial: Buf::zeros(&stream, nh * capacity.div_ceil(ATTN_CHUNK) * (hd + 2))?,
-            arrivals: Buf::zeros(&stream, nh)?,
+            arrivals: Buf::zeros(&stream, nkv)?,
             sumsq: Buf::zeros(&stream, chunk)?,
             gemv_arrivals: Buf::zeros(&stream, 1)?,
             dequant: Buf::zeros(&stream, dequant)?,
@@ -1255,7 +1259,7 @@ impl CudaQwen3 {
             Arg::Float(scale),
             Arg::Float(c.rms_norm_eps as f32),
         ]);
-        self.launch(&self.kernels.attn_decode, grid((nh, chunks), 256), &args)
+        self.launch(&self.kernels.attn_decode, grid((nkv, chunks), 256), &args)
     }
 
     /// Causal attention of m queries over positions 0..start+m with cuBLAS: per KV head, the scores of
