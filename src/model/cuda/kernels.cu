@@ -109,34 +109,22 @@ __device__ __forceinline__ void zero_fill(float* zero, int len) {
     for (int i = block * blockDim.x + threadIdx.x; i < len; i += threads) zero[i] = 0.f;
 }
 
-// Σ row² into sumsq[blockIdx.x] when sumsq is set: the decode GEMV's RMSNorm of this row reads it.
-__device__ void store_sumsq(const float* row, int h, float* sumsq) {
-    if (!sumsq) return;
-    __syncthreads();  // the row was written by other threads of the block
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < h; i += blockDim.x) ss += row[i] * row[i];
-    ss = block_reduce<Sum>(ss);
-    if (threadIdx.x == 0) sumsq[blockIdx.x] = ss;
-}
-
-// hidden[t] = table[ids[t]] for an f16 [vocab][h] table; zeroes zero[0..zero_len) (layer 0's q/k/v) and
-// stores each row's Σ x² (store_sumsq).
+// hidden[t] = table[ids[t]] for an f16 [vocab][h] table; zeroes zero[0..zero_len) (layer 0's q/k/v).
 extern "C" __global__ void embed_f16(const half* table, const int* ids, float* hidden, int h, float* zero,
-                                     int zero_len, float* sumsq) {
+                                     int zero_len) {
     start_dependents();
     wait_for_inputs();
     zero_fill(zero, zero_len);
     const half* row = table + (size_t)ids[blockIdx.x] * h;
     float* out = hidden + (size_t)blockIdx.x * h;
     for (int i = threadIdx.x; i < h; i += blockDim.x) out[i] = __half2float(row[i]);
-    store_sumsq(out, h, sumsq);
 }
 
 // hidden[t] = column ids[t] of an AWQ [h][vocab] matrix in the decode layout (a tied embedding
-// quantized as the lm_head); zeroes and stores Σ x² as embed_f16 does.
+// quantized as the lm_head); zeroes as embed_f16 does.
 extern "C" __global__ void embed_awq(const uint32_t* qweight, const uint32_t* qzeros, const half* scales,
                                      const int* ids, float* hidden, int h, int vocab, int group, float* zero,
-                                     int zero_len, float* sumsq) {
+                                     int zero_len) {
     start_dependents();
     wait_for_inputs();
     zero_fill(zero, zero_len);
@@ -147,7 +135,6 @@ extern "C" __global__ void embed_awq(const uint32_t* qweight, const uint32_t* qz
         const float z = (float)((qzeros[(size_t)g * (vocab >> 3) + (id >> 3)] >> zshift) & 0xF);
         hidden[(size_t)blockIdx.x * h + k] = (q - z) * __half2float(scales[(size_t)g * vocab + id]);
     }
-    store_sumsq(hidden + (size_t)blockIdx.x * h, h, sumsq);
 }
 
 // out[row] = x[row] / sqrt(mean(x[row]^2) + eps) * w, as f16; block r < rows normalizes row r. Also
@@ -178,11 +165,10 @@ extern "C" __global__ void rms_norm(const float* x, const float* w, half* out, i
 // frees refilled at once. Before waiting for its input the block starts those loads and copies its
 // rows' scales and zeros into shared memory (cp.async), so the loop never waits on anything but weights.
 // The input is x; or silu(gate) · up when gate is set (the MLP's down projection); or RMSNorm(norm_x) ·
-// norm_w when norm_x is set, with Σ norm_x² read from norm_sumsq (written by the kernel that produced
-// norm_x): each block computes and quantizes its rows of the input once, into shared memory. After the
-// wait the grid zeroes zero[0..zero_len): the outputs of a later GEMV, whose readers have finished by
-// then. With sumsq_out set (one matrix, whose y is the residual stream), the last block to finish
-// (counted in arrivals, which it resets) writes Σ y² there for the next RMSNorm.
+// norm_w when norm_x is set (every block sums the squares of the whole row itself: cheaper than a
+// last-block tail in the GEMV that wrote it, which the next kernel would wait for): each block computes
+// and quantizes its rows of the input once, into shared memory. After the wait the grid zeroes
+// zero[0..zero_len): the outputs of a later GEMV, whose readers have finished by then.
 #define GEMV_WARPS 8
 #define GEMV_MAX_ROWS 1024
 #define GEMV_MAX_GROUPS (GEMV_MAX_ROWS / 32)
@@ -222,17 +208,15 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* global) {
 extern "C" __global__ void __launch_bounds__(256, 6) awq_gemv(AwqMatrix m0, AwqMatrix m1, AwqMatrix m2,
                                                            const half* x, const float* gate,
                                                            const float* up, const float* norm_x,
-                                                           const float* norm_w, const float* norm_sumsq,
-                                                           float eps, float* zero, int zero_len,
-                                                           float* sumsq_out, unsigned* arrivals, int K,
-                                                           int group_shift, int rows_per_block) {
+                                                           const float* norm_w, float eps, float* zero,
+                                                           int zero_len, int K, int group_shift,
+                                                           int rows_per_block) {
     start_dependents();
     __shared__ float xf[GEMV_MAX_ROWS];
     __shared__ __align__(16) int8_t xq[GEMV_MAX_ROWS];
     __shared__ float2 xscale[GEMV_MAX_ROWS / 32];  // (dx of the chunk's group, Σx8 over the chunk)
     __shared__ __align__(16) half group_scales[GEMV_MAX_GROUPS][256];
     __shared__ __align__(16) uint32_t group_zeros[GEMV_MAX_GROUPS][32];
-    __shared__ bool last_block;
     // Field by field: selecting a whole struct would copy it to local memory.
     const int z = blockIdx.z;
     const int N = z == 0 ? m0.N : (z == 1 ? m1.N : m2.N);
@@ -268,7 +252,18 @@ extern "C" __global__ void __launch_bounds__(256, 6) awq_gemv(AwqMatrix m0, AwqM
     wait_for_inputs();
     zero_fill(zero, zero_len);
     if (active) {
-        const float inv_rms = norm_x ? rsqrtf(*norm_sumsq / K + eps) : 0.f;
+        float inv_rms = 0.f;
+        if (norm_x) {
+            // Loads unrolled so they are in flight together: one L2 round trip, not one per element.
+            const float4* row = reinterpret_cast<const float4*>(norm_x);
+            float ss = 0.f;
+#pragma unroll 4
+            for (int i = threadIdx.x; i < (K >> 2); i += blockDim.x) {
+                const float4 v = row[i];
+                ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+            }
+            inv_rms = rsqrtf(block_reduce<Sum>(ss) / K + eps);
+        }
         for (int i = threadIdx.x; i < chunks * 32; i += blockDim.x) {
             const int k = k_block + i;
             if (gate) {
@@ -281,18 +276,18 @@ extern "C" __global__ void __launch_bounds__(256, 6) awq_gemv(AwqMatrix m0, AwqM
             }
         }
         __syncthreads();
-        for (int g = warp; g < groups; g += GEMV_WARPS) {
-            const float* xg = xf + g * group;
+        // Warp w quantizes chunks w, w + 8, ..., each with its group's scale (recomputed per chunk, so
+        // the warps of one group work in parallel).
+        for (int c = warp; c < chunks; c += GEMV_WARPS) {
+            const float* xg = xf + (c >> group_shift) * group;
             float amax = 0.f;
             for (int i = lane; i < group; i += 32) amax = fmaxf(amax, fabsf(xg[i]));
             amax = warp_reduce<Max>(amax);
             const float dx = amax / 127.f, inv = dx > 0.f ? 1.f / dx : 0.f;  // as quantize_group
-            for (int c = 0; c < (1 << group_shift); c++) {
-                const int q = round_to_i8(xg[32 * c + lane], inv);
-                xq[g * group + 32 * c + lane] = (int8_t)q;
-                const float sum = warp_reduce<Sum>((float)q);
-                if (lane == 0) xscale[(g << group_shift) + c] = make_float2(dx, sum);
-            }
+            const int q = round_to_i8(xf[32 * c + lane], inv);
+            xq[32 * c + lane] = (int8_t)q;
+            const float sum = warp_reduce<Sum>((float)q);
+            if (lane == 0) xscale[c] = make_float2(dx, sum);
         }
         asm volatile("cp.async.wait_all;\n" ::: "memory");
         __syncthreads();
@@ -328,26 +323,6 @@ extern "C" __global__ void __launch_bounds__(256, 6) awq_gemv(AwqMatrix m0, AwqM
             }
         }
         atomicAdd(&y[n], acc);
-    }
-    if (!sumsq_out) return;
-    // The last block sums the squares of the finished row: every block's atomics must be visible first.
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) last_block = atomicAdd(arrivals, 1u) == gridDim.x * gridDim.y * gridDim.z - 1;
-    __syncthreads();
-    if (!last_block) return;
-    // Loads unrolled so they are in flight together: one L2 round trip, not one per element.
-    const float4* row = reinterpret_cast<const float4*>(m0.y);
-    float ss = 0.f;
-#pragma unroll 4
-    for (int i = threadIdx.x; i < (m0.N >> 2); i += blockDim.x) {
-        const float4 v = __ldcg(row + i);
-        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-    }
-    ss = block_reduce<Sum>(ss);
-    if (threadIdx.x == 0) {
-        *sumsq_out = ss;
-        *arrivals = 0;
     }
 }
 

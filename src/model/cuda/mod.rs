@@ -160,8 +160,8 @@ impl Arg {
 }
 
 /// What the decode GEMV multiplies, computed as it reads: an f16 row, silu(gate) · up (f32 rows), or
-/// the RMSNorm of the f32 row `x` with `weight`, whose Σx² the kernel that wrote `x` left in
-/// `Scratch::sumsq` (so neither needs a kernel of its own).
+/// the RMSNorm of the f32 row `x` with `weight` (each block sums the row's squares itself), so neither
+/// needs a kernel of its own.
 #[derive(Clone, Copy)]
 enum GemvInput {
     Row(u64),
@@ -475,11 +475,6 @@ struct Scratch {
     partial: Buf<f32>,
     /// Per KV head, how many decode-attention blocks have written their part (the last one joins them).
     arrivals: Buf<u32>,
-    /// Σx² of each hidden row, written by the embedding and by the decode GEMVs that add into the
-    /// residual, read by the next GEMV's RMSNorm.
-    sumsq: Buf<f32>,
-    /// Blocks of a residual-adding decode GEMV that have finished (the last one writes `sumsq`).
-    gemv_arrivals: Buf<u32>,
     dequant: Buf<f16>,
     final_normed: Buf<f16>,
     logits: Buf<f32>,
@@ -509,8 +504,8 @@ pub struct CudaQwen3 {
     overlap: bool,
     /// Streaming multiprocessors: the decode GEMV sizes its blocks to keep them all busy.
     multiprocessors: usize,
-    /// Every layer all AWQ with one group size: decode steps run `decode_layer_awq`, whose GEMVs pass
-    /// the residual's Σx² from layer to layer (a mixed model takes the generic path everywhere).
+    /// Every layer all AWQ with one group size: decode steps run `decode_layer_awq`, whose GEMVs compute
+    /// the RMSNorms they read (a mixed model takes the generic path everywhere).
     fused_decode: bool,
     /// The whole decode step (embedding to logits) captured on first use and replayed for every token
     /// (~600 launches cost more CPU time than the GPU work they describe), one graph per attention grid:
@@ -684,8 +679,6 @@ impl CudaQwen3 {
             probs: Buf::zeros(&stream, SCORE_BUDGET.min(nh * chunk * capacity))?,
             partial: Buf::zeros(&stream, nh * capacity.div_ceil(ATTN_CHUNK) * (hd + 2))?,
             arrivals: Buf::zeros(&stream, nkv)?,
-            sumsq: Buf::zeros(&stream, chunk)?,
-            gemv_arrivals: Buf::zeros(&stream, 1)?,
             dequant: Buf::zeros(&stream, dequant)?,
             final_normed: Buf::zeros(&stream, chunk * h)?,
             logits: Buf::zeros(&stream, config.vocab_size)?,
@@ -863,21 +856,19 @@ impl CudaQwen3 {
         };
         let first = shape(jobs[0].0);
         if m == 1 && first.is_some() && jobs.iter().all(|(l, _)| shape(l) == first) {
-            return self.awq_gemv(jobs, GemvInput::Row(x), (0, 0), false);
+            return self.awq_gemv(jobs, GemvInput::Row(x), (0, 0));
         }
         jobs.iter().try_for_each(|&(l, y)| self.linear(l, x, m, y))
     }
 
     /// One launch of the decode GEMV over up to three AWQ matrices with the same input; it also zeroes
     /// `zero` (address, f32 count) once the kernels before it have finished: a later GEMV's outputs.
-    /// `residual`: the one matrix adds into the hidden row, and its last block leaves Σx² of the result
-    /// in `sumsq` for the next RMSNorm (GemvInput::Normed reads it).
+    /// It adds into its outputs: the caller zeroes them, or passes the residual row.
     fn awq_gemv(
         &self,
         jobs: &[(&Linear, u64)],
         input: GemvInput,
         zero: (u64, usize),
-        residual: bool,
     ) -> Result<()> {
         let mut matrices = [AwqMatrix::default(); 3];
         let (mut inf, mut group, mut widest) = (0, 0, 0);
@@ -922,13 +913,11 @@ impl CudaQwen3 {
             shared_mem_bytes: 0,
         };
         let [m0, m1, m2] = matrices;
-        let s = &self.scratch;
         let (x, gate, up, norm_x, norm_w) = match input {
             GemvInput::Row(x) => (x, 0, 0, 0, 0),
             GemvInput::SiluOf { gate, up } => (0, gate, up, 0, 0),
             GemvInput::Normed { x, weight } => (0, 0, 0, x, weight),
         };
-        let sumsq_out = if residual { s.sumsq.ptr } else { 0 };
         self.launch(
             &self.kernels.awq_gemv,
             cfg,
@@ -941,12 +930,9 @@ impl CudaQwen3 {
                 Arg::Ptr(up),
                 Arg::Ptr(norm_x),
                 Arg::Ptr(norm_w),
-                Arg::Ptr(s.sumsq.ptr),
                 Arg::Float(self.config.rms_norm_eps as f32),
                 Arg::Ptr(zero.0),
                 int(zero.1),
-                Arg::Ptr(sumsq_out),
-                Arg::Ptr(s.gemv_arrivals.ptr),
                 int(inf),
                 int(group.trailing_zeros() as usize - 5),
                 int(rows_per_block),
@@ -958,9 +944,7 @@ impl CudaQwen3 {
     fn linear_into(&self, l: &Linear, x: u64, m: usize, y: u64, accumulate: bool) -> Result<()> {
         let (inf, outf) = l.dims();
         match l {
-            Linear::Awq { .. } if m == 1 => {
-                self.awq_gemv(&[(l, y)], GemvInput::Row(x), (0, 0), accumulate)
-            }
+            Linear::Awq { .. } if m == 1 => self.awq_gemv(&[(l, y)], GemvInput::Row(x), (0, 0)),
             Linear::Awq {
                 qweight,
                 qzeros,
@@ -1106,7 +1090,6 @@ impl CudaQwen3 {
                     int(h),
                     Arg::Ptr(q),
                     int(qkv_len),
-                    Arg::Ptr(s.sumsq.ptr),
                 ],
                 false,
             )?,
@@ -1133,7 +1116,6 @@ impl CudaQwen3 {
                     int(*group),
                     Arg::Ptr(q),
                     int(qkv_len),
-                    Arg::Ptr(s.sumsq.ptr),
                 ],
                 false,
             )?,
@@ -1179,7 +1161,7 @@ impl CudaQwen3 {
             )?;
             if m == 1 && matches!(layer.down_proj, Linear::Awq { .. }) {
                 let input = GemvInput::SiluOf { gate, up };
-                self.awq_gemv(&[(&layer.down_proj, s.hidden.ptr)], input, (0, 0), true)?;
+                self.awq_gemv(&[(&layer.down_proj, s.hidden.ptr)], input, (0, 0))?;
             } else {
                 let n = m * inter;
                 self.launch(
@@ -1213,14 +1195,12 @@ impl CudaQwen3 {
                 weight: layer.input_norm.ptr,
             },
             (gate, gate_up_len),
-            false,
         )?;
         self.attention_decode(layer, scale, attn_chunks)?;
         self.awq_gemv(
             &[(&layer.o_proj, hidden)],
             GemvInput::Row(self.scratch.attn_rows.ptr),
             (q, qkv_len),
-            true,
         )?;
         self.awq_gemv(
             &[(&layer.gate_proj, gate), (&layer.up_proj, up)],
@@ -1229,13 +1209,11 @@ impl CudaQwen3 {
                 weight: layer.post_attention_norm.ptr,
             },
             (0, 0),
-            false,
         )?;
         self.awq_gemv(
             &[(&layer.down_proj, hidden)],
             GemvInput::SiluOf { gate, up },
             (0, 0),
-            true,
         )
     }
 
