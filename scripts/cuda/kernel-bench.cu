@@ -191,7 +191,8 @@ int main(int argc, char** argv) {
             int strips = 0;
             for (int N : sh.N) strips = std::max(strips, (N + 255) / 256);
             dim3 grid(strips, (K + rows - 1) / rows, nm);
-            awq_gemv<<<grid, 256>>>(m[0], m[1], m[2], xa, ga, ua, nx, nw, 1e-6f, zero, 0, K, 2, rows);
+            awq_gemv<<<grid, 256>>>(m[0], m[1], m[2], xa, ga, ua, nx, nw, nullptr, nullptr, 0, 0, 1e-6f, zero, 0, K,
+                                    2, rows);
             return grid.x * grid.y * grid.z;
         };
         auto measure = [&](const char* label, int rows) {

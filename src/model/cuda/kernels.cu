@@ -164,12 +164,16 @@ extern "C" __global__ void rms_norm(const float* x, const float* w, half* out, i
 // layout (a warp reads 512 contiguous bytes per chunk), GEMV_INFLIGHT in flight, the register a chunk
 // frees refilled at once. Before waiting for its input the block starts those loads and copies its
 // rows' scales and zeros into shared memory (cp.async), so the loop never waits on anything but weights.
-// The input is x; or silu(gate) · up when gate is set (the MLP's down projection); or RMSNorm(norm_x) ·
+// The input is x; or the decode attention's output joined from its per-chunk parts when attn_partial
+// is set (o_proj: join_attention, the attention then skips its own join); or silu(gate) · up when gate
+// is set (the MLP's down projection); or RMSNorm(norm_x) ·
 // norm_w when norm_x is set (every block sums the squares of the whole row itself: cheaper than a
 // last-block tail in the GEMV that wrote it, which the next kernel would wait for): each block computes
 // and quantizes its rows of the input once, into shared memory. After the wait the grid zeroes
 // zero[0..zero_len): the outputs of a later GEMV, whose readers have finished by then.
 #define GEMV_WARPS 8
+// Positions per block of the decode attention (attn_decode).
+#define ATTN_CHUNK 64
 #define GEMV_MAX_ROWS 1024
 #define GEMV_MAX_GROUPS (GEMV_MAX_ROWS / 32)
 #define GEMV_INFLIGHT 4
@@ -205,12 +209,50 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* global) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(global));
 }
 
-extern "C" __global__ void __launch_bounds__(256, 6) awq_gemv(AwqMatrix m0, AwqMatrix m1, AwqMatrix m2,
-                                                           const half* x, const float* gate,
-                                                           const float* up, const float* norm_x,
-                                                           const float* norm_w, float eps, float* zero,
-                                                           int zero_len, int K, int group_shift,
-                                                           int rows_per_block) {
+// Element d of query head `head`'s attention output from the decode attention's per-chunk parts
+// (partial[head][chunk] = max, sum of exponentials, unnormalized output; see attn_decode), rounded to
+// f16 as the attention's own join writes it. The chunks' loads are batched so each batch is one L2
+// round trip.
+#define JOIN_BATCH 8
+__device__ __forceinline__ float join_attention(const float* partial, int head, int d, int hd, int chunks, int used) {
+    const float* base = partial + (size_t)head * chunks * (hd + 2);
+    float m = -INFINITY, total = 0.f, o = 0.f;
+    for (int c0 = 0; c0 < used; c0 += JOIN_BATCH) {
+        float mc[JOIN_BATCH], sc[JOIN_BATCH], oc[JOIN_BATCH];
+#pragma unroll
+        for (int j = 0; j < JOIN_BATCH; j++) {
+            const float* p = base + (size_t)(c0 + j) * (hd + 2);
+            const bool in = c0 + j < used;
+            mc[j] = in ? __ldcg(p) : -INFINITY;
+            sc[j] = in ? __ldcg(p + 1) : 0.f;
+            oc[j] = in ? __ldcg(p + 2 + d) : 0.f;
+        }
+        float mb = m;
+#pragma unroll
+        for (int j = 0; j < JOIN_BATCH; j++) mb = fmaxf(mb, mc[j]);
+        const float rescale = __expf(m - mb);
+        total *= rescale;
+        o *= rescale;
+#pragma unroll
+        for (int j = 0; j < JOIN_BATCH; j++) {
+            const float w = __expf(mc[j] - mb);
+            total += w * sc[j];
+            o += w * oc[j];
+        }
+        m = mb;
+    }
+    return __half2float(__float2half(o / total));
+}
+
+#define AWQ_GEMV_PARAMS                                                                                   \
+    AwqMatrix m0, AwqMatrix m1, AwqMatrix m2, const half* x, const float* gate, const float* up,     \
+        const float* norm_x, const float* norm_w, const float* attn_partial, const int* step, int attn_chunks, \
+        int head_dim, float eps, float* zero, int zero_len, int K, int group_shift, int rows_per_block
+#define AWQ_GEMV_ARGS \
+    m0, m1, m2, x, gate, up, norm_x, norm_w, attn_partial, step, attn_chunks, head_dim, eps, zero, zero_len, K, group_shift, rows_per_block
+// JOIN: the input is the attention's parts (the o_proj kernel, awq_gemv_attn).
+template <bool JOIN>
+__device__ __forceinline__ void awq_gemv_body(AWQ_GEMV_PARAMS) {
     start_dependents();
     __shared__ float xf[GEMV_MAX_ROWS];
     __shared__ __align__(16) int8_t xq[GEMV_MAX_ROWS];
@@ -264,9 +306,12 @@ extern "C" __global__ void __launch_bounds__(256, 6) awq_gemv(AwqMatrix m0, AwqM
             }
             inv_rms = rsqrtf(block_reduce<Sum>(ss) / K + eps);
         }
+        const int attn_used = JOIN ? (step[1] + ATTN_CHUNK - 1) / ATTN_CHUNK : 0;
         for (int i = threadIdx.x; i < chunks * 32; i += blockDim.x) {
             const int k = k_block + i;
-            if (gate) {
+            if (JOIN) {
+                xf[i] = join_attention(attn_partial, k / head_dim, k % head_dim, head_dim, attn_chunks, attn_used);
+            } else if (gate) {
                 const float gv = gate[k];
                 xf[i] = gv / (1.f + __expf(-gv)) * up[k];
             } else if (norm_x) {
@@ -325,6 +370,10 @@ extern "C" __global__ void __launch_bounds__(256, 6) awq_gemv(AwqMatrix m0, AwqM
         atomicAdd(&y[n], acc);
     }
 }
+
+extern "C" __global__ void __launch_bounds__(256, 6) awq_gemv(AWQ_GEMV_PARAMS) { awq_gemv_body<false>(AWQ_GEMV_ARGS); }
+// The join's registers would spill the in-flight weights at 6 blocks per SM (o_proj fills 4 anyway).
+extern "C" __global__ void __launch_bounds__(256, 4) awq_gemv_attn(AWQ_GEMV_PARAMS) { awq_gemv_body<true>(AWQ_GEMV_ARGS); }
 
 // Dequantizes an AWQ matrix (decode layout) into f16 [K][N] for the prefill GEMM; thread i reads one
 // packed word (lanes over 32 consecutive columns, so each of its eight rows is written as 64 contiguous
@@ -504,10 +553,10 @@ extern "C" __global__ void qk_norm_rope(const float* q, const float* k, const fl
 // cache and to its staged rows. Scores, softmax and the weighted sum of V read shared memory only; each
 // block writes, per query head, its max, its sum of exponentials and its unnormalized output to
 // partial[head][chunk], and the last block of a KV head to finish (a counter in arrivals[kv], reset for
-// the next layer) joins the chunks into out[head] (f16, the [heads·hd] row o_proj reads). Blocks past
+// the next layer) joins the chunks into out[head] (f16, the [heads·hd] row o_proj reads), unless out is
+// null: then the decode GEMV of o_proj joins them as it reads its input. Blocks past
 // len return at once, so one captured graph serves every length up to its grid.
 // hd % 8 == 0, hd <= ATTN_MAX_HD, heads / kv_heads <= ATTN_MAX_GROUP (checked at load).
-#define ATTN_CHUNK 64
 #define ATTN_MAX_HD 128
 #define ATTN_MAX_GROUP 8
 // Halves per staged row: 16-byte aligned for cp.async, and 4 banks further per row, so the eight
@@ -637,6 +686,7 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
         dst[2 + 2 * pair] = o.x;
         dst[3 + 2 * pair] = o.y;
     }
+    if (!out) return;  // o_proj joins the parts (join_attention)
     // The last block of this KV head joins the chunks: its partial writes must be visible before it counts.
     const int used = (len + ATTN_CHUNK - 1) / ATTN_CHUNK;
     __threadfence();

@@ -37,8 +37,10 @@ const MAX_CHUNK: usize = 512;
 const SCORE_BUDGET: usize = 32 << 20;
 /// Most rows of K one block of the decode GEMV takes (GEMV_MAX_ROWS in kernels.cu: its shared input).
 const GEMV_MAX_ROWS: usize = 1024;
-/// Blocks of the decode GEMV one multiprocessor holds at once (its __launch_bounds__ in kernels.cu).
+/// Blocks of the decode GEMV one multiprocessor holds at once (its __launch_bounds__ in kernels.cu),
+/// and of its variant that joins the attention's parts (awq_gemv_attn, more registers).
 const GEMV_BLOCKS_PER_SM: usize = 6;
+const GEMV_ATTN_BLOCKS_PER_SM: usize = 4;
 /// Hidden sizes i8_gemv takes (multiples of 512 up to I8_K in kernels.cu): an untied f16 lm_head of
 /// another width stays f16.
 const I8_HEAD_WIDTHS: std::ops::RangeInclusive<usize> = 512..=4096;
@@ -97,6 +99,7 @@ struct Kernels {
     embed_awq: CudaFunction,
     rms_norm: CudaFunction,
     awq_gemv: CudaFunction,
+    awq_gemv_attn: CudaFunction,
     awq_repack: CudaFunction,
     quantize_rows_i8: CudaFunction,
     i8_gemv: CudaFunction,
@@ -125,6 +128,7 @@ impl Kernels {
             embed_awq: f("embed_awq")?,
             rms_norm: f("rms_norm")?,
             awq_gemv: f("awq_gemv")?,
+            awq_gemv_attn: f("awq_gemv_attn")?,
             awq_repack: f("awq_repack")?,
             quantize_rows_i8: f("quantize_rows_i8")?,
             i8_gemv: f("i8_gemv")?,
@@ -159,12 +163,14 @@ impl Arg {
     }
 }
 
-/// What the decode GEMV multiplies, computed as it reads: an f16 row, silu(gate) · up (f32 rows), or
-/// the RMSNorm of the f32 row `x` with `weight` (each block sums the row's squares itself), so neither
+/// What the decode GEMV multiplies, computed as it reads: an f16 row, the decode attention's output
+/// joined from its per-chunk parts (`chunks`: the attention's grid), silu(gate) · up (f32 rows), or
+/// the RMSNorm of the f32 row `x` with `weight` (each block sums the row's squares itself), so none
 /// needs a kernel of its own.
 #[derive(Clone, Copy)]
 enum GemvInput {
     Row(u64),
+    AttentionParts { chunks: usize },
     SiluOf { gate: u64, up: u64 },
     Normed { x: u64, weight: u64 },
 }
@@ -897,7 +903,13 @@ impl CudaQwen3 {
         // would nearly double the time. Rows per block: whole groups, at least 128 (fewer would only add
         // atomics), at most GEMV_MAX_ROWS (the block's shared input).
         let strips: usize = jobs.iter().map(|(l, _)| l.dims().1.div_ceil(256)).sum();
-        let splits = (GEMV_BLOCKS_PER_SM * self.multiprocessors / strips).max(1);
+        let (kernel, per_sm) = match input {
+            GemvInput::AttentionParts { .. } => {
+                (&self.kernels.awq_gemv_attn, GEMV_ATTN_BLOCKS_PER_SM)
+            }
+            _ => (&self.kernels.awq_gemv, GEMV_BLOCKS_PER_SM),
+        };
+        let splits = (per_sm * self.multiprocessors / strips).max(1);
         let rows_per_block = inf
             .div_ceil(splits)
             .next_multiple_of(group.max(128).min(inf))
@@ -913,13 +925,19 @@ impl CudaQwen3 {
             shared_mem_bytes: 0,
         };
         let [m0, m1, m2] = matrices;
+        let s = &self.scratch;
         let (x, gate, up, norm_x, norm_w) = match input {
             GemvInput::Row(x) => (x, 0, 0, 0, 0),
+            GemvInput::AttentionParts { .. } => (0, 0, 0, 0, 0),
             GemvInput::SiluOf { gate, up } => (0, gate, up, 0, 0),
             GemvInput::Normed { x, weight } => (0, 0, 0, x, weight),
         };
+        let (attn_partial, attn_chunks) = match input {
+            GemvInput::AttentionParts { chunks } => (s.partial.ptr, chunks),
+            _ => (0, 0),
+        };
         self.launch(
-            &self.kernels.awq_gemv,
+            kernel,
             cfg,
             &[
                 Arg::Matrix(m0),
@@ -930,6 +948,10 @@ impl CudaQwen3 {
                 Arg::Ptr(up),
                 Arg::Ptr(norm_x),
                 Arg::Ptr(norm_w),
+                Arg::Ptr(attn_partial),
+                Arg::Ptr(s.step.ptr),
+                int(attn_chunks),
+                int(self.config.head_dim()),
                 Arg::Float(self.config.rms_norm_eps as f32),
                 Arg::Ptr(zero.0),
                 int(zero.1),
@@ -1142,7 +1164,7 @@ impl CudaQwen3 {
                 m,
             )?;
             if m == 1 {
-                self.attention_decode(layer, scale, attn_chunks)?;
+                self.attention_decode(layer, scale, attn_chunks, true)?;
             } else {
                 self.attention_prefill(layer, m, start, scale)?;
             }
@@ -1196,10 +1218,12 @@ impl CudaQwen3 {
             },
             (gate, gate_up_len),
         )?;
-        self.attention_decode(layer, scale, attn_chunks)?;
+        self.attention_decode(layer, scale, attn_chunks, false)?;
         self.awq_gemv(
             &[(&layer.o_proj, hidden)],
-            GemvInput::Row(self.scratch.attn_rows.ptr),
+            GemvInput::AttentionParts {
+                chunks: attn_chunks,
+            },
             (q, qkv_len),
         )?;
         self.awq_gemv(
@@ -1217,8 +1241,9 @@ impl CudaQwen3 {
         )
     }
 
-    /// Attention of the one new token (its q, k, v straight from the projections) into `attn_rows`.
-    fn attention_decode(&self, layer: &Layer, scale: f32, chunks: usize) -> Result<()> {
+    /// Attention of the one new token (its q, k, v straight from the projections): joined into
+    /// `attn_rows`, or with `join` false left in per-chunk parts for `GemvInput::AttentionParts`.
+    fn attention_decode(&self, layer: &Layer, scale: f32, chunks: usize, join: bool) -> Result<()> {
         let c = &self.config;
         let s = &self.scratch;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
@@ -1228,7 +1253,7 @@ impl CudaQwen3 {
             Arg::Ptr(layer.v_cache.ptr),
             Arg::Ptr(s.partial.ptr),
             Arg::Ptr(s.arrivals.ptr),
-            Arg::Ptr(s.attn_rows.ptr),
+            Arg::Ptr(if join { s.attn_rows.ptr } else { 0 }),
             Arg::Ptr(s.step.ptr),
             int(nh),
             int(nkv),
