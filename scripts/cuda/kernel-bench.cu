@@ -187,10 +187,13 @@ int main(int argc, char** argv) {
         // (the same size; contents only matter for the correctness run).
         auto run = [&](int rows, int c, bool check) {
             AwqMatrix m[3];
-            for (int i = 0; i < 3; i++) m[i] = matrix(c, i < nm ? i : 0, check, repacked[i < nm ? i : 0]);
+            for (int i = 0; i < 3; i++) {
+                m[i] = matrix(c, i < nm ? i : 0, check, repacked[i < nm ? i : 0]);
+                if (i >= nm) m[i].N = 0;  // no strips
+            }
             int strips = 0;
-            for (int N : sh.N) strips = std::max(strips, (N + 255) / 256);
-            dim3 grid(strips, (K + rows - 1) / rows, nm);
+            for (int N : sh.N) strips += (N + 255) / 256;
+            dim3 grid(strips, (K + rows - 1) / rows);
             awq_gemv<<<grid, 256>>>(m[0], m[1], m[2], xa, ga, ua, nx, nw, nullptr, nullptr, 0, 0, 1e-6f, zero, 0, K,
                                     2, rows);
             return grid.x * grid.y * grid.z;

@@ -109,7 +109,8 @@ __device__ __forceinline__ void zero_fill(float* zero, int len) {
     for (int i = block * blockDim.x + threadIdx.x; i < len; i += threads) zero[i] = 0.f;
 }
 
-// hidden[t] = table[ids[t]] for an f16 [vocab][h] table; zeroes zero[0..zero_len) (layer 0's q/k/v).
+// hidden[t] = table[ids[t]] for an f16 [vocab][h] table, one element per thread (grid (tokens, h / 256
+// rounded up): a loop would be a chain of dependent loads); zeroes zero[0..zero_len) (layer 0's q/k/v).
 extern "C" __global__ void embed_f16(const half* table, const int* ids, float* hidden, int h, float* zero,
                                      int zero_len) {
     start_dependents();
@@ -117,7 +118,8 @@ extern "C" __global__ void embed_f16(const half* table, const int* ids, float* h
     zero_fill(zero, zero_len);
     const half* row = table + (size_t)ids[blockIdx.x] * h;
     float* out = hidden + (size_t)blockIdx.x * h;
-    for (int i = threadIdx.x; i < h; i += blockDim.x) out[i] = __half2float(row[i]);
+    const int i = blockIdx.y * blockDim.x + threadIdx.x;
+    if (i < h) out[i] = __half2float(row[i]);
 }
 
 // hidden[t] = column ids[t] of an AWQ [h][vocab] matrix in the decode layout (a tied embedding
@@ -129,7 +131,8 @@ extern "C" __global__ void embed_awq(const uint32_t* qweight, const uint32_t* qz
     wait_for_inputs();
     zero_fill(zero, zero_len);
     const int id = ids[blockIdx.x], zshift = awq_shift(id);
-    for (int k = threadIdx.x; k < h; k += blockDim.x) {
+    const int k = blockIdx.y * blockDim.x + threadIdx.x;
+    if (k < h) {
         const int g = k / group;
         const float q = (float)((qweight[repacked_word(k, id, h)] >> repacked_shift(k)) & 0xF);
         const float z = (float)((qzeros[(size_t)g * (vocab >> 3) + (id >> 3)] >> zshift) & 0xF);
@@ -158,12 +161,14 @@ extern "C" __global__ void rms_norm(const float* x, const float* w, half* out, i
 // residual to add to. The same trade as llama.cpp's Q4 × Q8 kernels and the CPU engine (awq_int8.rs):
 // the input is quantized per AWQ group (x ≈ dx · x8, dx = max|x| / 127, round half away from zero), and
 // __dp4a sums q · x8 four rows per instruction, where f16 would need one FMA per pair of weights.
-// Up to three matrices sharing x and K (q/k/v, gate/up) run in one launch: blockIdx.z picks one.
-// Block (strip, split, z): warp w takes columns 256·strip + 32w + lane over rows_per_block rows of K (a
+// Up to three matrices sharing x and K (q/k/v, gate/up) run in one launch: blockIdx.x runs over their
+// strips of 256 columns, one matrix after another (one wave of blocks, none idle).
+// Block (strip, split): warp w takes columns 256·strip + 32w + lane over rows_per_block rows of K (a
 // multiple of group = 32 << group_shift); each lane streams its column's 16-byte chunks of the decode
 // layout (a warp reads 512 contiguous bytes per chunk), GEMV_INFLIGHT in flight, the register a chunk
 // frees refilled at once. Before waiting for its input the block starts those loads and copies its
-// rows' scales and zeros into shared memory (cp.async), so the loop never waits on anything but weights.
+// rows' scales and zeros (and RMSNorm weights) into shared memory (cp.async), so the loop never waits
+// on anything but weights.
 // The input is x; or the decode attention's output joined from its per-chunk parts when attn_partial
 // is set (o_proj: join_attention, the attention then skips its own join); or silu(gate) · up when gate
 // is set (the MLP's down projection); or RMSNorm(norm_x) ·
@@ -254,21 +259,24 @@ __device__ __forceinline__ float join_attention(const float* partial, int head, 
 template <bool JOIN>
 __device__ __forceinline__ void awq_gemv_body(AWQ_GEMV_PARAMS) {
     start_dependents();
-    __shared__ float xf[GEMV_MAX_ROWS];
+    __shared__ __align__(16) float xf[GEMV_MAX_ROWS];
+    __shared__ __align__(16) float wf[GEMV_MAX_ROWS];  // the RMSNorm's weights of the block's rows
     __shared__ __align__(16) int8_t xq[GEMV_MAX_ROWS];
     __shared__ float2 xscale[GEMV_MAX_ROWS / 32];  // (dx of the chunk's group, Σx8 over the chunk)
     __shared__ __align__(16) half group_scales[GEMV_MAX_GROUPS][256];
     __shared__ __align__(16) uint32_t group_zeros[GEMV_MAX_GROUPS][32];
+    // blockIdx.x runs over the matrices' strips of 256 columns, one matrix after another.
+    const int strips0 = (m0.N + 255) >> 8, strips1 = (m1.N + 255) >> 8;
+    const int z = blockIdx.x < strips0 ? 0 : (blockIdx.x < strips0 + strips1 ? 1 : 2);
+    const int strip = blockIdx.x - (z == 0 ? 0 : (z == 1 ? strips0 : strips0 + strips1));
     // Field by field: selecting a whole struct would copy it to local memory.
-    const int z = blockIdx.z;
     const int N = z == 0 ? m0.N : (z == 1 ? m1.N : m2.N);
-    const bool active = blockIdx.x * 256 < N;  // the widest matrix sets the grid
     const uint32_t* qweight = z == 0 ? m0.qweight : (z == 1 ? m1.qweight : m2.qweight);
     const uint32_t* qzeros = z == 0 ? m0.qzeros : (z == 1 ? m1.qzeros : m2.qzeros);
     const half* scales = z == 0 ? m0.scales : (z == 1 ? m1.scales : m2.scales);
     float* y = z == 0 ? m0.y : (z == 1 ? m1.y : m2.y);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int n = blockIdx.x * 256 + warp * 32 + lane;
+    const int n = strip * 256 + warp * 32 + lane;
     const bool has_column = n < N;  // N % 32 == 0: whole warps have a column or none
     const int k_block = blockIdx.y * rows_per_block, group = 32 << group_shift;
     const int chunks = min(rows_per_block, K - k_block) >> 5;
@@ -279,64 +287,68 @@ __device__ __forceinline__ void awq_gemv_body(AWQ_GEMV_PARAMS) {
         if (has_column && i < chunks) wv[i] = __ldcs(wp + (size_t)i * 32);
     // Per group of the block: 32 pieces of 16 bytes of scales (256 columns), then 8 of zeros.
     const int groups = chunks >> group_shift, g_block = k_block >> (5 + group_shift);
-    const int pieces = active ? min(32, (N - blockIdx.x * 256) >> 3) : 0;
+    const int pieces = min(32, (N - strip * 256) >> 3);
     for (int i = threadIdx.x; i < groups * 40; i += blockDim.x) {
         const int g = i / 40, piece = i % 40;
         if (piece < 32) {
             if (piece < pieces)
-                cp_async16(&group_scales[g][piece * 8], scales + (size_t)(g_block + g) * N + blockIdx.x * 256 + piece * 8);
+                cp_async16(&group_scales[g][piece * 8], scales + (size_t)(g_block + g) * N + strip * 256 + piece * 8);
         } else if ((piece - 32) * 4 < pieces) {
             cp_async16(&group_zeros[g][(piece - 32) * 4],
-                       qzeros + (size_t)(g_block + g) * (N >> 3) + blockIdx.x * 32 + (piece - 32) * 4);
+                       qzeros + (size_t)(g_block + g) * (N >> 3) + strip * 32 + (piece - 32) * 4);
         }
     }
+    if (norm_x)
+        for (int i = threadIdx.x; i < chunks * 8; i += blockDim.x) cp_async16(&wf[4 * i], norm_w + k_block + 4 * i);
     asm volatile("cp.async.commit_group;\n" ::);
     wait_for_inputs();
     zero_fill(zero, zero_len);
-    if (active) {
-        float inv_rms = 0.f;
-        if (norm_x) {
-            // Loads unrolled so they are in flight together: one L2 round trip, not one per element.
-            const float4* row = reinterpret_cast<const float4*>(norm_x);
-            float ss = 0.f;
+    float inv_rms = 0.f;
+    if (norm_x) {
+        // Σx² of the whole row, the block's own rows kept on the way; loads unrolled so they are in
+        // flight together: one L2 round trip, not one per element.
+        const float4* row = reinterpret_cast<const float4*>(norm_x);
+        float ss = 0.f;
 #pragma unroll 4
-            for (int i = threadIdx.x; i < (K >> 2); i += blockDim.x) {
-                const float4 v = row[i];
-                ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-            }
-            inv_rms = rsqrtf(block_reduce<Sum>(ss) / K + eps);
+        for (int i = threadIdx.x; i < (K >> 2); i += blockDim.x) {
+            const float4 v = row[i];
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+            const int r = 4 * i - k_block;
+            if (r >= 0 && r < chunks * 32) *reinterpret_cast<float4*>(&xf[r]) = v;
         }
-        const int attn_used = JOIN ? (step[1] + ATTN_CHUNK - 1) / ATTN_CHUNK : 0;
-        for (int i = threadIdx.x; i < chunks * 32; i += blockDim.x) {
-            const int k = k_block + i;
-            if (JOIN) {
-                xf[i] = join_attention(attn_partial, k / head_dim, k % head_dim, head_dim, attn_chunks, attn_used);
-            } else if (gate) {
-                const float gv = gate[k];
-                xf[i] = gv / (1.f + __expf(-gv)) * up[k];
-            } else if (norm_x) {
-                xf[i] = norm_x[k] * inv_rms * norm_w[k];
-            } else {
-                xf[i] = __half2float(x[k]);
-            }
-        }
-        __syncthreads();
-        // Warp w quantizes chunks w, w + 8, ..., each with its group's scale (recomputed per chunk, so
-        // the warps of one group work in parallel).
-        for (int c = warp; c < chunks; c += GEMV_WARPS) {
-            const float* xg = xf + (c >> group_shift) * group;
-            float amax = 0.f;
-            for (int i = lane; i < group; i += 32) amax = fmaxf(amax, fabsf(xg[i]));
-            amax = warp_reduce<Max>(amax);
-            const float dx = amax / 127.f, inv = dx > 0.f ? 1.f / dx : 0.f;  // as quantize_group
-            const int q = round_to_i8(xf[32 * c + lane], inv);
-            xq[32 * c + lane] = (int8_t)q;
-            const float sum = warp_reduce<Sum>((float)q);
-            if (lane == 0) xscale[c] = make_float2(dx, sum);
-        }
-        asm volatile("cp.async.wait_all;\n" ::: "memory");
-        __syncthreads();
+        asm volatile("cp.async.wait_all;\n" ::: "memory");  // wf, made visible by the reduction's barriers
+        inv_rms = rsqrtf(block_reduce<Sum>(ss) / K + eps);
     }
+    const int attn_used = JOIN ? (step[1] + ATTN_CHUNK - 1) / ATTN_CHUNK : 0;
+    for (int i = threadIdx.x; i < chunks * 32; i += blockDim.x) {
+        const int k = k_block + i;
+        if (JOIN) {
+            xf[i] = join_attention(attn_partial, k / head_dim, k % head_dim, head_dim, attn_chunks, attn_used);
+        } else if (gate) {
+            const float gv = gate[k];
+            xf[i] = gv / (1.f + __expf(-gv)) * up[k];
+        } else if (norm_x) {
+            xf[i] = xf[i] * inv_rms * wf[i];
+        } else {
+            xf[i] = __half2float(x[k]);
+        }
+    }
+    __syncthreads();
+    // Warp w quantizes chunks w, w + 8, ..., each with its group's scale (recomputed per chunk, so
+    // the warps of one group work in parallel).
+    for (int c = warp; c < chunks; c += GEMV_WARPS) {
+        const float* xg = xf + (c >> group_shift) * group;
+        float amax = 0.f;
+        for (int i = lane; i < group; i += 32) amax = fmaxf(amax, fabsf(xg[i]));
+        amax = warp_reduce<Max>(amax);
+        const float dx = amax / 127.f, inv = dx > 0.f ? 1.f / dx : 0.f;  // as quantize_group
+        const int q = round_to_i8(xf[32 * c + lane], inv);
+        xq[32 * c + lane] = (int8_t)q;
+        const float sum = warp_reduce<Sum>((float)q);
+        if (lane == 0) xscale[c] = make_float2(dx, sum);
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    __syncthreads();
     if (has_column) {
         const int col = warp * 32 + lane, zshift = awq_shift(n);
         float acc = 0.f;

@@ -877,7 +877,7 @@ impl CudaQwen3 {
         zero: (u64, usize),
     ) -> Result<()> {
         let mut matrices = [AwqMatrix::default(); 3];
-        let (mut inf, mut group, mut widest) = (0, 0, 0);
+        let (mut inf, mut group) = (0, 0);
         for (slot, &(l, y)) in matrices.iter_mut().zip(jobs) {
             let Linear::Awq {
                 qweight,
@@ -897,7 +897,7 @@ impl CudaQwen3 {
                 y,
                 n: *outf as i32,
             };
-            (inf, group, widest) = (*k, *g, widest.max(*outf));
+            (inf, group) = (*k, *g);
         }
         // As many blocks as fit at once (the kernel's launch bounds) and no more: a second, partial wave
         // would nearly double the time. Rows per block: whole groups, at least 128 (fewer would only add
@@ -916,11 +916,7 @@ impl CudaQwen3 {
             .min(GEMV_MAX_ROWS)
             .min(inf);
         let cfg = LaunchConfig {
-            grid_dim: (
-                widest.div_ceil(256) as u32,
-                inf.div_ceil(rows_per_block) as u32,
-                jobs.len() as u32,
-            ),
+            grid_dim: (strips as u32, inf.div_ceil(rows_per_block) as u32, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
@@ -1104,7 +1100,7 @@ impl CudaQwen3 {
                 },
             ) => self.launch_with(
                 &self.kernels.embed_f16,
-                grid((m, 1), 256),
+                grid((m, h.div_ceil(256)), 256),
                 &[
                     Arg::Ptr(*table),
                     Arg::Ptr(s.ids.ptr),
@@ -1126,7 +1122,7 @@ impl CudaQwen3 {
                 },
             ) => self.launch_with(
                 &self.kernels.embed_awq,
-                grid((m, 1), 256),
+                grid((m, h.div_ceil(256)), 256),
                 &[
                     Arg::Ptr(qweight.ptr),
                     Arg::Ptr(qzeros.ptr),
