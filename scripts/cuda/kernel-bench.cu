@@ -1,8 +1,10 @@
 // The decode GEMVs of src/model/cuda/kernels.cu timed alone on the Qwen3-8B shapes (the engine's block
 // sizing and other row splits), each checked against an f32 reference, plus the decode attention (the
-// "rows" column is the context length there), the f16 and int8 lm_heads and a device copy for scale. Weights rotate through copies larger than the L2 cache, so every call
-// reads its bytes from memory as it does in a decode step. Launches are back to back on one stream
-// (no graph, no programmatic dependent launch), so each time includes its launch gap.
+// "rows" column is the context length there, "blocks" its grid), the f16 and int8 lm_heads, a grid-wide
+// barrier (what a persistent decode kernel would pay per phase) and a device copy for scale. Weights
+// rotate through copies larger than the L2 cache, so every call reads its bytes from memory as it does
+// in a decode step. Launches are back to back on one stream (no graph, no programmatic dependent
+// launch), so each time includes its launch gap.
 //
 // Built here by `scripts/build-cuda.sh --check` (→ target/cuda/kernel-bench, CUDA runtime linked
 // statically), then carried to the GPU machine:  kernel-bench [REPS]
@@ -73,7 +75,38 @@ __global__ void effective_input(const half* x, const float* gate, const float* u
     }
 }
 
-// reps grid-wide barriers (grid_sync, the persistent decode kernel's) back to back.
+// A grid-wide barrier, as a persistent decode kernel (all blocks resident at once) would need: is it
+// cheaper than a kernel boundary? bar[0]
+// counts arrivals, bar[1] is the generation; the last block to arrive resets the count and starts the
+// next generation, so nothing needs clearing between launches. `generation` is the block's copy of
+// bar[1] (read once at launch: no barrier can complete before every block has arrived).
+__device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void store_release(unsigned* p, unsigned v) {
+    asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ void grid_sync(unsigned* bar, unsigned& generation) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();  // the block's writes before the arrival
+        const unsigned blocks = gridDim.x * gridDim.y * gridDim.z;
+        if (atomicAdd(bar, 1u) == blocks - 1) {
+            bar[0] = 0;
+            store_release(bar + 1, generation + 1);
+        } else {
+            while (load_acquire(bar + 1) == generation) {
+            }
+        }
+        __threadfence();
+    }
+    generation++;
+    __syncthreads();
+}
+
+// reps grid-wide barriers back to back.
 __global__ void barrier_bench(unsigned* bar, int reps) {
     __shared__ unsigned generation_shared;
     if (threadIdx.x == 0) generation_shared = load_acquire(bar + 1);
@@ -330,7 +363,7 @@ int main(int argc, char** argv) {
         cudaEventElapsedTime(&ms, e0, e1);
         printf("%-8s %-10s %6s %7d %9.2f %8.0f\n", "lm_head", "i8_gemv", "-", (N + 63) / 64, ms * 20, gbps(bytes, ms * 20));
     }
-    // The persistent decode kernel's grid barrier, per barrier, at 1, 2 and 6 blocks of 256 per SM.
+    // The grid barrier (grid_sync), per barrier, at 1, 2 and 6 blocks of 256 per SM.
     {
         unsigned* bar;
         CHECK(cudaMalloc(&bar, 8));

@@ -64,36 +64,6 @@ __device__ __forceinline__ int repacked_shift(int k) { return 8 * (k & 3) + 4 * 
 // Column n's nibble in a checkpoint-packed word (the inverse of PACK_ORDER).
 __device__ __forceinline__ int awq_shift(int n) { return 4 * (((n & 7) >> 1) + 4 * (n & 1)); }
 
-// Grid-wide barrier of the persistent decode kernel, whose blocks are all resident at once. bar[0]
-// counts arrivals, bar[1] is the generation; the last block to arrive resets the count and starts the
-// next generation, so nothing needs clearing between launches. `generation` is the block's copy of
-// bar[1] (read once at launch: no barrier can complete before every block has arrived).
-__device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
-    unsigned v;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
-}
-__device__ __forceinline__ void store_release(unsigned* p, unsigned v) {
-    asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-}
-__device__ __forceinline__ void grid_sync(unsigned* bar, unsigned& generation) {
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();  // the block's writes before the arrival
-        const unsigned blocks = gridDim.x * gridDim.y * gridDim.z;
-        if (atomicAdd(bar, 1u) == blocks - 1) {
-            bar[0] = 0;
-            store_release(bar + 1, generation + 1);
-        } else {
-            while (load_acquire(bar + 1) == generation) {
-            }
-        }
-        __threadfence();
-    }
-    generation++;
-    __syncthreads();
-}
-
 // v · inv rounded half away from zero, as quantize_group in int8_matrix.rs (the CPU engine) rounds:
 // with inv = 127 / max|v| of the group the result fits an int8.
 __device__ __forceinline__ int round_to_i8(float v, float inv) {
