@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # One device command: CUDA correctness checks, then speed on a synthetic Qwen3-8B-AWQ checkpoint written
 # there (6 GB; not carried). BIN is the CUDA build (scripts/build-cuda.sh); results go to $OUT.
-#   scripts/cuda/device-run.sh BIN [check|bench|all|ab]
-# ab: decode after 512 tokens with the kernel overlap on, off, on (QWEN3_AGENT_CUDA_OVERLAP).
+#   scripts/cuda/device-run.sh BIN [check|bench|all]
+#   scripts/cuda/device-run.sh BIN ab [VARIANT ...]
+# ab: decode after 512 tokens for each VARIANT in turn, ROUNDS times (default 2), so variants measured in
+# one command share the machine's state; a variant is a command prefix run with bash: another binary, or
+# "QWEN3_AGENT_CUDA_OVERLAP=0 BIN". Without variants: BIN with the kernel overlap on and off.
 set -uo pipefail
-bin=${1:?usage: device-run.sh BIN [check|bench|all]}
+bin=${1:?usage: device-run.sh BIN [check|bench|all] | device-run.sh BIN ab [VARIANT ...]}
 what=${2:-all}
 out=${OUT:-/tmp/cuda-out}
 mkdir -p "$out"
@@ -23,11 +26,16 @@ if [[ $what == bench || $what == all ]]; then
   done
 fi
 if [[ $what == ab ]]; then
+  shift 2
+  variants=("$@")
+  (( ${#variants[@]} )) || variants=("$bin" "QWEN3_AGENT_CUDA_OVERLAP=0 $bin")
   model=/tmp/q8b
   [[ -d $model ]] || "$bin" synth --preset qwen3-8b --out "$model"
-  for overlap in 1 0 1; do
-    QWEN3_AGENT_CUDA_OVERLAP=$overlap "$bin" bench --device cuda --model "$model" --prompt-tokens 512 \
-      --gen-tokens 128 --context-length 4096 2>&1 | sed "s/^/overlap=$overlap /" | tee -a "$out/ab.txt" || status=1
+  for ((round = 1; round <= ${ROUNDS:-2}; round++)); do
+    for variant in "${variants[@]}"; do
+      bash -c "$variant bench --device cuda --model $model --prompt-tokens 512 --gen-tokens 128 \
+        --context-length 4096" 2>&1 | grep -E '^load' | sed "s|^|[$variant] |" | tee -a "$out/ab.txt" || status=1
+    done
   done
 fi
 exit $status
