@@ -141,11 +141,11 @@ extern "C" __global__ void rms_norm(const float* x, const float* w, half* out, i
 // on anything but weights.
 // The input is x; or the decode attention's output joined from its per-chunk parts when attn_partial
 // is set (o_proj: join_attention, the attention then skips its own join); or silu(gate) · up when gate
-// is set (the MLP's down projection); or RMSNorm(norm_x) ·
-// norm_w when norm_x is set (every block sums the squares of the whole row itself: cheaper than a
-// last-block tail in the GEMV that wrote it, which the next kernel would wait for): each block computes
-// and quantizes its rows of the input once, into shared memory. After the wait the grid zeroes
-// zero[0..zero_len): the outputs of a later GEMV, whose readers have finished by then.
+// is set (the MLP's down projection); or RMSNorm(norm_x) · norm_w when norm_x is set (every block sums
+// the squares of the whole row itself: cheaper than a last-block tail in the GEMV that wrote it, which
+// the next kernel would wait for). Each block computes and quantizes its rows of the input once, into
+// shared memory. After the wait the grid zeroes zero[0..zero_len): the outputs of a later GEMV, whose
+// readers have finished by then.
 #define GEMV_WARPS 8
 // Positions per block of the decode attention (attn_decode).
 #define ATTN_CHUNK 64
@@ -483,40 +483,44 @@ extern "C" __global__ void __launch_bounds__(256, 4) i8_gemv(const int8_t* w, co
     }
 }
 
-// RMSNorm of one head's hd values (weight w), then rotate-half RoPE with this position's cos/sin rows,
-// into roped[0..hd) (shared memory; normed is scratch of the same size). Every thread of the block calls it.
-__device__ void norm_rope(const float* src, const float* w, const float* c, const float* s, int hd, float eps,
-                          float* normed, float* roped) {
+// Largest head_dim of the attention kernels (checked at load).
+#define ATTN_MAX_HD 128
+
+// RMSNorm (weight w) of one head's hd values, then rotate-half RoPE with this position's cos/sin rows,
+// by one warp: into roped[0..hd), through the warp's scratch row.
+__device__ __forceinline__ void warp_norm_rope(const float* src, const float* w, const float* c, const float* s,
+                                               int hd, float eps, float* scratch, float* roped) {
+    const int lane = threadIdx.x & 31;
     float ss = 0.f;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) ss += src[i] * src[i];
-    const float inv = rsqrtf(block_reduce<Sum>(ss) / hd + eps);
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) normed[i] = src[i] * inv * w[i];
-    __syncthreads();
+    for (int i = lane; i < hd; i += 32) ss += src[i] * src[i];
+    const float inv = rsqrtf(warp_reduce<Sum>(ss) / hd + eps);
+    for (int i = lane; i < hd; i += 32) scratch[i] = src[i] * inv * w[i];
+    __syncwarp();
     const int half_dim = hd >> 1;
-    for (int i = threadIdx.x; i < half_dim; i += blockDim.x) {
-        const float a = normed[i], b = normed[i + half_dim];
+    for (int i = lane; i < half_dim; i += 32) {
+        const float a = scratch[i], b = scratch[i + half_dim];
         roped[i] = a * c[i] - b * s[i];
         roped[i + half_dim] = b * c[i] + a * s[i];
     }
-    __syncthreads();
 }
 
-// Prefill, per (token, head): q_norm / k_norm and RoPE (norm_rope), then q to f16 [heads][M][hd] and k, v
+// Prefill, per (token, head): q_norm / k_norm and RoPE (warp_norm_rope), then q to f16 [heads][M][hd] and k, v
 // into the f16 cache [kv_heads][capacity][hd] at position start + t, where start = step[0].
-// grid (M, heads + kv_heads); block 64 threads; cos/sin are [positions][hd/2] tables.
+// grid (M, heads + kv_heads); block 32 threads (one warp); cos/sin are [positions][hd/2] tables.
 extern "C" __global__ void qk_norm_rope(const float* q, const float* k, const float* v, const float* q_norm,
                                         const float* k_norm, const float* cos_table, const float* sin_table,
                                         half* q_out, half* k_cache, half* v_cache, int M, int heads,
                                         int kv_heads, int hd, const int* step, int capacity, float eps) {
     start_dependents();
     wait_for_inputs();
-    __shared__ float normed[256], roped[256];
+    __shared__ float scratch[ATTN_MAX_HD], roped[ATTN_MAX_HD];
     const int t = blockIdx.x, head = blockIdx.y, pos = step[0] + t, half_dim = hd >> 1;
     const bool is_q = head < heads;
     const int kv = head - heads;
     const float* src = is_q ? q + ((size_t)t * heads + head) * hd : k + ((size_t)t * kv_heads + kv) * hd;
-    norm_rope(src, is_q ? q_norm : k_norm, cos_table + (size_t)pos * half_dim, sin_table + (size_t)pos * half_dim,
-              hd, eps, normed, roped);
+    warp_norm_rope(src, is_q ? q_norm : k_norm, cos_table + (size_t)pos * half_dim,
+                   sin_table + (size_t)pos * half_dim, hd, eps, scratch, roped);
+    __syncwarp();
     half* dst = is_q ? q_out + ((size_t)head * M + t) * hd : k_cache + ((size_t)kv * capacity + pos) * hd;
     for (int i = threadIdx.x; i < hd; i += blockDim.x) dst[i] = __float2half(roped[i]);
     if (!is_q) {
@@ -539,29 +543,10 @@ extern "C" __global__ void qk_norm_rope(const float* q, const float* k, const fl
 // null: then the decode GEMV of o_proj joins them as it reads its input. Blocks past
 // len return at once, so one captured graph serves every length up to its grid.
 // hd % 8 == 0, hd <= ATTN_MAX_HD, heads / kv_heads <= ATTN_MAX_GROUP (checked at load).
-#define ATTN_MAX_HD 128
 #define ATTN_MAX_GROUP 8
 // Halves per staged row: 16-byte aligned for cp.async, and 4 banks further per row, so the eight
 // threads of a 16-byte shared load phase read eight different rows without a bank conflict.
 #define ATTN_ROW (ATTN_MAX_HD + 8)
-
-// RMSNorm (weight w) of one head's hd values, then rotate-half RoPE with this position's cos/sin rows,
-// by one warp: into roped[0..hd), through the warp's scratch row.
-__device__ __forceinline__ void warp_norm_rope(const float* src, const float* w, const float* c, const float* s,
-                                               int hd, float eps, float* scratch, float* roped) {
-    const int lane = threadIdx.x & 31;
-    float ss = 0.f;
-    for (int i = lane; i < hd; i += 32) ss += src[i] * src[i];
-    const float inv = rsqrtf(warp_reduce<Sum>(ss) / hd + eps);
-    for (int i = lane; i < hd; i += 32) scratch[i] = src[i] * inv * w[i];
-    __syncwarp();
-    const int half_dim = hd >> 1;
-    for (int i = lane; i < half_dim; i += 32) {
-        const float a = scratch[i], b = scratch[i + half_dim];
-        roped[i] = a * c[i] - b * s[i];
-        roped[i + half_dim] = b * c[i] + a * s[i];
-    }
-}
 
 extern "C" __global__ void __launch_bounds__(256) attn_decode(
     const float* q, const float* k, const float* v, const float* q_norm, const float* k_norm,

@@ -1334,7 +1334,7 @@ impl CudaQwen3 {
             int(self.capacity),
             Arg::Float(c.rms_norm_eps as f32),
         ]);
-        self.launch(&self.kernels.qk_norm_rope, grid((m, nh + nkv), 64), &args)
+        self.launch(&self.kernels.qk_norm_rope, grid((m, nh + nkv), 32), &args)
     }
 
     /// The leading arguments of the kernels that apply q/k-norm and RoPE (attn_decode, qk_norm_rope):
