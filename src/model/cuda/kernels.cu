@@ -605,6 +605,8 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
     __shared__ __align__(16) float qs[ATTN_MAX_GROUP][ATTN_MAX_HD];
     __shared__ float scratch[GEMV_WARPS][ATTN_MAX_HD];
     __shared__ float kn[ATTN_MAX_HD];
+    __shared__ __align__(16) float norm_w[2][ATTN_MAX_HD];  // q_norm, k_norm
+    __shared__ __align__(16) float rope[2][ATTN_MAX_HD / 2];  // cos, sin of the new position
     __shared__ float probs[ATTN_MAX_GROUP][ATTN_CHUNK];
     __shared__ float head_max[ATTN_MAX_GROUP], head_sum[ATTN_MAX_GROUP];
     __shared__ bool last_block;
@@ -616,6 +618,18 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
     const bool has_new = pos_new < first + ATTN_CHUNK;
     const int cached = has_new ? count - 1 : count;
     const size_t cache_row = (size_t)kv * capacity + first;
+    // The norms' weights and this position's RoPE rows are constants: copied before the wait (their
+    // own group, waited for first), so the q/k norm + RoPE after it waits on one read, not three in a row.
+    const int half_dim = hd >> 1;
+    for (int i = threadIdx.x; i < hd >> 2; i += blockDim.x) {
+        cp_async16(&norm_w[0][4 * i], q_norm + 4 * i);
+        cp_async16(&norm_w[1][4 * i], k_norm + 4 * i);
+    }
+    for (int i = threadIdx.x; i < half_dim >> 2; i += blockDim.x) {
+        cp_async16(&rope[0][4 * i], cos_table + (size_t)pos_new * half_dim + 4 * i);
+        cp_async16(&rope[1][4 * i], sin_table + (size_t)pos_new * half_dim + 4 * i);
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
     for (int i = threadIdx.x; i < cached * pieces; i += blockDim.x) {
         const int r = i / pieces, p = 8 * (i % pieces);
         cp_async16(&ks[r][p], k_cache + (cache_row + r) * hd + p);
@@ -623,15 +637,17 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
     }
     asm volatile("cp.async.commit_group;\n" ::);
     wait_for_inputs();
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, half_dim = hd >> 1;
-    const float* c = cos_table + (size_t)pos_new * half_dim;
-    const float* s = sin_table + (size_t)pos_new * half_dim;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    asm volatile("cp.async.wait_group 1;\n" ::: "memory");  // the older group: norms and RoPE rows
+    __syncthreads();
+    const float* c = rope[0];
+    const float* s = rope[1];
     // Warps 0..group-1 take the query heads, the next one (or warp 0 again) the new key.
     for (int t = warp; t < group + has_new; t += GEMV_WARPS) {
         if (t < group) {
-            warp_norm_rope(q + (size_t)(kv * group + t) * hd, q_norm, c, s, hd, eps, scratch[warp], qs[t]);
+            warp_norm_rope(q + (size_t)(kv * group + t) * hd, norm_w[0], c, s, hd, eps, scratch[warp], qs[t]);
         } else {
-            warp_norm_rope(k + (size_t)kv * hd, k_norm, c, s, hd, eps, scratch[warp], kn);
+            warp_norm_rope(k + (size_t)kv * hd, norm_w[1], c, s, hd, eps, scratch[warp], kn);
             __syncwarp();
             half* kd = k_cache + (cache_row + count - 1) * hd;
             half* vd = v_cache + (cache_row + count - 1) * hd;
