@@ -113,9 +113,13 @@ impl Engine {
         let mut sampler = Sampler::new(params);
         let mut output = Vec::new();
         let mut finish_reason = FinishReason::Length;
+        // The next id when the decoder picked it itself (greedy, `Decoder::forward_argmax`).
+        let mut picked = None;
         let decode_start = Instant::now();
         while output.len() < max_new_tokens {
-            let id = sampler.sample(&mut logits, prompt, &output);
+            let id = picked
+                .take()
+                .unwrap_or_else(|| sampler.sample(&mut logits, prompt, &output));
             if stop_ids.contains(&id) {
                 finish_reason = FinishReason::Stop;
                 break;
@@ -127,6 +131,12 @@ impl Engine {
             }
             if output.len() == max_new_tokens {
                 break;
+            }
+            if params.is_greedy() {
+                picked = self.decoder.forward_argmax(id)?;
+                if picked.is_some() {
+                    continue;
+                }
             }
             logits = self.decoder.forward(&[id], false)?;
         }

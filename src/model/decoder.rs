@@ -18,6 +18,12 @@ pub trait Decoder: Send {
     /// Runs `ids` after the cached positions, caches them, and returns logits ([vocab] for the last id,
     /// or [ids.len()][vocab] when `all_logits`).
     fn forward(&mut self, ids: &[u32], all_logits: bool) -> Result<Vec<f32>>;
+    /// Runs `id` as `forward` does and returns the id of its largest logit (the first on ties), when
+    /// the decoder can pick it where the logits are: greedy decoding on a GPU then copies 8 bytes to
+    /// the host per token, not the vocabulary's logits. None: nothing ran, call `forward`.
+    fn forward_argmax(&mut self, _id: u32) -> Result<Option<u32>> {
+        Ok(None)
+    }
     /// For GPU decoders: the device, its memory in use, and a measured copy bandwidth (what `bench`
     /// reports); None on the CPU.
     fn gpu_report(&mut self) -> Result<Option<GpuReport>> {

@@ -529,6 +529,26 @@ extern "C" __global__ void __launch_bounds__(256, 4) i8_gemv(const int8_t* w, co
     }
 }
 
+// Greedy decoding's pick without copying the logits to the host: *best = the largest key
+// (order-preserving bits of the logit << 32 | ~index) over the n logits: the largest logit, the first
+// on ties (as the host's argmax); NaNs never win. *best must hold 0 (no key) before.
+extern "C" __global__ void argmax_logits(const float* logits, int n, unsigned long long* best) {
+    unsigned long long key = 0;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const float v = logits[i];
+        if (v != v) continue;
+        const unsigned bits = __float_as_uint(v);
+        const unsigned ordered = (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
+        const unsigned long long k = (unsigned long long)ordered << 32 | (0xFFFFFFFFu - (unsigned)i);
+        key = k > key ? k : key;
+    }
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        const unsigned long long other = __shfl_xor_sync(FULL_MASK, key, offset);
+        key = other > key ? other : key;
+    }
+    if ((threadIdx.x & 31) == 0 && key) atomicMax(best, key);
+}
+
 // Largest head_dim of the attention kernels (checked at load).
 #define ATTN_MAX_HD 128
 

@@ -100,6 +100,7 @@ struct Kernels {
     rms_norm: CudaFunction,
     awq_gemv: CudaFunction,
     awq_gemv_attn: CudaFunction,
+    argmax_logits: CudaFunction,
     awq_repack: CudaFunction,
     quantize_rows_i8: CudaFunction,
     i8_gemv: CudaFunction,
@@ -129,6 +130,7 @@ impl Kernels {
             rms_norm: f("rms_norm")?,
             awq_gemv: f("awq_gemv")?,
             awq_gemv_attn: f("awq_gemv_attn")?,
+            argmax_logits: f("argmax_logits")?,
             awq_repack: f("awq_repack")?,
             quantize_rows_i8: f("quantize_rows_i8")?,
             i8_gemv: f("i8_gemv")?,
@@ -484,6 +486,8 @@ struct Scratch {
     dequant: Buf<f16>,
     final_normed: Buf<f16>,
     logits: Buf<f32>,
+    /// argmax_logits' answer: the key of the largest logit.
+    best_logit: Buf<u64>,
 }
 
 /// Qwen3ForCausalLM on one GPU, with its KV cache.
@@ -688,6 +692,7 @@ impl CudaQwen3 {
             dequant: Buf::zeros(&stream, dequant)?,
             final_normed: Buf::zeros(&stream, chunk * h)?,
             logits: Buf::zeros(&stream, config.vocab_size)?,
+            best_logit: Buf::zeros(&stream, 1)?,
         };
         let fused_decode = layers.iter().all(Layer::all_awq);
         let model = CudaQwen3 {
@@ -1420,7 +1425,35 @@ impl CudaQwen3 {
             .context("CUDA captured no work for the decode step")
     }
 
-    fn decode_step(&mut self, id: u32, start: usize) -> Result<Vec<f32>> {
+    /// Whether `ids` can run after the cached positions: some, within the vocabulary, room left.
+    fn check_new_ids(&self, ids: &[u32]) -> Result<()> {
+        let start = self.tokens.len();
+        if ids.is_empty() {
+            bail!("forward needs at least one token");
+        }
+        if start + ids.len() > self.capacity {
+            bail!(
+                "the context is full: {start} cached + {} new tokens exceed the {} positions allocated \
+                 (raise context_length)",
+                ids.len(),
+                self.capacity
+            );
+        }
+        if let Some(&bad) = ids
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            bail!(
+                "token id {bad} is outside the vocabulary (size {})",
+                self.config.vocab_size
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs the decode step for `id` at position `start` (its graph, captured on first use); the
+    /// logits stay in scratch.logits.
+    fn replay_decode(&mut self, id: u32, start: usize) -> Result<()> {
         self.upload_chunk(&[id], start)?;
         let chunks = (start + 1)
             .div_ceil(ATTN_CHUNK)
@@ -1433,9 +1466,36 @@ impl CudaQwen3 {
         if let Some(DecodeGraph(graph)) = self.decode_graphs.get(&chunks) {
             graph.launch().context("replaying the decode step")?;
         }
-        let mut logits = Vec::new();
-        self.download(self.scratch.logits.ptr, 1, &mut logits)?;
-        Ok(logits)
+        Ok(())
+    }
+
+    /// The index of the largest logit in scratch.logits (argmax_logits), waiting for the GPU.
+    fn argmax_logits(&self) -> Result<u32> {
+        let s = &self.scratch;
+        // SAFETY: best_logit holds one u64; the copies are ordered on the stream with the kernel.
+        unsafe { driver::memset_d8_async(s.best_logit.ptr, 0, 8, self.stream.cu_stream()) }?;
+        self.launch_with(
+            &self.kernels.argmax_logits,
+            grid((self.multiprocessors, 1), 256),
+            &[
+                Arg::Ptr(s.logits.ptr),
+                int(self.config.vocab_size),
+                Arg::Ptr(s.best_logit.ptr),
+            ],
+            false,
+        )?;
+        let mut key = [0u64];
+        // SAFETY: best_logit holds one u64, written by the kernel queued before this copy.
+        unsafe { driver::memcpy_dtoh_async(&mut key, s.best_logit.ptr, self.stream.cu_stream()) }?;
+        self.stream
+            .synchronize()
+            .context("the GPU failed while computing logits")?;
+        // No key: every logit was NaN; the host's argmax answers 0 then too.
+        Ok(if key[0] == 0 {
+            0
+        } else {
+            u32::MAX - key[0] as u32
+        })
     }
 }
 
@@ -1468,28 +1528,22 @@ impl Decoder for CudaQwen3 {
         }))
     }
 
+    fn forward_argmax(&mut self, id: u32) -> Result<Option<u32>> {
+        self.check_new_ids(&[id])?;
+        self.replay_decode(id, self.tokens.len())?;
+        let best = self.argmax_logits()?;
+        self.tokens.push(id);
+        Ok(Some(best))
+    }
+
     fn forward(&mut self, ids: &[u32], all_logits: bool) -> Result<Vec<f32>> {
+        self.check_new_ids(ids)?;
         let c = &self.config;
         let start = self.tokens.len();
-        if ids.is_empty() {
-            bail!("forward needs at least one token");
-        }
-        if start + ids.len() > self.capacity {
-            bail!(
-                "the context is full: {start} cached + {} new tokens exceed the {} positions allocated \
-                 (raise context_length)",
-                ids.len(),
-                self.capacity
-            );
-        }
-        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= c.vocab_size) {
-            bail!(
-                "token id {bad} is outside the vocabulary (size {})",
-                c.vocab_size
-            );
-        }
         if ids.len() == 1 && !all_logits {
-            let logits = self.decode_step(ids[0], start)?;
+            self.replay_decode(ids[0], start)?;
+            let mut logits = Vec::new();
+            self.download(self.scratch.logits.ptr, 1, &mut logits)?;
             self.tokens.push(ids[0]);
             return Ok(logits);
         }
