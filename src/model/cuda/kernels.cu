@@ -154,6 +154,8 @@ extern "C" __global__ void rms_norm(const float* x, const float* w, half* out, i
 #define GEMV_MAX_ROWS 1024
 #define GEMV_MAX_GROUPS (GEMV_MAX_ROWS / 32)
 #define GEMV_INFLIGHT 4
+// The loop tests a group's end once per batch: groups and batches must both be powers of two of chunks.
+static_assert((GEMV_INFLIGHT & (GEMV_INFLIGHT - 1)) == 0, "GEMV_INFLIGHT must be a power of two");
 struct AwqMatrix {
     const uint32_t* qweight;
     const uint32_t* qzeros;
