@@ -1401,8 +1401,18 @@ impl CudaQwen3 {
     fn download(&self, logits: u64, rows: usize, out: &mut Vec<f32>) -> Result<()> {
         let at = out.len();
         out.resize(at + rows * self.config.vocab_size, 0.0);
-        // SAFETY: `logits` holds at least rows × vocab f32, written by work queued before this copy.
-        unsafe { driver::memcpy_dtoh_async(&mut out[at..], logits, self.stream.cu_stream()) }?;
+        // SAFETY: `logits` holds at least rows × vocab f32.
+        unsafe { self.copy_to_host(logits, &mut out[at..]) }
+    }
+
+    /// Copies `out.len()` values from device address `src` into `out` once the work queued before
+    /// (which computes them) is done, waiting for the GPU.
+    ///
+    /// # Safety
+    /// `src` must hold at least `out.len()` values of type `T`.
+    unsafe fn copy_to_host<T>(&self, src: u64, out: &mut [T]) -> Result<()> {
+        // SAFETY: the caller's contract; the copy is ordered on the stream after the work that writes `src`.
+        unsafe { driver::memcpy_dtoh_async(out, src, self.stream.cu_stream()) }?;
         self.stream
             .synchronize()
             .context("the GPU failed while computing logits")?;
@@ -1472,7 +1482,7 @@ impl CudaQwen3 {
     /// The index of the largest logit in scratch.logits (argmax_logits), waiting for the GPU.
     fn argmax_logits(&self) -> Result<u32> {
         let s = &self.scratch;
-        // SAFETY: best_logit holds one u64; the copies are ordered on the stream with the kernel.
+        // SAFETY: best_logit holds one u64; the memset is ordered on the stream before the kernel.
         unsafe { driver::memset_d8_async(s.best_logit.ptr, 0, 8, self.stream.cu_stream()) }?;
         self.launch_with(
             &self.kernels.argmax_logits,
@@ -1485,11 +1495,8 @@ impl CudaQwen3 {
             false,
         )?;
         let mut key = [0u64];
-        // SAFETY: best_logit holds one u64, written by the kernel queued before this copy.
-        unsafe { driver::memcpy_dtoh_async(&mut key, s.best_logit.ptr, self.stream.cu_stream()) }?;
-        self.stream
-            .synchronize()
-            .context("the GPU failed while computing logits")?;
+        // SAFETY: best_logit holds one u64.
+        unsafe { self.copy_to_host(s.best_logit.ptr, &mut key) }?;
         // No key: every logit was NaN; the host's argmax answers 0 then too.
         Ok(if key[0] == 0 {
             0
