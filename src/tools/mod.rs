@@ -2,7 +2,10 @@
 //! timeouts, and results shaped for a text-only model.
 
 pub mod mcp;
+mod notice;
 pub mod python;
+
+pub use notice::Notices;
 
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
@@ -71,6 +74,8 @@ pub struct ToolRegistry {
     timeout: Option<Duration>,
     /// Sources whose tools may change, with the names of the tools each one registered.
     sources: Vec<(Arc<dyn ToolSource>, Vec<String>)>,
+    /// Where the tools leave notices for the user (see `Notices`).
+    notices: Notices,
 }
 
 impl ToolRegistry {
@@ -81,7 +86,14 @@ impl ToolRegistry {
             tools: Vec::new(),
             timeout: Some(timeout),
             sources: Vec::new(),
+            notices: Notices::default(),
         }
+    }
+
+    /// The queue this registry's tools report notices to: hand a clone to each tool or source when
+    /// building it, and drain it after `refresh` and `dispatch`.
+    pub fn notices(&self) -> Notices {
+        self.notices.clone()
     }
 
     /// Registers a source's tools and remembers the source, so `refresh` can follow its changes.
