@@ -34,18 +34,48 @@ fn agent(extra: &str) -> String {
 fn agent_values_out_of_range_are_reported_at_their_key() {
     let dir = scratch("agent");
     let cases = [
-        ("timeout: -1\n", "5:1: timeout must be a number of seconds above 0 and at most 604800 (7 days), not -1"),
-        ("timeout: .nan\n", "5:1: timeout must be a number of seconds above 0"),
+        (
+            "timeout: -1\n",
+            "5:1: timeout must be a number of seconds above 0 and at most 604800 (7 days), not -1",
+        ),
+        (
+            "timeout: .nan\n",
+            "5:1: timeout must be a number of seconds above 0",
+        ),
         ("timeout: .inf\n", "5:1: timeout must be"),
         ("timeout: 1e300\n", "5:1: timeout must be"),
-        ("max_rounds: 0\n", "5:1: max_rounds must be at least 1, not 0"),
-        ("generate:\n  temperature: -0.5\n", "6:3: generate.temperature must be a number of at least 0"),
-        ("generate:\n  top_p: 2\n", "6:3: generate.top_p must be above 0 and at most 1"),
-        ("generate:\n  max_new_tokens: 0\n", "6:3: generate.max_new_tokens must be at least 1"),
-        ("generate:\n  min_p: .nan\n", "6:3: generate.min_p must be between 0 (off) and 1, not NaN"),
-        ("generate:\n  presence_penalty: 9\n", "6:3: generate.presence_penalty must be between -2 and 2"),
-        ("generate:\n  repetition_penalty: 0\n", "6:3: generate.repetition_penalty must be above 0"),
-        ("generate:\n  stop: [\"\"]\n", "6:3: generate.stop holds an empty text"),
+        (
+            "max_rounds: 0\n",
+            "5:1: max_rounds must be at least 1, not 0",
+        ),
+        (
+            "generate:\n  temperature: -0.5\n",
+            "6:3: generate.temperature must be a number of at least 0",
+        ),
+        (
+            "generate:\n  top_p: 2\n",
+            "6:3: generate.top_p must be above 0 and at most 1",
+        ),
+        (
+            "generate:\n  max_new_tokens: 0\n",
+            "6:3: generate.max_new_tokens must be at least 1",
+        ),
+        (
+            "generate:\n  min_p: .nan\n",
+            "6:3: generate.min_p must be between 0 (off) and 1, not NaN",
+        ),
+        (
+            "generate:\n  presence_penalty: 9\n",
+            "6:3: generate.presence_penalty must be between -2 and 2",
+        ),
+        (
+            "generate:\n  repetition_penalty: 0\n",
+            "6:3: generate.repetition_penalty must be above 0",
+        ),
+        (
+            "generate:\n  stop: [\"\"]\n",
+            "6:3: generate.stop holds an empty text",
+        ),
         (
             "tools:\n  code_interpreter:\n    timeout: -5\n",
             "7:5: tools.code_interpreter.timeout must be a number of seconds above 0",
@@ -68,7 +98,7 @@ fn agent_values_out_of_range_are_reported_at_their_key() {
         ),
         (
             "mcpServers:\n  slow:\n    command: x\n    toolTimeouts: {search: -2}\n",
-            "8:19: mcpServers.slow.toolTimeouts.search must be a number of seconds",
+            "8:20: mcpServers.slow.toolTimeouts.search must be a number of seconds",
         ),
         (
             "mcpServers:\n  nothing:\n    args: [a]\n",
@@ -79,9 +109,12 @@ fn agent_values_out_of_range_are_reported_at_their_key() {
     ];
     for (extra, want) in cases {
         let file = write(&dir, "agent.yaml", &agent(extra));
-        let err = format!("{:#}", config::load_agent(&file).err().expect(extra));
+        let err = format!("{:#}", config::load_agent(&file).expect_err(extra));
         let want = format!("{}:{want}", file.display());
-        assert!(err.starts_with(&want), "{extra:?}\n got: {err}\nwant: {want}");
+        assert!(
+            err.starts_with(&want),
+            "{extra:?}\n got: {err}\nwant: {want}"
+        );
     }
 }
 
@@ -112,9 +145,12 @@ fn model_settings_out_of_range_and_missing_fields_are_located() {
     ];
     for (text, want) in cases {
         let file = write(&dir, "agent.yaml", text);
-        let err = format!("{:#}", config::load_agent(&file).err().expect(text));
+        let err = format!("{:#}", config::load_agent(&file).expect_err(text));
         let want = format!("{}:{want}", file.display());
-        assert!(err.starts_with(&want), "{text:?}\n got: {err}\nwant: {want}");
+        assert!(
+            err.starts_with(&want),
+            "{text:?}\n got: {err}\nwant: {want}"
+        );
     }
 }
 
@@ -123,7 +159,10 @@ fn task_overrides_and_inline_agents_are_checked_where_they_are_written() {
     let dir = scratch("task");
     write(&dir, "agent.yaml", &agent(""));
     let cases = [
-        ("agent: agent.yaml\nprompt: hi\nmax_rounds: 0\n", "3:1: max_rounds must be at least 1, not 0"),
+        (
+            "agent: agent.yaml\nprompt: hi\nmax_rounds: 0\n",
+            "3:1: max_rounds must be at least 1, not 0",
+        ),
         (
             "agent: agent.yaml\nprompt: hi\ngenerate:\n  temperature: .nan\n",
             "4:3: generate.temperature must be a number of at least 0 (0 is greedy), not NaN",
@@ -136,23 +175,34 @@ fn task_overrides_and_inline_agents_are_checked_where_they_are_written() {
             "agent: agent.yaml\nprompt: hi\nmessages: [{role: user, content: hi}]\n",
             "3:1: give either prompt or messages, not both",
         ),
-        ("agent: agent.yaml\nmessages: []\n", "2:1: messages is empty"),
-        ("agent: agent.yaml\n", "1:1: the task needs a prompt (or messages)"),
         (
-            &format!("agent:\n  name: x\n  model: {{backend: scripted, path: {TOKENIZER}}}\n  timeout: 0\nprompt: hi\n"),
+            "agent: agent.yaml\nmessages: []\n",
+            "2:1: messages is empty",
+        ),
+        (
+            "agent: agent.yaml\n",
+            "1:1: the task needs a prompt (or messages)",
+        ),
+        (
+            &format!(
+                "agent:\n  name: x\n  model: {{backend: scripted, path: {TOKENIZER}}}\n  timeout: 0\nprompt: hi\n"
+            ),
             "4:3: timeout must be a number of seconds above 0",
         ),
     ];
     for (text, want) in cases {
         let file = write(&dir, "task.yaml", text);
-        let err = format!("{:#}", config::load_task(&file).err().expect(text));
+        let err = format!("{:#}", config::load_task(&file).expect_err(text));
         let want = format!("{}:{want}", file.display());
-        assert!(err.starts_with(&want), "{text:?}\n got: {err}\nwant: {want}");
+        assert!(
+            err.starts_with(&want),
+            "{text:?}\n got: {err}\nwant: {want}"
+        );
     }
     // A bad agent file named by a task: the task's `agent:` line, then the agent's own location.
     write(&dir, "bad.yaml", &agent("timeout: -1\n"));
     let file = write(&dir, "task.yaml", "prompt: hi\nagent: bad.yaml\n");
-    let err = format!("{:#}", config::load_task(&file).err().unwrap());
+    let err = format!("{:#}", config::load_task(&file).unwrap_err());
     assert!(
         err.contains("task.yaml:2:8: loading the agent file bad.yaml")
             && err.contains("bad.yaml:5:1: timeout must be"),
@@ -168,14 +218,14 @@ fn mcp_config_files_are_checked_with_json_locations() {
         "servers.json",
         "{\n  \"mcpServers\": {\n    \"t\": {\"command\": \"x\", \"timeout\": -1}\n  }\n}\n",
     );
-    let err = format!("{:#}", config::load_mcp_config(&path).err().unwrap());
+    let err = format!("{:#}", config::load_mcp_config(&path).unwrap_err());
     let want = format!(
-        "{}:3:32: mcpServers.t.timeout must be a number of seconds",
+        "{}:3:27: mcpServers.t.timeout must be a number of seconds",
         path.display()
     );
     assert!(err.starts_with(&want), "got: {err}\nwant: {want}");
     let path = write(&dir, "vscode.json", "{\"servers\": {\"u\": {}}}");
-    let err = format!("{:#}", config::load_mcp_config(&path).err().unwrap());
+    let err = format!("{:#}", config::load_mcp_config(&path).unwrap_err());
     assert!(
         err.contains("1:14: servers.u needs either command"),
         "{err}"
@@ -187,7 +237,7 @@ fn oversized_config_files_are_refused_before_parsing() {
     let dir = scratch("big");
     let big = "#".repeat(config::MAX_CONFIG_BYTES as usize + 1);
     let file = write(&dir, "agent.yaml", &big);
-    let err = config::load_agent(&file).err().unwrap().to_string();
+    let err = config::load_agent(&file).unwrap_err().to_string();
     assert!(err.contains("larger than 4 MiB"), "{err}");
 }
 
@@ -273,7 +323,10 @@ fn quantize_refuses_shapes_it_cannot_pack() {
     for (group, want) in [
         ("0", "group size must be a positive multiple of 8"),
         ("12", "group size must be a positive multiple of 8"),
-        ("24", "64 input features are not a multiple of the group size 24"),
+        (
+            "24",
+            "64 input features are not a multiple of the group size 24",
+        ),
     ] {
         let (err, ok) = run(&[
             "quantize",
@@ -317,40 +370,73 @@ fn out_of_range_flags_are_refused_by_name() {
     let model = model.to_str().unwrap();
     for (flags, want) in [
         (&["--temperature", "NaN"][..], "--temperature"),
+        (&["--temperature=-1"][..], "--temperature"),
         (&["--top-p", "0"][..], "--top-p"),
         (&["--max-new-tokens", "0"][..], "--max-new-tokens"),
         (&["--context-length", "99999999999"][..], "--context-length"),
-        (&["--rope-scaling-factor", "-1"][..], "--rope-scaling-factor"),
+        (&["--rope-scaling-factor=-1"][..], "--rope-scaling-factor"),
         (&["--threads", "0"][..], "--threads"),
     ] {
         let mut args = vec!["generate", "--model", model, "--prompt", "hi"];
         args.extend_from_slice(flags);
         let (err, ok) = run(&args);
-        assert!(!ok && err.contains(want) && err.contains("must be"), "{flags:?}: {err}");
+        assert!(
+            !ok && err.contains(want) && err.contains("must be"),
+            "{flags:?}: {err}"
+        );
     }
     let (err, ok) = run(&["bench", "--model", model, "--prompt-tokens", "0"]);
     assert!(!ok && err.contains("--prompt-tokens"), "{err}");
-    let (err, ok) = run(&["logits", "--model", model, "--ids", "1,999999", "--out", "/dev/null"]);
+    let (err, ok) = run(&[
+        "logits",
+        "--model",
+        model,
+        "--ids",
+        "1,999999",
+        "--out",
+        "/dev/null",
+    ]);
     assert!(!ok && err.contains("token id 999999 is outside"), "{err}");
 }
 
 /// Fragments of agent and task files, right and wrong, to build YAML-ish documents from.
 fn fragment() -> impl Strategy<Value = String> {
     let key = prop_oneof![
-        Just("name"), Just("model"), Just("backend"), Just("path"), Just("timeout"),
-        Just("max_rounds"), Just("generate"), Just("temperature"), Just("tools"),
-        Just("code_interpreter"), Just("memory_mb"), Just("mcpServers"), Just("command"),
-        Just("agent"), Just("prompt"), Just("messages"), Just("stop"), Just("<<"), Just("&a"),
+        Just("name"),
+        Just("model"),
+        Just("backend"),
+        Just("path"),
+        Just("timeout"),
+        Just("max_rounds"),
+        Just("generate"),
+        Just("temperature"),
+        Just("tools"),
+        Just("code_interpreter"),
+        Just("memory_mb"),
+        Just("mcpServers"),
+        Just("command"),
+        Just("agent"),
+        Just("prompt"),
+        Just("messages"),
+        Just("stop"),
+        Just("<<"),
+        Just("&a"),
     ];
     let value = prop_oneof![
-        Just("-1".to_string()), Just(".nan".to_string()), Just("1e400".to_string()),
-        Just("0".to_string()), Just("scripted".to_string()), Just("*a".to_string()),
-        Just("[".to_string()), Just("{}".to_string()), Just("~".to_string()),
-        Just("18446744073709551616".to_string()), "[ -~]{0,8}",
+        Just("-1".to_string()),
+        Just(".nan".to_string()),
+        Just("1e400".to_string()),
+        Just("0".to_string()),
+        Just("scripted".to_string()),
+        Just("*a".to_string()),
+        Just("[".to_string()),
+        Just("{}".to_string()),
+        Just("~".to_string()),
+        Just("18446744073709551616".to_string()),
+        "[ -~]{0,8}",
     ];
-    (0usize..4, key, value).prop_map(|(indent, key, value)| {
-        format!("{}{key}: {value}\n", "  ".repeat(indent))
-    })
+    (0usize..4, key, value)
+        .prop_map(|(indent, key, value)| format!("{}{key}: {value}\n", "  ".repeat(indent)))
 }
 
 proptest! {

@@ -38,7 +38,10 @@ fn read_request(stream: TcpStream) -> (Json, TcpStream) {
     }
     let mut request = vec![0u8; length];
     reader.read_exact(&mut request).unwrap();
-    (serde_json::from_slice(&request).unwrap(), reader.into_inner())
+    (
+        serde_json::from_slice(&request).unwrap(),
+        reader.into_inner(),
+    )
 }
 
 fn serve(responses: Vec<(u16, String)>) -> FakeServer {
@@ -246,7 +249,8 @@ fn serve_then_stall(first: String) -> (String, mpsc::Sender<()>) {
     std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
         let (_, mut stream) = read_request(stream);
-        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+        let head =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
         stream.write_all(head.as_bytes()).unwrap();
         stream.write_all(first.as_bytes()).unwrap();
         stream.flush().unwrap();
@@ -292,8 +296,7 @@ fn a_server_that_stalls_mid_stream_is_a_read_timeout_error() {
             seen.push_str(text);
         }
     })
-    .err()
-    .expect("a stalled stream fails");
+    .expect_err("a stalled stream fails");
     let message = format!("{err:#}");
     assert!(
         message.contains("the server sent nothing for") && message.contains("read_timeout"),
@@ -336,9 +339,7 @@ fn a_huge_tool_call_index_is_refused() {
     ]);
     let server = serve(vec![(200, body)]);
     let mut backend = backend(&server.url, Duration::from_secs(30));
-    let err = complete(&mut backend, &AtomicBool::new(false), &mut |_| {})
-        .err()
-        .expect("refused");
+    let err = complete(&mut backend, &AtomicBool::new(false), &mut |_| {}).expect_err("refused");
     assert!(
         format!("{err:#}").contains("tool call index 1000000000000 after 0 calls"),
         "{err:#}"

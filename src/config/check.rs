@@ -69,11 +69,7 @@ pub fn top_p(v: f32) -> Verdict {
 
 /// A fraction of the most likely token's probability: 0 (off) to 1.
 pub fn min_p(v: f32) -> Verdict {
-    rule(
-        (0.0..=1.0).contains(&v),
-        "must be between 0 (off) and 1",
-        v,
-    )
+    rule((0.0..=1.0).contains(&v), "must be between 0 (off) and 1", v)
 }
 
 /// Subtracted from the logits of tokens already generated; OpenAI's and vLLM's range.

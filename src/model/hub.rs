@@ -132,8 +132,17 @@ mod tests {
             assert!(is_hub_id(id), "{id}");
         }
         for path in [
-            "./Qwen/Qwen3", "../models/x", "/abs/x", "model", "a/b/c", "a/", "/a", ".hidden/x",
-            "a/../b", "a b/c", "",
+            "./Qwen/Qwen3",
+            "../models/x",
+            "/abs/x",
+            "model",
+            "a/b/c",
+            "a/",
+            "/a",
+            ".hidden/x",
+            "a/../b",
+            "a b/c",
+            "",
         ] {
             assert!(!is_hub_id(path), "{path}");
         }
@@ -142,7 +151,10 @@ mod tests {
     #[test]
     fn a_missing_relative_directory_is_reported_as_missing() {
         let dir = tempfile::tempdir().unwrap();
-        for spec in [dir.path().join("absent"), PathBuf::from("./absent-model-dir")] {
+        for spec in [
+            dir.path().join("absent"),
+            PathBuf::from("./absent-model-dir"),
+        ] {
             let err = resolve_model_dir(&spec).unwrap_err().to_string();
             assert!(
                 err.contains("does not exist") && err.contains(&spec.display().to_string()),

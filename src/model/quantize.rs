@@ -34,7 +34,12 @@ pub fn quantize_rtn(
     if let Err(why) = packable(outf, inf, group) {
         panic!("quantize_rtn: {why}");
     }
-    assert_eq!(w.len(), outf * inf, "quantize_rtn: W holds {} values, not {outf}×{inf}", w.len());
+    assert_eq!(
+        w.len(),
+        outf * inf,
+        "quantize_rtn: W holds {} values, not {outf}×{inf}",
+        w.len()
+    );
     let groups = inf / group;
     let mut scales = vec![f16::ZERO; groups * outf];
     let mut zeros = vec![0u8; groups * outf];
@@ -69,10 +74,14 @@ pub fn quantize_rtn(
 /// multiple of 8 (eight 4-bit values per packed word).
 pub fn packable(outf: usize, inf: usize, group: usize) -> Result<(), String> {
     if group == 0 || !group.is_multiple_of(8) {
-        return Err(format!("group size {group} is not a positive multiple of 8"));
+        return Err(format!(
+            "group size {group} is not a positive multiple of 8"
+        ));
     }
     if !inf.is_multiple_of(group) {
-        return Err(format!("{inf} input features are not a multiple of the group size {group}"));
+        return Err(format!(
+            "{inf} input features are not a multiple of the group size {group}"
+        ));
     }
     if !outf.is_multiple_of(8) {
         return Err(format!("{outf} output features are not a multiple of 8"));
@@ -98,7 +107,9 @@ pub fn quantize_dir(input: &Path, out: &Path, options: &QuantizeOptions) -> Resu
         embeddings,
     } = *options;
     if group == 0 || !group.is_multiple_of(8) {
-        bail!("--group-size {group}: the group size must be a positive multiple of 8 (AutoAWQ uses 128)");
+        bail!(
+            "--group-size {group}: the group size must be a positive multiple of 8 (AutoAWQ uses 128)"
+        );
     }
     if max_shard_bytes == 0 {
         bail!("the largest shard must hold at least one byte");
@@ -141,7 +152,9 @@ pub fn quantize_dir(input: &Path, out: &Path, options: &QuantizeOptions) -> Resu
         }
         if is_quantized {
             let &[outf, inf] = shape.as_slice() else {
-                bail!("{name} has shape {shape:?}: only 2-D [out, in] linear weights can be quantized");
+                bail!(
+                    "{name} has shape {shape:?}: only 2-D [out, in] linear weights can be quantized"
+                );
             };
             if let Err(why) = packable(outf, inf, group) {
                 bail!("{name} (shape {shape:?}) cannot be packed: {why}");

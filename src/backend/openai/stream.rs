@@ -5,7 +5,9 @@
 
 use super::sse::SseReader;
 use crate::backend::BackendResponse;
-use crate::chat::{FinishReason, OutputParser, ParseEvent, ParsedOutput, ParsedToolCall, arguments_from_text};
+use crate::chat::{
+    FinishReason, OutputParser, ParseEvent, ParsedOutput, ParsedToolCall, arguments_from_text,
+};
 use anyhow::{Context, Result, bail};
 use serde_json::Value as Json;
 use std::io::{BufReader, Read};
@@ -262,7 +264,7 @@ mod tests {
         let body = sse(&calls(&[
             json!({"index": 1_000_000_000_000u64, "function": {"name": "f", "arguments": "{}"}}),
         ]));
-        let err = read(&body).err().expect("refused");
+        let err = read(&body).expect_err("refused");
         assert!(
             err.to_string().contains("tool call index 1000000000000"),
             "{err}"
@@ -286,7 +288,11 @@ mod tests {
             .collect();
         assert_eq!(names, ["f", "g"]);
         assert_eq!(response.output.tool_calls[0].arguments["x"], 1);
-        assert!(response.output.errors.is_empty(), "{:?}", response.output.errors);
+        assert!(
+            response.output.errors.is_empty(),
+            "{:?}",
+            response.output.errors
+        );
     }
 
     #[test]
@@ -298,7 +304,7 @@ mod tests {
     #[test]
     fn a_stream_cut_before_the_end_is_an_error() {
         let body = b"data: {\"choices\": [{\"delta\": {\"content\": \"half an ans\"}}]}\n\n";
-        let err = read(body).err().expect("refused");
+        let err = read(body).expect_err("refused");
         assert!(err.to_string().contains("before the answer ended"), "{err}");
         // Interrupted, the same stream is what came so far.
         let interrupted = read_stream(&body[..], false, &AtomicBool::new(true), &mut |_| {});
@@ -321,9 +327,16 @@ mod tests {
                 proptest::collection::vec(
                     (
                         prop_oneof![
-                            Just("index"), Just("id"), Just("function"), Just("name"),
-                            Just("arguments"), Just("content"), Just("reasoning_content"),
-                            Just("tool_calls"), Just("finish_reason"), Just("usage"),
+                            Just("index"),
+                            Just("id"),
+                            Just("function"),
+                            Just("name"),
+                            Just("arguments"),
+                            Just("content"),
+                            Just("reasoning_content"),
+                            Just("tool_calls"),
+                            Just("finish_reason"),
+                            Just("usage"),
                             Just("error")
                         ],
                         inner
