@@ -115,6 +115,17 @@ fn errors_come_back_as_short_tracebacks_and_the_session_lives_on() {
         "{r:?}"
     );
     assert_eq!(run(&mut s, "y").result.as_deref(), Some("5"));
+    // Names the driver uses, rebound in `__main__` or patched in `json`, do not break the report.
+    let r = run(
+        &mut s,
+        "from os import *\nimport json\njson.dump = json.dumps = None\nopen = repr = None\nprint('shadowed')",
+    );
+    assert_eq!(
+        (r.status, r.stdout.as_str()),
+        (CellStatus::Ok, "shadowed\n"),
+        "{r:?}"
+    );
+    assert_eq!(run(&mut s, "y").result.as_deref(), Some("5"));
     assert_eq!(model_text(&run(&mut s, "z = 1")), "Finished execution.");
 }
 
@@ -137,30 +148,41 @@ fn host_files_network_and_processes_are_out_of_reach() {
             "{code:?} leaked: {r:?}"
         );
     }
-    // No way to start a process exists in the guest: the functions are absent (not stubs), and
-    // calling one never reaches the host (the command would create the marker file).
+    // No way to start a process exists in the guest: the system calls are absent (not stubs),
+    // the library routes to them fail, and none reaches the host (the command would create the
+    // marker file).
     let r = run(
         &mut s,
-        "import os\n[n for n in ('system', 'popen', 'fork', 'forkpty', 'execv', 'execve', \
-         'posix_spawn', 'posix_spawnp', 'spawnv', 'spawnve') if hasattr(os, n)]",
+        "import os\n[n for n in ('system', 'fork', 'forkpty', 'execv', 'execve', 'posix_spawn', \
+         'posix_spawnp', 'spawnv', 'spawnve') if hasattr(os, n)]",
     );
     assert_eq!(r.result.as_deref(), Some("[]"), "{r:?}");
     let marker = std::env::temp_dir().join(format!("qwen3-agent-pwned-{}", std::process::id()));
-    let r = run(&mut s, &format!("import os\nos.system('touch {}')", marker.display()));
-    assert!(
-        r.status == CellStatus::Error
-            && r.stderr
-                .contains("AttributeError: module 'os' has no attribute 'system'"),
-        "{r:?}"
-    );
-    let r = run(
-        &mut s,
-        &format!(
-            "import subprocess\nsubprocess.run(['touch', '{}'])",
-            marker.display()
+    let touch = py(&marker.display().to_string());
+    for (code, error) in [
+        (
+            format!("import os\nos.system('touch ' + {touch})"),
+            "AttributeError: module 'os' has no attribute 'system'",
         ),
-    );
-    assert_eq!(r.status, CellStatus::Error, "{r:?}");
+        (
+            format!("import subprocess\nsubprocess.run(['touch', {touch}])"),
+            "OSError: [Errno 58] wasi does not support processes.",
+        ),
+        (
+            format!("import os\nos.popen('touch ' + {touch})"),
+            "OSError: [Errno 58] wasi does not support processes.",
+        ),
+        (
+            format!("import os\nos.execvp('touch', ['touch', {touch}])"),
+            "execv",
+        ),
+    ] {
+        let r = run(&mut s, &code);
+        assert!(
+            r.status == CellStatus::Error && r.stderr.contains(error),
+            "{code:?}: {r:?}"
+        );
+    }
     assert!(!marker.exists(), "a command reached the host");
     let r = run(&mut s, "import os\nsorted(os.environ)");
     let names = r.result.unwrap_or_default();
@@ -386,14 +408,24 @@ impl HostSecret {
     }
 }
 
-/// A cell that replaces `json.dump` for the driver's next report (once), writing `forged`
-/// (Python source of a string) instead.
-fn forge_report(forged: &str) -> String {
+/// A cell that knows the driver: it replaces it for the next cell's call (once) with `body`
+/// (Python, indented four spaces), which then writes whatever report it likes. The next cell's
+/// result shows what the host made of it.
+fn replace_driver_once(body: &str) -> String {
     format!(
-        "import json\n_real_dump = json.dump\n\
-         def _forged_dump(obj, f, **kw):\n    json.dump = _real_dump\n    f.write({forged})\n\
-         json.dump = _forged_dump"
+        "import builtins\n_driver = builtins.__qwen3_agent_cell\n\
+         def _forged(src, limit):\n    builtins.__qwen3_agent_cell = _driver\n{body}\n\
+         builtins.__qwen3_agent_cell = _forged"
     )
+}
+
+/// Runs a cell that makes the next report `forged` (Python source of a string), then the next
+/// cell.
+fn forge_report(s: &mut PythonSession, forged: &str) -> CellResult {
+    let body =
+        format!("    with open('/.qwen3-agent/status.json', 'w') as f:\n        f.write({forged})");
+    assert_eq!(run(s, &replace_driver_once(&body)).status, CellStatus::Ok);
+    run(s, "pass")
 }
 
 fn py(text: &str) -> String {
@@ -403,7 +435,12 @@ fn py(text: &str) -> String {
 #[test]
 fn forged_reports_and_links_never_reach_host_files() {
     let out = output_dir("hostile");
-    let mut s = session_with(out.clone(), short_limits(), Vec::new());
+    // The short caps, but time enough for matplotlib's first import on a loaded machine.
+    let limits = Limits {
+        timeout: Duration::from_secs(120),
+        ..short_limits()
+    };
+    let mut s = session_with(out.clone(), limits, Vec::new());
     // Shaped like a report (with the `figures` list the driver once had) and like a PNG, so that
     // a host that followed a link would accept them.
     let report = HostSecret::new("status.json", |marker| {
@@ -417,7 +454,11 @@ fn forged_reports_and_links_never_reach_host_files() {
         report.assert_untouched(r, &out);
         png.assert_untouched(r, &out);
         assert!(!r.session_restarted, "{r:?}");
-        assert_eq!(run(s, "keep + 1").result.as_deref(), Some("42"), "the session lives on");
+        assert_eq!(
+            run(s, "keep + 1").result.as_deref(),
+            Some("42"),
+            "the session lives on"
+        );
     };
 
     // (a), (b): the exploit of issue 19: a forged `figures` list naming a host file, absolute
@@ -430,7 +471,7 @@ fn forged_reports_and_links_never_reach_host_files() {
             r#"'{{"status": "ok", "result": null, "figures": [' + {} + ']}}'"#,
             py(&py(&path))
         );
-        let r = run(&mut s, &forge_report(&forged));
+        let r = forge_report(&mut s, &forged);
         assert!(
             r.status == CellStatus::Error
                 && r.stderr.contains("status report is malformed")
@@ -450,11 +491,16 @@ fn forged_reports_and_links_never_reach_host_files() {
             py(&png.dotdot())
         ),
     );
-    assert_eq!(r.result.as_deref(), Some("True"), "the guest made the link: {r:?}");
+    assert_eq!(
+        r.result.as_deref(),
+        Some("True"),
+        "the guest made the link: {r:?}"
+    );
     assert!(
         r.status == CellStatus::Ok
             && r.images.is_empty()
-            && r.stderr.contains("figure-0.png is a symbolic link: not saved"),
+            && r.stderr
+                .contains("figure-0.png is a symbolic link: not saved"),
         "{r:?}"
     );
     check(&mut s, &r);
@@ -471,34 +517,34 @@ fn forged_reports_and_links_never_reach_host_files() {
         "{r:?}"
     );
     check(&mut s, &r);
-    // The report itself as a link to a report-shaped host file; the cell keeps the driver from
-    // replacing it by handing it a dummy file once.
-    let r = run(
-        &mut s,
-        &format!(
-            "import builtins, io, os\nos.symlink({}, '/.qwen3-agent/status.json')\n\
-             _real_open = builtins.open\n\
-             def _open(path, *a, **kw):\n    if str(path).endswith('status.json'):\n        \
-             builtins.open = _real_open\n        return io.StringIO()\n    return _real_open(path, *a, **kw)\n\
-             builtins.open = _open",
-            py(&report.dotdot())
-        ),
+    // The report itself as a link to a report-shaped host file.
+    let body = format!(
+        "    import os\n    os.symlink({}, '/.qwen3-agent/status.json')",
+        py(&report.dotdot())
     );
+    assert_eq!(
+        run(&mut s, &replace_driver_once(&body)).status,
+        CellStatus::Ok
+    );
+    let r = run(&mut s, "pass");
     assert!(
         r.status == CellStatus::Error
-            && r.stderr.contains("status report was refused: status.json is a symbolic link"),
+            && r.stderr
+                .contains("status report was refused: status.json is a symbolic link"),
         "{r:?}"
     );
     check(&mut s, &r);
 
     // (d) An oversized report, and one of the wrong types.
-    let r = run(&mut s, &forge_report("'\\x00{not json' * 100_000"));
+    let r = forge_report(&mut s, "'\\x00{not json' * 100_000");
     assert!(
-        r.status == CellStatus::Error && r.stderr.contains("over the") && r.stderr.contains("limit"),
+        r.status == CellStatus::Error
+            && r.stderr.contains("over the")
+            && r.stderr.contains("limit"),
         "{r:?}"
     );
     check(&mut s, &r);
-    let r = run(&mut s, &forge_report(r#"'{"status": ["ok"], "result": {"a": 1}}'"#));
+    let r = forge_report(&mut s, r#"'{"status": "ok", "result": {"a": 1}}'"#);
     assert!(
         r.status == CellStatus::Error && r.stderr.contains("invalid type"),
         "{r:?}"
@@ -519,7 +565,10 @@ fn forged_reports_and_links_never_reach_host_files() {
     );
     let r = run(
         &mut s,
-        &format!("import os, time\nos.symlink({}, '/big')\ntime.sleep(0.5)", py(&dotdot)),
+        &format!(
+            "import os, time\nos.symlink({}, '/big')\ntime.sleep(0.5)",
+            py(&dotdot)
+        ),
     );
     assert_eq!(r.status, CellStatus::Ok, "{r:?}");
     check(&mut s, &r);
@@ -530,7 +579,11 @@ fn forged_reports_and_links_never_reach_host_files() {
         "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [3, 1, 2])\nNone",
     );
     assert_eq!((r.status, r.images.len()), (CellStatus::Ok, 1), "{r:?}");
-    assert!(std::fs::read(&r.images[0]).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert!(
+        std::fs::read(&r.images[0])
+            .unwrap()
+            .starts_with(b"\x89PNG\r\n\x1a\n")
+    );
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
     check(&mut s, &r);
 }
@@ -566,7 +619,10 @@ fn input_dirs_are_read_only_and_their_links_stay_inside() {
         assert_eq!(r.status, CellStatus::Error, "{code:?} should fail: {r:?}");
         secret.assert_untouched(&r, &out);
     }
-    assert_eq!(std::fs::read_to_string(data.join("table.csv")).unwrap(), "a,b\n1,2\n");
+    assert_eq!(
+        std::fs::read_to_string(data.join("table.csv")).unwrap(),
+        "a,b\n1,2\n"
+    );
     let mut names: Vec<String> = std::fs::read_dir(&data)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

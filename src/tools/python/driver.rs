@@ -15,10 +15,17 @@ use serde::Deserialize;
 pub const PRIVATE_GUEST: &str = "/.qwen3-agent";
 const STATUS_FILE: &str = "status.json";
 
-/// Defines `__qwen3_agent_cell(src, limit)` in builtins; `limit` cuts the repr it reports.
+/// Defines `__qwen3_agent_cell(src, limit)` in builtins; `limit` cuts the repr it reports. The
+/// driver gets its own globals and binds `dumps` once, so a cell that rebinds `open` or other
+/// names in `__main__` (`from os import *` does) or patches `json` cannot break the report by
+/// accident; a cell that means to can still replace the driver, which is why the host trusts
+/// nothing the report says.
 pub const DEFINE: &str = r#"
-def __qwen3_agent_cell(src, limit):
-    import ast, sys, json, traceback
+exec(compile(r"""
+import ast, sys, traceback
+from json import dumps
+
+def cell(src, limit):
     main = sys.modules["__main__"].__dict__
     status = {"status": "ok", "result": None}
     try:
@@ -52,10 +59,11 @@ def __qwen3_agent_cell(src, limit):
         sys.stdout.flush()
         sys.stderr.flush()
         with open("/.qwen3-agent/status.json", "w") as f:
-            json.dump(status, f)
+            f.write(dumps(status))
+
 import builtins
-builtins.__qwen3_agent_cell = __qwen3_agent_cell
-del __qwen3_agent_cell, builtins
+builtins.__qwen3_agent_cell = cell
+""", "<driver>", "exec"), {})
 "#;
 
 /// The Python that runs `code` as one cell, reporting at most `limit` bytes of its value.
@@ -108,8 +116,8 @@ pub fn read_report(private: &GuestDir, limit: usize) -> Result<Report, String> {
         Err(refused) => format!("its status report was refused: {refused}"),
     };
     Err(format!(
-        "the sandbox cannot tell how this cell ended: {why}. It counts as failed; a cell that \
-         replaces what the sandbox's driver uses (open, json.dump, sys) breaks this report\n"
+        "the sandbox cannot tell how this cell ended: {why}. It counts as failed (a cell that \
+         replaces the sandbox's cell driver, or what it uses, breaks this report)\n"
     ))
 }
 
@@ -154,6 +162,10 @@ mod tests {
         let huge = format!(r#"{{"status": "ok", "result": "{}"}}"#, "x".repeat(10_000));
         assert!(report_of(huge.as_bytes()).unwrap_err().contains("limit"));
         let dir = GuestDir::create("driver-test-").unwrap();
-        assert!(read_report(&dir, 100).unwrap_err().contains("no status report"));
+        assert!(
+            read_report(&dir, 100)
+                .unwrap_err()
+                .contains("no status report")
+        );
     }
 }

@@ -77,10 +77,8 @@ pub fn collect(private: &GuestDir, output_dir: &Path, counter: &mut usize) -> Fi
         match write_new(output_dir, *counter, &bytes) {
             Ok(path) => figures.saved.push(path),
             Err(e) => {
-                figures.notes += &format!(
-                    "could not save {name} in {} ({e})\n",
-                    output_dir.display()
-                )
+                figures.notes +=
+                    &format!("could not save {name} in {} ({e})\n", output_dir.display())
             }
         }
     }
@@ -154,8 +152,15 @@ mod tests {
             .map(|p| std::fs::read(p).unwrap())
             .collect();
         assert_eq!(read, vec![png(2), png(10)]);
-        assert!(figures.notes.contains("figure-3.png is not a PNG"), "{}", figures.notes);
-        assert!(private.path().join("figure-2.png").exists(), "copied, not moved");
+        assert!(
+            figures.notes.contains("figure-3.png is not a PNG"),
+            "{}",
+            figures.notes
+        );
+        assert!(
+            private.path().join("figure-2.png").exists(),
+            "copied, not moved"
+        );
 
         // The same names again: new files, the first ones untouched.
         let again = collect(&private, out.path(), &mut 0);
@@ -173,7 +178,11 @@ mod tests {
         }
         let figures = collect(&private, out.path(), &mut 0);
         assert_eq!(figures.saved.len(), MAX_FIGURES);
-        assert!(figures.notes.contains(&format!("{} figures", MAX_FIGURES + 3)));
+        assert!(
+            figures
+                .notes
+                .contains(&format!("{} figures", MAX_FIGURES + 3))
+        );
         assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), MAX_FIGURES);
     }
 }

