@@ -133,7 +133,8 @@ pub fn tools(args: ToolsArgs) -> Result<()> {
         (None, Some(path)) => {
             let timeout = Duration::from_secs_f64(args.timeout);
             let mut registry = ToolRegistry::new(timeout + CANCEL_GRACE);
-            if let Some(source) = start_mcp(&config::load_mcp_config(path)?, timeout)? {
+            let servers = config::load_mcp_config(path)?;
+            if let Some(source) = start_mcp(&servers, timeout, registry.notices())? {
                 registry.add_source(source)?;
             }
             registry
@@ -247,7 +248,7 @@ pub(super) fn build_tools(agent: &ResolvedAgent) -> Result<ToolRegistry> {
         registry.register(Arc::new(CodeInterpreter::new(runtime, options)))?;
     }
     let servers = config::mcp_servers(agent)?;
-    if let Some(source) = start_mcp(&servers, timeout)? {
+    if let Some(source) = start_mcp(&servers, timeout, registry.notices())? {
         registry.add_source(source)?;
     }
     Ok(registry)
@@ -262,6 +263,7 @@ fn output_dir() -> Result<PathBuf> {
 fn start_mcp(
     servers: &BTreeMap<String, McpServerSpec>,
     call_timeout: Duration,
+    notices: qwen3_agent::tools::Notices,
 ) -> Result<Option<Arc<McpToolSource>>> {
     if servers.is_empty() {
         return Ok(None);
@@ -274,6 +276,8 @@ fn start_mcp(
         max_output_chars: 20_000,
         max_message_bytes: MAX_MCP_MESSAGE_BYTES,
         output_dir: output_dir()?,
+        notices,
+        forward_stderr: std::env::var_os("QWEN3_AGENT_MCP_STDERR").is_some(),
     };
     let started = mcp::start_servers(servers, &settings)?;
     for failure in started.failures {
