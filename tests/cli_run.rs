@@ -402,7 +402,11 @@ fn a_failed_run_still_ends_its_transcript_with_the_error() {
 #[test]
 fn eval_scores_a_failing_case_as_failed_and_still_writes_the_report() {
     let dir = scratch("eval");
-    write(&dir, "agent.yaml", &agent_yaml("The answer is 42."));
+    write(
+        &dir,
+        "agent.yaml",
+        &agent_yaml("<think>\n\n</think>\n\nThe answer is 42."),
+    );
     let cases = write(
         &dir,
         "cases.jsonl",

@@ -53,14 +53,17 @@ pub struct AssembleOptions {
     pub output_dir: PathBuf,
     /// Receives progress and notices while the agent is built.
     pub on_event: Box<dyn Fn(AssembleEvent) + Send + Sync>,
+    /// Pass each stdio MCP server's stderr lines on as notices (otherwise they are read and dropped).
+    pub forward_server_stderr: bool,
 }
 
 impl AssembleOptions {
-    /// Options that write tool files to `output_dir` and ignore progress.
+    /// Options that write tool files to `output_dir`, ignore progress and drop servers' stderr.
     pub fn new(output_dir: PathBuf) -> Self {
         AssembleOptions {
             output_dir,
             on_event: Box::new(|_| {}),
+            forward_server_stderr: false,
         }
     }
 
@@ -179,7 +182,7 @@ fn required<'a, T: ?Sized>(
 /// A timeout from the agent file as a duration, or an error naming the field (never a panic on a
 /// negative, NaN or huge value).
 fn seconds(value: f64, definition: &ResolvedAgent, field: &str) -> Result<Duration> {
-    if !(value > 0.0) {
+    if value.is_nan() || value <= 0.0 {
         bail!(
             "{}: {field} must be a positive number of seconds, not {value}",
             definition.source.display()

@@ -151,7 +151,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if !(seconds > 0.0) {
+    if seconds.is_nan() || seconds <= 0.0 {
         return Err(format!("{text} is not a positive number of seconds"));
     }
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text} seconds is too long"))
@@ -184,11 +184,9 @@ pub fn tools(args: ToolsArgs) -> Result<()> {
                 .dispatch(&[(name.clone(), arguments)])
                 .pop()
                 .context("the registry returned no record for the call")?;
-            registry
-                .notices()
-                .drain()
-                .iter()
-                .for_each(|n| print_notice(n));
+            for notice in registry.notices().drain() {
+                print_notice(&notice);
+            }
             println!(
                 "{}",
                 serde_json::to_string(
