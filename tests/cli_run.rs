@@ -78,12 +78,11 @@ fn run_prints_the_result_json_and_writes_a_transcript() {
         .collect();
     let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
     assert_eq!(events, ["run_start", "model_call", "run_end"]);
-    assert!(
-        lines[1]["prompt"]
-            .as_str()
-            .unwrap()
-            .starts_with("<|im_start|>system\nBe brief.<|im_end|>")
+    assert_eq!(
+        lines[1]["prompt"],
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nSay hello<|im_end|>\n<|im_start|>assistant\n"
     );
+    assert_eq!(lines[2]["stop_reason"], "answer");
 }
 
 #[test]
