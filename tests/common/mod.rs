@@ -1,6 +1,8 @@
 //! Helpers shared by the MCP and real-tool test binaries. Each binary uses a subset, hence the allow.
 #![allow(dead_code)]
 
+pub mod openai_server;
+
 use qwen3_agent::config::McpServerSpec;
 use qwen3_agent::tools::ToolRegistry;
 use qwen3_agent::tools::mcp::{McpSettings, start_servers};
