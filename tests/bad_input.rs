@@ -2,27 +2,16 @@
 //! the `file:line:column` of the key), a missing model directory, impossible `quantize` shapes and
 //! out-of-range flags. The config loader is also fed arbitrary bytes and YAML-ish documents.
 
+mod common;
+
+use common::{TOKENIZER, write};
 use proptest::prelude::*;
 use qwen3_agent::config;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const TOKENIZER: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/qwen3-tokenizer"
-);
-
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("qwen3-agent-bad-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    common::scratch("bad", name)
 }
 
 /// A scripted agent with `extra` appended at the top level (line 5 onwards).

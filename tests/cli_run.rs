@@ -4,26 +4,13 @@
 mod common;
 
 use common::openai_server::{delta, finish, serve, sse};
+use common::{TOKENIZER, read_jsonl, write};
 use serde_json::{Value as Json, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const TOKENIZER: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/qwen3-tokenizer"
-);
-
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("qwen3-agent-run-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    common::scratch("run", name)
 }
 
 fn run(args: &[&str]) -> (String, String, bool) {
@@ -71,11 +58,7 @@ fn run_prints_the_result_json_and_writes_a_transcript() {
     assert_eq!(result["reasoning_content"], "Greet.");
     assert_eq!(result["rounds"], 1);
     assert_eq!(result["messages"][0]["role"], "system");
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&transcript)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = read_jsonl(&transcript);
     let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
     assert_eq!(events, ["run_start", "model_call", "run_end"]);
     assert_eq!(
@@ -180,11 +163,7 @@ fn the_local_backend_runs_a_task_on_a_synthetic_model() {
     ]);
     assert!(ok, "{err}");
     let result: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&transcript)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = read_jsonl(&transcript);
     let call = lines.iter().find(|l| l["event"] == "model_call").unwrap();
     let prompt = call["prompt"].as_str().unwrap();
     // The same prompt through `generate`, greedy with the same settings, gives the counts the run
@@ -326,14 +305,6 @@ fn generate_stops_at_a_stop_string() {
     );
 }
 
-fn transcript(path: &Path) -> Vec<Json> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn the_transcript_redacts_the_api_key_and_mcp_env_and_header_values() {
     let dir = scratch("redact");
@@ -362,7 +333,7 @@ fn the_transcript_redacts_the_api_key_and_mcp_env_and_header_values() {
     for secret in ["sk-model-secret", "env-secret", "header-secret"] {
         assert!(!text.contains(secret), "{secret} reached the transcript");
     }
-    let start = &transcript(&path)[0];
+    let start = &read_jsonl(&path)[0];
     let servers = &start["agent"]["agent"]["mcpServers"];
     assert_eq!(servers["local"]["env"], json!({"API_TOKEN": "<redacted>"}));
     assert_eq!(
@@ -390,7 +361,7 @@ fn a_failed_run_still_ends_its_transcript_with_the_error() {
     let message =
         "the scripted backend has no output left for model call 2 (its script has 1 entries)";
     assert_eq!(err, format!("error: {message}\n"));
-    let end = transcript(&path).pop().unwrap();
+    let end = read_jsonl(&path).pop().unwrap();
     assert_eq!(
         end,
         json!({"event": "run_end", "rounds": 1, "stop_reason": "error",

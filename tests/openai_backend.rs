@@ -3,6 +3,9 @@
 //! and servers that misbehave: one that stalls mid-stream (read timeout; Ctrl-C while it is silent)
 //! and one that sends an absurd tool-call index.
 
+mod common;
+
+use common::openai_server::{delta, finish, read_request, serve, sse};
 use qwen3_agent::agent::{Agent, StopReason};
 use qwen3_agent::backend::{Backend, BackendRequest, BackendResponse, OpenAiBackend};
 use qwen3_agent::chat::{FinishReason, Message, ParseEvent};
@@ -10,81 +13,11 @@ use qwen3_agent::config::GenerateSpec;
 use qwen3_agent::engine::SamplingParams;
 use qwen3_agent::tools::{Tool, ToolOutput, ToolRegistry};
 use serde_json::{Map, Value as Json, json};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
-
-/// Serves one scripted response per connection; records request bodies.
-struct FakeServer {
-    url: String,
-    bodies: Arc<Mutex<Vec<Json>>>,
-}
-
-/// Reads one HTTP request from `stream`; returns its JSON body and the stream for the answer.
-fn read_request(stream: TcpStream) -> (Json, TcpStream) {
-    let mut reader = BufReader::new(stream);
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap();
-        }
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let mut request = vec![0u8; length];
-    reader.read_exact(&mut request).unwrap();
-    (
-        serde_json::from_slice(&request).unwrap(),
-        reader.into_inner(),
-    )
-}
-
-fn serve(responses: Vec<(u16, String)>) -> FakeServer {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let recorded = bodies.clone();
-    std::thread::spawn(move || {
-        for (status, body) in responses {
-            let (stream, _) = listener.accept().unwrap();
-            let (request, mut stream) = read_request(stream);
-            recorded.lock().unwrap().push(request);
-            let kind = if status == 200 {
-                "text/event-stream"
-            } else {
-                "application/json"
-            };
-            let head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            stream.write_all(head.as_bytes()).unwrap();
-            stream.write_all(body.as_bytes()).unwrap();
-        }
-    });
-    FakeServer { url, bodies }
-}
-
-fn sse(chunks: &[Json]) -> String {
-    chunks
-        .iter()
-        .map(|c| format!("data: {c}\n\n"))
-        .collect::<String>()
-        + "data: [DONE]\n\n"
-}
-
-fn delta(d: Json) -> Json {
-    json!({"choices": [{"index": 0, "delta": d, "finish_reason": null}]})
-}
-
-fn finish(reason: &str) -> Json {
-    json!({"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
-}
 
 struct Weather;
 impl Tool for Weather {

@@ -5,16 +5,12 @@
 
 mod common;
 
-use common::{processes_with, python};
+use common::{TOKENIZER, processes_with, python, read_jsonl};
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TOKENIZER: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/qwen3-tokenizer"
-);
 const SERVER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/signals/stubborn_server.py"
@@ -23,10 +19,7 @@ const SERVER: &str = concat!(
 /// A scratch dir with an agent whose script calls the stubborn server's `slow` tool; returns the dir,
 /// the process marker and the file the server creates when the call arrives.
 fn setup(name: &str) -> (PathBuf, String, PathBuf) {
-    let dir =
-        std::env::temp_dir().join(format!("qwen3-agent-signals-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("signals", name);
     let marker = format!("signal-test-{}-{name}", std::process::id());
     let ready = dir.join("call-started");
     let call = "<tool_call>\n{\"name\": \"slow\", \"arguments\": {}}\n</tool_call>";
@@ -105,14 +98,6 @@ fn interrupt_call(mut child: Child, marker: &str, ready: &Path, signal: i32, cod
     stderr
 }
 
-fn transcript_lines(path: &Path) -> Vec<Json> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn sigint_during_a_long_call_of_run_kills_the_servers_and_ends_the_transcript() {
     let (dir, marker, ready) = setup("run-int");
@@ -129,7 +114,7 @@ fn sigint_during_a_long_call_of_run_kills_the_servers_and_ends_the_transcript() 
     );
     let stderr = interrupt_call(child, &marker, &ready, libc::SIGINT, 130);
     assert!(stderr.contains("stopped by SIGINT"), "{stderr}");
-    let lines = transcript_lines(&transcript);
+    let lines = read_jsonl(&transcript);
     let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
     assert_eq!(events.first(), Some(&"run_start"));
     let tool_call = lines.iter().find(|l| l["event"] == "tool_call").unwrap();
@@ -159,7 +144,7 @@ fn sigterm_during_a_long_call_of_run_exits_143() {
         ],
     );
     interrupt_call(child, &marker, &ready, libc::SIGTERM, 143);
-    let end = transcript_lines(&transcript).pop().unwrap();
+    let end = read_jsonl(&transcript).pop().unwrap();
     assert_eq!(end["event"], "run_end");
     assert_eq!(end["signal"], "SIGTERM");
 }

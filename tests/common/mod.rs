@@ -1,4 +1,4 @@
-//! Helpers shared by the MCP and real-tool test binaries. Each binary uses a subset, hence the allow.
+//! Helpers shared by the test binaries. Each binary uses a subset, hence the allow.
 #![allow(dead_code)]
 
 pub mod openai_server;
@@ -8,8 +8,41 @@ use qwen3_agent::tools::ToolRegistry;
 use qwen3_agent::tools::mcp::{McpSettings, start_servers};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The Qwen3 tokenizer files: enough of a model directory for the scripted backend.
+pub const TOKENIZER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/qwen3-tokenizer"
+);
+
+/// An empty scratch dir for one test (`label` names the test binary, `name` the test).
+pub fn scratch(label: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "qwen3-agent-{label}-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The JSON values of a JSON-lines file (a transcript), in order.
+pub fn read_jsonl(path: &Path) -> Vec<Json> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Writes `text` to `dir/name`; returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
 
 pub fn python() -> String {
     let path = std::env::var("QWEN3_AGENT_TEST_PYTHON")

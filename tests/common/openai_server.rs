@@ -3,7 +3,7 @@
 
 use serde_json::{Value as Json, json};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
 pub struct FakeServer {
@@ -11,6 +11,28 @@ pub struct FakeServer {
     pub url: String,
     /// The JSON bodies received, in order.
     pub bodies: Arc<Mutex<Vec<Json>>>,
+}
+
+/// Reads one HTTP request from `stream`; returns its JSON body and the stream for the answer.
+pub fn read_request(stream: TcpStream) -> (Json, TcpStream) {
+    let mut reader = BufReader::new(stream);
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut request = vec![0u8; length];
+    reader.read_exact(&mut request).unwrap();
+    (
+        serde_json::from_slice(&request).unwrap(),
+        reader.into_inner(),
+    )
 }
 
 /// Answers the i-th connection with `responses[i]` (status, body): 200 as an event stream, others as JSON.
@@ -22,25 +44,8 @@ pub fn serve(responses: Vec<(u16, String)>) -> FakeServer {
     std::thread::spawn(move || {
         for (status, body) in responses {
             let (stream, _) = listener.accept().unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut request = vec![0u8; length];
-            reader.read_exact(&mut request).unwrap();
-            recorded
-                .lock()
-                .unwrap()
-                .push(serde_json::from_slice(&request).unwrap());
-            let mut stream = reader.into_inner();
+            let (request, mut stream) = read_request(stream);
+            recorded.lock().unwrap().push(request);
             let kind = if status == 200 {
                 "text/event-stream"
             } else {
