@@ -7,9 +7,9 @@ mod common;
 
 use common::{
     call, everything_server, fault_server, pids_with, processes_end, processes_with, python,
-    registry, run_json, time_server, tool_names,
+    registry, run_json, sdk_server, time_server, tool_names,
 };
-use qwen3_agent::config::{McpServerSpec, load_mcp_config};
+use qwen3_agent::config::{InheritEnv, McpServerSpec, load_mcp_config};
 use serde_json::{Value as Json, json};
 use std::time::{Duration, Instant};
 
@@ -166,6 +166,31 @@ fn pasted_configs_load() {
         err.contains("typo.json:1:") && err.contains("comand"),
         "{err}"
     );
+    let inherit = dir.join("inherit.json");
+    std::fs::write(
+        &inherit,
+        r#"{"mcpServers": {"a": {"command": "x", "inherit_env": ["TOKEN"]},
+        "b": {"command": "x", "inheritEnv": true}, "c": {"command": "x"}}}"#,
+    )
+    .unwrap();
+    let inherit = load_mcp_config(&inherit).unwrap();
+    assert_eq!(
+        inherit["a"].inherit_env,
+        InheritEnv::Names(vec!["TOKEN".into()])
+    );
+    assert_eq!(inherit["b"].inherit_env, InheritEnv::All(true));
+    assert_eq!(inherit["c"].inherit_env, InheritEnv::All(false));
+    let bad = dir.join("bad-inherit.json");
+    std::fs::write(
+        &bad,
+        r#"{"mcpServers": {"a": {"command": "x", "inherit_env": "TOKEN"}}}"#,
+    )
+    .unwrap();
+    let err = format!("{:#}", load_mcp_config(&bad).unwrap_err());
+    assert!(
+        err.contains("bad-inherit.json:1:") && err.contains("a list of environment variable names"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -174,7 +199,7 @@ fn an_agent_calls_the_reference_time_server_through_the_loop() {
     std::fs::create_dir_all(&dir).unwrap();
     let call = r#"<think>\nThe user wants Tokyo time.\n</think>\n\n<tool_call>\n{\"name\": \"get_current_time\", \"arguments\": {\"timezone\": \"Asia/Tokyo\"}}\n</tool_call>"#;
     let agent = format!(
-        "name: time\nmodel:\n  backend: scripted\n  path: {}/tests/fixtures/qwen3-tokenizer\n  script:\n    - \"{call}\"\n    - \"It is morning in Tokyo.\"\nmcpServers:\n  time:\n    command: {}\n    args: [-m, mcp_server_time, --local-timezone=Europe/Paris]\n",
+        "name: time\nmodel:\n  backend: scripted\n  path: {}/tests/fixtures/qwen3-tokenizer\n  script:\n    - \"{call}\"\n    - \"It is morning in Tokyo.\"\nmcpServers:\n  time:\n    command: {}\n    args: [-m, mcp_server_time, --local-timezone=Europe/Paris]\n    inherit_env: [LANG]\n",
         env!("CARGO_MANIFEST_DIR"),
         python()
     );
@@ -383,17 +408,6 @@ fn a_tool_timeout_overrides_the_server_timeout() {
     );
 }
 
-fn sdk_server(marker: &str) -> McpServerSpec {
-    McpServerSpec {
-        command: Some(python()),
-        args: vec![
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mcp/sdk_server.py").into(),
-            format!("--marker={marker}"),
-        ],
-        ..Default::default()
-    }
-}
-
 /// The one process whose command line holds `marker`.
 fn only_pid(marker: &str) -> u32 {
     let pids = pids_with(marker);
@@ -420,7 +434,10 @@ fn a_json_rpc_error_reply_is_a_tool_error_and_keeps_the_server() {
     }
     assert_eq!(only_pid(&marker), pid, "the server was not restarted");
     assert_eq!(call(&registry, "ping", json!({})).text, "pong");
-    assert_eq!(call(&registry, "check_date", json!({"date": "2026-01-31"})).text, "ok");
+    assert_eq!(
+        call(&registry, "check_date", json!({"date": "2026-01-31"})).text,
+        "ok"
+    );
 }
 
 #[test]
@@ -519,7 +536,9 @@ fn calls_that_fail_together_restart_the_server_once() {
     let Json::Object(args) = json!({"n": 3}) else {
         unreachable!()
     };
-    let calls: Vec<_> = (0..3).map(|_| ("gather".to_string(), args.clone())).collect();
+    let calls: Vec<_> = (0..3)
+        .map(|_| ("gather".to_string(), args.clone()))
+        .collect();
     let outputs: Vec<_> = registry
         .dispatch(&calls)
         .into_iter()

@@ -71,6 +71,22 @@ pub fn fault_server(marker: &str, extra: &[&str]) -> McpServerSpec {
     }
 }
 
+/// A server on the official Python SDK (tests/fixtures/mcp/sdk_server.py), `marker` on its command line.
+pub fn sdk_server(marker: &str) -> McpServerSpec {
+    McpServerSpec {
+        command: Some(python()),
+        args: vec![
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/mcp/sdk_server.py"
+            )
+            .into(),
+            format!("--marker={marker}"),
+        ],
+        ..Default::default()
+    }
+}
+
 pub fn time_server() -> McpServerSpec {
     McpServerSpec {
         command: Some(python()),

@@ -15,8 +15,8 @@ use rmcp::model::{
     ServerResult, SubscriptionFilter,
 };
 use rmcp::service::{
-    ClientLifecycleMode, ClientServiceExt, MaybeSendFuture, NotificationContext, PeerRequestOptions,
-    RunningService,
+    ClientLifecycleMode, ClientServiceExt, MaybeSendFuture, NotificationContext,
+    PeerRequestOptions, RunningService,
 };
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::async_rw::AsyncRwTransport;
@@ -266,7 +266,7 @@ pub(super) async fn call_tool(
             .await_response()
             .await
     };
-    let reply = tokio::time::timeout(timeout + Duration::from_secs(3), exchange)
+    let reply = tokio::time::timeout(timeout.saturating_add(Duration::from_secs(3)), exchange)
         .await
         .map_err(|_| CallError::Unanswered(timeout))?
         .map_err(CallError::Service)?;

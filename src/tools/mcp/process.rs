@@ -3,11 +3,11 @@
 //! Each server runs in its own process group, so the wrappers users configure (uvx, npx, shell scripts)
 //! and the grandchildren they start end with it, and a Ctrl-C at the terminal is ours to handle, not
 //! theirs. Every live group is on a process-wide list that `kill_all_servers` ends with SIGKILL at
-//! once, from any thread (a signal handler's included), whatever the servers do with SIGTERM or EOF;
-//! after it no server starts again in this process. On Linux each server also gets SIGKILL when the
-//! thread that started it ends (`PR_SET_PDEATHSIG`): a backstop for when we are killed ourselves (it
-//! reaches the server, not its grandchildren). That thread is a worker of the MCP runtime, which lives
-//! until the last server is stopped.
+//! once, from any thread (such as the one the `ctrlc` crate runs its handler on), whatever the servers
+//! do with SIGTERM or EOF; after it no server starts again in this process. On Linux each server also
+//! gets SIGKILL when the thread that started it ends (`PR_SET_PDEATHSIG`): a backstop for when we are
+//! killed ourselves (it reaches the server, not its grandchildren). That thread is a worker of the MCP
+//! runtime, which lives until the last server is stopped.
 //!
 //! A group is only signalled while its leader is unreaped (a zombie at worst), so its id cannot have
 //! been reused: it leaves the list under the list's lock before the leader is reaped.
@@ -39,8 +39,9 @@ fn groups() -> std::sync::MutexGuard<'static, Groups> {
 }
 
 /// Ends every MCP server's process group at once (SIGKILL: servers that ignore SIGTERM or stdin closing
-/// end too) and refuses to start servers from then on. Never blocks beyond a short lock; safe to call
-/// from any thread, e.g. a SIGINT handler's, and more than once.
+/// end too) and refuses to start servers from then on. Never blocks beyond a short lock, so it may be
+/// called from any thread, e.g. the `ctrlc` handler's, and more than once; not from inside an actual
+/// signal handler (the lock is not async-signal-safe).
 pub fn kill_all_servers() {
     let mut groups = groups();
     groups.shutting_down = true;

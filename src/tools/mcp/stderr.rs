@@ -23,10 +23,7 @@ pub(super) async fn drain(
     let mut reader = BufReader::new(stderr);
     let mut limiter = Limiter::new(Instant::now());
     let mut line = Vec::new();
-    loop {
-        let Ok(available) = reader.fill_buf().await else {
-            break;
-        };
+    while let Ok(available) = reader.fill_buf().await {
         if available.is_empty() {
             break;
         }
@@ -133,7 +130,13 @@ mod tests {
         let notices = drained(input, true);
         let dropped: usize = notices
             .iter()
-            .filter_map(|n| n.strip_prefix("[srv] (")?.split(' ').next()?.parse::<usize>().ok())
+            .filter_map(|n| {
+                n.strip_prefix("[srv] (")?
+                    .split(' ')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
             .sum();
         let forwarded = notices.iter().filter(|n| *n == "[srv] line").count();
         assert_eq!(forwarded + dropped, 10_000);
