@@ -315,6 +315,16 @@ fn the_tool_validates_arguments_and_reports_text_for_the_model() {
     assert!(out.is_error && out.text.contains("NameError"));
 }
 
+/// `host_path` as a guest writes it to climb out of any of its dirs: `../` well past the root,
+/// then the host path.
+fn dotdot(host_path: &Path) -> String {
+    format!(
+        "{}{}",
+        "../".repeat(40),
+        host_path.display().to_string().trim_start_matches('/')
+    )
+}
+
 /// A host file that hostile cells try to take: known content with a marker to look for in
 /// everything the sandbox gives back, and an inotify watch that sees any open, read, change,
 /// move or deletion of it, by this process or any other.
@@ -360,14 +370,8 @@ impl HostSecret {
         }
     }
 
-    /// The path as a guest writes it to climb out of any of its dirs: `../` well past the root,
-    /// then the host path.
     fn dotdot(&self) -> String {
-        format!(
-            "{}{}",
-            "../".repeat(40),
-            self.path.display().to_string().trim_start_matches('/')
-        )
+        dotdot(&self.path)
     }
 
     fn absolute(&self) -> String {
@@ -558,11 +562,7 @@ fn forged_reports_and_links_never_reach_host_files() {
         .tempdir()
         .unwrap();
     std::fs::write(big.path().join("blob"), vec![0u8; 30 << 20]).unwrap();
-    let dotdot = format!(
-        "{}{}",
-        "../".repeat(40),
-        big.path().display().to_string().trim_start_matches('/')
-    );
+    let dotdot = dotdot(big.path());
     let r = run(
         &mut s,
         &format!(

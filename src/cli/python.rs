@@ -57,9 +57,15 @@ impl ProgressView {
         }
     }
 
+    /// Ends the current bar: a download bar stays on screen as a record, like pip's; a spinner
+    /// goes (the line after it says how long the step took).
     fn finish(&self) {
         if let Some(bar) = self.bar.borrow_mut().take() {
-            bar.finish_and_clear();
+            if bar.length().is_some() {
+                bar.finish();
+            } else {
+                bar.finish_and_clear();
+            }
         }
     }
 }
