@@ -4,6 +4,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use qwen3_agent::chat::{ChatTemplate, OutputParser, ParseEvent, RenderRequest, Tokenizer};
+use qwen3_agent::config::check::{self, flag};
 use qwen3_agent::engine::{Engine, SamplingParams};
 use qwen3_agent::model::config::RopeScaling;
 use qwen3_agent::model::{self, Decoder, Device, GenerationConfig, LoadOptions, Precision, npy};
@@ -44,6 +45,11 @@ pub fn load_decoder(dir: &Path, options: &LoadOptions) -> Result<(Box<dyn Decode
     Ok((decoder, start.elapsed().as_secs_f64()))
 }
 
+/// `--threads`: rayon's pool size (0 would mean "pick for me", which is what leaving it out does).
+fn threads(v: usize) -> check::Verdict {
+    check::count(v, 4096)
+}
+
 fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
         rayon::ThreadPoolBuilder::new()
@@ -82,6 +88,10 @@ pub fn logits(mut args: LogitsArgs) -> Result<()> {
         context_length: Some(args.ids.len()),
     };
     let (mut decoder, _) = load_decoder(&args.model, &options)?;
+    let vocab = decoder.config().vocab_size;
+    if let Some(id) = args.ids.iter().find(|&&id| id as usize >= vocab) {
+        bail!("--ids: token id {id} is outside the model's vocabulary (0..{vocab})");
+    }
     let logits = decoder.forward(&args.ids, true)?;
     npy::write_f32(
         &args.out,
@@ -110,17 +120,17 @@ pub struct GenerateArgs {
     raw: bool,
     #[arg(long)]
     no_thinking: bool,
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = flag(check::tokens))]
     max_new_tokens: usize,
-    #[arg(long)]
+    #[arg(long, value_parser = flag(check::temperature))]
     temperature: Option<f32>,
     #[arg(long)]
     top_k: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = flag(check::top_p))]
     top_p: Option<f32>,
-    #[arg(long)]
+    #[arg(long, value_parser = flag(check::min_p))]
     min_p: Option<f32>,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = flag(check::presence_penalty))]
     presence_penalty: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -128,12 +138,12 @@ pub struct GenerateArgs {
     #[arg(long)]
     stop: Vec<String>,
     /// Enable YaRN with this factor (e.g. 4.0 for 131072 tokens on Qwen3); Qwen advises it only beyond 32K.
-    #[arg(long)]
+    #[arg(long, value_parser = flag(check::rope_factor))]
     rope_scaling_factor: Option<f64>,
     /// Context positions to allocate for the KV cache.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = flag(check::tokens))]
     context_length: usize,
-    #[arg(long)]
+    #[arg(long, value_parser = flag(threads))]
     threads: Option<usize>,
     /// fast: int8 activations (default); exact: f32 activations, slower. On the GPU, fast also reads
     /// an untied f16 lm_head as int8.
@@ -306,7 +316,7 @@ pub struct QuantizeArgs {
     #[arg(long, default_value_t = 128)]
     group_size: usize,
     /// Largest safetensors shard in MiB.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = flag(|v| check::count(v, check::MAX_MEGABYTES as usize)))]
     max_shard_mib: usize,
     /// Pack the tied embedding to 4 bits as well (a qwen3-agent extension: transformers and AutoAWQ
     /// cannot load the result). For small models whose embedding is most of the file.
@@ -334,11 +344,11 @@ pub fn quantize(args: QuantizeArgs) -> Result<()> {
 pub struct BenchArgs {
     #[arg(long)]
     model: PathBuf,
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = flag(check::tokens))]
     prompt_tokens: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = flag(check::tokens))]
     gen_tokens: usize,
-    #[arg(long)]
+    #[arg(long, value_parser = flag(threads))]
     threads: Option<usize>,
     /// Also run an agent-like sequence of 4 growing prompts and report how many tokens were prefilled.
     #[arg(long)]
@@ -351,7 +361,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
     /// KV cache positions (GPU memory is reported at this context); default: what the run needs.
-    #[arg(long)]
+    #[arg(long, value_parser = flag(check::tokens))]
     context_length: Option<usize>,
     #[arg(long)]
     json: bool,
