@@ -213,3 +213,115 @@ fn int8_lm_head_tracks_the_f16_matrix() {
         assert!(err / norm < 1e-2, "m {m}: relative error {}", err / norm);
     }
 }
+
+/// The kernels read and write through raw pointers within m × in and m × out values: a slice of
+/// another length must stop at an assert (in release builds too, where `debug_assert` is off) with
+/// a message that names it, never reach them.
+mod wrong_lengths {
+    use super::*;
+    use qwen3_agent::model::dense::DenseMatrix;
+    use qwen3_agent::model::int8_matrix::Int8Matrix;
+
+    const SHAPE: (usize, usize, usize) = (64, 24, 32);
+
+    fn linear(name: &str) -> AwqLinear {
+        let (inf, outf, group) = SHAPE;
+        load(
+            &random_linear(&tempdir(name), inf, outf, group),
+            inf,
+            outf,
+            group,
+        )
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "AwqLinear::forward: y holds 47 values, not m × out_features = 2 × 24"
+    )]
+    fn awq_forward_short_output() {
+        linear("short-y").forward(&[0.0; 128], 2, &mut [0.0; 47]);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "AwqLinear::forward: x holds 63 values, not m × in_features = 1 × 64"
+    )]
+    fn awq_forward_short_input() {
+        linear("short-x").forward(&[0.0; 63], 1, &mut [0.0; 24]);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "Int8AwqLinear::forward: y holds 23 values, not m × out_features = 1 × 24"
+    )]
+    fn int8_awq_forward_short_output() {
+        Int8AwqLinear::from_awq(linear("int8-short-y")).forward(&[0.0; 64], 1, &mut [0.0; 23]);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "Int8AwqLinear::forward: x holds 128 values, not m × in_features = 3 × 64"
+    )]
+    fn int8_awq_forward_rows_miscounted() {
+        Int8AwqLinear::from_awq(linear("int8-rows")).forward(&[0.0; 128], 3, &mut [0.0; 72]);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "AwqLinear::new: qweight holds 192 values, a 96×24 layer with group size 32 needs 288"
+    )]
+    fn awq_tensors_of_another_shape() {
+        let (inf, outf, group) = SHAPE;
+        let weights = random_linear(&tempdir("new-shape"), inf, outf, group);
+        let tensor = |name, shape: &[usize]| weights.get(name, shape).unwrap();
+        AwqLinear::new(
+            96,
+            outf,
+            group,
+            tensor("l.qweight", &[inf, outf / 8]).mapped_u32().unwrap(),
+            tensor("l.qzeros", &[inf / group, outf / 8])
+                .mapped_u32()
+                .unwrap(),
+            tensor("l.scales", &[inf / group, outf])
+                .mapped_f16()
+                .unwrap(),
+        );
+    }
+
+    fn f16_matrix(name: &str, rows: usize, cols: usize) -> Weights {
+        let bytes = le_bytes(&vec![half::f16::from_f32(0.5); rows * cols]);
+        let dir = tempdir(name);
+        let tensor = LazyTensor {
+            name: "w".into(),
+            dtype: Dtype::F16,
+            shape: vec![rows, cols],
+            make: Box::new(move || bytes.clone()),
+        };
+        write_safetensors(&dir, vec![tensor], 1 << 30).unwrap();
+        Weights::open(&dir).unwrap()
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "Int8Matrix::matmul: y holds 15 values, not m × out_features = 1 × 16"
+    )]
+    fn int8_matrix_short_output() {
+        let weights = f16_matrix("int8-matrix", 16, 128);
+        let tensor = weights.get("w", &[16, 128]).unwrap();
+        let matrix = Int8Matrix::from_f16_tensor(&tensor, 16, 128)
+            .unwrap()
+            .unwrap();
+        matrix.matmul(&[0.0; 128], 1, &mut [0.0; 15]);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "DenseMatrix::matmul: x holds 100 values, not m × in_features = 1 × 128"
+    )]
+    fn dense_matrix_short_input() {
+        let weights = f16_matrix("dense-matrix", 16, 128);
+        let tensor = weights.get("w", &[16, 128]).unwrap();
+        let matrix = DenseMatrix::from_tensor(&tensor, 16, 128).unwrap();
+        matrix.matmul(&[0.0; 100], 1, &mut [0.0; 16]);
+    }
+}

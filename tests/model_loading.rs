@@ -272,7 +272,7 @@ fn device_choice_runs_on_the_cpu_and_explains_a_missing_gpu() {
             String::from_utf8_lossy(&run.stderr)
         );
     }
-    if !qwen3_agent::model::decoder::cuda_available() {
+    if !qwen3_agent::model::load::cuda_available() {
         assert_eq!(read("auto"), read("cpu"), "auto must fall back to the CPU");
         let cuda = logits("cuda");
         assert!(!cuda.status.success());

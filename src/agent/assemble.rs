@@ -160,11 +160,11 @@ pub fn build_backend(
             let lookup = |name: &str| std::env::var(name).ok();
             let base_url = config::expand_env(base_url, lookup)
                 .with_context(|| format!("{source}: model.base_url"))?;
-            Ok(Box::new(OpenAiBackend::new(
-                &base_url,
-                api_key,
-                model.to_string(),
-            )?))
+            let backend = OpenAiBackend::new(&base_url, api_key, model.to_string())?;
+            Ok(Box::new(match spec.read_timeout {
+                Some(seconds) => backend.with_read_timeout(Duration::from_secs_f64(seconds)),
+                None => backend,
+            }))
         }
     }
 }
@@ -255,6 +255,8 @@ fn add_mcp_servers(
         max_output_chars: MAX_MCP_OUTPUT_CHARS,
         max_message_bytes: MAX_MCP_MESSAGE_BYTES,
         output_dir: options.output_dir.clone(),
+        notices: registry.notices(),
+        forward_stderr: options.forward_server_stderr,
     };
     let started = mcp::start_servers(servers, &settings)?;
     for failure in &started.failures {

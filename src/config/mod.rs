@@ -117,6 +117,10 @@ pub struct McpServerSpec {
     pub args: Vec<String>,
     #[serde(default)]
     pub env: Map<String, Json>,
+    /// Which of our environment variables a stdio server sees besides `env`: by default only the few the
+    /// official MCP SDKs pass (HOME, LOGNAME, PATH, SHELL, TERM, USER), so secrets in ours stay ours.
+    #[serde(default, alias = "inheritEnv")]
+    pub inherit_env: InheritEnv,
     #[serde(default)]
     pub cwd: Option<PathBuf>,
     /// Streamable HTTP servers.
@@ -142,6 +146,24 @@ pub struct McpServerSpec {
     pub prefix: bool,
     #[serde(default)]
     pub disabled: bool,
+}
+
+/// `inherit_env` of an MCP server: `false` (the default: only the MCP SDKs' short list), `true` (our
+/// whole environment), or a list of variable names passed on top of the short list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "true, false, or a list of environment variable names, e.g. [SOME_API_TOKEN]"
+)]
+pub enum InheritEnv {
+    All(bool),
+    Names(Vec<String>),
+}
+
+impl Default for InheritEnv {
+    fn default() -> Self {
+        InheritEnv::All(false)
+    }
 }
 
 /// Where generation happens.

@@ -12,6 +12,7 @@ pub mod dense;
 pub mod hub;
 pub mod int8_matrix;
 pub mod kv_cache;
+pub mod load;
 pub mod npy;
 pub mod quantize;
 pub mod qwen3;
@@ -20,6 +21,7 @@ pub mod synth;
 pub mod weights;
 
 pub use config::{GenerationConfig, Qwen3Config};
-pub use decoder::{CpuDecoder, Decoder, Device, GpuReport, LoadOptions, load_decoder};
+pub use decoder::{CpuDecoder, Decoder, GpuReport};
 pub use kv_cache::KvCache;
+pub use load::{Device, LoadOptions, load_decoder};
 pub use qwen3::{Precision, Qwen3, load_dir};

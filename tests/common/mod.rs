@@ -57,6 +57,8 @@ pub fn settings(call_timeout: Duration) -> McpSettings {
         max_output_chars: 20_000,
         max_message_bytes: 64 << 20,
         output_dir: std::env::temp_dir().join("qwen3-agent-mcp-test"),
+        notices: Default::default(),
+        forward_stderr: false,
     }
 }
 
@@ -83,11 +85,63 @@ pub fn call(registry: &ToolRegistry, name: &str, args: Json) -> qwen3_agent::too
 }
 
 pub fn processes_with(marker: &str) -> usize {
+    pids_with(marker).len()
+}
+
+/// The ids of the processes whose command line contains `marker`.
+pub fn pids_with(marker: &str) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(marker))
-        .count()
+        .filter_map(|e| {
+            let entry = e.ok()?;
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(marker)
+                .then_some(pid)
+        })
+        .collect()
+}
+
+/// Polls until no process's command line contains `marker`; false if some are left after `deadline`.
+pub fn processes_end(marker: &str, deadline: Duration) -> bool {
+    let end = std::time::Instant::now() + deadline;
+    while std::time::Instant::now() < end {
+        if processes_with(marker) == 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    processes_with(marker) == 0
+}
+
+/// `@modelcontextprotocol/server-everything` (the MCP reference test server, from npm: scripts/test.sh
+/// installs it under tests/.npm) over stdio, with `marker` on its command line so tests can find its
+/// process. None, said loudly, when node is not installed; a missing package is a failure.
+pub fn everything_server(marker: &str) -> Option<McpServerSpec> {
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIPPED: node is not installed, so the tests against @modelcontextprotocol/server-everything did not run"
+        );
+        return None;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/.npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+    );
+    assert!(
+        Path::new(script).exists(),
+        "{script} is missing: run scripts/test.sh, which installs it with npm"
+    );
+    Some(McpServerSpec {
+        command: Some("node".into()),
+        args: vec![script.into(), "stdio".into(), marker.into()],
+        ..Default::default()
+    })
 }
 
 /// The tool names a registry offers the model, in its order.
