@@ -387,7 +387,11 @@ fn sdk_server(marker: &str) -> McpServerSpec {
     McpServerSpec {
         command: Some(python()),
         args: vec![
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mcp/sdk_server.py").into(),
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/mcp/sdk_server.py"
+            )
+            .into(),
             format!("--marker={marker}"),
         ],
         ..Default::default()
@@ -420,7 +424,10 @@ fn a_json_rpc_error_reply_is_a_tool_error_and_keeps_the_server() {
     }
     assert_eq!(only_pid(&marker), pid, "the server was not restarted");
     assert_eq!(call(&registry, "ping", json!({})).text, "pong");
-    assert_eq!(call(&registry, "check_date", json!({"date": "2026-01-31"})).text, "ok");
+    assert_eq!(
+        call(&registry, "check_date", json!({"date": "2026-01-31"})).text,
+        "ok"
+    );
 }
 
 #[test]
@@ -519,7 +526,9 @@ fn calls_that_fail_together_restart_the_server_once() {
     let Json::Object(args) = json!({"n": 3}) else {
         unreachable!()
     };
-    let calls: Vec<_> = (0..3).map(|_| ("gather".to_string(), args.clone())).collect();
+    let calls: Vec<_> = (0..3)
+        .map(|_| ("gather".to_string(), args.clone()))
+        .collect();
     let outputs: Vec<_> = registry
         .dispatch(&calls)
         .into_iter()

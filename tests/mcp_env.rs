@@ -25,12 +25,20 @@ fn opted_in(mut spec: McpServerSpec) -> McpServerSpec {
 /// one also sees the token and its config's variable.
 fn check(plain: &BTreeSet<String>, opted: &BTreeSet<String>) {
     assert!(!plain.contains("SOME_API_TOKEN"), "{plain:?}");
-    assert!(plain.contains("PATH") && plain.contains("HOME"), "{plain:?}");
+    assert!(
+        plain.contains("PATH") && plain.contains("HOME"),
+        "{plain:?}"
+    );
     let extra: Vec<_> = plain
         .iter()
-        .filter(|name| !SDK_DEFAULT.contains(&name.as_str()) && !RUNTIME_ADDED.contains(&name.as_str()))
+        .filter(|name| {
+            !SDK_DEFAULT.contains(&name.as_str()) && !RUNTIME_ADDED.contains(&name.as_str())
+        })
         .collect();
-    assert!(extra.is_empty(), "variables beyond the SDK list reached the server: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "variables beyond the SDK list reached the server: {extra:?}"
+    );
     assert!(
         opted.contains("SOME_API_TOKEN") && opted.contains("FROM_CONFIG"),
         "{opted:?}"
@@ -45,7 +53,11 @@ fn a_server_sees_our_secrets_only_when_its_config_asks() {
     let sdk = McpServerSpec {
         command: Some(python()),
         args: vec![
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mcp/sdk_server.py").into(),
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/mcp/sdk_server.py"
+            )
+            .into(),
             format!("--marker={marker}"),
         ],
         ..Default::default()
@@ -78,10 +90,7 @@ fn a_server_sees_our_secrets_only_when_its_config_asks() {
         assert!(!output.is_error, "{output:?}");
         serde_json::from_str(&output.text).unwrap()
     };
-    let (plain, opted) = (
-        environment("plain-get-env"),
-        environment("opted-get-env"),
-    );
+    let (plain, opted) = (environment("plain-get-env"), environment("opted-get-env"));
     let keys = |env: &Json| env.as_object().unwrap().keys().cloned().collect();
     check(&keys(&plain), &keys(&opted));
     assert_eq!(opted["SOME_API_TOKEN"], "secret");

@@ -15,8 +15,8 @@ use rmcp::model::{
     ServerResult, SubscriptionFilter,
 };
 use rmcp::service::{
-    ClientLifecycleMode, ClientServiceExt, MaybeSendFuture, NotificationContext, PeerRequestOptions,
-    RunningService,
+    ClientLifecycleMode, ClientServiceExt, MaybeSendFuture, NotificationContext,
+    PeerRequestOptions, RunningService,
 };
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::async_rw::AsyncRwTransport;

@@ -142,7 +142,11 @@ mod tests {
             "bad zone",
             Some(serde_json::json!({"field": "timezone"})),
         );
-        let verdict = judge("time", "get", CallError::Service(ServiceError::McpError(reply)));
+        let verdict = judge(
+            "time",
+            "get",
+            CallError::Service(ServiceError::McpError(reply)),
+        );
         assert_eq!(
             verdict,
             Verdict::ToolError(
@@ -214,7 +218,10 @@ mod tests {
         spec.timeout = Some(30.0);
         assert_eq!(call_timeout(&spec, "t", default), Duration::from_secs(30));
         spec.tool_timeouts.insert("t".into(), 1.5);
-        assert_eq!(call_timeout(&spec, "t", default), Duration::from_millis(1500));
+        assert_eq!(
+            call_timeout(&spec, "t", default),
+            Duration::from_millis(1500)
+        );
         for bad in [f64::NAN, -1.0, 0.0, f64::INFINITY, 1e300] {
             spec.tool_timeouts.insert("t".into(), bad);
             assert_eq!(

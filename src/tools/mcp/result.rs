@@ -51,12 +51,7 @@ pub(super) fn to_output(result: &Json, settings: &McpSettings, server: &str) -> 
                     parts.push(text.to_string());
                 } else if let Some(blob) = resource["blob"].as_str() {
                     let uri = resource["uri"].as_str().unwrap_or_default();
-                    save(
-                        "resource",
-                        &mime(resource),
-                        blob,
-                        format!("resource {uri}"),
-                    );
+                    save("resource", &mime(resource), blob, format!("resource {uri}"));
                 }
             }
             Some("resource_link") => parts.push(format!(
@@ -126,7 +121,9 @@ fn save_blob(dir: &Path, stem: &str, mime: &str, data: &str) -> Result<PathBuf> 
 fn extension(mime: &str) -> String {
     let subtype = mime.split('/').nth(1).unwrap_or_default();
     let subtype = subtype.split(['+', ';']).next().unwrap_or_default().trim();
-    if !subtype.is_empty() && subtype.len() <= 16 && subtype.chars().all(|c| c.is_ascii_alphanumeric())
+    if !subtype.is_empty()
+        && subtype.len() <= 16
+        && subtype.chars().all(|c| c.is_ascii_alphanumeric())
     {
         subtype.to_ascii_lowercase()
     } else {
@@ -198,13 +195,17 @@ mod tests {
     #[test]
     fn hostile_names_and_mime_types_stay_inside_the_output_dir() {
         let dir = temp_dir("hostile");
-        let result = json!({"content": [{"type": "image", "mimeType": "image/../../x", "data": "aGk="}]});
+        let result =
+            json!({"content": [{"type": "image", "mimeType": "image/../../x", "data": "aGk="}]});
         let output = to_output(&result, &settings(&dir), "../../etc");
         assert_eq!(output.files.len(), 1, "{output:?}");
         let path = Path::new(&output.files[0]);
         assert_eq!(path.parent(), Some(dir.as_path()));
         let name = path.file_name().unwrap().to_str().unwrap();
-        assert!(name.starts_with("______etc-0-") && name.ends_with(".bin"), "{name}");
+        assert!(
+            name.starts_with("______etc-0-") && name.ends_with(".bin"),
+            "{name}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -212,7 +213,8 @@ mod tests {
     fn text_structured_content_errors_and_the_cap() {
         let dir = temp_dir("map");
         let settings = settings(&dir);
-        let text = json!({"content": [{"type": "text", "text": "héllo wörld, long"}], "isError": true});
+        let text =
+            json!({"content": [{"type": "text", "text": "héllo wörld, long"}], "isError": true});
         let output = to_output(&text, &settings, "s");
         assert!(output.is_error);
         assert_eq!(
@@ -220,7 +222,10 @@ mod tests {
             "héllo wörl\n[output cut: the tool returned 17 characters; only the first 10 are shown]"
         );
         let structured = json!({"content": [], "structuredContent": {"a": 1}});
-        assert_eq!(to_output(&structured, &settings, "s").text, "{\n  \"a\": 1\n}");
+        assert_eq!(
+            to_output(&structured, &settings, "s").text,
+            "{\n  \"a\": 1\n}"
+        );
         let link = json!({"content": [{"type": "resource_link", "uri": "file:///x"}]});
         assert_eq!(
             to_output(&link, &settings, "s").text,

@@ -133,7 +133,13 @@ mod tests {
         let notices = drained(input, true);
         let dropped: usize = notices
             .iter()
-            .filter_map(|n| n.strip_prefix("[srv] (")?.split(' ').next()?.parse::<usize>().ok())
+            .filter_map(|n| {
+                n.strip_prefix("[srv] (")?
+                    .split(' ')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
             .sum();
         let forwarded = notices.iter().filter(|n| *n == "[srv] line").count();
         assert_eq!(forwarded + dropped, 10_000);
