@@ -210,7 +210,8 @@ pub fn build_tools(definition: &ResolvedAgent, options: &AssembleOptions) -> Res
         let runtime = Runtime::open(spec.runtime_dir.as_deref())
             .with_context(|| format!("{}: tools.code_interpreter", definition.source.display()))?;
         let session = SessionOptions::from_spec(spec, options.output_dir.clone());
-        registry.register(Arc::new(CodeInterpreter::new(runtime, session)))?;
+        let interpreter = CodeInterpreter::new(runtime, session).with_notices(registry.notices());
+        registry.register(Arc::new(interpreter))?;
     }
     add_mcp_servers(
         &mut registry,
