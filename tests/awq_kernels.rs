@@ -42,6 +42,7 @@ fn random_linear(dir: &std::path::Path, inf: usize, outf: usize, group: usize) -
             ),
         ],
         1 << 30,
+        &|_, _| {},
     )
     .unwrap();
     Weights::open(dir).unwrap()
@@ -190,6 +191,7 @@ fn int8_lm_head_tracks_the_f16_matrix() {
             make: Box::new(move || bytes.clone()),
         }],
         1 << 30,
+        &|_, _| {},
     )
     .unwrap();
     let weights = Weights::open(&dir).unwrap();
@@ -297,7 +299,7 @@ mod wrong_lengths {
             shape: vec![rows, cols],
             make: Box::new(move || bytes.clone()),
         };
-        write_safetensors(&dir, vec![tensor], 1 << 30).unwrap();
+        write_safetensors(&dir, vec![tensor], 1 << 30, &|_, _| {}).unwrap();
         Weights::open(&dir).unwrap()
     }
 

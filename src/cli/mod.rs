@@ -4,6 +4,7 @@ mod chat;
 mod eval;
 mod inspect;
 mod model_cmds;
+mod progress;
 mod python;
 mod run;
 
