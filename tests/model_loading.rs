@@ -273,8 +273,6 @@ fn hub_ids_resolve_through_the_cache_and_fail_clearly_offline() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("HF_HUB_OFFLINE"));
 }
 
-/// The device choice: `auto` and `cpu` run here; `cuda` without a GPU (or without the feature) is an error
-/// that says what to do, not a panic.
 #[test]
 fn loading_reports_each_layer_then_the_embedding_and_head() {
     use qwen3_agent::model::{Device, LoadOptions, load_decoder};
@@ -293,6 +291,8 @@ fn loading_reports_each_layer_then_the_embedding_and_head() {
     assert_eq!(reports, (1..=steps).map(|i| (i, steps)).collect::<Vec<_>>());
 }
 
+/// The device choice: `auto` and `cpu` run here; `cuda` without a GPU (or without the feature) is an error
+/// that says what to do, not a panic.
 #[test]
 fn device_choice_runs_on_the_cpu_and_explains_a_missing_gpu() {
     let out = scratch("device");
