@@ -1,7 +1,7 @@
 //! The AWQ matmul kernels (SIMD and portable, every row-block size and column tail) against the
 //! dequantized weights, and RTN quantization into the format.
 
-use qwen3_agent::model::awq::{AwqLinear, unpack_word};
+use qwen3_agent::model::awq::{AwqLinear, pack_word, unpack_word};
 use qwen3_agent::model::awq_int8::Int8AwqLinear;
 use qwen3_agent::model::checkpoint::{LazyTensor, le_bytes, write_safetensors};
 use qwen3_agent::model::quantize::quantize_rtn;
@@ -42,6 +42,7 @@ fn random_linear(dir: &std::path::Path, inf: usize, outf: usize, group: usize) -
             ),
         ],
         1 << 30,
+        &|_, _| {},
     )
     .unwrap();
     Weights::open(dir).unwrap()
@@ -190,6 +191,7 @@ fn int8_lm_head_tracks_the_f16_matrix() {
             make: Box::new(move || bytes.clone()),
         }],
         1 << 30,
+        &|_, _| {},
     )
     .unwrap();
     let weights = Weights::open(&dir).unwrap();
@@ -297,7 +299,7 @@ mod wrong_lengths {
             shape: vec![rows, cols],
             make: Box::new(move || bytes.clone()),
         };
-        write_safetensors(&dir, vec![tensor], 1 << 30).unwrap();
+        write_safetensors(&dir, vec![tensor], 1 << 30, &|_, _| {}).unwrap();
         Weights::open(&dir).unwrap()
     }
 
@@ -323,5 +325,49 @@ mod wrong_lengths {
         let tensor = weights.get("w", &[16, 128]).unwrap();
         let matrix = DenseMatrix::from_tensor(&tensor, 16, 128).unwrap();
         matrix.matmul(&[0.0; 100], 1, &mut [0.0; 16]);
+    }
+}
+
+/// A layer packed by a transcription of AutoAWQ's own writer (`WQLinear_GEMM.from_linear`, see
+/// scripts/autoawq_pack_fixture.py), not by our `pack_word`: our unpacking must give back its ints,
+/// our packing its words, and the layer's weights must be (q − z) · s of those ints.
+#[test]
+fn a_layer_packed_by_autoawq_unpacks_to_its_ints() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/autoawq-pack");
+    let weights = Weights::open(&dir).unwrap();
+    let (inf, outf, group) = (128, 64, 32);
+    let ints = |name: &str, rows: usize| -> Vec<u8> {
+        let tensor = weights.get(name, &[rows, outf]).unwrap();
+        let values = tensor.mapped_u32().unwrap();
+        assert!(values.iter().all(|&v| v < 16), "{name} holds 4-bit ints");
+        values.iter().map(|&v| v as u8).collect()
+    };
+    let (q, z) = (
+        ints("expected.intweight", inf),
+        ints("expected.zeros", inf / group),
+    );
+    let words = outf / 8;
+    for (name, rows, expected) in [("l.qweight", inf, &q), ("l.qzeros", inf / group, &z)] {
+        let packed = weights
+            .get(name, &[rows, words])
+            .unwrap()
+            .mapped_u32()
+            .unwrap();
+        for (i, &word) in packed.iter().enumerate() {
+            let logical: [u8; 8] = std::array::from_fn(|j| expected[i * 8 + j]);
+            assert_eq!(unpack_word(word), logical, "{name} word {i}");
+            assert_eq!(pack_word(logical), word, "{name} word {i}");
+        }
+    }
+    let scales = weights.get("l.scales", &[inf / group, outf]).unwrap();
+    let scales = scales.mapped_f16().unwrap();
+    let w = load(&weights, inf, outf, group).dequantize();
+    for k in 0..inf {
+        for n in 0..outf {
+            let g = k / group;
+            let want =
+                (q[k * outf + n] as f32 - z[g * outf + n] as f32) * scales[g * outf + n].to_f32();
+            assert_eq!(w[k * outf + n], want, "W[{k}][{n}]");
+        }
     }
 }

@@ -118,3 +118,40 @@ fn incremental_decoding_equals_full_forward() {
         assert!(err < 1e-4, "position {i}: max abs diff {err}");
     }
 }
+
+#[test]
+fn long_prefill_runs_in_reported_steps_and_gives_the_one_shot_logits() {
+    use qwen3_agent::engine::{PREFILL_STEP, Timings};
+    use std::sync::{Arc, Mutex};
+    let dir = &fixtures()[1];
+    let model = load_dir(dir, Precision::Exact, None, |_, _| {}).unwrap();
+    let vocab = model.config.vocab_size;
+    let n = PREFILL_STEP + 188;
+    let ids: Vec<u32> = (0..n).map(|i| (i * 37 % vocab) as u32).collect();
+    let mut cache = model.new_cache(n);
+    let want = model.forward(&ids, &mut cache, false).unwrap();
+
+    let mut engine = Engine::new(model, n + 16);
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    engine.set_prefill_progress(Some(Box::new(move |done, total| {
+        sink.lock().unwrap().push((done, total))
+    })));
+    let got = engine.prefill(&ids, &mut Timings::default()).unwrap();
+    assert_eq!(
+        *reports.lock().unwrap(),
+        [(0, n), (PREFILL_STEP, n), (n, n)]
+    );
+    let err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(err < 1e-5, "stepped prefill differs by {err}");
+
+    // A longer prompt sharing the cached prefix: only the new tokens are computed and counted.
+    reports.lock().unwrap().clear();
+    let longer: Vec<u32> = ids.iter().copied().chain([1, 2, 3]).collect();
+    engine.prefill(&longer, &mut Timings::default()).unwrap();
+    assert_eq!(*reports.lock().unwrap(), [(0, 3), (3, 3)]);
+}

@@ -1,11 +1,11 @@
 //! The CLI's side of building an agent: tool files go to `qwen3-agent-output/` under the working
-//! directory, the model's load is drawn as a progress bar (on a terminal only: indicatif hides it when
-//! stderr is piped), and the servers starting and the notices are told on stderr.
+//! directory, the model's load is drawn as `progress::loading`'s bar, and the servers starting and the
+//! notices are told on stderr.
 
+use super::progress;
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use qwen3_agent::agent::assemble::{AssembleEvent, AssembleOptions};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 /// Where tools put the files they reference (images, figures), under the working directory.
 const OUTPUT_DIR: &str = "qwen3-agent-output";
@@ -19,23 +19,16 @@ pub fn assemble_options(
     let output_dir = std::env::current_dir()
         .context("reading the working directory")?
         .join(OUTPUT_DIR);
-    let bar = OnceLock::<ProgressBar>::new();
+    // The load's bar, until its last step (dropping it clears it).
+    let loading = Mutex::new(None);
     let mut options = AssembleOptions::new(output_dir);
     options.forward_server_stderr = std::env::var_os(FORWARD_STDERR).is_some();
     Ok(options.with_events(move |event| match event {
         AssembleEvent::LoadingModel { dir, done, total } => {
-            let bar = bar.get_or_init(|| {
-                ProgressBar::new(total as u64)
-                    .with_style(
-                        ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} layers")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                    )
-                    .with_message(dir.display().to_string())
-            });
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
+            let mut bar = loading.lock().unwrap_or_else(|e| e.into_inner());
+            bar.get_or_insert_with(|| progress::loading(dir))(done, total);
             if done >= total {
-                bar.finish_and_clear();
+                *bar = None;
             }
         }
         AssembleEvent::StartingServers(names) => {

@@ -7,6 +7,7 @@ mod eval;
 mod inspect;
 mod model_cmds;
 mod printer;
+mod progress;
 mod python;
 mod run;
 mod signals;

@@ -1,8 +1,8 @@
 //! Commands that run or write models: `logits`, `generate`, `synth`, `quantize`, `bench`.
 
+use super::progress;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use qwen3_agent::chat::{ChatTemplate, OutputParser, ParseEvent, RenderRequest, Tokenizer};
 use qwen3_agent::config::check::{self, flag};
 use qwen3_agent::engine::{Engine, SamplingParams};
@@ -32,22 +32,18 @@ pub fn yarn(factor: f64) -> RopeScaling {
 /// Loads a model directory onto `options.device` with a progress bar; returns it and the load time.
 pub fn load_decoder(dir: &Path, options: &LoadOptions) -> Result<(Box<dyn Decoder>, f64)> {
     let start = Instant::now();
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} layers")
-            .expect("valid template"),
-    );
-    bar.set_message(dir.display().to_string());
-    let decoder = model::load_decoder(dir, options, |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
+    let decoder = model::load_decoder(dir, options, progress::loading(dir))?;
     Ok((decoder, start.elapsed().as_secs_f64()))
 }
 
 /// `--threads`: rayon's pool size (0 would mean "pick for me", which is what leaving it out does).
 fn threads(v: usize) -> check::Verdict {
     check::count(v, 4096)
+}
+
+/// A model directory or hub id as a local directory, with a bar for each file it downloads.
+pub fn resolve_model(spec: &Path) -> Result<PathBuf> {
+    model::hub::resolve_model_dir_reporting(spec, &mut progress::downloading())
 }
 
 fn set_threads(threads: Option<usize>) -> Result<()> {
@@ -80,7 +76,7 @@ pub struct LogitsArgs {
 }
 
 pub fn logits(mut args: LogitsArgs) -> Result<()> {
-    args.model = model::hub::resolve_model_dir(&args.model)?;
+    args.model = resolve_model(&args.model)?;
     let options = LoadOptions {
         device: args.device,
         precision: args.precision,
@@ -158,8 +154,11 @@ pub struct GenerateArgs {
 }
 
 pub fn generate(mut args: GenerateArgs) -> Result<()> {
+    if args.json {
+        progress::quiet();
+    }
     set_threads(args.threads)?;
-    args.model = model::hub::resolve_model_dir(&args.model)?;
+    args.model = resolve_model(&args.model)?;
     let tokenizer = Tokenizer::from_model_dir(&args.model)?;
     let thinking = !args.no_thinking && !args.raw;
     let prompt_text = if args.raw {
@@ -209,6 +208,7 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
     let mut stop_ids = generation_config.eos_token_ids.clone();
     stop_ids.extend(tokenizer.eos_token_id);
     let mut engine = Engine::from_decoder(decoder);
+    engine.set_prefill_progress(Some(progress::prefilling()));
     let mut parser = OutputParser::new(thinking);
     let mut stdout = std::io::stdout().lock();
     let stream = !args.json;
@@ -297,7 +297,13 @@ pub fn synth(args: SynthArgs) -> Result<()> {
         );
     }
     let start = Instant::now();
-    model::synth::write_random_model(&args.out, &config, args.seed, tokenizer.as_deref())?;
+    model::synth::write_random_model(
+        &args.out,
+        &config,
+        args.seed,
+        tokenizer.as_deref(),
+        &progress::writing(&args.out),
+    )?;
     eprintln!(
         "wrote {} in {:.1}s",
         args.out.display(),
@@ -330,7 +336,12 @@ pub fn quantize(args: QuantizeArgs) -> Result<()> {
         max_shard_bytes: args.max_shard_mib << 20,
         embeddings: args.quantize_embeddings,
     };
-    model::quantize::quantize_dir(&args.input, &args.out, &options)?;
+    model::quantize::quantize_dir(
+        &args.input,
+        &args.out,
+        &options,
+        &progress::writing(&args.out),
+    )?;
     eprintln!(
         "wrote {} (round-to-nearest 4-bit, group {})",
         args.out.display(),
@@ -368,8 +379,11 @@ pub struct BenchArgs {
 }
 
 pub fn bench(mut args: BenchArgs) -> Result<()> {
+    if args.json {
+        progress::quiet();
+    }
     set_threads(args.threads)?;
-    args.model = model::hub::resolve_model_dir(&args.model)?;
+    args.model = resolve_model(&args.model)?;
     let needed =
         args.prompt_tokens + args.gen_tokens + 1 + if args.agent_rounds { 4 * 256 } else { 0 };
     let options = LoadOptions {

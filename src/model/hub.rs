@@ -2,8 +2,8 @@
 //! the standard hub cache (HF_HOME / HF_HUB_CACHE are honoured; HF_HUB_OFFLINE=1 uses the cache only).
 
 use anyhow::{Context, Result, bail};
-use hf_hub::Cache;
-use hf_hub::api::sync::ApiBuilder;
+use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
+use hf_hub::{Cache, CacheRepo};
 use std::path::{Path, PathBuf};
 
 /// Files a model directory may hold besides the weights.
@@ -28,9 +28,26 @@ pub fn is_hub_id(text: &str) -> bool {
     matches!(text.split_once('/'), Some((owner, name)) if part(owner) && part(name))
 }
 
-/// The local directory for `spec`, downloading into the hub cache if needed. A path that is not a
-/// directory is reported as missing, never tried as a hub id unless it has a hub id's shape.
+/// Where a hub download stands: `done` of the `total` bytes of `file` (reported as bytes arrive).
+#[derive(Debug, Clone, Copy)]
+pub struct Download<'a> {
+    pub file: &'a str,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// The local directory for `spec`, downloading into the hub cache if needed (silently: see
+/// `resolve_model_dir_reporting`). A path that is not a directory is reported as missing, never tried
+/// as a hub id unless it has a hub id's shape.
 pub fn resolve_model_dir(spec: &Path) -> Result<PathBuf> {
+    resolve_model_dir_reporting(spec, &mut |_| {})
+}
+
+/// `resolve_model_dir`, reporting every file it downloads to `progress` (an 8B checkpoint is 5.7 GB).
+pub fn resolve_model_dir_reporting(
+    spec: &Path,
+    progress: &mut dyn FnMut(Download),
+) -> Result<PathBuf> {
     if spec.is_dir() {
         return Ok(spec.to_path_buf());
     }
@@ -60,7 +77,7 @@ pub fn resolve_model_dir(spec: &Path) -> Result<PathBuf> {
             Cache::from_env().path().display()
         );
     }
-    download(id).with_context(|| {
+    download(id, progress).with_context(|| {
         format!(
             "{id} is not a local directory, and cannot be fetched from the Hugging Face hub. If this machine \
              is offline, download the model elsewhere (huggingface-cli download {id} --local-dir DIR), copy \
@@ -86,9 +103,13 @@ fn from_cache(id: &str) -> Result<Option<PathBuf>> {
     Ok(complete.then_some(dir))
 }
 
-fn download(id: &str) -> Result<PathBuf> {
-    let api = ApiBuilder::from_env().with_progress(true).build()?;
-    let repo = api.model(id.to_string());
+fn download(id: &str, progress: &mut dyn FnMut(Download)) -> Result<PathBuf> {
+    let api = ApiBuilder::from_env().with_progress(false).build()?;
+    let mut repo = Files {
+        api: api.model(id.to_string()),
+        cache: Cache::from_env().model(id.to_string()),
+        progress,
+    };
     let config = repo.get("config.json")?;
     for file in OPTIONAL_FILES {
         let _ = repo.get(file);
@@ -107,6 +128,63 @@ fn download(id: &str) -> Result<PathBuf> {
         .parent()
         .context("downloaded config.json has no directory")?
         .to_path_buf())
+}
+
+/// A hub repository's files: from the cache when there, else downloaded with progress reports.
+struct Files<'a> {
+    api: ApiRepo,
+    cache: CacheRepo,
+    progress: &'a mut dyn FnMut(Download),
+}
+
+impl Files<'_> {
+    fn get(&mut self, file: &str) -> Result<PathBuf, ApiError> {
+        if let Some(path) = self.cache.get(file) {
+            return Ok(path);
+        }
+        let reporter = Reporter {
+            file,
+            done: 0,
+            total: 0,
+            progress: &mut *self.progress,
+        };
+        self.api.download_with_progress(file, reporter)
+    }
+}
+
+/// hf-hub's download callbacks turned into `Download` reports.
+struct Reporter<'a, 'b> {
+    file: &'a str,
+    done: u64,
+    total: u64,
+    progress: &'b mut dyn FnMut(Download),
+}
+
+impl Reporter<'_, '_> {
+    fn report(&mut self) {
+        (self.progress)(Download {
+            file: self.file,
+            done: self.done,
+            total: self.total,
+        });
+    }
+}
+
+impl hf_hub::api::Progress for Reporter<'_, '_> {
+    fn init(&mut self, size: usize, _filename: &str) {
+        (self.done, self.total) = (0, size as u64);
+        self.report();
+    }
+
+    fn update(&mut self, size: usize) {
+        self.done += size as u64;
+        self.report();
+    }
+
+    fn finish(&mut self) {
+        self.done = self.total;
+        self.report();
+    }
 }
 
 fn shard_names(index: &Path) -> Result<Vec<String>> {

@@ -99,8 +99,13 @@ pub struct QuantizeOptions {
     pub embeddings: bool,
 }
 
-/// Quantizes an unquantized Qwen3 checkpoint directory into `out`.
-pub fn quantize_dir(input: &Path, out: &Path, options: &QuantizeOptions) -> Result<()> {
+/// Quantizes an unquantized Qwen3 checkpoint directory into `out`; `progress` as `write_safetensors`'.
+pub fn quantize_dir(
+    input: &Path,
+    out: &Path,
+    options: &QuantizeOptions,
+    progress: &dyn Fn(u64, u64),
+) -> Result<()> {
     let QuantizeOptions {
         group_size: group,
         max_shard_bytes,
@@ -224,5 +229,5 @@ pub fn quantize_dir(input: &Path, out: &Path, options: &QuantizeOptions) -> Resu
             std::fs::copy(input.join(file), out.join(file))?;
         }
     }
-    write_safetensors(out, tensors, max_shard_bytes)
+    write_safetensors(out, tensors, max_shard_bytes, progress)
 }

@@ -155,7 +155,9 @@ fn norm_weight(weights: &Weights, name: &str, len: usize) -> Result<Vec<f32>> {
 }
 
 impl Qwen3 {
-    /// Loads every tensor (checking names and shapes against config.json); `progress` is called per layer.
+    /// Loads every tensor (checking names and shapes against config.json). `progress(done, total)`
+    /// counts steps: one per layer (after its repacking), then one for the embedding and lm_head
+    /// (whose int8 conversion under `Fast` is the longest single step).
     pub fn load(
         weights: &Weights,
         config: Qwen3Config,
@@ -192,7 +194,7 @@ impl Qwen3 {
                 up_proj: linear("mlp.up_proj", h, inter)?,
                 down_proj: linear("mlp.down_proj", inter, h)?,
             });
-            progress(i + 1, config.num_hidden_layers);
+            progress(i + 1, config.num_hidden_layers + 1);
         }
         let norm = norm_weight(weights, "model.norm.weight", h)?;
         let (embed_tokens, lm_head) = match awq {
@@ -215,6 +217,7 @@ impl Qwen3 {
             ),
             _ => Self::load_dense_embedding(weights, &config, precision)?,
         };
+        progress(config.num_hidden_layers + 1, config.num_hidden_layers + 1);
         let rope = Rope::new(&config);
         Ok(Qwen3 {
             config,
