@@ -347,7 +347,7 @@ fn quantize_refuses_shapes_it_cannot_pack() {
         max_shard_bytes: 1 << 20,
         embeddings: false,
     };
-    let err = qwen3_agent::model::quantize::quantize_dir(&odd, &out, &options)
+    let err = qwen3_agent::model::quantize::quantize_dir(&odd, &out, &options, &|_, _| {})
         .unwrap_err()
         .to_string();
     assert!(err.contains("only 2-D [out, in] linear weights"), "{err}");

@@ -6,7 +6,6 @@
 mod common;
 
 use common::{TOKENIZER, processes_with, python, read_jsonl};
-use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -37,7 +37,7 @@ fn bar(template: &str, message: String) -> ProgressBar {
 }
 
 /// For `load_decoder`'s steps (each layer after its repacking, then the embedding and lm_head).
-pub fn loading(dir: &Path) -> impl FnMut(usize, usize) {
+pub fn loading(dir: &Path) -> impl FnMut(usize, usize) + use<> {
     let bar = bar(
         "loading {msg} [{bar:30}] {percent:>3}% ({elapsed})",
         dir.display().to_string(),

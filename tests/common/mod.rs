@@ -19,10 +19,8 @@ pub const TOKENIZER: &str = concat!(
 
 /// An empty scratch dir for one test (`label` names the test binary, `name` the test).
 pub fn scratch(label: &str, name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "qwen3-agent-{label}-{}-{name}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("qwen3-agent-{label}-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
