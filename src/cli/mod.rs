@@ -54,7 +54,8 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 stopped.0.exit_code().into()
             }
             None => {
-                eprintln!("error: {error:#}");
+                // An error may quote a server's reply or a tool's output.
+                eprintln!("error: {}", printer::printable(&format!("{error:#}")));
                 std::process::ExitCode::FAILURE
             }
         },
