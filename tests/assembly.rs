@@ -19,12 +19,17 @@ fn recording() -> PrefillProgress {
 
 #[test]
 fn a_local_models_prefill_reaches_the_callers_reporter() {
-    let agent = load_agent(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/agents/demo.yaml")))
-        .unwrap();
+    let agent = load_agent(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/agents/demo.yaml"
+    )))
+    .unwrap();
     let mut options = AssembleOptions::new(std::env::temp_dir().join("qwen3-agent-assembly-test"));
     options.prefill_progress = Some(recording);
     let mut backend = build_backend(&agent, &options).unwrap();
-    let messages = [Message::user("count the words: ".to_string() + &"word ".repeat(700))];
+    let messages = [Message::user(
+        "count the words: ".to_string() + &"word ".repeat(700),
+    )];
     let request = BackendRequest {
         messages: &messages,
         tools: &[],
@@ -38,8 +43,15 @@ fn a_local_models_prefill_reaches_the_callers_reporter() {
 
     let reports = REPORTS.lock().unwrap();
     let prompt = response.prompt_tokens;
-    assert!(prompt > PREFILL_STEP, "the prompt must take more than one step: {prompt}");
+    assert!(
+        prompt > PREFILL_STEP,
+        "the prompt must take more than one step: {prompt}"
+    );
     assert_eq!(reports.first(), Some(&(0, prompt)), "{reports:?}");
     assert_eq!(reports.last(), Some(&(prompt, prompt)), "{reports:?}");
-    assert_eq!(reports.len(), 1 + prompt.div_ceil(PREFILL_STEP), "{reports:?}");
+    assert_eq!(
+        reports.len(),
+        1 + prompt.div_ceil(PREFILL_STEP),
+        "{reports:?}"
+    );
 }

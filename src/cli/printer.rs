@@ -111,7 +111,11 @@ impl Printer {
             }
             AgentEvent::ModelCall { .. } => Ok(()),
             AgentEvent::Notice(text) => {
-                writeln!(out, "\n{}", self.paint("1", &printable(&format!("note: {text}"))))
+                writeln!(
+                    out,
+                    "\n{}",
+                    self.paint("1", &printable(&format!("note: {text}")))
+                )
             }
         };
         let _ = out.flush();
