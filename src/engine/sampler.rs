@@ -303,7 +303,11 @@ pub(crate) mod tests {
             .zip(marks)
             .enumerate()
             .map(|(i, (&l, &m))| {
-                let l = if m & 1 != 0 { repetition_penalized(l, repetition) } else { l };
+                let l = if m & 1 != 0 {
+                    repetition_penalized(l, repetition)
+                } else {
+                    l
+                };
                 (i as u32, if m & 2 != 0 { l - presence } else { l })
             })
             .filter(|c| !c.1.is_nan())
@@ -319,28 +323,57 @@ pub(crate) mod tests {
         let base = SamplingParams::for_mode(true);
         let settings = [
             base,
-            SamplingParams { presence_penalty: 1.5, ..base },
-            SamplingParams { repetition_penalty: 1.3, min_p: 0.05, top_k: 64, ..base },
-            SamplingParams { temperature: 0.0, repetition_penalty: 1.2, ..base },
-            SamplingParams { top_k: 0, top_p: 0.8, temperature: 1.0, ..base },
+            SamplingParams {
+                presence_penalty: 1.5,
+                ..base
+            },
+            SamplingParams {
+                repetition_penalty: 1.3,
+                min_p: 0.05,
+                top_k: 64,
+                ..base
+            },
+            SamplingParams {
+                temperature: 0.0,
+                repetition_penalty: 1.2,
+                ..base
+            },
+            SamplingParams {
+                top_k: 0,
+                top_p: 0.8,
+                temperature: 1.0,
+                ..base
+            },
             SamplingParams { top_k: 1, ..base },
         ];
         let mut rng = Rng::seeded(3);
         for (n, &params) in settings.iter().enumerate() {
-            let params = SamplingParams { seed: n as u64, ..params };
+            let params = SamplingParams {
+                seed: n as u64,
+                ..params
+            };
             let (mut host, mut device) = (Sampler::new(params), Sampler::new(params));
-            let prompt: Vec<u32> = (0..40).map(|_| (rng.next_u64() % vocab as u64) as u32).collect();
+            let prompt: Vec<u32> = (0..40)
+                .map(|_| (rng.next_u64() % vocab as u64) as u32)
+                .collect();
             let mut marks = vec![0u8; vocab];
             prompt.iter().for_each(|&id| marks[id as usize] |= 1);
             let mut generated = Vec::new();
             for _ in 0..60 {
                 // Coarse logits, so equal values (and the tie rule) come up often.
-                let logits: Vec<f32> = (0..vocab).map(|_| (rng.normal() * 4.0).round() / 2.0).collect();
+                let logits: Vec<f32> = (0..vocab)
+                    .map(|_| (rng.normal() * 4.0).round() / 2.0)
+                    .collect();
                 let k = device.candidate_count(vocab);
                 let penalties = (params.repetition_penalty, params.presence_penalty);
                 let candidates = device_candidates(&logits, &marks, penalties, k);
                 let id = host.sample(&mut logits.clone(), &prompt, &generated);
-                assert_eq!(device.pick(&candidates), id, "settings {n}, step {}", generated.len());
+                assert_eq!(
+                    device.pick(&candidates),
+                    id,
+                    "settings {n}, step {}",
+                    generated.len()
+                );
                 generated.push(id);
                 marks[id as usize] |= 3;
             }
@@ -373,10 +406,22 @@ pub(crate) mod tests {
         // top-p 0.95 keeps the first two (cumulative 0.865, then 0.982); min-p 0.2 only the best (the
         // second has e^-2 = 0.135 of its probability).
         let kept: f64 = weights[..2].iter().sum();
-        let f = frequencies(SamplingParams { top_p: 0.95, ..params }, 20_000);
+        let f = frequencies(
+            SamplingParams {
+                top_p: 0.95,
+                ..params
+            },
+            20_000,
+        );
         assert_eq!(f[2..], [0.0; 3]);
         assert!((f[0] - weights[0] / kept).abs() < 0.01, "{f:?}");
-        let f = frequencies(SamplingParams { min_p: 0.2, ..params }, 1000);
+        let f = frequencies(
+            SamplingParams {
+                min_p: 0.2,
+                ..params
+            },
+            1000,
+        );
         assert_eq!(f, [1.0, 0.0, 0.0, 0.0, 0.0]);
     }
 

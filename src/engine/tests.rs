@@ -46,10 +46,16 @@ impl Decoder for Selecting {
     }
     fn forward_top_k(&mut self, id: u32, r: &TopKRequest) -> Result<Option<Vec<(u32, f32)>>> {
         self.requests += 1;
-        if r.k > self.max_k || (self.refuse_every > 0 && self.requests % self.refuse_every == 0) {
+        if r.k > self.max_k
+            || (self.refuse_every > 0 && self.requests.is_multiple_of(self.refuse_every))
+        {
             return Ok(None);
         }
-        assert_eq!(r.generated.last(), Some(&id), "the output ends with the id run");
+        assert_eq!(
+            r.generated.last(),
+            Some(&id),
+            "the output ends with the id run"
+        );
         let vocab = self.marks.len();
         if r.fresh {
             self.marks = marks_of(vocab, r.prompt, r.generated);
@@ -63,7 +69,12 @@ impl Decoder for Selecting {
         let logits = self.inner.forward(&[id], false)?;
         self.served.fetch_add(1, Ordering::Relaxed);
         let penalties = (r.repetition_penalty, r.presence_penalty);
-        Ok(Some(device_candidates(&logits, &self.marks, penalties, r.k)))
+        Ok(Some(device_candidates(
+            &logits,
+            &self.marks,
+            penalties,
+            r.k,
+        )))
     }
 }
 
@@ -93,7 +104,10 @@ fn engines(max_k: usize, refuse_every: usize) -> (Engine, Engine, Arc<AtomicUsiz
 fn generate(engine: &mut Engine, prompt: &[u32], params: SamplingParams) -> (Vec<u32>, usize) {
     let generation = engine.generate(prompt, 40, params, &[], |_| ControlFlow::Continue(()));
     let generation = generation.expect("generation runs");
-    (generation.token_ids, generation.timings.device_picked_tokens)
+    (
+        generation.token_ids,
+        generation.timings.device_picked_tokens,
+    )
 }
 
 fn ids(engine: &mut Engine, prompt: &[u32], params: SamplingParams) -> Vec<u32> {
@@ -104,9 +118,23 @@ fn settings() -> [SamplingParams; 4] {
     let thinking = SamplingParams::for_mode(true);
     [
         thinking,
-        SamplingParams { presence_penalty: 1.5, seed: 4, ..thinking },
-        SamplingParams { repetition_penalty: 1.3, min_p: 0.05, top_k: 64, seed: 9, ..thinking },
-        SamplingParams { temperature: 0.0, repetition_penalty: 1.2, ..thinking },
+        SamplingParams {
+            presence_penalty: 1.5,
+            seed: 4,
+            ..thinking
+        },
+        SamplingParams {
+            repetition_penalty: 1.3,
+            min_p: 0.05,
+            top_k: 64,
+            seed: 9,
+            ..thinking
+        },
+        SamplingParams {
+            temperature: 0.0,
+            repetition_penalty: 1.2,
+            ..thinking
+        },
     ]
 }
 
@@ -124,7 +152,11 @@ fn selected_candidates_give_the_host_samplers_ids() {
         // A second round reuses the cached prefix; its first request starts the counted tokens afresh.
         let longer: Vec<u32> = prompt.iter().chain(&expected).copied().collect();
         let expected = ids(&mut host, &longer, params);
-        assert_eq!(ids(&mut device, &longer, params), expected, "{params:?}, round 2");
+        assert_eq!(
+            ids(&mut device, &longer, params),
+            expected,
+            "{params:?}, round 2"
+        );
     }
 }
 
@@ -134,10 +166,16 @@ fn refused_requests_fall_back_to_host_sampling() {
     let params = settings()[2];
     // k 64 over a cap of 20: never served, every step samples the downloaded logits.
     let (mut host, mut device, served) = engines(20, 0);
-    assert_eq!(ids(&mut device, &prompt, params), ids(&mut host, &prompt, params));
+    assert_eq!(
+        ids(&mut device, &prompt, params),
+        ids(&mut host, &prompt, params)
+    );
     assert_eq!(served.load(Ordering::Relaxed), 0);
     // Some steps refused: the request after one starts afresh, and the ids stay the host's.
     let (mut host, mut device, served) = engines(64, 3);
-    assert_eq!(ids(&mut device, &prompt, params), ids(&mut host, &prompt, params));
+    assert_eq!(
+        ids(&mut device, &prompt, params),
+        ids(&mut host, &prompt, params)
+    );
     assert!(served.load(Ordering::Relaxed) > 20);
 }

@@ -30,7 +30,11 @@ pub trait Decoder: Send {
     /// `engine::sampler::candidate_order`, fewer only where the rest are NaN. The engine's `Sampler`
     /// draws from them, so sampled decoding on a GPU copies k pairs to the host per token, not the
     /// vocabulary's logits. None: nothing ran (this decoder, or this k, is not served), call `forward`.
-    fn forward_top_k(&mut self, _id: u32, _request: &TopKRequest) -> Result<Option<Vec<(u32, f32)>>> {
+    fn forward_top_k(
+        &mut self,
+        _id: u32,
+        _request: &TopKRequest,
+    ) -> Result<Option<Vec<(u32, f32)>>> {
         Ok(None)
     }
     /// For GPU decoders: the device, its memory in use, and a measured copy bandwidth (what `bench`

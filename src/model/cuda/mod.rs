@@ -208,11 +208,7 @@ impl Decoder for CudaQwen3 {
         Ok(Some(best))
     }
 
-    fn forward_top_k(
-        &mut self,
-        id: u32,
-        request: &TopKRequest,
-    ) -> Result<Option<Vec<(u32, f32)>>> {
+    fn forward_top_k(&mut self, id: u32, request: &TopKRequest) -> Result<Option<Vec<(u32, f32)>>> {
         self.top_k_candidates(id, request)
     }
 

@@ -47,7 +47,8 @@ impl Sampling {
             marks: Buf::zeros(stream, vocab)?,
             block_top: Buf::zeros(stream, blocks * MAX_K)?,
             top: Buf::zeros(stream, MAX_K)?,
-            enabled: blocks <= MAX_BLOCKS && std::env::var(DEVICE_SAMPLING_ENV).map_or(true, |v| v != "0"),
+            enabled: blocks <= MAX_BLOCKS
+                && std::env::var(DEVICE_SAMPLING_ENV).map_or(true, |v| v != "0"),
         })
     }
 
@@ -159,14 +160,32 @@ mod tests {
     /// logit_key of kernels.cu.
     fn key(v: f32, i: u32) -> u64 {
         let bits = v.to_bits();
-        let ordered = if bits & 0x8000_0000 != 0 { !bits } else { bits | 0x8000_0000 };
+        let ordered = if bits & 0x8000_0000 != 0 {
+            !bits
+        } else {
+            bits | 0x8000_0000
+        };
         (ordered as u64) << 32 | (u32::MAX - i) as u64
     }
 
     #[test]
     fn keys_decode_to_their_candidates_and_sort_in_candidate_order() {
-        let values = [1.5, -2.25, 0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, 1e-30, -1e-30, 1.5];
-        let mut pairs: Vec<(u32, f32)> = values.iter().enumerate().map(|(i, &v)| (i as u32 * 7, v)).collect();
+        let values = [
+            1.5,
+            -2.25,
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e-30,
+            -1e-30,
+            1.5,
+        ];
+        let mut pairs: Vec<(u32, f32)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as u32 * 7, v))
+            .collect();
         for &(i, v) in &pairs {
             let (id, back) = candidate(key(v, i));
             assert_eq!((id, back.to_bits()), (i, v.to_bits()));
@@ -174,6 +193,9 @@ mod tests {
         let mut by_key = pairs.clone();
         by_key.sort_by_key(|&(i, v)| std::cmp::Reverse(key(v, i)));
         pairs.sort_by(candidate_order);
-        assert_eq!(by_key.iter().map(|c| c.0).collect::<Vec<_>>(), pairs.iter().map(|c| c.0).collect::<Vec<_>>());
+        assert_eq!(
+            by_key.iter().map(|c| c.0).collect::<Vec<_>>(),
+            pairs.iter().map(|c| c.0).collect::<Vec<_>>()
+        );
     }
 }

@@ -4,8 +4,8 @@
 use super::decode::ATTN_CHUNK;
 use super::device::{Buf, Kernels};
 use super::formats::{Linear, to_f16};
-use super::sample::Sampling;
 use super::prefill::{MAX_CHUNK, SCORE_BUDGET};
+use super::sample::Sampling;
 use super::{CudaQwen3, Layer, Scratch};
 use crate::model::config::Qwen3Config;
 use crate::model::rope::Rope;
