@@ -76,7 +76,10 @@ if same < 32 or a != b:
     failures.append("demo greedy")
 # Sampled decode: the same seed must give the same ids whether the GPU selects the candidates or the
 # host samples the downloaded logits (same logits, same Sampler::pick); the GPU run must have picked every
-# token after the first (which samples the prefill's logits) itself.
+# token after the first (which samples the prefill's logits) itself. Exact where a model's logits repeat
+# run to run: the fixtures (vocabulary 512: one block of candidates) and a tiny synthetic model with
+# Qwen3's 151,936-entry vocabulary (149 blocks joined); the demo model's split-K GEMVs add in atomics,
+# whose order varies, so a second host run shows whether its ids may differ for that reason alone.
 SETTINGS = {
     "thinking": ["--temperature", "0.6", "--top-k", "20", "--top-p", "0.95", "--seed", "1"],
     "presence 1.5": ["--temperature", "0.6", "--top-k", "20", "--top-p", "0.95", "--presence-penalty", "1.5",
@@ -87,7 +90,17 @@ SETTINGS = {
     "non-thinking": ["--temperature", "0.7", "--top-k", "20", "--top-p", "0.8", "--seed", "4"],
 }
 host_env = dict(os.environ, QWEN3_AGENT_CUDA_DEVICE_SAMPLING="0")
-models = [f for f in sorted((ROOT / "tests/fixtures/parity").iterdir()) if (f / "config.json").exists()] + [demo]
+tiny = OUT / "tiny-full-vocab"
+if not tiny.exists():
+    run("synth", "--preset", "tiny", "--out", str(tiny), "--no-tokenizer")
+models = [f for f in sorted((ROOT / "tests/fixtures/parity").iterdir()) if (f / "config.json").exists()]
+models += [tiny, demo]
+
+
+def common(a, b):
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
 print(f"{'sampled decode':<16} {'settings':<14} {'equal ids':>10} {'GPU-picked':>10}")
 for model in models:
     for name, flags in SETTINGS.items():
@@ -97,10 +110,15 @@ for model in models:
             return json.loads(out.strip().splitlines()[-1])
         gpu, host = bench(), bench(host_env)
         a, b = gpu["token_ids"], host["token_ids"]
-        same = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
         picked = gpu["device_picked_tokens"], host["device_picked_tokens"]
-        print(f"{model.name:<16} {name:<14} {same:>6}/{len(b):<3} {picked[0]:>6}/{len(a) - 1}")
-        if a != b or picked != (len(a) - 1, 0):
+        note, ok = "", a == b
+        if not ok:
+            again = bench(host_env)["token_ids"]
+            if again != b:
+                ok = True
+                note = f"  (two host runs agree on {common(b, again)} only: logits vary run to run)"
+        print(f"{model.name:<16} {name:<14} {common(a, b):>6}/{len(b):<3} {picked[0]:>6}/{len(a) - 1}{note}")
+        if not ok or picked != (len(a) - 1, 0):
             failures.append(f"sampled {model.name} {name}")
 
 print("FAILED: " + ", ".join(failures) if failures else "all CUDA checks passed")
