@@ -38,16 +38,38 @@ fn a_scripted_agent_uses_a_real_mcp_server_and_the_sandbox_across_rounds() {
         .filter(|m| m["role"] == "tool")
         .map(|m| m["content"].as_str().unwrap())
         .collect();
-    assert!(
-        tools[0].contains("\"time_difference\": \"-5.75h\""),
-        "{}",
-        tools[0]
+    // The time server's own result, whole: 09:30 in Kathmandu (UTC+5:45) is 03:45 UTC.
+    let converted: serde_json::Value = serde_json::from_str(tools[0]).unwrap();
+    assert_eq!(converted["time_difference"], "-5.75h", "{converted}");
+    assert_eq!(converted["source"]["timezone"], "Asia/Kathmandu");
+    assert_eq!(converted["target"]["timezone"], "UTC");
+    let at = |side: &str| converted[side]["datetime"].as_str().unwrap()[11..19].to_string();
+    assert_eq!(
+        (at("source"), at("target")),
+        ("09:30:00".into(), "03:45:00".into())
     );
     assert_eq!(&tools[1..], ["345.0", "11.5"]);
-    let log = std::fs::read_to_string(&transcript).unwrap();
+    // The second prompt holds the first result exactly as the template wraps it.
+    let log: Vec<serde_json::Value> = std::fs::read_to_string(&transcript)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let prompts: Vec<&str> = log
+        .iter()
+        .filter(|l| l["event"] == "model_call")
+        .map(|l| l["prompt"].as_str().unwrap())
+        .collect();
     assert!(
-        log.contains("<tool_response>\\n345.0\\n</tool_response>"),
-        "results are wrapped as the template expects"
+        prompts[2].ends_with(&format!(
+            "<|im_start|>user\n<tool_response>\n{}\n</tool_response><|im_end|>\n<|im_start|>assistant\n<think>\nNow compute with the offset.\n</think>\n\n\
+             <tool_call>\n{{\"name\": \"code_interpreter\", \"arguments\": {{\"code\": \"offset = 5.75\\nprint(offset * 60)\"}}}}\n</tool_call><|im_end|>\n\
+             <|im_start|>user\n<tool_response>\n345.0\n</tool_response><|im_end|>\n<|im_start|>assistant\n",
+            tools[0]
+        )),
+        "{}",
+        prompts[2]
     );
+    assert_eq!(result["content"], "Kathmandu is 345 minutes ahead of UTC.");
     assert_eq!(result["rounds"], 4);
 }

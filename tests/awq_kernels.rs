@@ -1,7 +1,7 @@
 //! The AWQ matmul kernels (SIMD and portable, every row-block size and column tail) against the
 //! dequantized weights, and RTN quantization into the format.
 
-use qwen3_agent::model::awq::{AwqLinear, unpack_word};
+use qwen3_agent::model::awq::{AwqLinear, pack_word, unpack_word};
 use qwen3_agent::model::awq_int8::Int8AwqLinear;
 use qwen3_agent::model::checkpoint::{LazyTensor, le_bytes, write_safetensors};
 use qwen3_agent::model::quantize::quantize_rtn;
@@ -42,6 +42,7 @@ fn random_linear(dir: &std::path::Path, inf: usize, outf: usize, group: usize) -
             ),
         ],
         1 << 30,
+        &|_, _| {},
     )
     .unwrap();
     Weights::open(dir).unwrap()
@@ -190,6 +191,7 @@ fn int8_lm_head_tracks_the_f16_matrix() {
             make: Box::new(move || bytes.clone()),
         }],
         1 << 30,
+        &|_, _| {},
     )
     .unwrap();
     let weights = Weights::open(&dir).unwrap();
@@ -211,5 +213,161 @@ fn int8_lm_head_tracks_the_f16_matrix() {
             .sqrt();
         let norm: f32 = want.iter().map(|b| b * b).sum::<f32>().sqrt();
         assert!(err / norm < 1e-2, "m {m}: relative error {}", err / norm);
+    }
+}
+
+/// The kernels read and write through raw pointers within m × in and m × out values: a slice of
+/// another length must stop at an assert (in release builds too, where `debug_assert` is off) with
+/// a message that names it, never reach them.
+mod wrong_lengths {
+    use super::*;
+    use qwen3_agent::model::dense::DenseMatrix;
+    use qwen3_agent::model::int8_matrix::Int8Matrix;
+
+    const SHAPE: (usize, usize, usize) = (64, 24, 32);
+
+    fn linear(name: &str) -> AwqLinear {
+        let (inf, outf, group) = SHAPE;
+        load(
+            &random_linear(&tempdir(name), inf, outf, group),
+            inf,
+            outf,
+            group,
+        )
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "AwqLinear::forward: y holds 47 values, not m × out_features = 2 × 24"
+    )]
+    fn awq_forward_short_output() {
+        linear("short-y").forward(&[0.0; 128], 2, &mut [0.0; 47]);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "AwqLinear::forward: x holds 63 values, not m × in_features = 1 × 64"
+    )]
+    fn awq_forward_short_input() {
+        linear("short-x").forward(&[0.0; 63], 1, &mut [0.0; 24]);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "Int8AwqLinear::forward: y holds 23 values, not m × out_features = 1 × 24"
+    )]
+    fn int8_awq_forward_short_output() {
+        Int8AwqLinear::from_awq(linear("int8-short-y")).forward(&[0.0; 64], 1, &mut [0.0; 23]);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "Int8AwqLinear::forward: x holds 128 values, not m × in_features = 3 × 64"
+    )]
+    fn int8_awq_forward_rows_miscounted() {
+        Int8AwqLinear::from_awq(linear("int8-rows")).forward(&[0.0; 128], 3, &mut [0.0; 72]);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "AwqLinear::new: qweight holds 192 values, a 96×24 layer with group size 32 needs 288"
+    )]
+    fn awq_tensors_of_another_shape() {
+        let (inf, outf, group) = SHAPE;
+        let weights = random_linear(&tempdir("new-shape"), inf, outf, group);
+        let tensor = |name, shape: &[usize]| weights.get(name, shape).unwrap();
+        AwqLinear::new(
+            96,
+            outf,
+            group,
+            tensor("l.qweight", &[inf, outf / 8]).mapped_u32().unwrap(),
+            tensor("l.qzeros", &[inf / group, outf / 8])
+                .mapped_u32()
+                .unwrap(),
+            tensor("l.scales", &[inf / group, outf])
+                .mapped_f16()
+                .unwrap(),
+        );
+    }
+
+    fn f16_matrix(name: &str, rows: usize, cols: usize) -> Weights {
+        let bytes = le_bytes(&vec![half::f16::from_f32(0.5); rows * cols]);
+        let dir = tempdir(name);
+        let tensor = LazyTensor {
+            name: "w".into(),
+            dtype: Dtype::F16,
+            shape: vec![rows, cols],
+            make: Box::new(move || bytes.clone()),
+        };
+        write_safetensors(&dir, vec![tensor], 1 << 30, &|_, _| {}).unwrap();
+        Weights::open(&dir).unwrap()
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "Int8Matrix::matmul: y holds 15 values, not m × out_features = 1 × 16"
+    )]
+    fn int8_matrix_short_output() {
+        let weights = f16_matrix("int8-matrix", 16, 128);
+        let tensor = weights.get("w", &[16, 128]).unwrap();
+        let matrix = Int8Matrix::from_f16_tensor(&tensor, 16, 128)
+            .unwrap()
+            .unwrap();
+        matrix.matmul(&[0.0; 128], 1, &mut [0.0; 15]);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "DenseMatrix::matmul: x holds 100 values, not m × in_features = 1 × 128"
+    )]
+    fn dense_matrix_short_input() {
+        let weights = f16_matrix("dense-matrix", 16, 128);
+        let tensor = weights.get("w", &[16, 128]).unwrap();
+        let matrix = DenseMatrix::from_tensor(&tensor, 16, 128).unwrap();
+        matrix.matmul(&[0.0; 100], 1, &mut [0.0; 16]);
+    }
+}
+
+/// A layer packed by a transcription of AutoAWQ's own writer (`WQLinear_GEMM.from_linear`, see
+/// scripts/autoawq_pack_fixture.py), not by our `pack_word`: our unpacking must give back its ints,
+/// our packing its words, and the layer's weights must be (q − z) · s of those ints.
+#[test]
+fn a_layer_packed_by_autoawq_unpacks_to_its_ints() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/autoawq-pack");
+    let weights = Weights::open(&dir).unwrap();
+    let (inf, outf, group) = (128, 64, 32);
+    let ints = |name: &str, rows: usize| -> Vec<u8> {
+        let tensor = weights.get(name, &[rows, outf]).unwrap();
+        let values = tensor.mapped_u32().unwrap();
+        assert!(values.iter().all(|&v| v < 16), "{name} holds 4-bit ints");
+        values.iter().map(|&v| v as u8).collect()
+    };
+    let (q, z) = (
+        ints("expected.intweight", inf),
+        ints("expected.zeros", inf / group),
+    );
+    let words = outf / 8;
+    for (name, rows, expected) in [("l.qweight", inf, &q), ("l.qzeros", inf / group, &z)] {
+        let packed = weights
+            .get(name, &[rows, words])
+            .unwrap()
+            .mapped_u32()
+            .unwrap();
+        for (i, &word) in packed.iter().enumerate() {
+            let logical: [u8; 8] = std::array::from_fn(|j| expected[i * 8 + j]);
+            assert_eq!(unpack_word(word), logical, "{name} word {i}");
+            assert_eq!(pack_word(logical), word, "{name} word {i}");
+        }
+    }
+    let scales = weights.get("l.scales", &[inf / group, outf]).unwrap();
+    let scales = scales.mapped_f16().unwrap();
+    let w = load(&weights, inf, outf, group).dequantize();
+    for k in 0..inf {
+        for n in 0..outf {
+            let g = k / group;
+            let want =
+                (q[k * outf + n] as f32 - z[g * outf + n] as f32) * scales[g * outf + n].to_f32();
+            assert_eq!(w[k * outf + n], want, "W[{k}][{n}]");
+        }
     }
 }

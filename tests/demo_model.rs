@@ -96,4 +96,8 @@ fn held_out_evaluation_stays_at_its_measured_level() {
     assert!(ok, "{stdout}\n{stderr}");
     let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(summary["cases"], 100);
+    assert_eq!(
+        summary["failed_runs"], 0,
+        "every case's run ended without an error"
+    );
 }

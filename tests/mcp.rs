@@ -1,12 +1,15 @@
-//! MCP against real servers: the reference `mcp-server-time` (pip, in the venv scripts/test.sh makes) and
-//! a misbehaving server written for these tests (tests/fixtures/mcp/fault_server.py).
+//! MCP against real servers: the reference `mcp-server-time` (pip, in the venv scripts/test.sh makes),
+//! `@modelcontextprotocol/server-everything` (npm, installed by scripts/test.sh), a server on the official
+//! Python SDK (tests/fixtures/mcp/sdk_server.py) and a misbehaving server written for these tests
+//! (tests/fixtures/mcp/fault_server.py).
 
 mod common;
 
 use common::{
-    call, fault_server, processes_with, python, registry, run_json, time_server, tool_names,
+    call, everything_server, fault_server, pids_with, processes_end, processes_with, python,
+    registry, run_json, sdk_server, time_server, tool_names,
 };
-use qwen3_agent::config::{McpServerSpec, load_mcp_config};
+use qwen3_agent::config::{InheritEnv, McpServerSpec, load_mcp_config};
 use serde_json::{Value as Json, json};
 use std::time::{Duration, Instant};
 
@@ -92,13 +95,14 @@ fn faults_give_clear_errors_and_the_agent_keeps_working() {
             "works after the restart"
         );
 
-        let start = Instant::now();
         let hung = call(&registry, "hang", json!({}));
         assert!(
-            hung.is_error && hung.text.contains("cancelled") && hung.text.contains("restarted"),
-            "{hung:?}"
+            hung.is_error
+                && hung.text.contains("within 2 s")
+                && hung.text.contains("cancelled")
+                && hung.text.contains("restarted"),
+            "the server's own timeout fired, not the registry's: {hung:?}"
         );
-        assert!(start.elapsed() < Duration::from_secs(4));
         assert_eq!(
             call(&registry, "echo", json!({"text": "still"})).text,
             "still"
@@ -123,11 +127,10 @@ fn faults_give_clear_errors_and_the_agent_keeps_working() {
         );
         assert_eq!(call(&registry, "garbage", json!({})).text, "after garbage");
     }
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        processes_with(&marker),
-        0,
-        "server processes (or their grandchildren) survived"
+    assert!(
+        processes_end(&marker, Duration::from_secs(2)),
+        "server processes (or their grandchildren) survived: {}",
+        processes_with(&marker)
     );
 }
 
@@ -163,6 +166,31 @@ fn pasted_configs_load() {
         err.contains("typo.json:1:") && err.contains("comand"),
         "{err}"
     );
+    let inherit = dir.join("inherit.json");
+    std::fs::write(
+        &inherit,
+        r#"{"mcpServers": {"a": {"command": "x", "inherit_env": ["TOKEN"]},
+        "b": {"command": "x", "inheritEnv": true}, "c": {"command": "x"}}}"#,
+    )
+    .unwrap();
+    let inherit = load_mcp_config(&inherit).unwrap();
+    assert_eq!(
+        inherit["a"].inherit_env,
+        InheritEnv::Names(vec!["TOKEN".into()])
+    );
+    assert_eq!(inherit["b"].inherit_env, InheritEnv::All(true));
+    assert_eq!(inherit["c"].inherit_env, InheritEnv::All(false));
+    let bad = dir.join("bad-inherit.json");
+    std::fs::write(
+        &bad,
+        r#"{"mcpServers": {"a": {"command": "x", "inherit_env": "TOKEN"}}}"#,
+    )
+    .unwrap();
+    let err = format!("{:#}", load_mcp_config(&bad).unwrap_err());
+    assert!(
+        err.contains("bad-inherit.json:1:") && err.contains("a list of environment variable names"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -171,7 +199,7 @@ fn an_agent_calls_the_reference_time_server_through_the_loop() {
     std::fs::create_dir_all(&dir).unwrap();
     let call = r#"<think>\nThe user wants Tokyo time.\n</think>\n\n<tool_call>\n{\"name\": \"get_current_time\", \"arguments\": {\"timezone\": \"Asia/Tokyo\"}}\n</tool_call>"#;
     let agent = format!(
-        "name: time\nmodel:\n  backend: scripted\n  path: {}/tests/fixtures/qwen3-tokenizer\n  script:\n    - \"{call}\"\n    - \"It is morning in Tokyo.\"\nmcpServers:\n  time:\n    command: {}\n    args: [-m, mcp_server_time, --local-timezone=Europe/Paris]\n",
+        "name: time\nmodel:\n  backend: scripted\n  path: {}/tests/fixtures/qwen3-tokenizer\n  script:\n    - \"{call}\"\n    - \"It is morning in Tokyo.\"\nmcpServers:\n  time:\n    command: {}\n    args: [-m, mcp_server_time, --local-timezone=Europe/Paris]\n    inherit_env: [LANG]\n",
         env!("CARGO_MANIFEST_DIR"),
         python()
     );
@@ -373,11 +401,158 @@ fn a_tool_timeout_overrides_the_server_timeout() {
     spec.tool_timeouts.insert("hang".into(), 1.0);
     let (registry, failures) = registry(&[("fault", spec)], Duration::from_secs(60));
     assert!(failures.is_empty(), "{failures:?}");
-    let start = Instant::now();
     let hung = call(&registry, "hang", json!({}));
     assert!(
         hung.is_error && hung.text.contains("within 1 s"),
         "{hung:?}"
     );
-    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+/// The one process whose command line holds `marker`.
+fn only_pid(marker: &str) -> u32 {
+    let pids = pids_with(marker);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    pids[0]
+}
+
+#[test]
+fn a_json_rpc_error_reply_is_a_tool_error_and_keeps_the_server() {
+    let marker = format!("sdk-error-{}", std::process::id());
+    let (registry, failures) = registry(&[("sdk", sdk_server(&marker))], Duration::from_secs(30));
+    assert!(failures.is_empty(), "{failures:?}");
+    let pid = only_pid(&marker);
+    // More than the restarts that would disable a crashing server: replies must not count.
+    for _ in 0..5 {
+        let reply = call(&registry, "check_date", json!({"date": "tomorrow"}));
+        assert!(
+            reply.is_error
+                && reply.text.contains("JSON-RPC error -32602")
+                && reply.text.contains("invalid date 'tomorrow'")
+                && !reply.text.contains("restarted"),
+            "{reply:?}"
+        );
+    }
+    assert_eq!(only_pid(&marker), pid, "the server was not restarted");
+    assert_eq!(call(&registry, "ping", json!({})).text, "pong");
+    assert_eq!(
+        call(&registry, "check_date", json!({"date": "2026-01-31"})).text,
+        "ok"
+    );
+}
+
+#[test]
+fn server_everything_tool_errors_keep_the_server_and_concurrent_images_get_their_own_files() {
+    let marker = format!("everything-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let (registry, failures) = registry(&[("everything", spec)], Duration::from_secs(30));
+    assert!(failures.is_empty(), "{failures:?}");
+    let pid = only_pid(&marker);
+    let thrown = call(
+        &registry,
+        "gzip-file-as-resource",
+        json!({"data": "ftp://example.invalid/file"}),
+    );
+    assert!(
+        thrown.is_error && thrown.text.contains("Unsupported URL protocol"),
+        "{thrown:?}"
+    );
+    assert_eq!(only_pid(&marker), pid, "the server was not restarted");
+    let Json::Object(no_args) = json!({}) else {
+        unreachable!()
+    };
+    let calls: Vec<_> = (0..8)
+        .map(|_| ("get-tiny-image".to_string(), no_args.clone()))
+        .collect();
+    let mut files = Vec::new();
+    for record in registry.dispatch(&calls) {
+        assert!(!record.output.is_error, "{:?}", record.output);
+        assert_eq!(record.output.files.len(), 1, "{:?}", record.output);
+        files.extend(record.output.files);
+    }
+    let distinct: std::collections::HashSet<_> = files.iter().collect();
+    assert_eq!(distinct.len(), 8, "{files:?}");
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{file} is not the PNG sent");
+        std::fs::remove_file(file).unwrap();
+    }
+}
+
+/// The fixture's record file: one JSON value per line.
+fn recorded(path: &std::path::Path) -> Vec<Json> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_timed_out_call_is_cancelled_by_its_request_id() {
+    let marker = format!("cancel-{}", std::process::id());
+    let record = std::env::temp_dir().join(format!("qwen3-agent-{marker}.jsonl"));
+    let _ = std::fs::remove_file(&record);
+    let mut spec = fault_server(&marker, &[&format!("--record={}", record.display())]);
+    spec.tool_timeouts.insert("hang".into(), 1.0);
+    let (registry, failures) = registry(&[("fault", spec)], Duration::from_secs(30));
+    assert!(failures.is_empty(), "{failures:?}");
+    let hung = call(&registry, "hang", json!({}));
+    assert!(
+        hung.is_error && hung.text.contains("within 1 s") && hung.text.contains("cancelled"),
+        "{hung:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (id, cancelled) = loop {
+        let entries = recorded(&record);
+        let id = entries.iter().find_map(|e| e.get("hang").cloned());
+        let cancelled = entries
+            .iter()
+            .find(|e| e["method"] == "notifications/cancelled")
+            .cloned();
+        if let (Some(id), Some(cancelled)) = (id, cancelled) {
+            break (id, cancelled);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no cancellation arrived: {:?}",
+            recorded(&record)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(cancelled["params"]["requestId"], id, "{cancelled}");
+    std::fs::remove_file(&record).unwrap();
+}
+
+#[test]
+fn calls_that_fail_together_restart_the_server_once() {
+    let marker = format!("gather-{}", std::process::id());
+    let record = std::env::temp_dir().join(format!("qwen3-agent-{marker}.jsonl"));
+    let _ = std::fs::remove_file(&record);
+    let spec = fault_server(&marker, &[&format!("--record={}", record.display())]);
+    let (registry, failures) = registry(&[("fault", spec)], Duration::from_secs(30));
+    assert!(failures.is_empty(), "{failures:?}");
+    let Json::Object(args) = json!({"n": 3}) else {
+        unreachable!()
+    };
+    let calls: Vec<_> = (0..3)
+        .map(|_| ("gather".to_string(), args.clone()))
+        .collect();
+    let outputs: Vec<_> = registry
+        .dispatch(&calls)
+        .into_iter()
+        .map(|r| r.output)
+        .collect();
+    assert!(outputs.iter().all(|o| o.is_error), "{outputs:?}");
+    let restarted = |needle: &str| outputs.iter().filter(|o| o.text.contains(needle)).count();
+    assert_eq!(restarted("The server was restarted;"), 1, "{outputs:?}");
+    assert_eq!(restarted("restarted for another call"), 2, "{outputs:?}");
+    let starts = recorded(&record)
+        .iter()
+        .filter(|e| e.get("start").is_some())
+        .count();
+    assert_eq!(starts, 2, "one start and one restart");
+    assert_eq!(call(&registry, "echo", json!({"text": "on"})).text, "on");
+    std::fs::remove_file(&record).unwrap();
 }

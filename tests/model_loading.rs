@@ -91,9 +91,33 @@ fn wrong_shapes_name_the_tensor() {
 }
 
 #[test]
+fn quantize_reports_the_bytes_it_has_made() {
+    let out = scratch("quantize-progress");
+    let reports = std::cell::RefCell::new(Vec::new());
+    let record = |done, total| reports.borrow_mut().push((done, total));
+    quantize_dir(&fixture("dense-bf16"), &out, &options(false), &record).unwrap();
+    let written = Weights::open(&out).unwrap();
+    let bytes = |name: &str| {
+        let shape = written.shape(name).unwrap().to_vec();
+        let tensor = written.get(name, &shape).unwrap();
+        (shape.iter().product::<usize>() * tensor.dtype.bitsize() / 8) as u64
+    };
+    let total: u64 = written.names().iter().map(|n| bytes(n)).sum();
+    let reports = reports.into_inner();
+    assert_eq!(
+        reports.len(),
+        written.names().len(),
+        "one report per tensor"
+    );
+    assert!(reports.windows(2).all(|w| w[0].0 < w[1].0), "{reports:?}");
+    assert!(reports.iter().all(|&(_, t)| t == total), "{reports:?}");
+    assert_eq!(reports.last(), Some(&(total, total)));
+}
+
+#[test]
 fn quantized_dense_checkpoint_loads_and_reconstructs_each_weight() {
     let out = scratch("quantized");
-    quantize_dir(&fixture("dense-bf16"), &out, &options(false)).unwrap();
+    quantize_dir(&fixture("dense-bf16"), &out, &options(false), &|_, _| {}).unwrap();
     let config = std::fs::read_to_string(out.join("config.json")).unwrap();
     assert!(config.contains("\"quant_method\": \"awq\"") && config.contains("round-to-nearest"));
     let model = load_dir(&out, Precision::Fast, None, |_, _| {}).unwrap();
@@ -182,8 +206,8 @@ fn packed_tied_embeddings_track_the_f16_embedding_in_both_precisions() {
     );
     std::fs::write(&config, text).unwrap();
     let (plain, packed) = (scratch("tied-plain"), scratch("tied-packed"));
-    quantize_dir(&tied, &plain, &options(false)).unwrap();
-    quantize_dir(&tied, &packed, &options(true)).unwrap();
+    quantize_dir(&tied, &plain, &options(false), &|_, _| {}).unwrap();
+    quantize_dir(&tied, &packed, &options(true), &|_, _| {}).unwrap();
     assert!(
         std::fs::read_to_string(packed.join("config.json"))
             .unwrap()
@@ -206,7 +230,8 @@ fn packed_tied_embeddings_track_the_f16_embedding_in_both_precisions() {
     }
 
     let untied = scratch("untied-packed");
-    let err = quantize_dir(&fixture("dense-bf16"), &untied, &options(true)).unwrap_err();
+    let err =
+        quantize_dir(&fixture("dense-bf16"), &untied, &options(true), &|_, _| {}).unwrap_err();
     assert!(
         format!("{err:#}").contains("tie_word_embeddings"),
         "{err:#}"
@@ -246,6 +271,24 @@ fn hub_ids_resolve_through_the_cache_and_fail_clearly_offline() {
     let missing = logits("test/absent");
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("HF_HUB_OFFLINE"));
+}
+
+#[test]
+fn loading_reports_each_layer_then_the_embedding_and_head() {
+    use qwen3_agent::model::{Device, LoadOptions, load_decoder};
+    let options = LoadOptions {
+        device: Device::Cpu,
+        precision: Precision::Fast,
+        rope_scaling: None,
+        context_length: Some(16),
+    };
+    let mut reports = Vec::new();
+    let decoder = load_decoder(&fixture("awq-untied-gqa"), &options, |done, total| {
+        reports.push((done, total))
+    })
+    .unwrap();
+    let steps = decoder.config().num_hidden_layers + 1;
+    assert_eq!(reports, (1..=steps).map(|i| (i, steps)).collect::<Vec<_>>());
 }
 
 /// The device choice: `auto` and `cpu` run here; `cuda` without a GPU (or without the feature) is an error

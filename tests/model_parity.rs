@@ -40,8 +40,8 @@ fn logits_match_transformers() {
         let rel = relative_error(&ours, &theirs);
         eprintln!("{}: relative error {rel:.2e}", dir.display());
         assert!(
-            rel < 1e-4,
-            "{}: relative error {rel:.3e} ≥ 1e-4",
+            rel < 1e-5,
+            "{}: relative error {rel:.3e} ≥ 1e-5",
             dir.display()
         );
     }
@@ -75,8 +75,8 @@ fn fast_int8_path_stays_close_to_transformers() {
         let rel = relative_error(&ours, &theirs);
         eprintln!("{} (fast): relative error {rel:.2e}", dir.display());
         assert!(
-            rel < 3e-2,
-            "{}: int8-activation path relative error {rel:.3e} ≥ 3e-2",
+            rel < 2.5e-2,
+            "{}: int8-activation path relative error {rel:.3e} ≥ 2.5e-2",
             dir.display()
         );
     }
@@ -117,4 +117,41 @@ fn incremental_decoding_equals_full_forward() {
             .fold(0f32, f32::max);
         assert!(err < 1e-4, "position {i}: max abs diff {err}");
     }
+}
+
+#[test]
+fn long_prefill_runs_in_reported_steps_and_gives_the_one_shot_logits() {
+    use qwen3_agent::engine::{PREFILL_STEP, Timings};
+    use std::sync::{Arc, Mutex};
+    let dir = &fixtures()[1];
+    let model = load_dir(dir, Precision::Exact, None, |_, _| {}).unwrap();
+    let vocab = model.config.vocab_size;
+    let n = PREFILL_STEP + 188;
+    let ids: Vec<u32> = (0..n).map(|i| (i * 37 % vocab) as u32).collect();
+    let mut cache = model.new_cache(n);
+    let want = model.forward(&ids, &mut cache, false).unwrap();
+
+    let mut engine = Engine::new(model, n + 16);
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    engine.set_prefill_progress(Some(Box::new(move |done, total| {
+        sink.lock().unwrap().push((done, total))
+    })));
+    let got = engine.prefill(&ids, &mut Timings::default()).unwrap();
+    assert_eq!(
+        *reports.lock().unwrap(),
+        [(0, n), (PREFILL_STEP, n), (n, n)]
+    );
+    let err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(err < 1e-5, "stepped prefill differs by {err}");
+
+    // A longer prompt sharing the cached prefix: only the new tokens are computed and counted.
+    reports.lock().unwrap().clear();
+    let longer: Vec<u32> = ids.iter().copied().chain([1, 2, 3]).collect();
+    engine.prefill(&longer, &mut Timings::default()).unwrap();
+    assert_eq!(*reports.lock().unwrap(), [(0, 3), (3, 3)]);
 }

@@ -1,81 +1,23 @@
 //! The openai backend against a local HTTP server that speaks the OpenAI streaming format: reasoning and
-//! tool-call deltas split across chunks, servers without a reasoning parser, retries and 4xx errors.
+//! tool-call deltas split across chunks, servers without a reasoning parser, retries and 4xx errors,
+//! and servers that misbehave: one that stalls mid-stream (read timeout; Ctrl-C while it is silent)
+//! and one that sends an absurd tool-call index.
 
+mod common;
+
+use common::openai_server::{delta, finish, read_request, serve, sse};
 use qwen3_agent::agent::{Agent, StopReason};
-use qwen3_agent::backend::OpenAiBackend;
-use qwen3_agent::chat::Message;
+use qwen3_agent::backend::{Backend, BackendRequest, BackendResponse, OpenAiBackend};
+use qwen3_agent::chat::{FinishReason, Message, ParseEvent};
 use qwen3_agent::config::GenerateSpec;
+use qwen3_agent::engine::SamplingParams;
 use qwen3_agent::tools::{Tool, ToolOutput, ToolRegistry};
 use serde_json::{Map, Value as Json, json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
-
-/// Serves one scripted response per connection; records request bodies.
-struct FakeServer {
-    url: String,
-    bodies: Arc<Mutex<Vec<Json>>>,
-}
-
-fn serve(responses: Vec<(u16, String)>) -> FakeServer {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let recorded = bodies.clone();
-    std::thread::spawn(move || {
-        for (status, body) in responses {
-            let (stream, _) = listener.accept().unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut request = vec![0u8; length];
-            reader.read_exact(&mut request).unwrap();
-            recorded
-                .lock()
-                .unwrap()
-                .push(serde_json::from_slice(&request).unwrap());
-            let mut stream = reader.into_inner();
-            let kind = if status == 200 {
-                "text/event-stream"
-            } else {
-                "application/json"
-            };
-            let head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            stream.write_all(head.as_bytes()).unwrap();
-            stream.write_all(body.as_bytes()).unwrap();
-        }
-    });
-    FakeServer { url, bodies }
-}
-
-fn sse(chunks: &[Json]) -> String {
-    chunks
-        .iter()
-        .map(|c| format!("data: {c}\n\n"))
-        .collect::<String>()
-        + "data: [DONE]\n\n"
-}
-
-fn delta(d: Json) -> Json {
-    json!({"choices": [{"index": 0, "delta": d, "finish_reason": null}]})
-}
-
-fn finish(reason: &str) -> Json {
-    json!({"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
-}
 
 struct Weather;
 impl Tool for Weather {
@@ -229,4 +171,110 @@ fn server_errors_are_retried_and_client_errors_are_not() {
         "{err:#}"
     );
     assert_eq!(server.bodies.lock().unwrap().len(), 1);
+}
+
+/// A server that answers one request with the headers and `first` (SSE text), then says nothing more
+/// until the returned sender is dropped or sends.
+fn serve_then_stall(first: String) -> (String, mpsc::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let (release, released) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let (_, mut stream) = read_request(stream);
+        let head =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(first.as_bytes()).unwrap();
+        stream.flush().unwrap();
+        // Holds the connection open, silent, until the test is done with it.
+        let _ = released.recv_timeout(Duration::from_secs(120));
+    });
+    (url, release)
+}
+
+fn complete(
+    backend: &mut OpenAiBackend,
+    interrupt: &AtomicBool,
+    on_event: &mut dyn FnMut(&ParseEvent),
+) -> anyhow::Result<BackendResponse> {
+    let messages = [Message::user("hi")];
+    let request = BackendRequest {
+        messages: &messages,
+        tools: &[],
+        thinking: false,
+        sampling: SamplingParams::for_mode(false),
+        max_new_tokens: 64,
+        stop: &[],
+        interrupt,
+    };
+    backend.complete(&request, on_event)
+}
+
+fn backend(url: &str, read_timeout: Duration) -> OpenAiBackend {
+    OpenAiBackend::new(url, None, "m".into())
+        .unwrap()
+        .with_read_timeout(read_timeout)
+}
+
+#[test]
+fn a_server_that_stalls_mid_stream_is_a_read_timeout_error() {
+    let first = format!("data: {}\n\n", delta(json!({"content": "Hello"})));
+    let (url, _release) = serve_then_stall(first);
+    let mut backend = backend(&url, Duration::from_millis(500));
+    let interrupt = AtomicBool::new(false);
+    let mut seen = String::new();
+    let err = complete(&mut backend, &interrupt, &mut |e| {
+        if let ParseEvent::ContentDelta(text) = e {
+            seen.push_str(text);
+        }
+    })
+    .expect_err("a stalled stream fails");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("the server sent nothing for") && message.contains("read_timeout"),
+        "{message}"
+    );
+    assert_eq!(seen, "Hello", "what came before the stall was passed on");
+}
+
+#[test]
+fn ctrl_c_ends_a_call_while_the_server_is_silent() {
+    let first = format!("data: {}\n\n", delta(json!({"content": "Hello"})));
+    let (url, _release) = serve_then_stall(first);
+    // A read timeout far longer than the test: only the interrupt can end this call.
+    let mut backend = backend(&url, Duration::from_secs(3600));
+    let interrupt = &AtomicBool::new(false);
+    let (first_event, wait_first) = mpsc::channel();
+    let response = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            // Once the first chunk is in, the server is silent; interrupt then.
+            let _ = wait_first.recv_timeout(Duration::from_secs(60));
+            std::thread::sleep(Duration::from_millis(200));
+            interrupt.store(true, Ordering::Relaxed);
+        });
+        complete(&mut backend, interrupt, &mut |_| {
+            let _ = first_event.send(());
+        })
+    })
+    .expect("an interrupt returns what came");
+    assert_eq!(response.finish_reason, FinishReason::Length);
+    assert_eq!(response.output.content, "Hello");
+}
+
+#[test]
+fn a_huge_tool_call_index_is_refused() {
+    let body = sse(&[
+        delta(
+            json!({"tool_calls": [{"index": 1_000_000_000_000u64, "id": "c", "function": {"name": "weather", "arguments": "{}"}}]}),
+        ),
+        finish("tool_calls"),
+    ]);
+    let server = serve(vec![(200, body)]);
+    let mut backend = backend(&server.url, Duration::from_secs(30));
+    let err = complete(&mut backend, &AtomicBool::new(false), &mut |_| {}).expect_err("refused");
+    assert!(
+        format!("{err:#}").contains("tool call index 1000000000000 after 0 calls"),
+        "{err:#}"
+    );
 }

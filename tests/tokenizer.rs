@@ -3,11 +3,15 @@
 use qwen3_agent::chat::Tokenizer;
 use std::path::Path;
 
-fn tokenizer() -> Tokenizer {
-    Tokenizer::from_model_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-tokenizer"),
-    )
-    .unwrap()
+/// Loaded once: the property test below decodes hundreds of cases.
+fn tokenizer() -> &'static Tokenizer {
+    static TOKENIZER: std::sync::OnceLock<Tokenizer> = std::sync::OnceLock::new();
+    TOKENIZER.get_or_init(|| {
+        Tokenizer::from_model_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-tokenizer"),
+        )
+        .unwrap()
+    })
 }
 
 #[test]
@@ -53,4 +57,38 @@ fn missing_tokenizer_says_which_files_are_needed() {
         .unwrap()
         .to_string();
     assert!(err.contains("tokenizer.json"), "{err}");
+}
+
+/// The streamed deltas plus `finish` are exactly the one-shot decode, for any ids: valid text, ids
+/// that split characters, and a stream cut in the middle of a character.
+fn streamed(tok: &Tokenizer, ids: &[u32]) -> String {
+    let mut decoder = tok.incremental_decoder();
+    let mut out = String::new();
+    for id in ids {
+        out.push_str(&decoder.push(*id).unwrap());
+    }
+    out.push_str(&decoder.finish().unwrap());
+    out
+}
+
+#[test]
+fn a_stream_cut_inside_a_character_ends_as_the_one_shot_decode() {
+    let tok = tokenizer();
+    let ids = tok.encode("🇯🇵🕐").unwrap();
+    assert!(ids.len() > 2, "the flags must span several byte tokens");
+    for cut in 1..ids.len() {
+        assert_eq!(
+            streamed(tok, &ids[..cut]),
+            tok.decode(&ids[..cut]).unwrap(),
+            "cut after {cut} ids"
+        );
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn streaming_equals_one_shot_decode(ids in proptest::collection::vec(0u32..151_643, 0..40)) {
+        let tok = tokenizer();
+        proptest::prop_assert_eq!(streamed(tok, &ids), tok.decode(&ids).unwrap());
+    }
 }

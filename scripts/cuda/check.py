@@ -18,7 +18,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 BIN, OUT = sys.argv[1], Path(sys.argv[2])
 OUT.mkdir(parents=True, exist_ok=True)
-LIMIT = 1e-2  # f16 activations on the GPU
+LIMIT = 2e-3  # relative L2; f16 prefill activations on the GPU (measured 8.9e-4 - 1.1e-3, BENCHMARKS.md)
 failures = []
 
 

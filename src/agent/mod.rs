@@ -1,15 +1,23 @@
 //! The agent loop: ask the backend, run the tool calls it makes (concurrently), feed results and
 //! mistakes back, until the model answers or `max_rounds` is reached — which is said, never silent.
+//! The loop knows nothing about terminals or files: everything it has to say (its own notes and those
+//! the tools queue) leaves as an `AgentEvent`.
 
-use crate::backend::{Backend, BackendRequest, BackendResponse, ContextUse};
+pub mod assemble;
+mod context;
+pub mod transcript;
+
+use crate::backend::{Backend, BackendRequest, BackendResponse};
 use crate::chat::{FinishReason, Message, ParseEvent, ToolCall};
 use crate::config::GenerateSpec;
 use crate::engine::SamplingParams;
-use crate::tools::{CallRecord, ToolRegistry};
-use anyhow::Result;
+use crate::tools::{CallRecord, ToolOutput, ToolRegistry};
 use serde::Serialize;
+use serde_json::{Map, Value as Json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 /// What the loop reports while it runs (for the terminal and the transcript).
 pub enum AgentEvent<'a> {
@@ -22,6 +30,7 @@ pub enum AgentEvent<'a> {
         round: usize,
         record: &'a CallRecord,
     },
+    /// Something the user should know (a cut context, a stopped run, a tool's own notice).
     Notice(&'a str),
 }
 
@@ -40,7 +49,7 @@ pub enum StopReason {
     Answer,
     /// `max_rounds` model calls happened without a final answer.
     MaxRounds,
-    /// The user interrupted generation (Ctrl-C).
+    /// The interrupt flag was set (Ctrl-C, a signal, a caller's cancel).
     Interrupted,
 }
 
@@ -55,6 +64,27 @@ pub struct RunResult {
     pub stop_reason: StopReason,
 }
 
+/// A run that failed part-way (the backend failed, the prompt cannot fit the context). It carries the
+/// conversation up to the failure, so a caller keeps it (`chat` lets the user retry; `eval` scores the
+/// case as failed) instead of losing the history with the error.
+#[derive(Debug)]
+pub struct RunError {
+    pub error: anyhow::Error,
+    /// The input (with the system prompt) and every finished round before the failure.
+    pub messages: Vec<Message>,
+    /// Model calls that completed before the failure.
+    pub rounds: usize,
+    pub usage: Usage,
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for RunError {}
+
 pub struct Agent {
     backend: Box<dyn Backend>,
     tools: ToolRegistry,
@@ -66,6 +96,16 @@ pub struct Agent {
 
 /// Tokens per answer when the agent file does not say.
 const DEFAULT_MAX_NEW_TOKENS: usize = 2048;
+
+/// How often the loop looks at the tools' notices and the interrupt flag while calls run.
+const DISPATCH_POLL: Duration = Duration::from_millis(100);
+
+/// The conversation and counters of a run in progress (kept when it fails).
+struct Progress {
+    messages: Vec<Message>,
+    rounds: usize,
+    usage: Usage,
+}
 
 impl Agent {
     pub fn new(
@@ -85,7 +125,10 @@ impl Agent {
         }
     }
 
-    /// A flag that stops the current generation when set (e.g. from a Ctrl-C handler).
+    /// A flag that stops the run at its next safe point when set (from a Ctrl-C or signal handler, or a
+    /// server cancelling a request): generation stops, calls still running are abandoned (their results
+    /// read "interrupted"), and the run returns `StopReason::Interrupted`. Set while no run is going, it
+    /// stops the next run before its first model call. The run that honours it clears it.
     pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
         self.interrupt.clone()
     }
@@ -95,32 +138,63 @@ impl Agent {
         &mut self,
         input: Vec<Message>,
         on_event: &mut dyn FnMut(AgentEvent),
-    ) -> Result<RunResult> {
-        self.interrupt.store(false, Ordering::Relaxed);
-        let mut messages = Vec::new();
+    ) -> Result<RunResult, RunError> {
+        let mut progress = Progress {
+            messages: Vec::new(),
+            rounds: 0,
+            usage: Usage::default(),
+        };
         if let Some(system) = &self.system
             && !matches!(input.first(), Some(Message::System { .. }))
         {
-            messages.push(Message::system(system.clone()));
+            progress.messages.push(Message::system(system.clone()));
         }
-        messages.extend(input);
+        progress.messages.extend(input);
+        match self.run_rounds(&mut progress, on_event) {
+            Ok(stop_reason) => Ok(finish(progress, stop_reason)),
+            Err(error) => Err(RunError {
+                error,
+                messages: progress.messages,
+                rounds: progress.rounds,
+                usage: progress.usage,
+            }),
+        }
+    }
+
+    fn run_rounds(
+        &mut self,
+        progress: &mut Progress,
+        on_event: &mut dyn FnMut(AgentEvent),
+    ) -> anyhow::Result<StopReason> {
+        if self.max_rounds == 0 {
+            anyhow::bail!(
+                "max_rounds is 0, so the agent may not call the model even once: set max_rounds to at least 1"
+            );
+        }
         let thinking = self.generate.thinking.unwrap_or(true);
-        let mut usage = Usage::default();
         let max_new_tokens = self
             .generate
             .max_new_tokens
             .unwrap_or(DEFAULT_MAX_NEW_TOKENS);
         for round in 1..=self.max_rounds {
-            for note in self.tools.refresh() {
-                eprintln!("note: {note}");
+            if self.interrupt.swap(false, Ordering::Relaxed) {
+                on_event(AgentEvent::Notice(
+                    "interrupted: stopped before the next model call",
+                ));
+                return Ok(StopReason::Interrupted);
             }
+            for note in self.tools.refresh() {
+                on_event(AgentEvent::Notice(&note));
+            }
+            self.report_notices(on_event);
             let schemas = self.tools.schemas();
-            self.fit_context(&mut messages, &schemas, thinking, max_new_tokens, on_event)?;
+            let messages = &mut progress.messages;
+            self.fit_context(messages, &schemas, thinking, max_new_tokens, on_event)?;
             let request = BackendRequest {
-                messages: &messages,
+                messages,
                 tools: &schemas,
                 thinking,
-                sampling: self.sampling(thinking && soft_switch_allows_thinking(&messages)),
+                sampling: self.sampling(thinking && soft_switch_allows_thinking(messages)),
                 max_new_tokens,
                 stop: self.generate.stop.as_deref().unwrap_or_default(),
                 interrupt: &self.interrupt,
@@ -128,12 +202,13 @@ impl Agent {
             let response = self
                 .backend
                 .complete(&request, &mut |event| on_event(AgentEvent::Stream(event)))?;
+            progress.rounds = round;
             on_event(AgentEvent::ModelCall {
                 round,
                 response: &response,
             });
-            usage.prompt_tokens += response.prompt_tokens;
-            usage.completion_tokens += response.completion_tokens;
+            progress.usage.prompt_tokens += response.prompt_tokens;
+            progress.usage.completion_tokens += response.completion_tokens;
             let output = &response.output;
             let calls: Vec<ToolCall> = output
                 .tool_calls
@@ -153,10 +228,21 @@ impl Agent {
                 tool_calls: calls.clone(),
             });
             if self.interrupt.swap(false, Ordering::Relaxed) {
+                // Every call gets a result, so the history stays valid for servers that check.
+                for call in &calls {
+                    messages.push(Message::Tool {
+                        content: format!(
+                            "Error: {} was not run: the user interrupted.",
+                            call.function.name
+                        ),
+                        tool_call_id: Some(call.id.clone()),
+                        name: Some(call.function.name.clone()),
+                    });
+                }
                 on_event(AgentEvent::Notice(
                     "interrupted: generation stopped, no tool calls were run",
                 ));
-                return Ok(self.finish(messages, round, usage, StopReason::Interrupted));
+                return Ok(StopReason::Interrupted);
             }
             if calls.is_empty() && output.errors.is_empty() {
                 if response.finish_reason == FinishReason::Length {
@@ -164,19 +250,26 @@ impl Agent {
                         "the answer was cut off by max_new_tokens",
                     ));
                 }
-                return Ok(self.finish(messages, round, usage, StopReason::Answer));
+                return Ok(StopReason::Answer);
             }
             let requests: Vec<_> = calls
                 .iter()
                 .map(|c| (c.function.name.clone(), c.function.arguments.clone()))
                 .collect();
-            for (record, call) in self.tools.dispatch(&requests).iter().zip(&calls) {
+            let (records, interrupted) = self.dispatch(requests, on_event)?;
+            for (record, call) in records.iter().zip(&calls) {
                 on_event(AgentEvent::ToolResult { round, record });
                 messages.push(Message::Tool {
                     content: record.output.text.clone(),
                     tool_call_id: Some(call.id.clone()),
                     name: Some(record.name.clone()),
                 });
+            }
+            if interrupted {
+                on_event(AgentEvent::Notice(
+                    "interrupted: the tool calls still running were abandoned",
+                ));
+                return Ok(StopReason::Interrupted);
             }
             for error in &output.errors {
                 messages.push(Message::Tool {
@@ -192,106 +285,60 @@ impl Agent {
             self.max_rounds
         );
         on_event(AgentEvent::Notice(&notice));
-        Ok(self.finish(messages, self.max_rounds, usage, StopReason::MaxRounds))
+        Ok(StopReason::MaxRounds)
     }
 
-    /// Keeps the prompt within `context − max_new_tokens`: first old tool results are cut to their head
-    /// and tail (oldest first), then the oldest turns are dropped. Each step is announced.
-    fn fit_context(
+    /// Runs the calls on a thread of their own while this one reports the tools' notices as they come
+    /// and watches the interrupt flag. When it is set the calls are abandoned (each gets an
+    /// "interrupted" error result, so the history stays well formed) and the second value is true.
+    fn dispatch(
         &self,
-        messages: &mut Vec<Message>,
-        tools: &[serde_json::Value],
-        thinking: bool,
-        max_new_tokens: usize,
+        requests: Vec<(String, Map<String, Json>)>,
         on_event: &mut dyn FnMut(AgentEvent),
-    ) -> Result<()> {
-        let measure = |messages: &[Message]| -> Result<Option<ContextUse>> {
-            self.backend.measure(&BackendRequest {
-                messages,
-                tools,
-                thinking,
-                sampling: SamplingParams::greedy(),
-                max_new_tokens,
-                stop: &[],
-                interrupt: &self.interrupt,
-            })
-        };
-        let fits = |u: &ContextUse| u.prompt_tokens + max_new_tokens <= u.context_length;
-        let Some(mut usage) = measure(messages)? else {
-            return Ok(());
-        };
-        if fits(&usage) {
-            return Ok(());
-        }
-        for i in 0..messages.len() {
-            if let Message::Tool { content, .. } = &mut messages[i]
-                && let Some(cut) = cut_middle(content)
-            {
-                *content = cut;
-                on_event(AgentEvent::Notice(
-                    "context: an old tool result was cut to its head and tail to fit context_length",
-                ));
-                usage = measure(messages)?.expect("measured before");
-                if fits(&usage) {
-                    return Ok(());
+    ) -> anyhow::Result<(Vec<CallRecord>, bool)> {
+        let start = Instant::now();
+        let (sender, receiver) = mpsc::channel();
+        let tools = self.tools.clone();
+        let names: Vec<String> = requests.iter().map(|(name, _)| name.clone()).collect();
+        let arguments: Vec<Map<String, Json>> = requests.iter().map(|(_, a)| a.clone()).collect();
+        std::thread::Builder::new()
+            .name("tool-dispatch".into())
+            .spawn(move || {
+                let _ = sender.send(tools.dispatch(&requests));
+            })?;
+        loop {
+            let received = receiver.recv_timeout(DISPATCH_POLL);
+            self.report_notices(on_event);
+            match received {
+                Ok(records) => return Ok((records, false)),
+                Err(RecvTimeoutError::Timeout) if self.interrupt.swap(false, Ordering::Relaxed) => {
+                    let duration_ms = start.elapsed().as_secs_f64() * 1e3;
+                    let records = names
+                        .into_iter()
+                        .zip(arguments)
+                        .map(|(name, arguments)| CallRecord {
+                            output: ToolOutput::error(format!(
+                                "Error: {name} was interrupted by the user before it answered."
+                            )),
+                            name,
+                            arguments,
+                            duration_ms,
+                        })
+                        .collect();
+                    return Ok((records, true));
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    anyhow::bail!("the tool dispatch thread ended without results")
                 }
             }
         }
-        loop {
-            let first = messages
-                .iter()
-                .position(|m| !matches!(m, Message::System { .. }))
-                .unwrap_or(messages.len());
-            let last_user = messages
-                .iter()
-                .rposition(|m| matches!(m, Message::User { .. }));
-            let next_turn = messages[first + 1..]
-                .iter()
-                .position(|m| matches!(m, Message::User { .. }))
-                .map(|p| p + first + 1)
-                .filter(|&p| Some(p) <= last_user);
-            let Some(end) = next_turn else {
-                anyhow::bail!(
-                    "the prompt needs {} tokens but context_length {} leaves {} after max_new_tokens {}, even                      with earlier turns dropped: raise context_length or lower max_new_tokens",
-                    usage.prompt_tokens,
-                    usage.context_length,
-                    usage.context_length.saturating_sub(max_new_tokens),
-                    max_new_tokens
-                );
-            };
-            messages.drain(first..end);
-            on_event(AgentEvent::Notice(
-                "context: the oldest turn was dropped to fit context_length",
-            ));
-            usage = measure(messages)?.expect("measured before");
-            if fits(&usage) {
-                return Ok(());
-            }
-        }
     }
 
-    fn finish(
-        &self,
-        messages: Vec<Message>,
-        rounds: usize,
-        usage: Usage,
-        stop_reason: StopReason,
-    ) -> RunResult {
-        let (content, reasoning_content) = match messages.last() {
-            Some(Message::Assistant {
-                content,
-                reasoning_content,
-                ..
-            }) => (content.clone(), reasoning_content.clone()),
-            _ => (String::new(), None),
-        };
-        RunResult {
-            content,
-            reasoning_content,
-            messages,
-            rounds,
-            usage,
-            stop_reason,
+    /// Emits every notice the tools queued since the last look.
+    fn report_notices(&self, on_event: &mut dyn FnMut(AgentEvent)) {
+        for notice in self.tools.notices().drain() {
+            on_event(AgentEvent::Notice(&notice));
         }
     }
 
@@ -311,24 +358,24 @@ impl Agent {
     }
 }
 
-/// Characters of a cut tool result kept from its start and its end.
-const KEEP_HEAD: usize = 300;
-const KEEP_TAIL: usize = 100;
-/// Results shorter than what is kept plus this are left alone: cutting them would save little.
-const MIN_CUT: usize = 100;
-
-/// The text shortened to its head and tail with a marker saying how much was cut; None if already short.
-fn cut_middle(text: &str) -> Option<String> {
-    let chars: Vec<char> = text.chars().collect();
-    if chars.len() < KEEP_HEAD + KEEP_TAIL + MIN_CUT {
-        return None;
+/// The result of a run that ended with `stop_reason`: the last assistant turn is the answer.
+fn finish(progress: Progress, stop_reason: StopReason) -> RunResult {
+    let (content, reasoning_content) = match progress.messages.last() {
+        Some(Message::Assistant {
+            content,
+            reasoning_content,
+            ..
+        }) => (content.clone(), reasoning_content.clone()),
+        _ => (String::new(), None),
+    };
+    RunResult {
+        content,
+        reasoning_content,
+        messages: progress.messages,
+        rounds: progress.rounds,
+        usage: progress.usage,
+        stop_reason,
     }
-    let cut = chars.len() - KEEP_HEAD - KEEP_TAIL;
-    let head: String = chars[..KEEP_HEAD].iter().collect();
-    let tail: String = chars[chars.len() - KEEP_TAIL..].iter().collect();
-    Some(format!(
-        "{head}\n[… {cut} characters cut to fit the context …]\n{tail}"
-    ))
 }
 
 /// The soft switch: the latest `/think` or `/no_think` in a user or system message decides (the model

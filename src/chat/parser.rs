@@ -1,8 +1,9 @@
 //! Streaming parser for Qwen3 output: splits thinking from the answer and extracts `<tool_call>` blocks.
 //!
 //! Text arrives in arbitrary chunks (tokens decode to any split of a tag). Every decision that depends on
-//! text not yet seen is deferred, so the events of any chunking add up to the one-shot parse. The rules and
-//! why each exists are in `ARCHITECTURE.md` ("Output parser").
+//! text not yet seen is deferred, so the events of any chunking add up to the one-shot parse. The
+//! invariants are in ARCHITECTURE.md's code map (`src/chat/`, `parser.rs`); each rule and why it exists
+//! is at the state it concerns (`Mode`, `OutputParser::step`).
 
 use super::lenient_json;
 use serde::Serialize;

@@ -229,7 +229,41 @@ fn raise_exception(message: String) -> Result<Value, minijinja::Error> {
     Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
 }
 
-/// `datetime.now().strftime(format)`, which templates use to date their system prompts.
-fn strftime_now(format: String) -> String {
-    chrono::Local::now().format(&format).to_string()
+/// `datetime.now().strftime(format)`, which templates use to date their system prompts. Lenient, as
+/// glibc's strftime (what Python calls) is: a directive it cannot format is written as it stands.
+fn strftime_now(format: String) -> Result<String, minijinja::Error> {
+    let config = jiff::fmt::strtime::Config::new().lenient(true);
+    jiff::fmt::strtime::BrokenDownTime::from(&jiff::ZonedDateTime::now())
+        .to_string_with_config(&config, &format)
+        .map_err(|e| {
+            minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!("strftime_now({format:?}): {e}"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ChatTemplate, RenderRequest};
+
+    fn render(source: &str) -> anyhow::Result<String> {
+        let template = ChatTemplate::new(source.into(), Default::default())?;
+        template.render(&RenderRequest::from_json(
+            serde_json::json!({"messages": []}),
+        )?)
+    }
+
+    #[test]
+    fn strftime_now_formats_the_local_date_as_python_does() {
+        let year = jiff::ZonedDateTime::now().year().to_string();
+        let rendered = render(r#"{{ strftime_now("%Y-%m") }}"#).unwrap();
+        assert!(rendered.starts_with(&format!("{year}-")), "{rendered}");
+        assert_eq!(rendered.len(), 7, "{rendered}");
+    }
+
+    #[test]
+    fn a_directive_strftime_cannot_format_is_kept_as_written_not_a_panic() {
+        assert_eq!(render(r#"{{ strftime_now("%+ %0") }}"#).unwrap(), "%+ %0");
+    }
 }

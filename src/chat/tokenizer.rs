@@ -1,6 +1,6 @@
 //! Text ↔ token ids with the model's own `tokenizer.json`, and streaming detokenization.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use std::path::Path;
 
 /// The model's tokenizer plus the ids of the tokens the runtime must recognise.
@@ -65,51 +65,53 @@ impl Tokenizer {
     pub fn incremental_decoder(&self) -> IncrementalDecoder<'_> {
         IncrementalDecoder {
             tokenizer: self,
-            ids: Vec::new(),
-            prefix_offset: 0,
-            read_offset: 0,
+            stream: self.inner.decode_stream(false),
+            pending: Vec::new(),
         }
     }
 }
 
+/// The decoding state the `tokenizers` crate keeps between streamed ids.
+type DecodeStream<'a> = tokenizers::DecodeStream<
+    'a,
+    tokenizers::ModelWrapper,
+    tokenizers::NormalizerWrapper,
+    tokenizers::PreTokenizerWrapper,
+    tokenizers::PostProcessorWrapper,
+    tokenizers::DecoderWrapper,
+>;
+
 /// Turns ids into text deltas as they are generated, never splitting a multi-byte character: a byte-level
 /// token may hold half of a UTF-8 sequence, which decodes to U+FFFD until the rest arrives.
+/// `tokenizers::DecodeStream` does the streaming; this adds `finish`, which it lacks, for a generation
+/// that ends in the middle of a character.
 pub struct IncrementalDecoder<'a> {
     tokenizer: &'a Tokenizer,
-    ids: Vec<u32>,
-    prefix_offset: usize,
-    read_offset: usize,
+    stream: DecodeStream<'a>,
+    /// Ids pushed since the last delta: what `finish` still owes.
+    pending: Vec<u32>,
 }
 
 impl IncrementalDecoder<'_> {
     /// Adds one id; returns the text that is now complete (possibly empty).
     pub fn push(&mut self, id: u32) -> Result<String> {
-        self.ids.push(id);
-        let seen = self
-            .tokenizer
-            .decode(&self.ids[self.prefix_offset..self.read_offset])?;
-        let all = self.tokenizer.decode(&self.ids[self.prefix_offset..])?;
-        if all.len() > seen.len() && !all.ends_with('\u{FFFD}') {
-            let delta = all
-                .get(seen.len()..)
-                .context("detokenized text changed before the newest token")?
-                .to_string();
-            self.prefix_offset = self.read_offset;
-            self.read_offset = self.ids.len();
-            Ok(delta)
-        } else {
-            Ok(String::new())
+        self.pending.push(id);
+        match self
+            .stream
+            .step(id)
+            .map_err(|e| anyhow!("detokenization failed: {e}"))?
+        {
+            Some(delta) => {
+                self.pending.clear();
+                Ok(delta)
+            }
+            None => Ok(String::new()),
         }
     }
 
     /// Ends the stream: whatever is still held (an incomplete character) comes out as decoded.
     pub fn finish(&mut self) -> Result<String> {
-        let seen = self
-            .tokenizer
-            .decode(&self.ids[self.prefix_offset..self.read_offset])?;
-        let all = self.tokenizer.decode(&self.ids[self.prefix_offset..])?;
-        self.prefix_offset = self.ids.len();
-        self.read_offset = self.ids.len();
-        Ok(all.get(seen.len()..).unwrap_or_default().to_string())
+        let held = std::mem::take(&mut self.pending);
+        self.tokenizer.decode(&held)
     }
 }

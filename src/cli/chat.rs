@@ -1,10 +1,14 @@
-//! `chat`: an interactive conversation with an agent. History is kept between turns; `/think` and
-//! `/no_think` in a message switch thinking for that turn; Ctrl-C stops the current answer, not the
-//! program.
+//! `chat`: an interactive conversation with an agent. History is kept between turns, and kept when a
+//! turn fails (a server down): `/retry` answers the last message again. `/think` and `/no_think` in a
+//! message switch thinking for that turn; Ctrl-C stops the current answer, and at the prompt (or a
+//! second time before the answer has stopped) ends the program, as SIGTERM does.
 
-use super::run::{Printer, build_agent};
-use anyhow::{Context, Result};
+use super::assembly::{assemble_options, print_notice};
+use super::printer::Printer;
+use super::signals::{Mode, Signals};
+use anyhow::Result;
 use clap::Args;
+use qwen3_agent::agent::assemble::build_agent;
 use qwen3_agent::chat::Message;
 use qwen3_agent::config;
 use std::io::{BufRead, Write};
@@ -22,16 +26,17 @@ pub struct ChatArgs {
 }
 
 pub fn chat(args: ChatArgs) -> Result<()> {
+    let signals = Signals::install(Mode::Chat)?;
     let mut definition = config::load_agent(&args.agent)?;
     if args.no_thinking {
         definition.agent.generate.thinking = Some(false);
     }
-    let mut agent = build_agent(&definition)?;
+    let mut agent = build_agent(&definition, &assemble_options(print_notice)?)?;
     let interrupt = agent.interrupt_flag();
-    ctrlc::set_handler(move || interrupt.store(true, Ordering::Relaxed))
-        .context("installing the Ctrl-C handler")?;
+    signals.watch(interrupt.clone());
     eprintln!(
-        "chatting with {} — /reset clears the history, /exit or Ctrl-D quits, Ctrl-C stops an answer",
+        "chatting with {} — /reset clears the history, /retry answers the last message again, /exit or \
+         Ctrl-D quits, Ctrl-C stops an answer",
         definition.agent.name
     );
     let mut history: Vec<Message> = Vec::new();
@@ -51,14 +56,33 @@ pub fn chat(args: ChatArgs) -> Result<()> {
                 eprintln!("(history cleared)");
                 continue;
             }
-            _ => {}
+            "/retry" if !awaits_answer(&history) => {
+                eprintln!("(nothing to retry: the last message was answered)");
+                continue;
+            }
+            "/retry" => {}
+            _ => history.push(Message::user(line)),
         }
-        history.push(Message::user(line));
-        let result = agent.run(std::mem::take(&mut history), &mut |event| {
-            printer.show(&event)
-        })?;
+        interrupt.store(false, Ordering::SeqCst);
+        let outcome = signals.busy(|| {
+            agent.run(std::mem::take(&mut history), &mut |event| {
+                printer.show(&event)
+            })
+        });
         printer.end();
-        history = result.messages;
+        history = match outcome {
+            Ok(result) => result.messages,
+            Err(failure) => {
+                eprintln!("error: {failure}");
+                eprintln!("(the conversation is kept: /retry to try again)");
+                failure.messages
+            }
+        };
     }
     Ok(())
+}
+
+/// Whether the history ends with something the model has not answered (a message, tool results).
+fn awaits_answer(history: &[Message]) -> bool {
+    !matches!(history.last(), None | Some(Message::Assistant { .. }))
 }

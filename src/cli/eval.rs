@@ -2,15 +2,19 @@
 //! what it answered. Cases are JSON lines written by scripts/demo/gen_data.py --cases:
 //! `{"task", "prompt", "expect": {"tool", "arguments", "answer"}, "pages": {url: html}}`.
 //!
-//! Pages are served to the agent's tool servers through a local HTTP proxy (`HTTP_PROXY` is set
-//! before they start), so fetch cases run offline with unseen URLs.
+//! Pages are served to the agent's tool servers through a local HTTP proxy (`HTTP_PROXY` in each
+//! server's `env`), so fetch cases run offline with unseen URLs. A case whose run fails (a backend
+//! error) is scored as failed with its error; a signal stops after the current case; the report is
+//! written either way.
 
-use super::run::build_agent;
+use super::assembly::{assemble_options, print_notice};
+use super::signals::{Mode, Signals, StoppedBy};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use qwen3_agent::agent::StopReason;
+use qwen3_agent::agent::assemble::build_agent;
+use qwen3_agent::agent::{RunError, RunResult, StopReason};
 use qwen3_agent::chat::Message;
-use qwen3_agent::config;
+use qwen3_agent::config::{self, ResolvedAgent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use std::collections::HashMap;
@@ -64,9 +68,15 @@ struct Verdict {
     right_call: bool,
     answer_has_result: bool,
     seconds: f64,
+    /// `answer`, `max_rounds`, `interrupted`, or `error` when the run failed (the case then fails).
+    stop_reason: Json,
+    /// Why the run failed: the backend's error, a context that cannot fit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
+    let signals = Signals::install(Mode::Batch)?;
     let text = std::fs::read_to_string(&args.cases)
         .with_context(|| format!("cannot read {}", args.cases.display()))?;
     let cases: Vec<Case> = text
@@ -80,85 +90,72 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     let pages: HashMap<String, String> = cases.iter().flat_map(|c| c.pages.clone()).collect();
     let proxy = serve_pages(pages)?;
-    // SAFETY: set before any tool server or worker thread starts, so nothing reads the environment concurrently.
-    unsafe {
-        std::env::set_var("HTTP_PROXY", &proxy);
-        std::env::set_var("http_proxy", &proxy);
-    }
-    let definition = config::load_agent(&args.agent)?;
-    let mut agent = build_agent(&definition)?;
-    let mut verdicts = Vec::new();
-    for (i, case) in cases.iter().enumerate() {
-        let start = Instant::now();
-        let result = agent.run(vec![Message::user(case.prompt.clone())], &mut |_| {})?;
-        let seconds = start.elapsed().as_secs_f64();
-        let calls: Vec<Json> = result
-            .messages
-            .iter()
-            .flat_map(|m| match m {
-                Message::Assistant { tool_calls, .. } => tool_calls.clone(),
-                _ => Vec::new(),
-            })
-            .map(|c| json!({"name": c.function.name, "arguments": c.function.arguments}))
-            .collect();
-        let tool_results: Vec<String> = result
-            .messages
-            .iter()
-            .filter_map(|m| match m {
-                Message::Tool { content, .. } => Some(content.clone()),
-                _ => None,
-            })
-            .collect();
-        let answer = if result.stop_reason == StopReason::Answer {
-            result.content.clone()
-        } else {
-            String::new()
-        };
-        let right_call = right_call(&case.expect, &calls, &tool_results);
-        let answer_has_result = match tool_results.last() {
-            Some(last) => answer.contains(&result_of(last)),
-            None => case.expect.tool.is_none() && calls.is_empty() && !answer.trim().is_empty(),
-        };
-        eprintln!(
-            "[{}/{}] {} {} {:.1}s  {}",
-            i + 1,
-            cases.len(),
-            if right_call { "call:ok " } else { "call:BAD" },
-            if answer_has_result {
-                "answer:ok "
-            } else {
-                "answer:BAD"
-            },
-            seconds,
-            case.prompt
-        );
-        verdicts.push(Verdict {
-            task: case.task.clone(),
-            prompt: case.prompt.clone(),
-            calls,
-            tool_results,
-            answer,
-            right_call,
-            answer_has_result,
-            seconds,
-        });
-    }
+    let mut definition = config::load_agent(&args.agent)?;
+    route_servers_through(&mut definition, &proxy)?;
+    let mut agent = build_agent(&definition, &assemble_options(print_notice)?)?;
+    signals.watch(agent.interrupt_flag());
+    let verdicts = signals.busy(|| {
+        let mut verdicts = Vec::new();
+        for (i, case) in cases.iter().enumerate() {
+            if signals.received().is_some() {
+                break;
+            }
+            let start = Instant::now();
+            let outcome = agent.run(vec![Message::user(case.prompt.clone())], &mut |_| {});
+            let verdict = judge(case, outcome, start.elapsed().as_secs_f64());
+            eprintln!(
+                "[{}/{}] {} {} {:.1}s  {}{}",
+                i + 1,
+                cases.len(),
+                if verdict.right_call {
+                    "call:ok "
+                } else {
+                    "call:BAD"
+                },
+                if verdict.answer_has_result {
+                    "answer:ok "
+                } else {
+                    "answer:BAD"
+                },
+                verdict.seconds,
+                case.prompt,
+                verdict
+                    .error
+                    .as_deref()
+                    .map(|e| format!("\n    error: {e}"))
+                    .unwrap_or_default()
+            );
+            verdicts.push(verdict);
+        }
+        verdicts
+    });
     let n = verdicts.len().max(1) as f64;
     let tool_accuracy = verdicts.iter().filter(|v| v.right_call).count() as f64 / n;
     let answer_accuracy = verdicts.iter().filter(|v| v.answer_has_result).count() as f64 / n;
     let mean_seconds = verdicts.iter().map(|v| v.seconds).sum::<f64>() / n;
-    let summary = json!({
+    let failed_runs = verdicts.iter().filter(|v| v.error.is_some()).count();
+    let mut summary = json!({
         "cases": verdicts.len(),
         "tool_accuracy": tool_accuracy,
         "answer_accuracy": answer_accuracy,
         "mean_seconds_per_case": mean_seconds,
+        "failed_runs": failed_runs,
     });
+    let stopped_by = signals.received();
+    if let Some(signal) = stopped_by {
+        summary["stopped_by"] = signal.name().into();
+        summary["cases_planned"] = cases.len().into();
+    }
     println!("{}", serde_json::to_string_pretty(&summary)?);
     if let Some(path) = &args.report {
         std::fs::write(
             path,
             serde_json::to_string_pretty(&json!({"summary": summary, "cases": verdicts}))?,
-        )?;
+        )
+        .with_context(|| format!("writing the report {}", path.display()))?;
+    }
+    if let Some(signal) = stopped_by {
+        return Err(StoppedBy(signal).into());
     }
     if tool_accuracy < args.min_tool_accuracy || answer_accuracy < args.min_answer_accuracy {
         bail!(
@@ -167,6 +164,76 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             args.min_answer_accuracy
         );
     }
+    Ok(())
+}
+
+/// Scores one case's run; a run that failed is a failed case with its error.
+fn judge(case: &Case, outcome: Result<RunResult, RunError>, seconds: f64) -> Verdict {
+    let (messages, answer, stop_reason, error) = match outcome {
+        Ok(result) => {
+            let answer = if result.stop_reason == StopReason::Answer {
+                result.content
+            } else {
+                String::new()
+            };
+            let stop_reason = serde_json::to_value(result.stop_reason).unwrap_or_default();
+            (result.messages, answer, stop_reason, None)
+        }
+        Err(failure) => (
+            failure.messages,
+            String::new(),
+            Json::from("error"),
+            Some(format!("{:#}", failure.error)),
+        ),
+    };
+    let calls: Vec<Json> = messages
+        .iter()
+        .flat_map(|m| match m {
+            Message::Assistant { tool_calls, .. } => tool_calls.clone(),
+            _ => Vec::new(),
+        })
+        .map(|c| json!({"name": c.function.name, "arguments": c.function.arguments}))
+        .collect();
+    let tool_results: Vec<String> = messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Tool { content, .. } => Some(content.clone()),
+            _ => None,
+        })
+        .collect();
+    let right_call = error.is_none() && right_call(&case.expect, &calls, &tool_results);
+    // The answer is empty when the run did not end with one (an error, max_rounds, an interrupt).
+    let answer_has_result = !answer.trim().is_empty()
+        && match tool_results.last() {
+            Some(last) => answer.contains(&result_of(last)),
+            None => case.expect.tool.is_none() && calls.is_empty(),
+        };
+    Verdict {
+        task: case.task.clone(),
+        prompt: case.prompt.clone(),
+        calls,
+        tool_results,
+        answer,
+        right_call,
+        answer_has_result,
+        seconds,
+        stop_reason,
+        error,
+    }
+}
+
+/// Points every MCP server of the agent at the page proxy (`HTTP_PROXY` in its `env`), so fetch cases
+/// run offline with unseen URLs. Set per server, not in our own environment: servers get only the
+/// variables their config names.
+fn route_servers_through(definition: &mut ResolvedAgent, proxy: &str) -> Result<()> {
+    let mut servers = config::mcp_servers(definition)?;
+    for spec in servers.values_mut() {
+        for name in ["HTTP_PROXY", "http_proxy"] {
+            spec.env.insert(name.to_string(), proxy.into());
+        }
+    }
+    definition.agent.mcp_servers = servers;
+    definition.agent.mcp_config = None;
     Ok(())
 }
 

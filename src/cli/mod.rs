@@ -1,11 +1,16 @@
-//! Command-line interface: one subcommand per user task; each lives in its own file.
+//! Command-line interface: one subcommand per user task, each in its own file, plus what several share
+//! (the terminal printer, agent assembly with progress, signal handling). The library does the work.
 
+mod assembly;
 mod chat;
 mod eval;
 mod inspect;
 mod model_cmds;
+mod printer;
+mod progress;
 mod python;
 mod run;
+mod signals;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -38,10 +43,22 @@ enum Command {
     Eval(eval::EvalArgs),
 }
 
-pub fn run(cli: Cli) -> Result<()> {
+pub fn run(cli: Cli) -> std::process::ExitCode {
     let result = dispatch(cli);
     qwen3_agent::tools::mcp::kill_all_servers();
-    result
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => match error.downcast_ref::<signals::StoppedBy>() {
+            Some(stopped) => {
+                eprintln!("{stopped}");
+                stopped.0.exit_code().into()
+            }
+            None => {
+                eprintln!("error: {error:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+    }
 }
 
 fn dispatch(cli: Cli) -> Result<()> {

@@ -1,9 +1,10 @@
 //! Commands that run or write models: `logits`, `generate`, `synth`, `quantize`, `bench`.
 
+use super::progress;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use qwen3_agent::chat::{ChatTemplate, OutputParser, ParseEvent, RenderRequest, Tokenizer};
+use qwen3_agent::config::check::{self, flag};
 use qwen3_agent::engine::{Engine, SamplingParams};
 use qwen3_agent::model::config::RopeScaling;
 use qwen3_agent::model::{self, Decoder, Device, GenerationConfig, LoadOptions, Precision, npy};
@@ -31,17 +32,18 @@ pub fn yarn(factor: f64) -> RopeScaling {
 /// Loads a model directory onto `options.device` with a progress bar; returns it and the load time.
 pub fn load_decoder(dir: &Path, options: &LoadOptions) -> Result<(Box<dyn Decoder>, f64)> {
     let start = Instant::now();
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} layers")
-            .expect("valid template"),
-    );
-    bar.set_message(dir.display().to_string());
-    let decoder = model::load_decoder(dir, options, |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
+    let decoder = model::load_decoder(dir, options, progress::loading(dir))?;
     Ok((decoder, start.elapsed().as_secs_f64()))
+}
+
+/// `--threads`: rayon's pool size (0 would mean "pick for me", which is what leaving it out does).
+fn threads(v: usize) -> check::Verdict {
+    check::count(v, 4096)
+}
+
+/// A model directory or hub id as a local directory, with a bar for each file it downloads.
+pub fn resolve_model(spec: &Path) -> Result<PathBuf> {
+    model::hub::resolve_model_dir_reporting(spec, &mut progress::downloading())
 }
 
 fn set_threads(threads: Option<usize>) -> Result<()> {
@@ -74,7 +76,7 @@ pub struct LogitsArgs {
 }
 
 pub fn logits(mut args: LogitsArgs) -> Result<()> {
-    args.model = model::hub::resolve_model_dir(&args.model)?;
+    args.model = resolve_model(&args.model)?;
     let options = LoadOptions {
         device: args.device,
         precision: args.precision,
@@ -82,6 +84,10 @@ pub fn logits(mut args: LogitsArgs) -> Result<()> {
         context_length: Some(args.ids.len()),
     };
     let (mut decoder, _) = load_decoder(&args.model, &options)?;
+    let vocab = decoder.config().vocab_size;
+    if let Some(id) = args.ids.iter().find(|&&id| id as usize >= vocab) {
+        bail!("--ids: token id {id} is outside the model's vocabulary (0..{vocab})");
+    }
     let logits = decoder.forward(&args.ids, true)?;
     npy::write_f32(
         &args.out,
@@ -110,17 +116,17 @@ pub struct GenerateArgs {
     raw: bool,
     #[arg(long)]
     no_thinking: bool,
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = flag(check::tokens))]
     max_new_tokens: usize,
-    #[arg(long)]
+    #[arg(long, value_parser = flag(check::temperature))]
     temperature: Option<f32>,
     #[arg(long)]
     top_k: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = flag(check::top_p))]
     top_p: Option<f32>,
-    #[arg(long)]
+    #[arg(long, value_parser = flag(check::min_p))]
     min_p: Option<f32>,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = flag(check::presence_penalty))]
     presence_penalty: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -128,12 +134,12 @@ pub struct GenerateArgs {
     #[arg(long)]
     stop: Vec<String>,
     /// Enable YaRN with this factor (e.g. 4.0 for 131072 tokens on Qwen3); Qwen advises it only beyond 32K.
-    #[arg(long)]
+    #[arg(long, value_parser = flag(check::rope_factor))]
     rope_scaling_factor: Option<f64>,
     /// Context positions to allocate for the KV cache.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = flag(check::tokens))]
     context_length: usize,
-    #[arg(long)]
+    #[arg(long, value_parser = flag(threads))]
     threads: Option<usize>,
     /// fast: int8 activations (default); exact: f32 activations, slower. On the GPU, fast also reads
     /// an untied f16 lm_head as int8.
@@ -148,8 +154,11 @@ pub struct GenerateArgs {
 }
 
 pub fn generate(mut args: GenerateArgs) -> Result<()> {
+    if args.json {
+        progress::quiet();
+    }
     set_threads(args.threads)?;
-    args.model = model::hub::resolve_model_dir(&args.model)?;
+    args.model = resolve_model(&args.model)?;
     let tokenizer = Tokenizer::from_model_dir(&args.model)?;
     let thinking = !args.no_thinking && !args.raw;
     let prompt_text = if args.raw {
@@ -199,6 +208,7 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
     let mut stop_ids = generation_config.eos_token_ids.clone();
     stop_ids.extend(tokenizer.eos_token_id);
     let mut engine = Engine::from_decoder(decoder);
+    engine.set_prefill_progress(Some(progress::prefilling()));
     let mut parser = OutputParser::new(thinking);
     let mut stdout = std::io::stdout().lock();
     let stream = !args.json;
@@ -287,7 +297,13 @@ pub fn synth(args: SynthArgs) -> Result<()> {
         );
     }
     let start = Instant::now();
-    model::synth::write_random_model(&args.out, &config, args.seed, tokenizer.as_deref())?;
+    model::synth::write_random_model(
+        &args.out,
+        &config,
+        args.seed,
+        tokenizer.as_deref(),
+        &progress::writing(&args.out),
+    )?;
     eprintln!(
         "wrote {} in {:.1}s",
         args.out.display(),
@@ -306,7 +322,7 @@ pub struct QuantizeArgs {
     #[arg(long, default_value_t = 128)]
     group_size: usize,
     /// Largest safetensors shard in MiB.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = flag(|v| check::count(v, check::MAX_MEGABYTES as usize)))]
     max_shard_mib: usize,
     /// Pack the tied embedding to 4 bits as well (a qwen3-agent extension: transformers and AutoAWQ
     /// cannot load the result). For small models whose embedding is most of the file.
@@ -320,7 +336,12 @@ pub fn quantize(args: QuantizeArgs) -> Result<()> {
         max_shard_bytes: args.max_shard_mib << 20,
         embeddings: args.quantize_embeddings,
     };
-    model::quantize::quantize_dir(&args.input, &args.out, &options)?;
+    model::quantize::quantize_dir(
+        &args.input,
+        &args.out,
+        &options,
+        &progress::writing(&args.out),
+    )?;
     eprintln!(
         "wrote {} (round-to-nearest 4-bit, group {})",
         args.out.display(),
@@ -336,28 +357,28 @@ pub struct BenchArgs {
     model: PathBuf,
     /// Prompt length (random ids): prefill speed is measured over it from an empty cache, and decode
     /// then runs after these many cached tokens, so --depth N measures decode at context depth N.
-    #[arg(long, visible_alias = "depth", default_value_t = 512)]
+    #[arg(long, visible_alias = "depth", default_value_t = 512, value_parser = flag(check::tokens))]
     prompt_tokens: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = flag(check::tokens))]
     gen_tokens: usize,
     /// Sampling temperature; 0 (the default) decodes greedily. Sampled decode uses the flags below,
     /// whose defaults are Qwen3's thinking mode (top-k 20, top-p 0.95, min-p 0).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = flag(check::temperature))]
     temperature: f32,
     /// 0: no top-k (every token is a candidate).
     #[arg(long, default_value_t = 20)]
     top_k: usize,
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, value_parser = flag(check::top_p))]
     top_p: f32,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = flag(check::min_p))]
     min_p: f32,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = flag(check::presence_penalty))]
     presence_penalty: f32,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = flag(check::repetition_penalty))]
     repetition_penalty: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long)]
+    #[arg(long, value_parser = flag(threads))]
     threads: Option<usize>,
     /// Also run an agent-like sequence of 4 growing prompts and report how many tokens were prefilled.
     #[arg(long)]
@@ -370,15 +391,18 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
     /// KV cache positions (GPU memory is reported at this context); default: what the run needs.
-    #[arg(long)]
+    #[arg(long, value_parser = flag(check::tokens))]
     context_length: Option<usize>,
     #[arg(long)]
     json: bool,
 }
 
 pub fn bench(mut args: BenchArgs) -> Result<()> {
+    if args.json {
+        progress::quiet();
+    }
     set_threads(args.threads)?;
-    args.model = model::hub::resolve_model_dir(&args.model)?;
+    args.model = resolve_model(&args.model)?;
     let needed =
         args.prompt_tokens + args.gen_tokens + 1 + if args.agent_rounds { 4 * 256 } else { 0 };
     let options = LoadOptions {

@@ -3,8 +3,13 @@
 //! YAML is read with serde-saphyr: maintained (serde_yaml is archived), pure Rust, and its errors carry
 //! line and column, which every message here reports as `file:line:column`. Unknown keys are errors, so a
 //! typo never silently changes behaviour. Relative paths resolve against the file that names them.
+//! After parsing, `validate` checks ranges and fields that depend on each other; its failures are
+//! reported at the line of the key they are about too (`locate`), so every config error has a location.
 
+pub mod check;
 mod expand;
+mod locate;
+mod validate;
 
 use crate::model::Precision;
 use anyhow::{Context, Result, bail};
@@ -37,10 +42,10 @@ pub struct AgentFile {
     /// Built-in tools, e.g. `tools: {code_interpreter: {timeout: 30}}`.
     #[serde(default)]
     pub tools: BuiltinTools,
-    /// Model calls allowed before the run stops with a message saying so.
+    /// Model calls allowed before the run stops with a message saying so (at least 1, validated at load).
     #[serde(default = "default_max_rounds")]
     pub max_rounds: usize,
-    /// Default per-tool-call timeout, seconds.
+    /// Default per-tool-call timeout, seconds (validated at load: `check::seconds`).
     #[serde(default = "default_timeout")]
     pub timeout: f64,
 }
@@ -62,13 +67,14 @@ fn enabled_with_defaults<'de, D: serde::Deserializer<'de>>(
     ))
 }
 
-/// The code interpreter's limits and mounts.
+/// The code interpreter's limits and mounts; every limit is validated at load (see `check`), so
+/// converting them to durations and bytes cannot panic or overflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CodeInterpreterSpec {
     /// Wall-clock seconds per cell (a cell that runs longer loses the session's state).
     pub timeout: f64,
-    /// Guest memory cap: past it Python raises MemoryError.
+    /// Guest memory cap: past it Python raises MemoryError (at most 4096: the guest is wasm32).
     pub memory_mb: usize,
     /// Bytes of stdout (and of stderr) kept per cell.
     pub max_output_bytes: usize,
@@ -111,6 +117,10 @@ pub struct McpServerSpec {
     pub args: Vec<String>,
     #[serde(default)]
     pub env: Map<String, Json>,
+    /// Which of our environment variables a stdio server sees besides `env`: by default only the few the
+    /// official MCP SDKs pass (HOME, LOGNAME, PATH, SHELL, TERM, USER), so secrets in ours stay ours.
+    #[serde(default, alias = "inheritEnv")]
+    pub inherit_env: InheritEnv,
     #[serde(default)]
     pub cwd: Option<PathBuf>,
     /// Streamable HTTP servers.
@@ -124,10 +134,11 @@ pub struct McpServerSpec {
     /// Fail the run when this server cannot start (default: report it and continue without it).
     #[serde(default)]
     pub required: bool,
-    /// Per-call timeout in seconds for this server's tools.
+    /// Per-call timeout in seconds for this server's tools (validated at load: `check::seconds`).
     #[serde(default)]
     pub timeout: Option<f64>,
-    /// Per-tool overrides of `timeout`, by the server's tool name (e.g. a slow `search`).
+    /// Per-tool overrides of `timeout`, by the server's tool name (e.g. a slow `search`); validated
+    /// like it.
     #[serde(default, rename = "toolTimeouts", alias = "tool_timeouts")]
     pub tool_timeouts: std::collections::BTreeMap<String, f64>,
     /// Name this server's tools `{server}-{tool}`.
@@ -135,6 +146,24 @@ pub struct McpServerSpec {
     pub prefix: bool,
     #[serde(default)]
     pub disabled: bool,
+}
+
+/// `inherit_env` of an MCP server: `false` (the default: only the MCP SDKs' short list), `true` (our
+/// whole environment), or a list of variable names passed on top of the short list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "true, false, or a list of environment variable names, e.g. [SOME_API_TOKEN]"
+)]
+pub enum InheritEnv {
+    All(bool),
+    Names(Vec<String>),
+}
+
+impl Default for InheritEnv {
+    fn default() -> Self {
+        InheritEnv::All(false)
+    }
 }
 
 /// Where generation happens.
@@ -167,8 +196,13 @@ pub struct ModelSpec {
     /// Model name sent to an OpenAI-compatible server.
     #[serde(default)]
     pub model: Option<String>,
+    /// openai: seconds to wait for the server's next bytes (headers, or the next chunk of the stream)
+    /// before the call fails; default 300, room for a long prefill.
+    #[serde(default)]
+    pub read_timeout: Option<f64>,
     #[serde(default)]
     pub device: Device,
+    /// KV cache positions (validated at load: 1 to `check::MAX_CONTEXT`).
     #[serde(default)]
     pub context_length: Option<usize>,
     /// YaRN for long contexts, e.g. `{rope_type: yarn, factor: 4.0, original_max_position_embeddings: 32768}`;
@@ -186,7 +220,8 @@ pub struct ModelSpec {
 
 pub use crate::model::Device;
 
-/// Generation settings; unset values take the model's mode-aware defaults.
+/// Generation settings; unset values take the model's mode-aware defaults. Set values are validated
+/// at load (the ranges in `check`), in agents and in task overrides alike.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateSpec {
@@ -335,8 +370,24 @@ pub fn parse_yaml<T: de::DeserializeOwned>(text: &str, file: &Path) -> Result<T>
     })
 }
 
+/// The largest agent, task or MCP config file read: far above any real definition, and it bounds the
+/// memory a stray file (a log, a model shard passed by mistake) can make the parser take.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
 fn read(file: &Path) -> Result<String> {
-    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        bail!(
+            "{} is larger than {} MiB: is it really an agent, task or MCP config file?",
+            file.display(),
+            MAX_CONFIG_BYTES >> 20
+        );
+    }
+    Ok(text)
 }
 
 /// Every MCP server of an agent: `mcpServers` plus those of `mcp_config` (Claude Desktop's
@@ -363,21 +414,44 @@ pub fn load_mcp_config(path: &Path) -> Result<std::collections::BTreeMap<String,
     let text = read(path)?;
     let file: McpConfigFile = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
-    file.mcp_servers.or(file.servers).with_context(|| {
-        format!(
+    let (root, servers) = match (file.mcp_servers, file.servers) {
+        (Some(servers), _) => ("mcpServers", servers),
+        (None, Some(servers)) => ("servers", servers),
+        (None, None) => bail!(
             "{}: expected an \"mcpServers\" (or VS Code \"servers\") object",
             path.display()
-        )
-    })
+        ),
+    };
+    validate::mcp_servers(&servers, root).map_err(|p| located(path, &text, &[], p))?;
+    Ok(servers)
 }
 
-/// Loads and resolves an agent file.
+/// A failed check as `file:line:column: message`, at the key it is about (`prefix` leads from the
+/// document's root to where the checked value sits). Problems about the whole document point at 1:1.
+fn located(file: &Path, text: &str, prefix: &[&str], problem: validate::Problem) -> anyhow::Error {
+    let path: Vec<&str> = prefix
+        .iter()
+        .copied()
+        .chain(problem.path.iter().map(String::as_str))
+        .collect();
+    let (line, column) = locate::locate(text, &path).map_or((1, 1), |l| (l.line(), l.column()));
+    anyhow::anyhow!("{}:{line}:{column}: {}", file.display(), problem.message)
+}
+
+/// Loads, checks and resolves an agent file.
 pub fn load_agent(file: &Path) -> Result<ResolvedAgent> {
-    let agent: AgentFile = parse_yaml(&read(file)?, file)?;
-    resolve_agent(agent, file)
+    parse_agent(&read(file)?, file)
 }
 
-fn resolve_agent(mut agent: AgentFile, file: &Path) -> Result<ResolvedAgent> {
+/// Checks and resolves an agent definition given as YAML text; `file` names it in messages and
+/// anchors its relative paths.
+pub fn parse_agent(text: &str, file: &Path) -> Result<ResolvedAgent> {
+    let agent: AgentFile = parse_yaml(text, file)?;
+    validate::agent(&agent).map_err(|p| located(file, text, &[], p))?;
+    Ok(resolve_agent(agent, file))
+}
+
+fn resolve_agent(mut agent: AgentFile, file: &Path) -> ResolvedAgent {
     let dir = file.parent().unwrap_or(Path::new("."));
     if let Some(path) = &agent.model.path {
         agent.model.path = Some(resolve_model_path(dir, path));
@@ -389,62 +463,33 @@ fn resolve_agent(mut agent: AgentFile, file: &Path) -> Result<ResolvedAgent> {
         code.inputs = code.inputs.iter().map(|p| dir.join(p)).collect();
         code.runtime_dir = code.runtime_dir.as_ref().map(|p| dir.join(p));
     }
-    validate_agent(&agent, file)?;
-    Ok(ResolvedAgent {
+    ResolvedAgent {
         agent,
         source: file.to_path_buf(),
-    })
+    }
 }
 
-/// Relative paths are relative to the defining file; a hub id (`Qwen/Qwen3-8B-AWQ`) that does not exist
-/// as a directory is kept as written.
+/// Relative paths are relative to the defining file. Only a hub id (`Qwen/Qwen3-8B-AWQ`, see
+/// `hub::is_hub_id`) with no such directory beside the file is kept as written; any other missing path
+/// stays a path, so it is reported as a missing directory rather than looked up on the hub.
 fn resolve_model_path(dir: &Path, path: &Path) -> PathBuf {
     let joined = dir.join(path);
-    if path.is_absolute() || joined.exists() || path.starts_with(".") || path.starts_with("..") {
-        joined
-    } else {
-        path.to_path_buf()
+    match path.to_str() {
+        Some(id) if !joined.exists() && crate::model::hub::is_hub_id(id) => path.to_path_buf(),
+        _ => joined,
     }
 }
 
-fn validate_agent(agent: &AgentFile, file: &Path) -> Result<()> {
-    let m = &agent.model;
-    match m.backend {
-        BackendKind::Local if m.path.is_none() => {
-            bail!(
-                "{}: model.path is required for the local backend (a model directory)",
-                file.display()
-            )
-        }
-        BackendKind::Openai if m.base_url.is_none() || m.model.is_none() => bail!(
-            "{}: the openai backend needs model.base_url (e.g. http://localhost:8000/v1) and model.model (the \
-             served model name)",
-            file.display()
-        ),
-        BackendKind::Scripted if m.path.is_none() => bail!(
-            "{}: the scripted backend needs model.path: a directory with tokenizer.json and \
-             tokenizer_config.json, for the chat template",
-            file.display()
-        ),
-        _ => {}
-    }
-    if agent.max_rounds == 0 {
-        bail!("{}: max_rounds must be at least 1", file.display());
-    }
-    for (name, server) in &agent.mcp_servers {
-        if server.command.is_none() == server.url.is_none() {
-            bail!(
-                "{}: mcpServers.{name} needs either command (stdio) or url (HTTP)",
-                file.display()
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Loads a task file and the agent it names.
+/// Loads a task file and the agent it names, checking both.
 pub fn load_task(file: &Path) -> Result<ResolvedTask> {
-    let task: TaskFile = parse_yaml(&read(file)?, file)?;
+    parse_task(&read(file)?, file)
+}
+
+/// A task given as YAML text, as [`load_task`] reads it; `file` names it in messages and anchors its
+/// relative paths (an `agent:` path is read from there).
+pub fn parse_task(text: &str, file: &Path) -> Result<ResolvedTask> {
+    let task: TaskFile = parse_yaml(text, file)?;
+    validate::task(&task).map_err(|p| located(file, text, &[], p))?;
     let dir = file.parent().unwrap_or(Path::new("."));
     let at = task.agent.defined;
     let mut agent = match task.agent.value {
@@ -457,7 +502,10 @@ pub fn load_task(file: &Path) -> Result<ResolvedTask> {
                 path.display()
             )
         })?,
-        AgentRef::Inline(agent) => resolve_agent(*agent, file)?,
+        AgentRef::Inline(agent) => {
+            validate::agent(&agent).map_err(|p| located(file, text, &["agent"], p))?;
+            resolve_agent(*agent, file)
+        }
     };
     if let Some(overrides) = &task.generate {
         agent.agent.generate.overlay(overrides);
@@ -465,14 +513,10 @@ pub fn load_task(file: &Path) -> Result<ResolvedTask> {
     if let Some(rounds) = task.max_rounds {
         agent.agent.max_rounds = rounds;
     }
-    let messages = match (task.prompt, task.messages) {
-        (Some(prompt), None) => vec![crate::chat::Message::user(prompt)],
-        (None, Some(messages)) if !messages.is_empty() => messages,
-        (Some(_), Some(_)) => bail!(
-            "{}: give either prompt or messages, not both",
-            file.display()
-        ),
-        _ => bail!("{}: the task needs a prompt (or messages)", file.display()),
+    // `validate::task` saw exactly one of them, and a non-empty list.
+    let messages = match task.prompt {
+        Some(prompt) => vec![crate::chat::Message::user(prompt)],
+        None => task.messages.unwrap_or_default(),
     };
     Ok(ResolvedTask {
         agent,

@@ -38,10 +38,21 @@ pub struct Timings {
     pub decode_tok_per_s: f64,
 }
 
+/// Prompt tokens one prefill step computes: a long prompt runs in steps of this many so that its
+/// progress can be reported between them. Each step still fills the CPU's row blocks and the GPU's
+/// batch (the CUDA engine's prefill chunks hold at most 512 tokens anyway).
+pub const PREFILL_STEP: usize = 512;
+
+/// Told how a prefill advances: `(computed, to_compute)` prompt tokens, first `(0, n)` and then
+/// after each step of up to `PREFILL_STEP` tokens, ending with `(n, n)`. Tokens reused from the
+/// cache are not counted (`n` is what this call computes).
+pub type PrefillProgress = Box<dyn FnMut(usize, usize) + Send>;
+
 /// The model plus a KV cache kept between calls: an agent re-sends a growing prompt every round, and
 /// only the tokens after the longest common prefix with the previous call are computed again.
 pub struct Engine {
     decoder: Box<dyn Decoder>,
+    prefill_progress: Option<PrefillProgress>,
 }
 
 impl Engine {
@@ -52,7 +63,16 @@ impl Engine {
 
     /// A model on any device (see `model::load_decoder`).
     pub fn from_decoder(decoder: Box<dyn Decoder>) -> Self {
-        Engine { decoder }
+        Engine {
+            decoder,
+            prefill_progress: None,
+        }
+    }
+
+    /// Reports every later prefill (in `prefill`, `generate` and `generate_text`) to `progress`; None
+    /// stops reporting. The library only counts: drawing a bar is the caller's business.
+    pub fn set_prefill_progress(&mut self, progress: Option<PrefillProgress>) {
+        self.prefill_progress = progress;
     }
 
     pub fn decoder(&self) -> &dyn Decoder {
@@ -86,7 +106,18 @@ impl Engine {
         let reuse = common.min(prompt.len() - 1);
         self.decoder.truncate_cache(reuse);
         let start = Instant::now();
-        let logits = self.decoder.forward(&prompt[reuse..], false)?;
+        let todo = &prompt[reuse..];
+        let mut report = |done| {
+            if let Some(progress) = &mut self.prefill_progress {
+                progress(done, todo.len());
+            }
+        };
+        report(0);
+        let mut logits = Vec::new();
+        for (step, ids) in todo.chunks(PREFILL_STEP).enumerate() {
+            logits = self.decoder.forward(ids, false)?;
+            report(step * PREFILL_STEP + ids.len());
+        }
         timings.reused_tokens = reuse;
         timings.prefill_tokens = prompt.len() - reuse;
         timings.prefill_ms = start.elapsed().as_secs_f64() * 1e3;

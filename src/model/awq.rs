@@ -5,6 +5,7 @@
 //! of a row holds logical columns 8c..8c+7 with column 8c+j in nibble `UNPACK_NIBBLE[j]`. `qzeros` is
 //! [in/group, out/8] packed the same way; `scales` is [in/group, out] f16. W[k][n] = (q − z) · s; y = x·W.
 
+use super::dense::assert_matmul_lens;
 use super::weights::MappedSlice;
 use half::f16;
 use rayon::prelude::*;
@@ -42,6 +43,10 @@ pub struct AwqLinear {
 const STRIP_WORDS: usize = 16;
 
 impl AwqLinear {
+    /// # Panics
+    /// When the tensors' lengths do not match the shape (qweight [in][out/8], qzeros [in/group][out/8],
+    /// scales [in/group][out]), or out is not a multiple of 8 or in of the group size: the kernels
+    /// index them without bounds checks.
     pub fn new(
         in_features: usize,
         out_features: usize,
@@ -50,6 +55,23 @@ impl AwqLinear {
         qzeros: MappedSlice<u32>,
         scales: MappedSlice<f16>,
     ) -> Self {
+        let (inf, outf, group) = (in_features, out_features, group_size);
+        assert!(
+            group > 0 && inf.is_multiple_of(group) && outf.is_multiple_of(8),
+            "AwqLinear::new: {inf}×{outf} cannot be AWQ-packed with group size {group}"
+        );
+        let groups = inf / group;
+        for (name, len, want) in [
+            ("qweight", qweight.len(), inf * (outf / 8)),
+            ("qzeros", qzeros.len(), groups * (outf / 8)),
+            ("scales", scales.len(), groups * outf),
+        ] {
+            assert!(
+                len == want,
+                "AwqLinear::new: {name} holds {len} values, a {inf}×{outf} layer with group size \
+                 {group} needs {want}"
+            );
+        }
         AwqLinear {
             in_features,
             out_features,
@@ -97,10 +119,12 @@ impl AwqLinear {
     }
 
     /// y = x · W for `m` rows of x ([m, in] → [m, out]), multi-threaded over column strips.
+    ///
+    /// # Panics
+    /// When x does not hold m × in_features values or y m × out_features.
     pub fn forward(&self, x: &[f32], m: usize, y: &mut [f32]) {
         let (inf, outf, group) = (self.in_features, self.out_features, self.group_size);
-        debug_assert_eq!(x.len(), m * inf);
-        debug_assert_eq!(y.len(), m * outf);
+        assert_matmul_lens("AwqLinear::forward", (x.len(), inf), (y.len(), outf), m);
         let groups = inf / group;
         let xsum: Vec<f32> = (0..m)
             .flat_map(|t| (0..groups).map(move |g| (t, g)))

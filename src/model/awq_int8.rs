@@ -8,6 +8,7 @@
 //! high nibble (rows counted within the group). Chunks are ordered [c][g][i].
 
 use super::awq::{AwqLinear, SharedOut, unpack_word};
+use super::dense::assert_matmul_lens;
 use super::int8_matrix::quantize_group;
 use super::weights::MappedSlice;
 use half::f16;
@@ -38,8 +39,16 @@ struct QuantizedRows {
 impl Int8AwqLinear {
     /// Repacks the mapped AWQ tensors; the original qweight pages are released afterwards so the
     /// weights stay in memory once.
+    ///
+    /// # Panics
+    /// When the group size is not a multiple of 8 (the repacked chunks hold 8 rows; config.rs rejects
+    /// such checkpoints).
     pub fn from_awq(linear: AwqLinear) -> Self {
         let (inf, outf, group) = (linear.in_features, linear.out_features, linear.group_size);
+        assert!(
+            group.is_multiple_of(8),
+            "Int8AwqLinear::from_awq: group size {group} is not a multiple of 8"
+        );
         let (qweight, qzeros, scales) = linear.into_parts();
         let words = outf / 8;
         let groups = inf / group;
@@ -97,7 +106,12 @@ impl Int8AwqLinear {
 
     /// y ≈ x · W for m rows, multi-threaded over output column blocks. Each task keeps one column
     /// block's weights (in/2 bytes per 8 columns) hot in cache while it runs every row over them.
+    ///
+    /// # Panics
+    /// When x does not hold m × in_features values or y m × out_features.
     pub fn forward(&self, x: &[f32], m: usize, y: &mut [f32]) {
+        let (inf, outf) = (self.in_features, self.out_features);
+        assert_matmul_lens("Int8AwqLinear::forward", (x.len(), inf), (y.len(), outf), m);
         let rows = self.quantize_rows(x, m);
         let words = self.out_features / 8;
         let out = SharedOut(y.as_mut_ptr());

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use safetensors::tensor::{Dtype, View};
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::path::Path;
 
 /// A tensor whose bytes are produced only when the writer reaches it, so an 8B checkpoint is written with
@@ -21,36 +22,53 @@ impl LazyTensor {
     }
 }
 
-struct Materialized<'a>(&'a LazyTensor);
+/// A tensor as the serializer sees it: made when its bytes are asked for, which is also when the
+/// bytes made so far are reported.
+struct Materialized<'a> {
+    tensor: &'a LazyTensor,
+    progress: &'a Progress<'a>,
+}
+
+/// Bytes made so far of `total`, reported to `report`.
+struct Progress<'a> {
+    done: Cell<u64>,
+    total: u64,
+    report: &'a dyn Fn(u64, u64),
+}
 
 impl View for Materialized<'_> {
     fn dtype(&self) -> Dtype {
-        self.0.dtype
+        self.tensor.dtype
     }
     fn shape(&self) -> &[usize] {
-        &self.0.shape
+        &self.tensor.shape
     }
     fn data(&self) -> Cow<'_, [u8]> {
-        let bytes = (self.0.make)();
+        let bytes = (self.tensor.make)();
         assert_eq!(
             bytes.len(),
-            self.0.byte_len(),
+            self.tensor.byte_len(),
             "tensor {} produced the wrong byte count",
-            self.0.name
+            self.tensor.name
         );
+        let p = self.progress;
+        p.done.set(p.done.get() + bytes.len() as u64);
+        (p.report)(p.done.get(), p.total);
         Cow::Owned(bytes)
     }
     fn data_len(&self) -> usize {
-        self.0.byte_len()
+        self.tensor.byte_len()
     }
 }
 
 /// Writes `tensors` into `dir` as `model.safetensors`, or as `model-0000i-of-0000n.safetensors` plus
-/// `model.safetensors.index.json` when they exceed `max_shard_bytes`.
+/// `model.safetensors.index.json` when they exceed `max_shard_bytes`. `progress(done, total)` gets the
+/// tensor bytes made so far after each tensor (an 8B checkpoint takes minutes to make).
 pub fn write_safetensors(
     dir: &Path,
     tensors: Vec<LazyTensor>,
     max_shard_bytes: usize,
+    progress: &dyn Fn(u64, u64),
 ) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut shards: Vec<Vec<LazyTensor>> = vec![Vec::new()];
@@ -65,6 +83,11 @@ pub fn write_safetensors(
         shards.last_mut().unwrap().push(tensor);
     }
     let count = shards.len();
+    let progress = Progress {
+        done: Cell::new(0),
+        total: shards.iter().flatten().map(|t| t.byte_len() as u64).sum(),
+        report: progress,
+    };
     let mut weight_map = serde_json::Map::new();
     let mut total = 0usize;
     for (i, shard) in shards.iter().enumerate() {
@@ -77,7 +100,13 @@ pub fn write_safetensors(
             weight_map.insert(t.name.clone(), file.clone().into());
             total += t.byte_len();
         }
-        let views = shard.iter().map(|t| (t.name.clone(), Materialized(t)));
+        let views = shard.iter().map(|tensor| {
+            let view = Materialized {
+                tensor,
+                progress: &progress,
+            };
+            (tensor.name.clone(), view)
+        });
         safetensors::serialize_to_file(views, None, &dir.join(&file))
             .with_context(|| format!("writing {}", dir.join(&file).display()))?;
     }

@@ -48,10 +48,12 @@ impl DenseMatrix {
     }
 
     /// y[t][n] = Σ_k x[t][k] · W[n][k] for m rows of x.
+    ///
+    /// # Panics
+    /// When x does not hold m × cols values or y m × rows.
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
         let (rows, cols) = (self.rows, self.cols);
-        debug_assert_eq!(x.len(), m * cols);
-        debug_assert_eq!(y.len(), m * rows);
+        assert_matmul_lens("DenseMatrix::matmul", (x.len(), cols), (y.len(), rows), m);
         per_output_row(rows, m, ROWS_PER_TASK, y, |n, t| {
             let xt = &x[t * cols..(t + 1) * cols];
             match &self.storage {
@@ -60,6 +62,25 @@ impl DenseMatrix {
             }
         });
     }
+}
+
+/// Panics unless x holds `m` rows of `inf` values and y `m` rows of `outf`: the CPU matmuls read and
+/// write through raw pointers (SIMD loads, disjoint per-task writes) within exactly those bounds, so a
+/// wrong length must stop here, in release builds too, never reach them. `kernel` names the caller.
+pub(super) fn assert_matmul_lens(
+    kernel: &str,
+    (x, inf): (usize, usize),
+    (y, outf): (usize, usize),
+    m: usize,
+) {
+    assert!(
+        m.checked_mul(inf) == Some(x),
+        "{kernel}: x holds {x} values, not m × in_features = {m} × {inf}"
+    );
+    assert!(
+        m.checked_mul(outf) == Some(y),
+        "{kernel}: y holds {y} values, not m × out_features = {m} × {outf}"
+    );
 }
 
 /// y[t][n] = value(n, t) for `rows` outputs and `m` input rows, parallel over blocks of `rows_per_task`

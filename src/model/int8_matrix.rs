@@ -2,7 +2,7 @@
 //! columns (half the bytes every decoded token must read), multiplied with int8 activations.
 //! The f16 pages are released afterwards so the matrix is in memory once.
 
-use super::dense::per_output_row;
+use super::dense::{assert_matmul_lens, per_output_row};
 use super::weights::TensorRef;
 use anyhow::Result;
 use half::f16;
@@ -43,6 +43,11 @@ impl Int8Matrix {
             return Ok(None);
         }
         let source = tensor.mapped_f16()?;
+        anyhow::ensure!(
+            Some(source.len()) == rows.checked_mul(cols),
+            "a {rows}×{cols} matrix cannot come from a tensor of {} values",
+            source.len()
+        );
         let groups = cols / GROUP;
         let mut weights = vec![0i8; rows * cols];
         let mut scales = vec![0f32; rows * groups];
@@ -71,7 +76,16 @@ impl Int8Matrix {
     }
 
     /// y[t][n] ≈ Σ_k x[t][k] · W[n][k].
+    ///
+    /// # Panics
+    /// When x does not hold m × cols values or y m × rows.
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
+        assert_matmul_lens(
+            "Int8Matrix::matmul",
+            (x.len(), self.cols),
+            (y.len(), self.rows),
+            m,
+        );
         let groups = self.cols / GROUP;
         let mut x8 = vec![0i8; m * self.cols];
         let mut xs = vec![0f32; m * groups];
@@ -102,9 +116,16 @@ impl Int8Matrix {
 
 /// Σ a·b over one group of int8 values.
 fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    // The AVX2 loop reads both slices in 32-byte steps up to a's length.
+    assert!(
+        a.len() == b.len() && a.len().is_multiple_of(32),
+        "dot_i8 takes two groups of equal length, a multiple of 32 (got {} and {})",
+        a.len(),
+        b.len()
+    );
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present; both slices hold GROUP (a multiple of 32) values.
+        // SAFETY: AVX2 is present; both slices hold the same multiple of 32 values (asserted above).
         return unsafe { dot_i8_avx2(a, b) };
     }
     a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()

@@ -44,7 +44,8 @@ pub struct LoadOptions {
 /// is allocated up front.
 pub const DEFAULT_CONTEXT: usize = 8192;
 
-/// Loads a model directory onto the requested device; `progress` is called per layer.
+/// Loads a model directory onto the requested device. `progress(done, total)` counts steps: one per
+/// layer after its upload and repacking, then one for the embedding and lm_head.
 pub fn load_decoder(
     dir: &Path,
     options: &LoadOptions,

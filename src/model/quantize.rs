@@ -23,12 +23,23 @@ const QUANTIZED: [&str; 7] = [
 
 /// Quantizes W ([out, in], nn.Linear layout) per group of `group` input features.
 /// Returns (qweight [in, out/8], qzeros [in/group, out/8], scales [in/group, out]).
+/// The shape must be packable (see [`packable`]) and `w` hold `outf × inf` values: a caller's bug
+/// otherwise, so it panics saying which; `quantize_dir` checks checkpoints before calling it.
 pub fn quantize_rtn(
     w: &[f32],
     outf: usize,
     inf: usize,
     group: usize,
 ) -> (Vec<u32>, Vec<u32>, Vec<f16>) {
+    if let Err(why) = packable(outf, inf, group) {
+        panic!("quantize_rtn: {why}");
+    }
+    assert_eq!(
+        w.len(),
+        outf * inf,
+        "quantize_rtn: W holds {} values, not {outf}×{inf}",
+        w.len()
+    );
     let groups = inf / group;
     let mut scales = vec![f16::ZERO; groups * outf];
     let mut zeros = vec![0u8; groups * outf];
@@ -58,6 +69,26 @@ pub fn quantize_rtn(
     (pack(&q, inf), pack(&zeros, groups), scales)
 }
 
+/// Whether an [out, in] matrix can be packed with `group` input features per scale: the group is a
+/// positive multiple of 8 (what the loader accepts, `AwqConfig`) dividing `in`, and `out` is a
+/// multiple of 8 (eight 4-bit values per packed word).
+pub fn packable(outf: usize, inf: usize, group: usize) -> Result<(), String> {
+    if group == 0 || !group.is_multiple_of(8) {
+        return Err(format!(
+            "group size {group} is not a positive multiple of 8"
+        ));
+    }
+    if !inf.is_multiple_of(group) {
+        return Err(format!(
+            "{inf} input features are not a multiple of the group size {group}"
+        ));
+    }
+    if !outf.is_multiple_of(8) {
+        return Err(format!("{outf} output features are not a multiple of 8"));
+    }
+    Ok(())
+}
+
 /// What `quantize_dir` writes.
 pub struct QuantizeOptions {
     /// Input features per scale and zero point.
@@ -68,13 +99,26 @@ pub struct QuantizeOptions {
     pub embeddings: bool,
 }
 
-/// Quantizes an unquantized Qwen3 checkpoint directory into `out`.
-pub fn quantize_dir(input: &Path, out: &Path, options: &QuantizeOptions) -> Result<()> {
+/// Quantizes an unquantized Qwen3 checkpoint directory into `out`; `progress` as `write_safetensors`'.
+pub fn quantize_dir(
+    input: &Path,
+    out: &Path,
+    options: &QuantizeOptions,
+    progress: &dyn Fn(u64, u64),
+) -> Result<()> {
     let QuantizeOptions {
         group_size: group,
         max_shard_bytes,
         embeddings,
     } = *options;
+    if group == 0 || !group.is_multiple_of(8) {
+        bail!(
+            "--group-size {group}: the group size must be a positive multiple of 8 (AutoAWQ uses 128)"
+        );
+    }
+    if max_shard_bytes == 0 {
+        bail!("the largest shard must hold at least one byte");
+    }
     let config = Qwen3Config::load(input)?;
     if config.quantization_config.is_some() {
         bail!(
@@ -106,10 +150,19 @@ pub fn quantize_dir(input: &Path, out: &Path, options: &QuantizeOptions) -> Resu
             .any(|q| name.ends_with(&format!("{q}.weight")))
             || (embeddings && name == "model.embed_tokens.weight");
         let shape = weights.shape(&name).context("tensor vanished")?.to_vec();
+        // Checked here, before anything is written, so the writer's lazy reads below cannot fail.
+        let dtype = weights.get(&name, &shape)?.dtype;
+        if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+            bail!("{name} has dtype {dtype:?}; quantize reads only f32, f16 and bf16 tensors");
+        }
         if is_quantized {
-            let (outf, inf) = (shape[0], shape[1]);
-            if inf % group != 0 || outf % 8 != 0 {
-                bail!("{name}: shape {shape:?} cannot be packed with group size {group}");
+            let &[outf, inf] = shape.as_slice() else {
+                bail!(
+                    "{name} has shape {shape:?}: only 2-D [out, in] linear weights can be quantized"
+                );
+            };
+            if let Err(why) = packable(outf, inf, group) {
+                bail!("{name} (shape {shape:?}) cannot be packed: {why}");
             }
             let prefix = name.trim_end_matches(".weight").to_string();
             let quantized = Arc::new(std::sync::OnceLock::new());
@@ -119,7 +172,7 @@ pub fn quantize_dir(input: &Path, out: &Path, options: &QuantizeOptions) -> Resu
                     let w = weights
                         .get(&name, &[outf, inf])
                         .and_then(|t| t.to_f32())
-                        .expect("tensor readable");
+                        .expect("shape and dtype checked before writing");
                     Arc::new(quantize_rtn(&w, outf, inf, group))
                 }
             };
@@ -155,7 +208,7 @@ pub fn quantize_dir(input: &Path, out: &Path, options: &QuantizeOptions) -> Resu
                     let values = weights
                         .get(&key, &shape_for_get)
                         .and_then(|t| t.to_f32())
-                        .expect("tensor readable");
+                        .expect("shape and dtype checked before writing");
                     le_bytes(&values.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>())
                 }),
             });
@@ -176,5 +229,5 @@ pub fn quantize_dir(input: &Path, out: &Path, options: &QuantizeOptions) -> Resu
             std::fs::copy(input.join(file), out.join(file))?;
         }
     }
-    write_safetensors(out, tensors, max_shard_bytes)
+    write_safetensors(out, tensors, max_shard_bytes, progress)
 }

@@ -1,4 +1,6 @@
-//! The Qwen3 decoder: plain structs, `load` and `forward`, f32 activations over AWQ or dense weights.
+//! The Qwen3 decoder on the CPU: plain structs, `load` and `forward` over AWQ or dense weights (mapped,
+//! or repacked at load for `Precision::Fast`), activations f32 (`Exact`) or int8 per group in the AWQ
+//! matmuls and the lm_head (`Fast`); the embedding is a dense table or the AWQ-packed tied one.
 
 use super::awq::AwqLinear;
 use super::awq_int8::Int8AwqLinear;
@@ -27,10 +29,12 @@ use std::sync::Arc;
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// int8 activations per group and integer dot products over repacked weights (like llama.cpp's
-    /// Q4_0 × Q8): several times faster, logits within about 1% of the exact ones.
+    /// Q4_0 × Q8): several times faster; logits within 2.5% (relative L2) of transformers' on the
+    /// parity fixtures (tests/model_parity.rs; BENCHMARKS.md has the measured values).
     #[default]
     Fast,
-    /// f32 activations over the weights as mapped: matches transformers to ~1e-6 (parity checks).
+    /// f32 activations over the weights as mapped: logits within 1e-5 (relative L2) of transformers'
+    /// on the parity fixtures (tests/model_parity.rs).
     Exact,
 }
 
@@ -151,7 +155,9 @@ fn norm_weight(weights: &Weights, name: &str, len: usize) -> Result<Vec<f32>> {
 }
 
 impl Qwen3 {
-    /// Loads every tensor (checking names and shapes against config.json); `progress` is called per layer.
+    /// Loads every tensor (checking names and shapes against config.json). `progress(done, total)`
+    /// counts steps: one per layer (after its repacking), then one for the embedding and lm_head
+    /// (whose int8 conversion under `Fast` is the longest single step).
     pub fn load(
         weights: &Weights,
         config: Qwen3Config,
@@ -188,7 +194,7 @@ impl Qwen3 {
                 up_proj: linear("mlp.up_proj", h, inter)?,
                 down_proj: linear("mlp.down_proj", inter, h)?,
             });
-            progress(i + 1, config.num_hidden_layers);
+            progress(i + 1, config.num_hidden_layers + 1);
         }
         let norm = norm_weight(weights, "model.norm.weight", h)?;
         let (embed_tokens, lm_head) = match awq {
@@ -211,6 +217,7 @@ impl Qwen3 {
             ),
             _ => Self::load_dense_embedding(weights, &config, precision)?,
         };
+        progress(config.num_hidden_layers + 1, config.num_hidden_layers + 1);
         let rope = Rope::new(&config);
         Ok(Qwen3 {
             config,

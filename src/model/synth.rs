@@ -206,12 +206,13 @@ fn awq_random(prefix: &str, inf: usize, outf: usize, group: usize, seed: u64) ->
     ]
 }
 
-/// Writes a complete random model directory.
+/// Writes a complete random model directory; `progress` as `write_safetensors`'.
 pub fn write_random_model(
     out: &Path,
     config: &Json,
     seed: u64,
     tokenizer_dir: Option<&Path>,
+    progress: &dyn Fn(u64, u64),
 ) -> Result<()> {
     std::fs::create_dir_all(out)?;
     std::fs::write(
@@ -227,5 +228,5 @@ pub fn write_random_model(
             std::fs::copy(dir.join(file), out.join(file))?;
         }
     }
-    write_safetensors(out, random_tensors(config, seed)?, 4 << 30)
+    write_safetensors(out, random_tensors(config, seed)?, 4 << 30, progress)
 }

@@ -1,13 +1,46 @@
-//! Helpers shared by the MCP and real-tool test binaries. Each binary uses a subset, hence the allow.
+//! Helpers shared by the test binaries. Each binary uses a subset, hence the allow.
 #![allow(dead_code)]
+
+pub mod openai_server;
 
 use qwen3_agent::config::McpServerSpec;
 use qwen3_agent::tools::ToolRegistry;
 use qwen3_agent::tools::mcp::{McpSettings, start_servers};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The Qwen3 tokenizer files: enough of a model directory for the scripted backend.
+pub const TOKENIZER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/qwen3-tokenizer"
+);
+
+/// An empty scratch dir for one test (`label` names the test binary, `name` the test).
+pub fn scratch(label: &str, name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("qwen3-agent-{label}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The JSON values of a JSON-lines file (a transcript), in order.
+pub fn read_jsonl(path: &Path) -> Vec<Json> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Writes `text` to `dir/name`; returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
 
 pub fn python() -> String {
     let path = std::env::var("QWEN3_AGENT_TEST_PYTHON")
@@ -36,6 +69,22 @@ pub fn fault_server(marker: &str, extra: &[&str]) -> McpServerSpec {
     }
 }
 
+/// A server on the official Python SDK (tests/fixtures/mcp/sdk_server.py), `marker` on its command line.
+pub fn sdk_server(marker: &str) -> McpServerSpec {
+    McpServerSpec {
+        command: Some(python()),
+        args: vec![
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/mcp/sdk_server.py"
+            )
+            .into(),
+            format!("--marker={marker}"),
+        ],
+        ..Default::default()
+    }
+}
+
 pub fn time_server() -> McpServerSpec {
     McpServerSpec {
         command: Some(python()),
@@ -55,6 +104,8 @@ pub fn settings(call_timeout: Duration) -> McpSettings {
         max_output_chars: 20_000,
         max_message_bytes: 64 << 20,
         output_dir: std::env::temp_dir().join("qwen3-agent-mcp-test"),
+        notices: Default::default(),
+        forward_stderr: false,
     }
 }
 
@@ -81,11 +132,63 @@ pub fn call(registry: &ToolRegistry, name: &str, args: Json) -> qwen3_agent::too
 }
 
 pub fn processes_with(marker: &str) -> usize {
+    pids_with(marker).len()
+}
+
+/// The ids of the processes whose command line contains `marker`.
+pub fn pids_with(marker: &str) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(marker))
-        .count()
+        .filter_map(|e| {
+            let entry = e.ok()?;
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(marker)
+                .then_some(pid)
+        })
+        .collect()
+}
+
+/// Polls until no process's command line contains `marker`; false if some are left after `deadline`.
+pub fn processes_end(marker: &str, deadline: Duration) -> bool {
+    let end = std::time::Instant::now() + deadline;
+    while std::time::Instant::now() < end {
+        if processes_with(marker) == 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    processes_with(marker) == 0
+}
+
+/// `@modelcontextprotocol/server-everything` (the MCP reference test server, from npm: scripts/test.sh
+/// installs it under tests/.npm) over stdio, with `marker` on its command line so tests can find its
+/// process. None, said loudly, when node is not installed; a missing package is a failure.
+pub fn everything_server(marker: &str) -> Option<McpServerSpec> {
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIPPED: node is not installed, so the tests against @modelcontextprotocol/server-everything did not run"
+        );
+        return None;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/.npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+    );
+    assert!(
+        Path::new(script).exists(),
+        "{script} is missing: run scripts/test.sh, which installs it with npm"
+    );
+    Some(McpServerSpec {
+        command: Some("node".into()),
+        args: vec![script.into(), "stdio".into(), marker.into()],
+        ..Default::default()
+    })
 }
 
 /// The tool names a registry offers the model, in its order.

@@ -23,7 +23,7 @@ impl CudaQwen3 {
     pub(super) fn decode(&mut self, id: u32) -> Result<Vec<f32>> {
         self.replay_decode(id, self.tokens.len())?;
         let mut logits = Vec::new();
-        self.download(self.scratch.logits.ptr, 1, &mut logits)?;
+        self.download(&self.scratch.logits, 1, &mut logits)?;
         self.tokens.push(id);
         Ok(logits)
     }

@@ -264,9 +264,15 @@ impl CudaQwen3 {
     /// Sends a chunk's ids and positions to the device (never part of a graph: the values change).
     pub(super) fn upload_chunk(&self, ids: &[u32], start: usize) -> Result<()> {
         let s = &self.scratch;
+        assert!(
+            ids.len() <= s.ids.slice.len(),
+            "upload_chunk: {} ids exceed the scratch's {} (chunk_len sizes chunks)",
+            ids.len(),
+            s.ids.slice.len()
+        );
         let ids_i32: Vec<i32> = ids.iter().map(|&id| id as i32).collect();
         let step = [start as i32, (start + ids.len()) as i32];
-        // SAFETY: the ids buffer holds MAX_CHUNK elements and chunks are at most that long; step holds 2.
+        // SAFETY: the ids buffer holds at least ids.len() elements (asserted above); step holds 2.
         // Copies from pageable memory return once the data is staged, so the vectors may be dropped.
         unsafe {
             driver::memcpy_htod_async(s.ids.ptr, &ids_i32, self.stream.cu_stream())?;
@@ -276,11 +282,22 @@ impl CudaQwen3 {
     }
 
     /// Appends `rows` rows of logits from the device to `out`, waiting for the GPU.
-    pub(super) fn download(&self, logits: u64, rows: usize, out: &mut Vec<f32>) -> Result<()> {
+    pub(super) fn download(
+        &self,
+        logits: &Buf<f32>,
+        rows: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let len = rows * self.config.vocab_size;
+        assert!(
+            len <= logits.slice.len(),
+            "download: {rows} rows of logits exceed the buffer's {} values",
+            logits.slice.len()
+        );
         let at = out.len();
-        out.resize(at + rows * self.config.vocab_size, 0.0);
-        // SAFETY: `logits` holds at least rows × vocab f32.
-        unsafe { self.copy_to_host(logits, &mut out[at..]) }
+        out.resize(at + len, 0.0);
+        // SAFETY: `logits` holds at least rows × vocab f32 (asserted above).
+        unsafe { self.copy_to_host(logits.ptr, &mut out[at..]) }
     }
 
     /// Copies `out.len()` values from device address `src` into `out` once the work queued before

@@ -30,10 +30,10 @@ impl CudaQwen3 {
             if all_logits {
                 let rows = Buf::<f32>::zeros(&self.stream, m * vocab)?;
                 self.lm_head(0, m, rows.ptr)?;
-                self.download(rows.ptr, m, &mut logits)?;
+                self.download(&rows, m, &mut logits)?;
             } else if done == ids.len() {
                 self.lm_head(m - 1, 1, self.scratch.logits.ptr)?;
-                self.download(self.scratch.logits.ptr, 1, &mut logits)?;
+                self.download(&self.scratch.logits, 1, &mut logits)?;
             }
         }
         Ok(logits)

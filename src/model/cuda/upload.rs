@@ -26,7 +26,9 @@ const OVERLAP_ENV: &str = "QWEN3_AGENT_CUDA_OVERLAP";
 impl CudaQwen3 {
     /// Uploads the checkpoint to GPU `ordinal` and allocates a KV cache for `capacity` positions.
     /// `int8_head`: an untied f16 lm_head of a width i8_gemv takes is quantized to int8 per row and
-    /// group of 128 (`Linear::Int8`), as the CPU engine's fast precision does.
+    /// group of 128 (`Linear::Int8`), as the CPU engine's fast precision does. `progress` counts
+    /// steps as `Qwen3::load` does: each layer once it is uploaded and repacked, then the embedding
+    /// and lm_head.
     pub fn load(
         weights: &Weights,
         config: Qwen3Config,
@@ -111,7 +113,7 @@ impl CudaQwen3 {
                 k_cache: Buf::zeros(&stream, nkv * capacity * hd)?,
                 v_cache: Buf::zeros(&stream, nkv * capacity * hd)?,
             });
-            progress(i + 1, config.num_hidden_layers);
+            progress(i + 1, config.num_hidden_layers + 1);
         }
         let norm_w = norm("model.norm.weight", h)?;
         let (embed, lm_head) = match awq {
@@ -214,6 +216,8 @@ impl CudaQwen3 {
             .stream
             .synchronize()
             .context("uploading the weights")?;
+        let steps = model.config.num_hidden_layers + 1;
+        progress(steps, steps);
         Ok(model)
     }
 }

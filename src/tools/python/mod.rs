@@ -1,11 +1,15 @@
 //! `code_interpreter`: model-written Python run in a wasmtime sandbox (see `sandbox`), stateful
 //! across calls within one agent run, with results turned into text for a text-only model.
 
+mod capture;
+mod driver;
+mod figures;
+mod guest_fs;
 pub mod runtime;
 pub mod sandbox;
 
-use super::{Tool, ToolOutput};
-use runtime::Runtime;
+use super::{Notices, Tool, ToolOutput};
+use runtime::{Progress, Runtime};
 use sandbox::{CellResult, CellStatus, Interpreter, PythonSession, SessionOptions};
 use serde_json::{Map, Value as Json};
 use std::sync::{Arc, Mutex};
@@ -15,7 +19,7 @@ use std::sync::{Arc, Mutex};
 #[derive(clap::Args, Debug, Clone)]
 pub struct SandboxArgs {
     /// Wall-clock seconds per cell; a cell past it loses the session's state.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, allow_negative_numbers = true)]
     pub timeout: f64,
     /// Guest memory cap in MB (past it Python raises MemoryError).
     #[arg(long = "memory-mb", visible_alias = "memory", default_value_t = 1024)]
@@ -41,6 +45,8 @@ impl SandboxArgs {
             inputs: self.inputs.clone(),
             ..Default::default()
         };
+        SessionOptions::check_spec(&spec)
+            .map_err(|e| anyhow::anyhow!("{e} (set by --timeout and --memory-mb)"))?;
         let output_dir = std::env::current_dir()?.join(&self.output_dir);
         Ok((runtime, SessionOptions::from_spec(&spec, output_dir)))
     }
@@ -60,21 +66,25 @@ pub struct CodeInterpreter {
     options: SessionOptions,
     parameters: Json,
     session: Mutex<Option<PythonSession>>,
+    /// Where the first-use compile is announced (none: not announced).
+    notices: Option<Notices>,
 }
 
 /// The interpreter is compiled or mapped once per process and shared by every session. A mutex, not a
 /// `OnceLock`, so two threads asking first do not both compile it (a minute each on a cold cache).
 static INTERPRETER: Mutex<Option<Arc<Interpreter>>> = Mutex::new(None);
 
-/// The process-wide interpreter for `runtime` (the first runtime asked for wins).
-pub fn interpreter(runtime: &Runtime) -> anyhow::Result<Arc<Interpreter>> {
+/// The process-wide interpreter for `runtime` (the first runtime asked for wins); a compile on
+/// a cold cache is reported to `progress`.
+pub fn interpreter(
+    runtime: &Runtime,
+    progress: &dyn Fn(Progress),
+) -> anyhow::Result<Arc<Interpreter>> {
     let mut slot = INTERPRETER.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(interpreter) = slot.as_ref() {
         return Ok(interpreter.clone());
     }
-    let loaded = Interpreter::load(runtime.clone(), || {
-        eprintln!("compiling the Python sandbox (once per machine, about a minute)...")
-    })?;
+    let loaded = Interpreter::load(runtime.clone(), progress)?;
     *slot = Some(loaded.clone());
     Ok(loaded)
 }
@@ -91,6 +101,24 @@ impl CodeInterpreter {
             options,
             parameters,
             session: Mutex::new(None),
+            notices: None,
+        }
+    }
+
+    /// Announces a slow first use (the once-per-machine compile) on `notices`, for the user.
+    pub fn with_notices(mut self, notices: Notices) -> Self {
+        self.notices = Some(notices);
+        self
+    }
+
+    fn announce(&self, progress: Progress) {
+        let Some(notices) = &self.notices else { return };
+        match progress {
+            Progress::Note(text) => notices.push(text),
+            Progress::Compiling => {
+                notices.push("compiling the Python sandbox (once per machine, about a minute)...")
+            }
+            Progress::Download { .. } | Progress::Compiled => {}
         }
     }
 
@@ -99,7 +127,7 @@ impl CodeInterpreter {
         let session = match &mut *slot {
             Some(session) => session,
             None => slot.insert(PythonSession::new(
-                interpreter(&self.runtime)?,
+                interpreter(&self.runtime, &|p| self.announce(p))?,
                 self.options.clone(),
             )),
         };

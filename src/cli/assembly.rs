@@ -1,0 +1,44 @@
+//! The CLI's side of building an agent: tool files go to `qwen3-agent-output/` under the working
+//! directory, the model's load is drawn as `progress::loading`'s bar, and the servers starting and the
+//! notices are told on stderr.
+
+use super::progress;
+use anyhow::{Context, Result};
+use qwen3_agent::agent::assemble::{AssembleEvent, AssembleOptions};
+use std::sync::Mutex;
+
+/// Where tools put the files they reference (images, figures), under the working directory.
+const OUTPUT_DIR: &str = "qwen3-agent-output";
+/// Set (to anything) to see MCP servers' stderr lines as notices.
+const FORWARD_STDERR: &str = "QWEN3_AGENT_MCP_STDERR";
+
+/// Options for `qwen3_agent::agent::assemble`, with each notice handed to `on_notice`.
+pub fn assemble_options(
+    on_notice: impl Fn(&str) + Send + Sync + 'static,
+) -> Result<AssembleOptions> {
+    let output_dir = std::env::current_dir()
+        .context("reading the working directory")?
+        .join(OUTPUT_DIR);
+    // The load's bar, until its last step (dropping it clears it).
+    let loading = Mutex::new(None);
+    let mut options = AssembleOptions::new(output_dir);
+    options.forward_server_stderr = std::env::var_os(FORWARD_STDERR).is_some();
+    Ok(options.with_events(move |event| match event {
+        AssembleEvent::LoadingModel { dir, done, total } => {
+            let mut bar = loading.lock().unwrap_or_else(|e| e.into_inner());
+            bar.get_or_insert_with(|| progress::loading(dir))(done, total);
+            if done >= total {
+                *bar = None;
+            }
+        }
+        AssembleEvent::StartingServers(names) => {
+            eprintln!("starting MCP servers: {}", names.join(", "))
+        }
+        AssembleEvent::Notice(text) => on_notice(text),
+    }))
+}
+
+/// A notice on stderr, as every command shows them.
+pub fn print_notice(text: &str) {
+    eprintln!("note: {text}");
+}

@@ -1,0 +1,184 @@
+//! The checks serde's types cannot express: value ranges (the rules of `check`) and fields that depend
+//! on each other. Each failure names the key path it is about; the loader turns that path into
+//! `file:line:column` (see `locate`). Callers of the loaded structs rely on these (`validated at load`).
+
+use super::check::{self, Verdict};
+use super::{AgentFile, BackendKind, GenerateSpec, McpServerSpec, TaskFile};
+use std::collections::BTreeMap;
+
+/// A failed check: where (key path from the document's root) and what is wrong (naming the field).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+impl Problem {
+    fn new(path: &[&str], message: impl Into<String>) -> Self {
+        Problem {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Applies a rule to the field at `path`; the message is `path rule`.
+fn field(path: &[&str], verdict: Verdict) -> Result<(), Problem> {
+    verdict.map_err(|rule| Problem::new(path, format!("{} {rule}", path.join("."))))
+}
+
+fn optional<T: Copy>(
+    path: &[&str],
+    value: Option<T>,
+    rule: fn(T) -> Verdict,
+) -> Result<(), Problem> {
+    value.map_or(Ok(()), |v| field(path, rule(v)))
+}
+
+fn at_least_one(v: usize) -> Verdict {
+    if v == 0 {
+        Err("must be at least 1, not 0".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// An agent definition, whole.
+pub fn agent(agent: &AgentFile) -> Result<(), Problem> {
+    let m = &agent.model;
+    match m.backend {
+        BackendKind::Local if m.path.is_none() => {
+            return Err(Problem::new(
+                &["model", "path"],
+                "model.path is required for the local backend (a model directory or a hub id)",
+            ));
+        }
+        BackendKind::Openai if m.base_url.is_none() || m.model.is_none() => {
+            return Err(Problem::new(
+                &["model", "backend"],
+                "the openai backend needs model.base_url (e.g. http://localhost:8000/v1) and model.model \
+                 (the served model name)",
+            ));
+        }
+        BackendKind::Scripted if m.path.is_none() => {
+            return Err(Problem::new(
+                &["model", "path"],
+                "the scripted backend needs model.path: a directory with tokenizer.json and \
+                 tokenizer_config.json, for the chat template",
+            ));
+        }
+        _ => {}
+    }
+    optional(
+        &["model", "context_length"],
+        m.context_length,
+        check::tokens,
+    )?;
+    optional(&["model", "read_timeout"], m.read_timeout, check::seconds)?;
+    if let Some(rope) = &m.rope_scaling {
+        optional(
+            &["model", "rope_scaling", "factor"],
+            rope.factor,
+            check::rope_factor,
+        )?;
+    }
+    generate(&agent.generate, "generate")?;
+    if let Some(code) = &agent.tools.code_interpreter {
+        let at = |key| ["tools", "code_interpreter", key];
+        field(&at("timeout"), check::seconds(code.timeout))?;
+        field(
+            &at("memory_mb"),
+            check::count(code.memory_mb, check::MAX_GUEST_MB),
+        )?;
+        field(
+            &at("max_output_bytes"),
+            check::count(code.max_output_bytes, 1 << 30),
+        )?;
+        field(&at("scratch_mb"), check::megabytes(code.scratch_mb))?;
+    }
+    mcp_servers(&agent.mcp_servers, "mcpServers")?;
+    field(&["max_rounds"], at_least_one(agent.max_rounds))?;
+    field(&["timeout"], check::seconds(agent.timeout))
+}
+
+/// Generation settings under the key `root` (an agent's, or a task's overrides).
+pub fn generate(spec: &GenerateSpec, root: &str) -> Result<(), Problem> {
+    let at = |key| [root, key];
+    optional(&at("max_new_tokens"), spec.max_new_tokens, check::tokens)?;
+    optional(&at("temperature"), spec.temperature, check::temperature)?;
+    optional(&at("top_p"), spec.top_p, check::top_p)?;
+    optional(&at("min_p"), spec.min_p, check::min_p)?;
+    optional(
+        &at("presence_penalty"),
+        spec.presence_penalty,
+        check::presence_penalty,
+    )?;
+    optional(
+        &at("repetition_penalty"),
+        spec.repetition_penalty,
+        check::repetition_penalty,
+    )?;
+    if spec.stop.iter().flatten().any(String::is_empty) {
+        return Err(Problem::new(
+            &at("stop"),
+            format!(
+                "{root}.stop holds an empty text, which would end every answer before it starts"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// MCP server entries under the key `root` (`mcpServers`, or VS Code's `servers`).
+pub fn mcp_servers(servers: &BTreeMap<String, McpServerSpec>, root: &str) -> Result<(), Problem> {
+    for (name, server) in servers {
+        let name = name.as_str();
+        if server.command.is_none() == server.url.is_none() {
+            return Err(Problem::new(
+                &[root, name],
+                format!("{root}.{name} needs either command (stdio) or url (HTTP)"),
+            ));
+        }
+        optional(&[root, name, "timeout"], server.timeout, check::seconds)?;
+        for (tool, &seconds) in &server.tool_timeouts {
+            // Written as `tool_timeouts`, the location falls back to the server's entry.
+            field(
+                &[root, name, "toolTimeouts", tool.as_str()],
+                check::seconds(seconds),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A task's own fields (its agent is checked by [`agent`]).
+pub fn task(task: &TaskFile) -> Result<(), Problem> {
+    match (&task.prompt, &task.messages) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::new(
+                &["messages"],
+                "give either prompt or messages, not both",
+            ));
+        }
+        (None, Some(messages)) if messages.is_empty() => {
+            return Err(Problem::new(
+                &["messages"],
+                "messages is empty: the task needs a prompt or at least one message",
+            ));
+        }
+        (None, None) => {
+            return Err(Problem::new(&[], "the task needs a prompt (or messages)"));
+        }
+        _ => {}
+    }
+    if let Some(overrides) = &task.generate {
+        generate(overrides, "generate")?;
+    }
+    if let Some(rounds) = task.max_rounds {
+        field(&["max_rounds"], at_least_one(rounds))?;
+    }
+    if let Some(rounds) = task.expect.as_ref().and_then(|e| e.max_rounds) {
+        field(&["expect", "max_rounds"], at_least_one(rounds))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! One rmcp connection to a server, stdio or Streamable HTTP: started with lifecycle probing (2026-07-28
+//! servers have no initialize handshake, legacy ones do), watching for tool-list changes, and stopped
+//! by closing it and then (stdio) stopping the process. Also the one request we send on it, `tools/call`.
+
+use super::McpRuntime;
+use super::McpSettings;
+use super::environment::server_environment;
+use super::policy::CallError;
+use super::process::{Launch, ServerProcess, resolve_command};
+use super::stderr;
+use crate::config::{McpServerSpec, expand_env};
+use anyhow::{Context, Result, bail};
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ProtocolVersion,
+    ServerResult, SubscriptionFilter,
+};
+use rmcp::service::{
+    ClientLifecycleMode, ClientServiceExt, MaybeSendFuture, NotificationContext,
+    PeerRequestOptions, RunningService,
+};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::async_rw::AsyncRwTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientHandler, Peer, RoleClient, ServiceError};
+use serde_json::{Map, Value as Json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Everything needed to (re)connect to one configured server.
+pub(super) struct Endpoint {
+    pub name: String,
+    pub spec: McpServerSpec,
+    pub settings: McpSettings,
+    pub runtime: Arc<McpRuntime>,
+    /// Set when the server says its tool list changed.
+    pub tools_changed: Arc<AtomicBool>,
+}
+
+/// A live connection and, for a stdio server, its process.
+pub(super) struct Connection {
+    service: RunningService<RoleClient, ChangeWatcher>,
+    process: Option<ServerProcess>,
+}
+
+impl Connection {
+    pub fn peer(&self) -> Peer<RoleClient> {
+        self.service.peer().clone()
+    }
+
+    /// Closes the connection (a stdio server's stdin with it), then stops the process.
+    pub async fn stop(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.service.cancel()).await;
+        if let Some(process) = self.process {
+            process.stop().await;
+        }
+    }
+}
+
+/// Our side of a connection: notes that the server's tool list changed, so it is fetched again before
+/// the model's next turn.
+#[derive(Clone)]
+struct ChangeWatcher {
+    tools_changed: Arc<AtomicBool>,
+}
+
+impl ClientHandler for ChangeWatcher {
+    fn on_tool_list_changed(
+        &self,
+        _context: NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        self.tools_changed.store(true, Ordering::Relaxed);
+        std::future::ready(())
+    }
+}
+
+/// Modern (2026-07-28) servers are probed first; legacy ones get the initialize handshake.
+fn lifecycle() -> ClientLifecycleMode {
+    ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        legacy_version: Some(ProtocolVersion::V_2025_11_25),
+    }
+}
+
+fn lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Endpoint {
+    /// Starts (stdio) or reaches (HTTP) the server and completes the handshake.
+    pub fn connect(&self) -> Result<Connection> {
+        match (
+            self.spec.kind.as_deref(),
+            &self.spec.url,
+            &self.spec.command,
+        ) {
+            (Some("sse"), _, _) => bail!(
+                "the legacy HTTP+SSE transport (type: sse) is not supported; most servers also serve \
+                 Streamable HTTP (often at /mcp): use type: http with that URL"
+            ),
+            (Some("stdio") | None, None, Some(command)) => self.connect_stdio(command),
+            (Some("http" | "streamable-http" | "streamableHttp") | None, Some(url), None) => {
+                self.connect_http(&expand_env(url, lookup)?)
+            }
+            (Some(kind), _, _)
+                if !matches!(
+                    kind,
+                    "stdio" | "http" | "streamable-http" | "streamableHttp"
+                ) =>
+            {
+                bail!("unknown server type {kind:?}; use stdio (command/args) or http (url)")
+            }
+            _ => bail!(
+                "give either command (a stdio server) or url (a Streamable HTTP server), not both or neither"
+            ),
+        }
+    }
+
+    fn watcher(&self) -> ChangeWatcher {
+        ChangeWatcher {
+            tools_changed: self.tools_changed.clone(),
+        }
+    }
+
+    /// Waits for the handshake, bounded by the connect timeout.
+    async fn handshake<T, E, A>(
+        &self,
+        transport: T,
+    ) -> Result<RunningService<RoleClient, ChangeWatcher>>
+    where
+        T: rmcp::transport::IntoTransport<RoleClient, E, A> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let timeout = self.settings.connect_timeout;
+        tokio::time::timeout(
+            timeout,
+            self.watcher().serve_with_lifecycle(transport, lifecycle()),
+        )
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "no answer to the MCP handshake within {:.0} s",
+                timeout.as_secs_f64()
+            )
+        })?
+        .context("the MCP handshake failed")
+    }
+
+    /// On 2026-07-28 connections servers announce tool changes only to a `subscriptions/listen`
+    /// stream; open one in the background. Legacy servers refuse it and notify the handler instead.
+    fn follow_tool_changes(&self, service: &RunningService<RoleClient, ChangeWatcher>) {
+        let peer = service.peer().clone();
+        let flag = self.tools_changed.clone();
+        tokio::spawn(async move {
+            let filter = SubscriptionFilter::builder().tools_list_changed().build();
+            let Ok(mut subscription) = peer.listen(filter).await else {
+                return;
+            };
+            while let Ok(Some(_)) = subscription.next().await {
+                flag.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+
+    fn connect_http(&self, url: &str) -> Result<Connection> {
+        let mut headers = HashMap::new();
+        for (key, value) in &self.spec.headers {
+            let text = match value {
+                Json::String(s) => expand_env(s, lookup)?,
+                other => other.to_string(),
+            };
+            let name = reqwest::header::HeaderName::from_bytes(key.as_bytes())
+                .with_context(|| format!("header name {key:?} is not valid"))?;
+            let value = reqwest::header::HeaderValue::from_str(&text)
+                .with_context(|| format!("the value of header {key:?} is not valid"))?;
+            headers.insert(name, value);
+        }
+        let config = StreamableHttpClientTransportConfig::with_uri(url.to_string())
+            .custom_headers(headers)
+            .max_json_response_size(self.settings.max_message_bytes)
+            .max_sse_event_size(self.settings.max_message_bytes);
+        self.runtime.block_on(async {
+            let transport = StreamableHttpClientTransport::from_config(config);
+            let service = self.handshake(transport).await.map_err(|e| {
+                let refused = ["401", "403"].iter().any(|code| format!("{e:#}").contains(code));
+                let hint = if refused {
+                    " (the server refused the credentials: check the headers, e.g. Authorization: Bearer ${TOKEN}, and that the variable is set)"
+                } else {
+                    ""
+                };
+                e.context(format!("connecting to {url}{hint}"))
+            })?;
+            self.follow_tool_changes(&service);
+            Ok(Connection {
+                service,
+                process: None,
+            })
+        })
+    }
+
+    fn connect_stdio(&self, command: &str) -> Result<Connection> {
+        let launch = Launch {
+            program: resolve_command(&expand_env(command, lookup)?),
+            args: self
+                .spec
+                .args
+                .iter()
+                .map(|arg| expand_env(arg, lookup))
+                .collect::<Result<_>>()?,
+            environment: server_environment(
+                std::env::vars_os(),
+                &self.spec.inherit_env,
+                &self.spec.env,
+                lookup,
+            )?,
+            cwd: self.spec.cwd.clone(),
+        };
+        let (name, notices, forward) = (
+            self.name.clone(),
+            self.settings.notices.clone(),
+            self.settings.forward_stderr,
+        );
+        let (process, stdout, stdin) = self.runtime.on_worker(async move {
+            let mut process = ServerProcess::spawn(launch)?;
+            let (stdout, stdin, stderr) = process
+                .take_pipes()
+                .context("the server's stdin/stdout could not be opened")?;
+            tokio::spawn(stderr::drain(name, stderr, notices, forward));
+            anyhow::Ok((process, stdout, stdin))
+        })??;
+        self.runtime.block_on(async {
+            let transport = AsyncRwTransport::new_client(stdout, stdin)
+                .with_max_line_length(self.settings.max_message_bytes);
+            match self.handshake(transport).await {
+                Ok(service) => {
+                    self.follow_tool_changes(&service);
+                    Ok(Connection {
+                        service,
+                        process: Some(process),
+                    })
+                }
+                Err(e) => {
+                    process.stop().await;
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+/// Sends `tools/call` and waits at most `timeout`. When the time is up the server is told with
+/// `notifications/cancelled` for the request (written before this returns), so it can stop working
+/// on it; a transport too wedged to take even that is given up on after a few more seconds.
+pub(super) async fn call_tool(
+    peer: &Peer<RoleClient>,
+    tool: &str,
+    arguments: &Map<String, Json>,
+    timeout: Duration,
+) -> Result<CallToolResult, CallError> {
+    let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments.clone());
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+    let exchange = async {
+        peer.send_request_with_option(request, PeerRequestOptions::with_timeout(timeout))
+            .await?
+            .await_response()
+            .await
+    };
+    let reply = tokio::time::timeout(timeout.saturating_add(Duration::from_secs(3)), exchange)
+        .await
+        .map_err(|_| CallError::Unanswered(timeout))?
+        .map_err(CallError::Service)?;
+    match reply {
+        ServerResult::CallToolResult(result) => Ok(result),
+        // A result with nothing but (optional) metadata, as rmcp's own call_tool accepts it.
+        ServerResult::EmptyResult(_) => Ok(CallToolResult::default()),
+        _ => Err(CallError::Service(ServiceError::UnexpectedResponse)),
+    }
+}

@@ -1,0 +1,200 @@
+//! One configured server: its current connection and generation, calls on it, and restarts as the
+//! policy decides (see `policy`). Restarting holds the server's lock, so calls that arrive meanwhile
+//! wait and then use the new connection.
+
+use super::connection::{Connection, Endpoint, call_tool};
+use super::policy::{self, Health, Verdict};
+use super::result;
+use super::{McpRuntime, McpSettings};
+use crate::config::McpServerSpec;
+use crate::tools::ToolOutput;
+use anyhow::{Context, Result};
+use serde_json::{Map, Value as Json};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A server's tools as listed: name, description, input schema (untouched).
+pub(super) type Listing = Vec<(String, String, Json)>;
+
+pub(super) struct McpServer {
+    endpoint: Endpoint,
+    state: Mutex<State>,
+}
+
+struct State {
+    connection: Option<Connection>,
+    health: Health,
+}
+
+impl McpServer {
+    /// Starts the server and connects; fails with a message naming the server.
+    pub fn start(
+        name: &str,
+        spec: &McpServerSpec,
+        settings: McpSettings,
+        runtime: Arc<McpRuntime>,
+    ) -> Result<Arc<Self>> {
+        let endpoint = Endpoint {
+            name: name.to_string(),
+            spec: spec.clone(),
+            settings,
+            runtime,
+            tools_changed: Arc::new(AtomicBool::new(false)),
+        };
+        let connection = endpoint
+            .connect()
+            .with_context(|| format!("MCP server {name:?} did not start"))?;
+        Ok(Arc::new(McpServer {
+            endpoint,
+            state: Mutex::new(State {
+                connection: Some(connection),
+                health: Health::default(),
+            }),
+        }))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.endpoint.name
+    }
+
+    /// Whether its tools are always named `{server}-{tool}`.
+    pub fn prefixed(&self) -> bool {
+        self.endpoint.spec.prefix
+    }
+
+    /// Whether the server said its tools changed since the last call of this (which resets it).
+    pub fn take_tools_changed(&self) -> bool {
+        self.endpoint.tools_changed.swap(false, Ordering::Relaxed)
+    }
+
+    /// Reports `text` to the user (not the model).
+    pub fn notice(&self, text: String) {
+        self.endpoint.settings.notices.push(text);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every tool the server offers (all pages), schemas untouched.
+    pub fn list_tools(&self) -> Result<Listing> {
+        let state = self.lock();
+        let connection = state
+            .connection
+            .as_ref()
+            .context("the server is not running")?;
+        let peer = connection.peer();
+        let timeout = self.endpoint.settings.connect_timeout;
+        let tools = self
+            .endpoint
+            .runtime
+            .block_on(async { tokio::time::timeout(timeout, peer.list_all_tools()).await })
+            .map_err(|_| anyhow::anyhow!("tools/list timed out"))?
+            .context("tools/list failed")?;
+        Ok(tools
+            .into_iter()
+            .map(|t| {
+                let schema = Json::Object((*t.input_schema).clone());
+                (
+                    t.name.to_string(),
+                    t.description.map(|d| d.to_string()).unwrap_or_default(),
+                    schema,
+                )
+            })
+            .collect())
+    }
+
+    /// Calls a tool. Every failure is a result for the model; the policy decides whether the server is
+    /// restarted for the next call.
+    pub fn call(&self, tool: &str, arguments: &Map<String, Json>) -> ToolOutput {
+        let (peer, generation) = {
+            let state = self.lock();
+            if state.health.disabled() {
+                return ToolOutput::error(format!(
+                    "Error: the MCP server {} kept failing and was disabled for this run.",
+                    self.name()
+                ));
+            }
+            let generation = state.health.generation();
+            match &state.connection {
+                Some(connection) => (connection.peer(), generation),
+                None => {
+                    drop(state);
+                    return self.restart(
+                        generation,
+                        format!("Error: the MCP server {} was not running.", self.name()),
+                    );
+                }
+            }
+        };
+        let settings = &self.endpoint.settings;
+        let timeout = policy::call_timeout(&self.endpoint.spec, tool, settings.call_timeout);
+        let outcome = self
+            .endpoint
+            .runtime
+            .block_on(call_tool(&peer, tool, arguments, timeout));
+        match outcome {
+            Ok(reply) => match serde_json::to_value(&reply) {
+                Ok(value) => result::to_output(&value, settings, self.name()),
+                Err(e) => ToolOutput::error(format!("Error: unreadable result from {tool}: {e}")),
+            },
+            Err(error) => match policy::judge(self.name(), tool, error) {
+                Verdict::ToolError(text) => ToolOutput::error(text),
+                Verdict::Restart(text) => self.restart(generation, text),
+            },
+        }
+    }
+
+    /// After a call on connection `generation` failed with `message`: restarts the server unless another
+    /// call already did, or disables it after too many restarts. The call is never retried (it may have
+    /// had effects).
+    fn restart(&self, generation: u64, message: String) -> ToolOutput {
+        let mut state = self.lock();
+        if !state.health.owns_restart(generation) {
+            return ToolOutput::error(format!(
+                "{message} The server was restarted for another call that failed at the same time; \
+                 this call was not retried."
+            ));
+        }
+        if let Some(old) = state.connection.take() {
+            self.endpoint.runtime.block_on(old.stop());
+        }
+        if !state.health.begin_restart() {
+            self.notice(format!(
+                "MCP server {:?} kept failing and was disabled for this run",
+                self.name()
+            ));
+            return ToolOutput::error(format!(
+                "{message} The server kept failing and was disabled for this run."
+            ));
+        }
+        match self.endpoint.connect() {
+            Ok(connection) => {
+                state.connection = Some(connection);
+                self.notice(format!(
+                    "MCP server {:?} was restarted after a failed call",
+                    self.name()
+                ));
+                ToolOutput::error(format!(
+                    "{message} The server was restarted; the call was not retried."
+                ))
+            }
+            Err(e) => {
+                self.notice(format!(
+                    "MCP server {:?} failed and could not be restarted: {e:#}",
+                    self.name()
+                ));
+                ToolOutput::error(format!("{message} Restarting it failed: {e:#}."))
+            }
+        }
+    }
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(connection) = state.connection.take() {
+            self.endpoint.runtime.block_on(connection.stop());
+        }
+    }
+}
