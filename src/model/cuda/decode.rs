@@ -3,6 +3,7 @@
 
 use super::device::{Arg, grid, int};
 use super::matmul::GemvInput;
+use super::sample::candidate;
 use super::{CudaQwen3, Layer};
 use anyhow::{Context, Result};
 use cudarc::driver::{CudaGraph, result as driver};
@@ -153,10 +154,6 @@ impl CudaQwen3 {
         // SAFETY: best_logit holds one u64.
         unsafe { self.copy_to_host(s.best_logit.ptr, &mut key) }?;
         // No key: every logit was NaN; the host's argmax answers 0 then too.
-        Ok(if key[0] == 0 {
-            0
-        } else {
-            u32::MAX - key[0] as u32
-        })
+        Ok(if key[0] == 0 { 0 } else { candidate(key[0]).0 })
     }
 }

@@ -531,17 +531,23 @@ extern "C" __global__ void __launch_bounds__(256, 4) i8_gemv(const int8_t* w, co
     }
 }
 
-// Greedy decoding's pick without copying the logits to the host: *best = the largest key
-// (order-preserving bits of the logit << 32 | ~index) over the n logits: the largest logit, the first
-// on ties (as the host's argmax); NaNs never win. *best must hold 0 (no key) before.
+// The sort key of logit v at index i: order-preserving bits of v << 32 | ~i, so the largest key is the
+// largest logit, the lower index on ties (+0 above -0), the order of candidate_order in
+// src/engine/sampler.rs. 0 (no key) for NaN, which is never picked.
+__device__ __forceinline__ unsigned long long logit_key(float v, int i) {
+    if (v != v) return 0;
+    const unsigned bits = __float_as_uint(v);
+    const unsigned ordered = (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
+    return (unsigned long long)ordered << 32 | (0xFFFFFFFFu - (unsigned)i);
+}
+
+// Greedy decoding's pick without copying the logits to the host: *best = the largest logit_key over
+// the n logits: the largest logit, the first on ties (as the host's argmax); NaNs never win. *best must
+// hold 0 (no key) before.
 extern "C" __global__ void argmax_logits(const float* logits, int n, unsigned long long* best) {
     unsigned long long key = 0;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        const float v = logits[i];
-        if (v != v) continue;
-        const unsigned bits = __float_as_uint(v);
-        const unsigned ordered = (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
-        const unsigned long long k = (unsigned long long)ordered << 32 | (0xFFFFFFFFu - (unsigned)i);
+        const unsigned long long k = logit_key(logits[i], i);
         key = k > key ? k : key;
     }
     for (int offset = 16; offset > 0; offset >>= 1) {
@@ -549,6 +555,93 @@ extern "C" __global__ void argmax_logits(const float* logits, int n, unsigned lo
         key = other > key ? other : key;
     }
     if ((threadIdx.x & 31) == 0 && key) atomicMax(best, key);
+}
+
+// Sampling candidates (src/model/cuda/sample.rs): the k largest penalized logits, as logit_key keys,
+// in two kernels: the best k of each SAMPLE_SLICE logits, then the best k of those. The host draws from
+// them (Sampler::pick), so it receives k keys per token instead of the vocabulary's logits.
+#define SAMPLE_SLICE 1024
+#define SAMPLE_MAX_K 64
+#define SAMPLE_MAX_BLOCKS 256
+// Token marks for the penalties: in the prompt or the output (repetition), in the output (presence).
+#define MARK_SEEN 1
+#define MARK_OUTPUT 2
+
+// Sorts n keys (a power of two) in shared memory, largest first; every thread of the block calls it.
+__device__ void bitonic_sort_desc(unsigned long long* keys, int n) {
+    for (int size = 2; size <= n; size <<= 1) {
+        for (int stride = size >> 1; stride > 0; stride >>= 1) {
+            for (int t = threadIdx.x; t < (n >> 1); t += blockDim.x) {
+                const int lo = 2 * t - (t & (stride - 1)), hi = lo + stride;
+                // Runs of `size` alternate direction until the last, which sorts largest first.
+                const bool desc = (lo & size) == 0;
+                const unsigned long long a = keys[lo], b = keys[hi];
+                if ((a < b) == desc) {
+                    keys[lo] = b;
+                    keys[hi] = a;
+                }
+            }
+            __syncthreads();
+        }
+    }
+}
+
+// Per block of SAMPLE_SLICE logits: penalties of marked tokens (the token being run, ids[0], counts as
+// output: sample_top_k marks it after this step), then the block's k best keys, largest first (0 where
+// the slice has fewer), into block_top[block][k]. marks null: no penalties.
+// grid (ceil(n / SAMPLE_SLICE)), block 512.
+extern "C" __global__ void sample_top_k_blocks(const float* logits, int n, const unsigned char* marks,
+                                               const int* ids, float repetition, float presence, int k,
+                                               unsigned long long* block_top) {
+    __shared__ unsigned long long keys[SAMPLE_SLICE];
+    const int base = blockIdx.x * SAMPLE_SLICE;
+    for (int j = threadIdx.x; j < SAMPLE_SLICE; j += blockDim.x) {
+        const int i = base + j;
+        unsigned long long key = 0;
+        if (i < n) {
+            float v = logits[i];
+            if (marks) {
+                const int m = i == ids[0] ? MARK_SEEN | MARK_OUTPUT : marks[i];
+                // An IEEE division (not fast math's): repetition_penalized in sampler.rs.
+                if (m & MARK_SEEN) v = v > 0.f ? __fdiv_rn(v, repetition) : v * repetition;
+                if (m & MARK_OUTPUT) v = v - presence;
+            }
+            key = logit_key(v, i);
+        }
+        keys[j] = key;
+    }
+    __syncthreads();
+    bitonic_sort_desc(keys, SAMPLE_SLICE);
+    for (int j = threadIdx.x; j < k; j += blockDim.x) block_top[(size_t)blockIdx.x * k + j] = keys[j];
+}
+
+// The k best of the blocks' lists into top[0..k), largest first (0 where there are fewer), and the
+// token run marked as output for the next step's penalties (marks non-null). Only lists whose first key
+// is among the k largest firsts can hold one of the k best, and only their keys at or above the k-th
+// largest first: at most k·k keys are sorted. grid 1, block 1024.
+extern "C" __global__ void sample_top_k(const unsigned long long* block_top, int blocks, int k,
+                                        unsigned char* marks, const int* ids, unsigned long long* top) {
+    __shared__ unsigned long long firsts[SAMPLE_MAX_BLOCKS];
+    __shared__ unsigned long long keys[SAMPLE_MAX_K * SAMPLE_MAX_K];
+    __shared__ unsigned count;
+    for (int b = threadIdx.x; b < SAMPLE_MAX_BLOCKS; b += blockDim.x) firsts[b] = b < blocks ? block_top[(size_t)b * k] : 0;
+    if (threadIdx.x == 0) count = 0;
+    __syncthreads();
+    bitonic_sort_desc(firsts, SAMPLE_MAX_BLOCKS);
+    const unsigned long long floor = blocks > k ? firsts[k - 1] : 0;
+    for (int j = threadIdx.x; j < blocks * k; j += blockDim.x) {
+        const unsigned long long key = block_top[j];
+        if (key && key >= floor) keys[atomicAdd(&count, 1u)] = key;
+    }
+    __syncthreads();
+    const int found = count;
+    int n = 1;
+    while (n < found) n <<= 1;
+    for (int j = found + threadIdx.x; j < n; j += blockDim.x) keys[j] = 0;
+    __syncthreads();
+    bitonic_sort_desc(keys, n);
+    for (int j = threadIdx.x; j < k; j += blockDim.x) top[j] = j < found ? keys[j] : 0;
+    if (marks && threadIdx.x == 0) marks[ids[0]] = MARK_SEEN | MARK_OUTPUT;
 }
 
 // Largest head_dim of the attention kernels (checked at load).

@@ -17,8 +17,9 @@
 //!
 //! The files: device.rs (buffers, the kernel table, launches, cuBLAS, copies), formats.rs (the weight
 //! formats and their repacking), upload.rs (`CudaQwen3::load`), matmul.rs (the linear layers),
-//! layers.rs (the pass over the layers), prefill.rs, decode.rs (the step and its CUDA graphs) and
-//! report.rs (what `bench` reports); this file ties them into the `Decoder`.
+//! layers.rs (the pass over the layers), prefill.rs, decode.rs (the step and its CUDA graphs),
+//! sample.rs (sampled decoding's candidates on the device) and report.rs (what `bench` reports); this
+//! file ties them into the `Decoder`.
 
 mod decode;
 mod device;
@@ -27,10 +28,11 @@ mod layers;
 mod matmul;
 mod prefill;
 mod report;
+mod sample;
 mod upload;
 
 use crate::model::config::Qwen3Config;
-use crate::model::decoder::{Decoder, GpuReport};
+use crate::model::decoder::{Decoder, GpuReport, TopKRequest};
 use anyhow::{Result, bail};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::CudaStream;
@@ -38,6 +40,7 @@ use decode::DecodeGraph;
 use device::{Buf, Kernels};
 use formats::Linear;
 use half::f16;
+use sample::Sampling;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -124,6 +127,8 @@ pub struct CudaQwen3 {
     rope_cos: Buf<f32>,
     rope_sin: Buf<f32>,
     scratch: Scratch,
+    /// Sampled decoding's candidate selection (sample.rs).
+    sampling: Sampling,
     tokens: Vec<u32>,
     capacity: usize,
     device_name: String,
@@ -205,6 +210,10 @@ impl Decoder for CudaQwen3 {
         let best = self.argmax_logits()?;
         self.tokens.push(id);
         Ok(Some(best))
+    }
+
+    fn forward_top_k(&mut self, id: u32, request: &TopKRequest) -> Result<Option<Vec<(u32, f32)>>> {
+        self.top_k_candidates(id, request)
     }
 
     fn forward(&mut self, ids: &[u32], all_logits: bool) -> Result<Vec<f32>> {

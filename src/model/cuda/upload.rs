@@ -5,6 +5,7 @@ use super::decode::ATTN_CHUNK;
 use super::device::{Buf, Kernels};
 use super::formats::{Linear, to_f16};
 use super::prefill::{MAX_CHUNK, SCORE_BUDGET};
+use super::sample::Sampling;
 use super::{CudaQwen3, Layer, Scratch};
 use crate::model::config::Qwen3Config;
 use crate::model::rope::Rope;
@@ -188,6 +189,7 @@ impl CudaQwen3 {
             logits: Buf::zeros(&stream, config.vocab_size)?,
             best_logit: Buf::zeros(&stream, 1)?,
         };
+        let sampling = Sampling::new(&stream, config.vocab_size)?;
         let fused_decode = layers.iter().all(Layer::all_awq);
         let model = CudaQwen3 {
             rope_cos: Buf::from_host(&stream, &cos)?,
@@ -201,6 +203,7 @@ impl CudaQwen3 {
             norm: norm_w,
             lm_head,
             scratch,
+            sampling,
             tokens: Vec::with_capacity(capacity),
             capacity,
             device_name,
