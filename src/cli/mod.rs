@@ -1,4 +1,4 @@
-//! Command-line interface: one subcommand per user task, each in its own file, plus what several share
+//! Command-line interface: subcommands grouped by task, one file per group, plus what several share
 //! (the terminal printer, agent assembly with progress, signal handling). The library does the work.
 
 mod assembly;

@@ -23,7 +23,8 @@ pub struct RunArgs {
     /// Render prompts with thinking disabled (wins over the agent file and /think).
     #[arg(long)]
     no_thinking: bool,
-    /// Print only the final result as JSON: {"content", "reasoning_content", "messages", "rounds", "usage"}.
+    /// Print only the final result as JSON: {"content", "reasoning_content", "messages", "rounds",
+    /// "usage", "stop_reason"}.
     #[arg(long)]
     json: bool,
     /// Append one JSON line per event to this file, flushed as it goes.
