@@ -1,6 +1,7 @@
 """CUDA engine correctness on the GPU machine: logits of every tiny parity fixture against transformers'
 reference and our CPU engine (relative L2 error), transformers' 32 greedy ids (teacher-forced argmax),
-greedy generation on the demo model (decode path) equal between CPU and GPU, and sampled decoding with
+greedy generation on the demo model (decode path) equal between CPU and GPU, greedy decode after a
+9,000-token prompt equal between CPU and GPU (attention blocks taking several tiles), and sampled decoding with
 candidates selected on the GPU (penalties and top-k there, src/model/cuda/sample.rs) giving the same ids
 as the host sampler over the GPU's downloaded logits, for several sampling settings and seeds.
 
@@ -120,6 +121,26 @@ for model in models:
         print(f"{model.name:<16} {name:<14} {common(a, b):>6}/{len(b):<3} {picked[0]:>6}/{len(a) - 1}{note}")
         if not ok or picked != (len(a) - 1, 0):
             failures.append(f"sampled {model.name} {name}")
+
+# Decode at a long context, where each attention block takes several 64-position tiles and joins them
+# with an online softmax (the 8B shape does past 4,096 positions; QWEN3_AGENT_CUDA_ATTN_SPLITS=8 makes
+# these small models do it at 9,000: 141 tiles, 18 per block): greedy ids after a 9,000-token prompt
+# equal the CPU engine's, with the cap forced and without it (one tile per block).
+print(f"{'long decode':<16} {'blocks/KV head':<15} {'equal ids':>10}")
+for name in ["awq-tied-mha", "awq-untied-gqa"]:
+    model = ROOT / "tests/fixtures/parity" / name
+
+    def long_bench(device, env=None):
+        out = run("bench", "--device", device, "--model", str(model), "--prompt-tokens", "9000", "--gen-tokens",
+                  "32", "--context-length", "9100", "--json", env=env)
+        return json.loads(out.strip().splitlines()[-1])["token_ids"]
+    cpu_ids = long_bench("cpu")
+    for splits in ["8", None]:
+        env = dict(os.environ, QWEN3_AGENT_CUDA_ATTN_SPLITS=splits) if splits else None
+        gpu_ids = long_bench("cuda", env)
+        print(f"{name:<16} {splits or 'default':<15} {common(gpu_ids, cpu_ids):>6}/{len(cpu_ids)}")
+        if gpu_ids != cpu_ids:
+            failures.append(f"long decode {name} {splits or 'default'}")
 
 print("FAILED: " + ", ".join(failures) if failures else "all CUDA checks passed")
 sys.exit(1 if failures else 0)

@@ -8,7 +8,8 @@ use super::{CudaQwen3, Layer};
 use anyhow::{Context, Result};
 use cudarc::driver::{CudaGraph, result as driver};
 
-/// Positions one block of the decode attention covers (ATTN_CHUNK in kernels.cu).
+/// Positions of one tile of the decode attention (ATTN_CHUNK in kernels.cu); a block covers one or,
+/// at long contexts, several.
 pub(super) const ATTN_CHUNK: usize = 64;
 
 /// The captured decode step.
@@ -124,7 +125,8 @@ impl CudaQwen3 {
         let chunks = (start + 1)
             .div_ceil(ATTN_CHUNK)
             .next_power_of_two()
-            .min(self.capacity.div_ceil(ATTN_CHUNK));
+            .min(self.capacity.div_ceil(ATTN_CHUNK))
+            .min(self.attn_max_splits);
         if !self.decode_graphs.contains_key(&chunks) {
             let graph = DecodeGraph(self.capture_decode(chunks)?);
             self.decode_graphs.insert(chunks, graph);

@@ -138,12 +138,16 @@ pub struct CudaQwen3 {
     overlap: bool,
     /// Streaming multiprocessors: the decode GEMV sizes its blocks to keep them all busy.
     multiprocessors: usize,
+    /// The decode attention's most blocks per KV head; past that many 64-position tiles each block
+    /// takes several, so the parts its join adds stay few at long contexts.
+    attn_max_splits: usize,
     /// Every layer all AWQ with one group size: decode steps run `decode_layer_awq`, whose GEMVs compute
     /// the RMSNorms they read (a mixed model takes the generic path everywhere).
     fused_decode: bool,
     /// The whole decode step (embedding to logits) captured on first use and replayed for every token
     /// (~600 launches cost more CPU time than the GPU work they describe), one graph per attention grid:
-    /// a power of two of 64-position chunks, so short contexts do not launch blocks for the whole cache.
+    /// a power of two of 64-position chunks up to `attn_max_splits`, so short contexts do not launch
+    /// blocks for the whole cache and long ones share one graph.
     decode_graphs: BTreeMap<usize, DecodeGraph>,
 }
 
