@@ -55,15 +55,20 @@ pub struct AssembleOptions {
     pub on_event: Box<dyn Fn(AssembleEvent) + Send + Sync>,
     /// Pass each stdio MCP server's stderr lines on as notices (otherwise they are read and dropped).
     pub forward_server_stderr: bool,
+    /// The user's working directory, the first root MCP servers are told of (`roots/list`); the
+    /// agent's `roots:` follow it. `None`: only those.
+    pub working_dir: Option<PathBuf>,
 }
 
 impl AssembleOptions {
-    /// Options that write tool files to `output_dir`, ignore progress and drop servers' stderr.
+    /// Options that write tool files to `output_dir`, ignore progress, drop servers' stderr and give
+    /// servers no working directory as a root.
     pub fn new(output_dir: PathBuf) -> Self {
         AssembleOptions {
             output_dir,
             on_event: Box::new(|_| {}),
             forward_server_stderr: false,
+            working_dir: None,
         }
     }
 
@@ -217,6 +222,7 @@ pub fn build_tools(definition: &ResolvedAgent, options: &AssembleOptions) -> Res
         &mut registry,
         &config::mcp_servers(definition)?,
         timeout,
+        &a.roots,
         options,
     )?;
     Ok(registry)
@@ -229,16 +235,17 @@ pub fn build_mcp_tools(
     options: &AssembleOptions,
 ) -> Result<ToolRegistry> {
     let mut registry = ToolRegistry::new(call_timeout.saturating_add(CANCEL_GRACE));
-    add_mcp_servers(&mut registry, servers, call_timeout, options)?;
+    add_mcp_servers(&mut registry, servers, call_timeout, &[], options)?;
     Ok(registry)
 }
 
 /// Starts the enabled servers and registers their tools; a server that fails (and is not `required`)
-/// is reported as a notice and left out.
+/// is reported as a notice and left out. Servers are given the working directory and `roots` as roots.
 fn add_mcp_servers(
     registry: &mut ToolRegistry,
     servers: &BTreeMap<String, McpServerSpec>,
     call_timeout: Duration,
+    roots: &[PathBuf],
     options: &AssembleOptions,
 ) -> Result<()> {
     let names: Vec<String> = servers
@@ -258,6 +265,7 @@ fn add_mcp_servers(
         output_dir: options.output_dir.clone(),
         notices: registry.notices(),
         forward_stderr: options.forward_server_stderr,
+        roots: options.working_dir.iter().chain(roots).cloned().collect(),
     };
     let started = mcp::start_servers(servers, &settings)?;
     for failure in &started.failures {

@@ -151,6 +151,23 @@ pub fn mcp_servers(servers: &BTreeMap<String, McpServerSpec>, root: &str) -> Res
     Ok(())
 }
 
+/// An agent's `roots:`, resolved against its file: each must be a directory that exists, since servers
+/// are told they may work there.
+pub fn roots(roots: &[std::path::PathBuf]) -> Result<(), Problem> {
+    for root in roots {
+        if !root.is_dir() {
+            return Err(Problem::new(
+                &["roots"],
+                format!(
+                    "roots: {} is not a directory that exists (paths are relative to this file)",
+                    root.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A task's own fields (its agent is checked by [`agent`]).
 pub fn task(task: &TaskFile) -> Result<(), Problem> {
     match (&task.prompt, &task.messages) {

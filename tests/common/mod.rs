@@ -106,6 +106,7 @@ pub fn settings(call_timeout: Duration) -> McpSettings {
         output_dir: std::env::temp_dir().join("qwen3-agent-mcp-test"),
         notices: Default::default(),
         forward_stderr: false,
+        roots: Vec::new(),
     }
 }
 

@@ -2,13 +2,17 @@
 //! policy decides (see `policy`). Restarting holds the server's lock, so calls that arrive meanwhile
 //! wait and then use the new connection.
 
-use super::connection::{Connection, Endpoint, call_tool};
+use super::client::Roots;
+use super::connection::{Connection, Endpoint, call_tool, send};
+use super::policy::CallError;
 use super::policy::{self, Health, Verdict};
 use super::result;
 use super::{McpRuntime, McpSettings};
 use crate::config::McpServerSpec;
 use crate::tools::ToolOutput;
 use anyhow::{Context, Result};
+use rmcp::model::{ClientRequest, ServerResult};
+use rmcp::{Peer, RoleClient};
 use serde_json::{Map, Value as Json};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,6 +37,7 @@ impl McpServer {
         spec: &McpServerSpec,
         settings: McpSettings,
         runtime: Arc<McpRuntime>,
+        roots: Roots,
     ) -> Result<Arc<Self>> {
         let endpoint = Endpoint {
             name: name.to_string(),
@@ -40,6 +45,7 @@ impl McpServer {
             settings,
             runtime,
             tools_changed: Arc::new(AtomicBool::new(false)),
+            roots,
         };
         let connection = endpoint
             .connect()
@@ -65,6 +71,17 @@ impl McpServer {
     /// Whether the server said its tools changed since the last call of this (which resets it).
     pub fn take_tools_changed(&self) -> bool {
         self.endpoint.tools_changed.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether the server (as connected now) offers resources, so it gets the resource tools.
+    pub fn offers_resources(&self) -> bool {
+        let state = self.lock();
+        let info = state.connection.as_ref().and_then(|c| c.peer().peer_info());
+        info.is_some_and(|info| info.capabilities.resources.is_some())
+    }
+
+    pub fn settings(&self) -> &McpSettings {
+        &self.endpoint.settings
     }
 
     /// Reports `text` to the user (not the model).
@@ -107,41 +124,67 @@ impl McpServer {
     /// Calls a tool. Every failure is a result for the model; the policy decides whether the server is
     /// restarted for the next call.
     pub fn call(&self, tool: &str, arguments: &Map<String, Json>) -> ToolOutput {
+        let timeout = policy::call_timeout(
+            &self.endpoint.spec,
+            tool,
+            self.endpoint.settings.call_timeout,
+        );
+        let reply = self.exchange(tool, |peer| async move {
+            call_tool(&peer, tool, arguments, timeout).await
+        });
+        match reply {
+            Ok(reply) => match serde_json::to_value(&reply) {
+                Ok(value) => result::to_output(&value, &self.endpoint.settings, self.name()),
+                Err(e) => ToolOutput::error(format!("Error: unreadable result from {tool}: {e}")),
+            },
+            Err(output) => output,
+        }
+    }
+
+    /// Sends another request than `tools/call` (`label`, its method, names it in errors and may have
+    /// its own `toolTimeouts` entry), with the same failure policy as a call.
+    pub fn request(&self, label: &str, request: ClientRequest) -> Result<ServerResult, ToolOutput> {
+        let settings = &self.endpoint.settings;
+        let timeout = policy::call_timeout(&self.endpoint.spec, label, settings.call_timeout);
+        self.exchange(label, |peer| async move { send(&peer, request, timeout).await })
+    }
+
+    /// Runs one exchange on the current connection; a failure is the model's error text, after the
+    /// server was restarted or disabled as the policy says.
+    fn exchange<T, F>(
+        &self,
+        label: &str,
+        run: impl FnOnce(Peer<RoleClient>) -> F,
+    ) -> Result<T, ToolOutput>
+    where
+        F: Future<Output = Result<T, CallError>>,
+    {
         let (peer, generation) = {
             let state = self.lock();
             if state.health.disabled() {
-                return ToolOutput::error(format!(
+                return Err(ToolOutput::error(format!(
                     "Error: the MCP server {} kept failing and was disabled for this run.",
                     self.name()
-                ));
+                )));
             }
             let generation = state.health.generation();
             match &state.connection {
                 Some(connection) => (connection.peer(), generation),
                 None => {
                     drop(state);
-                    return self.restart(
+                    return Err(self.restart(
                         generation,
                         format!("Error: the MCP server {} was not running.", self.name()),
-                    );
+                    ));
                 }
             }
         };
-        let settings = &self.endpoint.settings;
-        let timeout = policy::call_timeout(&self.endpoint.spec, tool, settings.call_timeout);
-        let outcome = self
-            .endpoint
-            .runtime
-            .block_on(call_tool(&peer, tool, arguments, timeout));
-        match outcome {
-            Ok(reply) => match serde_json::to_value(&reply) {
-                Ok(value) => result::to_output(&value, settings, self.name()),
-                Err(e) => ToolOutput::error(format!("Error: unreadable result from {tool}: {e}")),
-            },
-            Err(error) => match policy::judge(self.name(), tool, error) {
+        match self.endpoint.runtime.block_on(run(peer)) {
+            Ok(reply) => Ok(reply),
+            Err(error) => Err(match policy::judge(self.name(), label, error) {
                 Verdict::ToolError(text) => ToolOutput::error(text),
                 Verdict::Restart(text) => self.restart(generation, text),
-            },
+            }),
         }
     }
 
