@@ -1,0 +1,223 @@
+//! What a server may ask of its client, against `@modelcontextprotocol/server-everything` (npm, installed
+//! by scripts/test.sh): roots, elicitation (declined: no one can answer), progress and log
+//! notifications as notices, and resources as tools the model can call.
+
+mod common;
+
+use common::{TOKENIZER, call, everything_server, scratch, settings, tool_names, write};
+use qwen3_agent::config::McpServerSpec;
+use qwen3_agent::tools::mcp::start_servers;
+use qwen3_agent::tools::{Notices, ToolRegistry};
+use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A registry of the one server, and the queue its notices go to.
+fn everything(spec: McpServerSpec) -> (ToolRegistry, Notices) {
+    let settings = settings(Duration::from_secs(30));
+    let notices = settings.notices.clone();
+    let servers = BTreeMap::from([("everything".to_string(), spec)]);
+    let started = start_servers(&servers, &settings).unwrap();
+    assert!(started.failures.is_empty(), "{:?}", started.failures);
+    let mut registry = ToolRegistry::new(Duration::from_secs(35));
+    registry.add_source(started.source).unwrap();
+    (registry, notices)
+}
+
+/// `qwen3-agent tools AGENT --call NAME` run in `dir`: its printed result and its stderr.
+fn call_through_the_cli(dir: &Path, agent: &Path, tool: &str) -> (Json, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
+        .current_dir(dir)
+        .args(["tools", agent.to_str().unwrap(), "--call", tool])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
+fn directory_uri(dir: &Path) -> String {
+    reqwest::Url::from_directory_path(std::fs::canonicalize(dir).unwrap())
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn roots_are_the_working_dir_and_the_agents_roots_and_elicitation_is_declined() {
+    let marker = format!("everything-roots-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let dir = scratch("client-features", "roots");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let args: Vec<Json> = spec.args.iter().map(|a| json!(a)).collect();
+    let agent = write(
+        &dir,
+        "agent.yaml",
+        &format!(
+            "name: features\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\n  script: [done]\n\
+             roots: [data]\nmcpServers:\n  everything:\n    command: node\n    args: {}\n",
+            Json::Array(args)
+        ),
+    );
+    let (roots, _) = call_through_the_cli(&dir, &agent, "get-roots-list");
+    let text = roots["text"].as_str().unwrap();
+    assert_eq!(roots["is_error"], false, "{roots}");
+    assert!(text.contains("(2 total)"), "{text}");
+    assert!(text.contains(&directory_uri(&dir)), "{text}");
+    assert!(text.contains(&directory_uri(&dir.join("data"))), "{text}");
+
+    let (declined, stderr) = call_through_the_cli(&dir, &agent, "trigger-elicitation-request");
+    assert_eq!(declined["is_error"], false, "{declined}");
+    let text = declined["text"].as_str().unwrap();
+    assert!(text.contains("User declined"), "{text}");
+    assert!(
+        stderr.contains("[everything] asked for input, declined"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_root_that_does_not_exist_is_an_error_at_its_line() {
+    let dir = scratch("client-features", "bad-root");
+    let agent = write(
+        &dir,
+        "agent.yaml",
+        &format!(
+            "name: features\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\nroots:\n  - missing\n"
+        ),
+    );
+    let error = qwen3_agent::config::load_agent(&agent).unwrap_err();
+    let text = format!("{error:#}");
+    assert!(text.contains("agent.yaml:5:1:"), "{text}");
+    assert!(text.contains("missing is not a directory"), "{text}");
+}
+
+#[test]
+fn progress_and_warnings_become_notices() {
+    let marker = format!("everything-notices-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let (registry, notices) = everything(spec);
+    let done = call(
+        &registry,
+        "trigger-long-running-operation",
+        json!({"duration": 1, "steps": 2}),
+    );
+    assert!(!done.is_error, "{done:?}");
+    let seen = notices.drain();
+    for step in ["[everything] progress 1/2", "[everything] progress 2/2"] {
+        assert!(seen.iter().any(|n| n == step), "{step} not in {seen:?}");
+    }
+
+    let started = call(&registry, "toggle-simulated-logging", json!({}));
+    assert!(!started.is_error, "{started:?}");
+    // The server logs a message of a random level now and every 5 s after: wait for one at warning
+    // or above, and check that nothing below warning came through on the way.
+    let levels = ["warning", "error", "critical", "alert", "emergency"];
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline
+        && !seen
+            .iter()
+            .any(|n: &String| levels.iter().any(|l| n.starts_with(&format!("[everything] {l} "))))
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        seen.extend(notices.drain());
+    }
+    call(&registry, "toggle-simulated-logging", json!({}));
+    let logged: Vec<&String> = seen
+        .iter()
+        .filter(|n| levels.iter().any(|l| n.starts_with(&format!("[everything] {l} "))))
+        .collect();
+    assert!(!logged.is_empty(), "no warning in {seen:?}");
+    assert!(
+        logged.iter().all(|n| n.contains("-level message")),
+        "{logged:?}"
+    );
+    for quiet in ["debug", "info", "notice"] {
+        let prefix = format!("[everything] {quiet} ");
+        assert!(!seen.iter().any(|n| n.starts_with(&prefix)), "{seen:?}");
+    }
+}
+
+#[test]
+fn resources_are_listed_and_read_and_resource_links_can_be_followed() {
+    let marker = format!("everything-resources-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let (registry, _) = everything(spec);
+    let names = tool_names(&registry);
+    for tool in ["everything-list_resources", "everything-read_resource"] {
+        assert!(names.iter().any(|n| n == tool), "{tool} not in {names:?}");
+    }
+
+    let listed = call(&registry, "everything-list_resources", json!({}));
+    assert!(!listed.is_error, "{listed:?}");
+    let listing: Json = serde_json::from_str(&listed.text).unwrap();
+    let document = listing["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["uri"].as_str())
+        .find(|uri| uri.starts_with("demo://resource/static/document/"))
+        .unwrap_or_else(|| panic!("no static document in {listing}"))
+        .to_string();
+    let templates: Vec<&str> = listing["resourceTemplates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["uriTemplate"].as_str())
+        .collect();
+    assert!(
+        templates.contains(&"demo://resource/dynamic/text/{resourceId}"),
+        "{templates:?}"
+    );
+    let read = call(
+        &registry,
+        "everything-read_resource",
+        json!({"uri": document}),
+    );
+    assert!(!read.is_error && !read.text.trim().is_empty(), "{read:?}");
+
+    let links = call(&registry, "get-resource-links", json!({"count": 2}));
+    assert!(!links.is_error, "{links:?}");
+    let linked: Vec<&str> = links
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("[resource link: ")?.strip_suffix(']'))
+        .collect();
+    assert_eq!(
+        linked,
+        [
+            "demo://resource/dynamic/blob/1",
+            "demo://resource/dynamic/text/2"
+        ]
+    );
+    let text = call(&registry, "everything-read_resource", json!({"uri": linked[1]}));
+    assert!(
+        !text.is_error && text.text.starts_with("Resource 2: This is a plaintext resource"),
+        "{text:?}"
+    );
+    let blob = call(&registry, "everything-read_resource", json!({"uri": linked[0]}));
+    assert!(!blob.is_error && blob.files.len() == 1, "{blob:?}");
+    let bytes = std::fs::read(&blob.files[0]).unwrap();
+    assert!(
+        bytes.starts_with(b"Resource 1: This is a base64 blob"),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    std::fs::remove_file(&blob.files[0]).unwrap();
+
+    let unknown = call(
+        &registry,
+        "everything-read_resource",
+        json!({"uri": "demo://resource/dynamic/text/0"}),
+    );
+    assert!(unknown.is_error, "{unknown:?}");
+    let no_uri = call(&registry, "everything-read_resource", json!({}));
+    assert!(no_uri.is_error && no_uri.text.contains("needs a uri"), "{no_uri:?}");
+}
