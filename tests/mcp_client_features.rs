@@ -120,9 +120,11 @@ fn progress_and_warnings_become_notices() {
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut seen = Vec::new();
     while Instant::now() < deadline
-        && !seen
-            .iter()
-            .any(|n: &String| levels.iter().any(|l| n.starts_with(&format!("[everything] {l} "))))
+        && !seen.iter().any(|n: &String| {
+            levels
+                .iter()
+                .any(|l| n.starts_with(&format!("[everything] {l} ")))
+        })
     {
         std::thread::sleep(Duration::from_millis(100));
         seen.extend(notices.drain());
@@ -130,7 +132,11 @@ fn progress_and_warnings_become_notices() {
     call(&registry, "toggle-simulated-logging", json!({}));
     let logged: Vec<&String> = seen
         .iter()
-        .filter(|n| levels.iter().any(|l| n.starts_with(&format!("[everything] {l} "))))
+        .filter(|n| {
+            levels
+                .iter()
+                .any(|l| n.starts_with(&format!("[everything] {l} ")))
+        })
         .collect();
     assert!(!logged.is_empty(), "no warning in {seen:?}");
     assert!(
@@ -197,12 +203,23 @@ fn resources_are_listed_and_read_and_resource_links_can_be_followed() {
             "demo://resource/dynamic/text/2"
         ]
     );
-    let text = call(&registry, "everything-read_resource", json!({"uri": linked[1]}));
+    let text = call(
+        &registry,
+        "everything-read_resource",
+        json!({"uri": linked[1]}),
+    );
     assert!(
-        !text.is_error && text.text.starts_with("Resource 2: This is a plaintext resource"),
+        !text.is_error
+            && text
+                .text
+                .starts_with("Resource 2: This is a plaintext resource"),
         "{text:?}"
     );
-    let blob = call(&registry, "everything-read_resource", json!({"uri": linked[0]}));
+    let blob = call(
+        &registry,
+        "everything-read_resource",
+        json!({"uri": linked[0]}),
+    );
     assert!(!blob.is_error && blob.files.len() == 1, "{blob:?}");
     let bytes = std::fs::read(&blob.files[0]).unwrap();
     assert!(
@@ -219,5 +236,8 @@ fn resources_are_listed_and_read_and_resource_links_can_be_followed() {
     );
     assert!(unknown.is_error, "{unknown:?}");
     let no_uri = call(&registry, "everything-read_resource", json!({}));
-    assert!(no_uri.is_error && no_uri.text.contains("needs a uri"), "{no_uri:?}");
+    assert!(
+        no_uri.is_error && no_uri.text.contains("needs a uri"),
+        "{no_uri:?}"
+    );
 }

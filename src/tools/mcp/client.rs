@@ -200,7 +200,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let roots = roots(std::slice::from_ref(&dir)).unwrap().0;
         assert!(roots[0].uri.starts_with("file:///"), "{}", roots[0].uri);
-        assert!(roots[0].uri.contains("%20"), "spaces are escaped: {}", roots[0].uri);
+        assert!(
+            roots[0].uri.contains("%20"),
+            "spaces are escaped: {}",
+            roots[0].uri
+        );
         let back = reqwest::Url::parse(&roots[0].uri).unwrap().to_file_path();
         assert_eq!(back.unwrap(), std::fs::canonicalize(&dir).unwrap());
         let missing = super::roots(&[dir.join("missing")]).unwrap_err();
@@ -211,7 +215,12 @@ mod tests {
     #[test]
     fn server_text_in_notices_is_one_short_line() {
         let notices = Notices::default();
-        let client = Client::new("srv", Default::default(), Default::default(), notices.clone());
+        let client = Client::new(
+            "srv",
+            Default::default(),
+            Default::default(),
+            notices.clone(),
+        );
         client.notice(&format!("evil\x1b[2J\nline {}", "x".repeat(2000)));
         let got = notices.drain();
         assert_eq!(got.len(), 1);

@@ -111,10 +111,7 @@ impl Endpoint {
     }
 
     /// Waits for the handshake, bounded by the connect timeout.
-    async fn handshake<T, E, A>(
-        &self,
-        transport: T,
-    ) -> Result<RunningService<RoleClient, Client>>
+    async fn handshake<T, E, A>(&self, transport: T) -> Result<RunningService<RoleClient, Client>>
     where
         T: rmcp::transport::IntoTransport<RoleClient, E, A> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,

@@ -146,7 +146,10 @@ impl McpServer {
     pub fn request(&self, label: &str, request: ClientRequest) -> Result<ServerResult, ToolOutput> {
         let settings = &self.endpoint.settings;
         let timeout = policy::call_timeout(&self.endpoint.spec, label, settings.call_timeout);
-        self.exchange(label, |peer| async move { send(&peer, request, timeout).await })
+        self.exchange(
+            label,
+            |peer| async move { send(&peer, request, timeout).await },
+        )
     }
 
     /// Runs one exchange on the current connection; a failure is the model's error text, after the

@@ -89,7 +89,8 @@ impl McpToolSource {
     /// name a server's own tool already has is left out (with a notice), so the registry never sees
     /// two tools of one name.
     fn all(&self, tools: &[Arc<McpTool>]) -> Vec<Arc<dyn Tool>> {
-        let mut all: Vec<Arc<dyn Tool>> = tools.iter().map(|t| t.clone() as Arc<dyn Tool>).collect();
+        let mut all: Vec<Arc<dyn Tool>> =
+            tools.iter().map(|t| t.clone() as Arc<dyn Tool>).collect();
         for tool in &self.resource_tools {
             if tools.iter().any(|t| t.name == tool.name()) {
                 tool.server().notice(format!(
