@@ -27,14 +27,36 @@ fn everything(spec: McpServerSpec) -> (ToolRegistry, Notices) {
 
 /// `qwen3-agent tools AGENT --call NAME` run in `dir`: its printed result and its stderr.
 fn call_through_the_cli(dir: &Path, agent: &Path, tool: &str) -> (Json, String) {
+    tools_command(dir, agent, &["--call", tool])
+}
+
+/// `qwen3-agent tools AGENT ARGS…` run in `dir`: its printed JSON and its stderr.
+fn tools_command(dir: &Path, agent: &Path, args: &[&str]) -> (Json, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
         .current_dir(dir)
-        .args(["tools", agent.to_str().unwrap(), "--call", tool])
+        .arg("tools")
+        .arg(agent)
+        .args(args)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
     (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
+/// An agent file in `dir` with the one server `spec` (a stdio server) and `roots: [data]`.
+fn agent_with(dir: &Path, spec: &McpServerSpec) -> std::path::PathBuf {
+    let args: Vec<Json> = spec.args.iter().map(|a| json!(a)).collect();
+    write(
+        dir,
+        "agent.yaml",
+        &format!(
+            "name: features\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\n  script: [done]\n\
+             roots: [data]\nmcpServers:\n  everything:\n    command: {}\n    args: {}\n",
+            spec.command.as_deref().unwrap(),
+            Json::Array(args)
+        ),
+    )
 }
 
 fn directory_uri(dir: &Path) -> String {
@@ -51,16 +73,7 @@ fn roots_are_the_working_dir_and_the_agents_roots_and_elicitation_is_declined() 
     };
     let dir = scratch("client-features", "roots");
     std::fs::create_dir_all(dir.join("data")).unwrap();
-    let args: Vec<Json> = spec.args.iter().map(|a| json!(a)).collect();
-    let agent = write(
-        &dir,
-        "agent.yaml",
-        &format!(
-            "name: features\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\n  script: [done]\n\
-             roots: [data]\nmcpServers:\n  everything:\n    command: node\n    args: {}\n",
-            Json::Array(args)
-        ),
-    );
+    let agent = agent_with(&dir, &spec);
     let (roots, _) = call_through_the_cli(&dir, &agent, "get-roots-list");
     let text = roots["text"].as_str().unwrap();
     assert_eq!(roots["is_error"], false, "{roots}");
@@ -76,6 +89,36 @@ fn roots_are_the_working_dir_and_the_agents_roots_and_elicitation_is_declined() 
         stderr.contains("[everything] asked for input, declined"),
         "{stderr}"
     );
+}
+
+#[test]
+fn prompts_are_listed_by_the_cli() {
+    let marker = format!("everything-prompts-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let dir = scratch("client-features", "prompts");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let (prompts, stderr) = tools_command(&dir, &agent_with(&dir, &spec), &["--prompts"]);
+    let prompts = prompts
+        .as_array()
+        .unwrap_or_else(|| panic!("{prompts} {stderr}"));
+    let names: Vec<&str> = prompts.iter().filter_map(|p| p["name"].as_str()).collect();
+    for name in ["simple-prompt", "args-prompt", "resource-prompt"] {
+        assert!(names.contains(&name), "{name} not in {names:?}");
+    }
+    assert!(
+        prompts.iter().all(|p| p["server"] == "everything"),
+        "{prompts:?}"
+    );
+    let args = prompts.iter().find(|p| p["name"] == "args-prompt").unwrap();
+    let arguments: Vec<&str> = args["arguments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert!(arguments.contains(&"city"), "{args}");
 }
 
 #[test]

@@ -11,11 +11,11 @@ use crate::chat::{ChatTemplate, Tokenizer};
 use crate::config::{self, BackendKind, McpServerSpec, ResolvedAgent};
 use crate::engine::Engine;
 use crate::model::{GenerationConfig, LoadOptions};
-use crate::tools::ToolRegistry;
-use crate::tools::mcp::{self, McpSettings};
+use crate::tools::mcp::{self, McpSettings, McpToolSource};
 use crate::tools::python::CodeInterpreter;
 use crate::tools::python::runtime::Runtime;
 use crate::tools::python::sandbox::SessionOptions;
+use crate::tools::{Notices, ToolRegistry};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -239,8 +239,29 @@ pub fn build_mcp_tools(
     Ok(registry)
 }
 
+/// The MCP servers of a definition started alone (not its other tools), for what they offer besides
+/// tools (`McpToolSource::prompts`); `None` when it has no enabled server. Failures and notices go to
+/// `on_event`, as when the agent is built.
+pub fn start_mcp_servers(
+    definition: &ResolvedAgent,
+    options: &AssembleOptions,
+) -> Result<Option<Arc<McpToolSource>>> {
+    let a = &definition.agent;
+    let timeout = seconds(a.timeout, definition, "timeout")?;
+    let notices = Notices::default();
+    let source = start_servers(
+        &config::mcp_servers(definition)?,
+        timeout,
+        &a.roots,
+        options,
+        &notices,
+    )?;
+    report(&notices, options);
+    Ok(source)
+}
+
 /// Starts the enabled servers and registers their tools; a server that fails (and is not `required`)
-/// is reported as a notice and left out. Servers are given the working directory and `roots` as roots.
+/// is reported as a notice and left out.
 fn add_mcp_servers(
     registry: &mut ToolRegistry,
     servers: &BTreeMap<String, McpServerSpec>,
@@ -248,13 +269,31 @@ fn add_mcp_servers(
     roots: &[PathBuf],
     options: &AssembleOptions,
 ) -> Result<()> {
+    let notices = registry.notices();
+    if let Some(source) = start_servers(servers, call_timeout, roots, options, &notices)? {
+        registry.add_source(source)?;
+    }
+    report(&notices, options);
+    Ok(())
+}
+
+/// Starts the enabled servers (`None` when there are none); those that fail and are not `required` are
+/// reported and left out. Servers are given the working directory and `roots` as roots, and report to
+/// `notices`.
+fn start_servers(
+    servers: &BTreeMap<String, McpServerSpec>,
+    call_timeout: Duration,
+    roots: &[PathBuf],
+    options: &AssembleOptions,
+    notices: &Notices,
+) -> Result<Option<Arc<McpToolSource>>> {
     let names: Vec<String> = servers
         .iter()
         .filter(|(_, spec)| !spec.disabled)
         .map(|(name, _)| name.clone())
         .collect();
     if names.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     (options.on_event)(AssembleEvent::StartingServers(&names));
     let settings = McpSettings {
@@ -263,7 +302,7 @@ fn add_mcp_servers(
         max_output_chars: MAX_MCP_OUTPUT_CHARS,
         max_message_bytes: MAX_MCP_MESSAGE_BYTES,
         output_dir: options.output_dir.clone(),
-        notices: registry.notices(),
+        notices: notices.clone(),
         forward_stderr: options.forward_server_stderr,
         roots: options.working_dir.iter().chain(roots).cloned().collect(),
     };
@@ -273,9 +312,12 @@ fn add_mcp_servers(
             "{failure}; continuing without it"
         )));
     }
-    registry.add_source(started.source)?;
-    for notice in registry.notices().drain() {
+    Ok(Some(started.source))
+}
+
+/// Passes the queued notices on to `on_event`.
+fn report(notices: &Notices, options: &AssembleOptions) {
+    for notice in notices.drain() {
         (options.on_event)(AssembleEvent::Notice(&notice));
     }
-    Ok(())
 }

@@ -18,6 +18,7 @@
 //!   disable it;
 //! - `server` — one configured server: its current connection, calls (timed out calls send
 //!   `notifications/cancelled`), restarts;
+//! - `prompts` — a server's prompts listed for the front ends;
 //! - `result` — a CallToolResult as text for a text-only model, blobs saved under unique names;
 //! - `resources` — a server's resources as two tools, `{server}-list_resources` and
 //!   `{server}-read_resource`, so the model can follow a resource link;
@@ -28,6 +29,7 @@ mod connection;
 mod environment;
 mod policy;
 mod process;
+mod prompts;
 mod resources;
 mod result;
 mod server;

@@ -8,14 +8,11 @@ use super::result;
 use super::server::McpServer;
 use crate::tools::{Tool, ToolOutput};
 use rmcp::model::{
-    ClientRequest, ListResourceTemplatesRequest, ListResourcesRequest, PaginatedRequestParams,
-    ReadResourceRequest, ReadResourceRequestParams, ServerResult,
+    ClientRequest, ListResourceTemplatesRequest, ListResourcesRequest, ReadResourceRequest,
+    ReadResourceRequestParams, ServerResult,
 };
 use serde_json::{Map, Value as Json, json};
 use std::sync::Arc;
-
-/// Pages of a listing fetched at most (a server that keeps returning cursors is cut off here).
-const MAX_PAGES: usize = 20;
 
 /// The fields of a resource (or template) the model is shown; icons, sizes and metadata are left out.
 const SHOWN_FIELDS: [&str; 6] = [
@@ -104,7 +101,11 @@ impl ResourceTool {
         ));
         let reply = match self.server.request("resources/read", request) {
             Ok(ServerResult::ReadResourceResult(reply)) => reply,
-            Ok(other) => return unexpected("resources/read", &other),
+            Ok(_) => {
+                return ToolOutput::error(
+                    "Error: the MCP server answered resources/read with a reply of another kind.",
+                );
+            }
             Err(output) => return output,
         };
         let reply = serde_json::to_value(reply).unwrap_or_default();
@@ -132,37 +133,21 @@ enum Listed {
     Templates,
 }
 
-/// Every page of a listing, each entry cut to `SHOWN_FIELDS`.
+/// Every resource (or template) the server lists, each cut to `SHOWN_FIELDS`.
 fn listing(server: &McpServer, listed: Listed) -> Result<Vec<Json>, ToolOutput> {
-    let (method, key) = match listed {
-        Listed::Resources => ("resources/list", "resources"),
-        Listed::Templates => ("resources/templates/list", "resourceTemplates"),
-    };
-    let mut entries = Vec::new();
-    let mut cursor = None;
-    for _ in 0..MAX_PAGES {
-        let params = PaginatedRequestParams::default().with_cursor(cursor);
-        let request = match listed {
-            Listed::Resources => {
-                ClientRequest::ListResourcesRequest(ListResourcesRequest::with_param(params))
-            }
-            Listed::Templates => ClientRequest::ListResourceTemplatesRequest(
-                ListResourceTemplatesRequest::with_param(params),
-            ),
-        };
-        let page = match server.request(method, request)? {
-            ServerResult::ListResourcesResult(page) => serde_json::to_value(page),
-            ServerResult::ListResourceTemplatesResult(page) => serde_json::to_value(page),
-            other => return Err(unexpected(method, &other)),
+    let entries = match listed {
+        Listed::Resources => server.list_pages("resources/list", "resources", |params| {
+            ClientRequest::ListResourcesRequest(ListResourcesRequest::with_param(params))
+        }),
+        Listed::Templates => {
+            server.list_pages("resources/templates/list", "resourceTemplates", |params| {
+                ClientRequest::ListResourceTemplatesRequest(
+                    ListResourceTemplatesRequest::with_param(params),
+                )
+            })
         }
-        .unwrap_or_default();
-        entries.extend(page[key].as_array().into_iter().flatten().map(shown));
-        cursor = page["nextCursor"].as_str().map(str::to_string);
-        if cursor.is_none() {
-            break;
-        }
-    }
-    Ok(entries)
+    }?;
+    Ok(entries.iter().map(shown).collect())
 }
 
 /// The fields of a listed entry the model is shown.
@@ -172,18 +157,6 @@ fn shown(entry: &Json) -> Json {
         .filter_map(|key| Some((key.to_string(), entry.get(*key)?.clone())))
         .collect();
     Json::Object(kept)
-}
-
-fn unexpected(method: &str, reply: &ServerResult) -> ToolOutput {
-    let kind = match reply {
-        ServerResult::InputRequiredResult(_) => {
-            "a request for input (2026-07-28 multi round-trip), which this client does not answer yet"
-        }
-        _ => "a reply of another kind",
-    };
-    ToolOutput::error(format!(
-        "Error: the MCP server answered {method} with {kind}."
-    ))
 }
 
 impl Tool for ResourceTool {

@@ -11,11 +11,14 @@ use super::{McpRuntime, McpSettings};
 use crate::config::McpServerSpec;
 use crate::tools::ToolOutput;
 use anyhow::{Context, Result};
-use rmcp::model::{ClientRequest, ServerResult};
+use rmcp::model::{ClientRequest, PaginatedRequestParams, ServerCapabilities, ServerResult};
 use rmcp::{Peer, RoleClient};
 use serde_json::{Map, Value as Json};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Pages of a listing fetched at most.
+const MAX_PAGES: usize = 20;
 
 /// A server's tools as listed: name, description, input schema (untouched).
 pub(super) type Listing = Vec<(String, String, Json)>;
@@ -75,9 +78,20 @@ impl McpServer {
 
     /// Whether the server (as connected now) offers resources, so it gets the resource tools.
     pub fn offers_resources(&self) -> bool {
+        self.capabilities()
+            .is_some_and(|capabilities| capabilities.resources.is_some())
+    }
+
+    /// Whether the server (as connected now) offers prompts.
+    pub fn offers_prompts(&self) -> bool {
+        self.capabilities()
+            .is_some_and(|capabilities| capabilities.prompts.is_some())
+    }
+
+    fn capabilities(&self) -> Option<ServerCapabilities> {
         let state = self.lock();
-        let info = state.connection.as_ref().and_then(|c| c.peer().peer_info());
-        info.is_some_and(|info| info.capabilities.resources.is_some())
+        let info = state.connection.as_ref()?.peer().peer_info()?;
+        Some(info.capabilities.clone())
     }
 
     pub fn settings(&self) -> &McpSettings {
@@ -146,10 +160,41 @@ impl McpServer {
     pub fn request(&self, label: &str, request: ClientRequest) -> Result<ServerResult, ToolOutput> {
         let settings = &self.endpoint.settings;
         let timeout = policy::call_timeout(&self.endpoint.spec, label, settings.call_timeout);
-        self.exchange(
+        match self.exchange(
             label,
             |peer| async move { send(&peer, request, timeout).await },
-        )
+        )? {
+            ServerResult::InputRequiredResult(_) => Err(ToolOutput::error(format!(
+                "Error: the MCP server {} answered {label} with a request for input (the 2026-07-28 \
+                 multi round-trip form), which this client does not answer yet.",
+                self.name()
+            ))),
+            reply => Ok(reply),
+        }
+    }
+
+    /// The entries under `key` of every page of a listing (`method`, e.g. `resources/list`; `request`
+    /// builds one page's request), at most `MAX_PAGES` pages: a server that keeps returning cursors is
+    /// cut off there.
+    pub fn list_pages(
+        &self,
+        method: &str,
+        key: &str,
+        request: impl Fn(PaginatedRequestParams) -> ClientRequest,
+    ) -> Result<Vec<Json>, ToolOutput> {
+        let mut entries = Vec::new();
+        let mut cursor = None;
+        for _ in 0..MAX_PAGES {
+            let params = PaginatedRequestParams::default().with_cursor(cursor);
+            let page =
+                serde_json::to_value(self.request(method, request(params))?).unwrap_or_default();
+            entries.extend(page[key].as_array().into_iter().flatten().cloned());
+            cursor = page["nextCursor"].as_str().map(str::to_string);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(entries)
     }
 
     /// Runs one exchange on the current connection; a failure is the model's error text, after the

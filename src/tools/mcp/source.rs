@@ -3,6 +3,7 @@
 //! lists of servers that sent `notifications/tools/list_changed` fetched again before the next turn.
 //! Servers with resources add their two resource tools (see `resources`).
 
+use super::prompts;
 use super::resources::{self, ResourceTool};
 use super::server::{Listing, McpServer};
 use crate::tools::{Tool, ToolOutput, ToolSource};
@@ -83,6 +84,14 @@ impl McpToolSource {
             state: Mutex::new(ListedTools { listings, tools }),
             resource_tools,
         }
+    }
+
+    /// Every server's prompts, as `prompts::listing` gives them, servers in name order.
+    pub fn prompts(&self) -> Vec<Json> {
+        self.servers
+            .iter()
+            .flat_map(|server| prompts::listing(server))
+            .collect()
     }
 
     /// The listed tools and the resource tools, as the registry takes them. A resource tool whose
