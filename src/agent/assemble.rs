@@ -8,7 +8,7 @@
 use super::Agent;
 use crate::backend::{Backend, LocalBackend, OpenAiBackend, ScriptedBackend};
 use crate::chat::{ChatTemplate, Tokenizer};
-use crate::config::{self, BackendKind, McpServerSpec, ResolvedAgent};
+use crate::config::{self, AgentFile, BackendKind, McpServerSpec, ResolvedAgent};
 use crate::engine::Engine;
 use crate::model::{GenerationConfig, LoadOptions};
 use crate::tools::mcp::{self, McpSettings, McpToolSource};
@@ -222,7 +222,7 @@ pub fn build_tools(definition: &ResolvedAgent, options: &AssembleOptions) -> Res
         &mut registry,
         &config::mcp_servers(definition)?,
         timeout,
-        &a.roots,
+        Some(a),
         options,
     )?;
     Ok(registry)
@@ -235,7 +235,7 @@ pub fn build_mcp_tools(
     options: &AssembleOptions,
 ) -> Result<ToolRegistry> {
     let mut registry = ToolRegistry::new(call_timeout.saturating_add(CANCEL_GRACE));
-    add_mcp_servers(&mut registry, servers, call_timeout, &[], options)?;
+    add_mcp_servers(&mut registry, servers, call_timeout, None, options)?;
     Ok(registry)
 }
 
@@ -252,7 +252,7 @@ pub fn start_mcp_servers(
     let source = start_servers(
         &config::mcp_servers(definition)?,
         timeout,
-        &a.roots,
+        Some(a),
         options,
         &notices,
     )?;
@@ -266,11 +266,11 @@ fn add_mcp_servers(
     registry: &mut ToolRegistry,
     servers: &BTreeMap<String, McpServerSpec>,
     call_timeout: Duration,
-    roots: &[PathBuf],
+    agent: Option<&AgentFile>,
     options: &AssembleOptions,
 ) -> Result<()> {
     let notices = registry.notices();
-    if let Some(source) = start_servers(servers, call_timeout, roots, options, &notices)? {
+    if let Some(source) = start_servers(servers, call_timeout, agent, options, &notices)? {
         registry.add_source(source)?;
     }
     report(&notices, options);
@@ -278,12 +278,12 @@ fn add_mcp_servers(
 }
 
 /// Starts the enabled servers (`None` when there are none); those that fail and are not `required` are
-/// reported and left out. Servers are given the working directory and `roots` as roots, and report to
-/// `notices`.
+/// reported and left out. Servers are given the working directory and the agent's `roots:` as roots,
+/// their requests for input are answered as its `elicitation:` says, and they report to `notices`.
 fn start_servers(
     servers: &BTreeMap<String, McpServerSpec>,
     call_timeout: Duration,
-    roots: &[PathBuf],
+    agent: Option<&AgentFile>,
     options: &AssembleOptions,
     notices: &Notices,
 ) -> Result<Option<Arc<McpToolSource>>> {
@@ -304,7 +304,13 @@ fn start_servers(
         output_dir: options.output_dir.clone(),
         notices: notices.clone(),
         forward_stderr: options.forward_server_stderr,
-        roots: options.working_dir.iter().chain(roots).cloned().collect(),
+        roots: options
+            .working_dir
+            .iter()
+            .chain(agent.into_iter().flat_map(|a| &a.roots))
+            .cloned()
+            .collect(),
+        elicitation: agent.map(|a| a.elicitation.clone()).unwrap_or_default(),
     };
     let started = mcp::start_servers(servers, &settings)?;
     for failure in &started.failures {

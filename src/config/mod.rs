@@ -52,6 +52,32 @@ pub struct AgentFile {
     /// directory (`roots/list`); each must exist (checked at load).
     #[serde(default)]
     pub roots: Vec<PathBuf>,
+    /// How MCP servers' requests for input are answered (no one is asked): `decline` by default.
+    #[serde(default)]
+    pub elicitation: ElicitationSpec,
+}
+
+/// The fixed answer to MCP servers' requests for input (elicitation), since runs ask no one:
+/// `{action: decline}` (the default), `{action: cancel}`, or `{action: accept, content: {...}}`, the
+/// content checked against each request's schema (a mismatch is declined). Validated at load: content
+/// goes with `accept` and only with it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElicitationSpec {
+    #[serde(default)]
+    pub action: ElicitationChoice,
+    #[serde(default)]
+    pub content: Option<Map<String, Json>>,
+}
+
+/// What an elicitation is answered with (the MCP actions).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ElicitationChoice {
+    Accept,
+    #[default]
+    Decline,
+    Cancel,
 }
 
 /// The built-in tools an agent enables; a key with no value takes the defaults.

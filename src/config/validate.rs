@@ -3,7 +3,10 @@
 //! `file:line:column` (see `locate`). Callers of the loaded structs rely on these (`validated at load`).
 
 use super::check::{self, Verdict};
-use super::{AgentFile, BackendKind, GenerateSpec, McpServerSpec, TaskFile};
+use super::{
+    AgentFile, BackendKind, ElicitationChoice, ElicitationSpec, GenerateSpec, McpServerSpec,
+    TaskFile,
+};
 use std::collections::BTreeMap;
 
 /// A failed check: where (key path from the document's root) and what is wrong (naming the field).
@@ -97,6 +100,7 @@ pub fn agent(agent: &AgentFile) -> Result<(), Problem> {
         field(&at("scratch_mb"), check::megabytes(code.scratch_mb))?;
     }
     mcp_servers(&agent.mcp_servers, "mcpServers")?;
+    elicitation(&agent.elicitation)?;
     field(&["max_rounds"], at_least_one(agent.max_rounds))?;
     field(&["timeout"], check::seconds(agent.timeout))
 }
@@ -127,6 +131,22 @@ pub fn generate(spec: &GenerateSpec, root: &str) -> Result<(), Problem> {
         ));
     }
     Ok(())
+}
+
+/// `elicitation:`: content is the answer of `accept`, so the two go together.
+fn elicitation(spec: &ElicitationSpec) -> Result<(), Problem> {
+    match (spec.action, &spec.content) {
+        (ElicitationChoice::Accept, None) => Err(Problem::new(
+            &["elicitation", "action"],
+            "elicitation.action accept needs elicitation.content: the fields to answer with, e.g. \
+             {name: Ada}",
+        )),
+        (ElicitationChoice::Decline | ElicitationChoice::Cancel, Some(_)) => Err(Problem::new(
+            &["elicitation", "content"],
+            "elicitation.content is only sent with action: accept",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// MCP server entries under the key `root` (`mcpServers`, or VS Code's `servers`).

@@ -107,6 +107,7 @@ pub fn settings(call_timeout: Duration) -> McpSettings {
         notices: Default::default(),
         forward_stderr: false,
         roots: Vec::new(),
+        elicitation: Default::default(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Our side of a connection (rmcp's `ClientHandler`): what we declare to servers and how we answer what
-//! they send us. Declared: roots (the directories the user gave) and elicitation (form mode; declined,
-//! since no one can answer it in this cut). Sampling is not declared: the agent's backend cannot be
+//! they send us. Declared: roots (the directories the user gave) and elicitation (form mode, answered
+//! at once as `elicitation` says). Sampling is not declared: the agent's backend cannot be
 //! reached from here yet, so servers do not offer the tools that need it. Log messages at warning or
 //! above and progress reports become notices, rate-limited; the tool-list-change flag is set when the
 //! server says so.
@@ -9,12 +9,13 @@
 //! (the reference TypeScript SDK's among them) use; rmcp marks them deprecated.
 #![expect(deprecated, reason = "roots and logging are what 2025-era servers use")]
 
+use super::elicitation;
 use super::stderr::Limiter;
+use crate::config::ElicitationSpec;
 use crate::tools::Notices;
 use anyhow::{Context, Result};
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
-    ElicitationCapability, ErrorData, FormElicitationCapability, Implementation, ListRootsResult,
+    ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationCapability, ErrorData, FormElicitationCapability, Implementation, ListRootsResult,
     LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam, Root,
     RootsCapabilities,
 };
@@ -41,6 +42,8 @@ pub(super) struct Client {
     roots: Roots,
     notices: Notices,
     limiter: Arc<Mutex<Limiter>>,
+    /// How requests for input are answered.
+    elicitation: Arc<ElicitationSpec>,
 }
 
 impl Client {
@@ -49,6 +52,7 @@ impl Client {
         tools_changed: Arc<AtomicBool>,
         roots: Roots,
         notices: Notices,
+        elicitation: Arc<ElicitationSpec>,
     ) -> Self {
         Client {
             server: server.to_string(),
@@ -56,6 +60,7 @@ impl Client {
             roots,
             notices,
             limiter: Arc::new(Mutex::new(Limiter::new(Instant::now(), "notifications"))),
+            elicitation,
         }
     }
 
@@ -126,24 +131,16 @@ impl ClientHandler for Client {
         std::future::ready(Ok(ListRootsResult::new(self.roots.0.to_vec())))
     }
 
-    /// No one can answer here: declined at once (never left waiting), and the user is told what was
-    /// asked.
+    /// Answered at once from the agent file's `elicitation:` (see `elicitation`); the user is told
+    /// what was asked and answered.
     fn create_elicitation(
         &self,
         request: ElicitRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> impl Future<Output = Result<ElicitResult, ErrorData>> + MaybeSendFuture + '_ {
-        let asked = match &request {
-            ElicitRequestParams::FormElicitationParams { message, .. } => message.clone(),
-            ElicitRequestParams::UrlElicitationParams { message, url, .. } => {
-                format!("{message} ({url})")
-            }
-            _ => String::from("(a kind of request this client does not know)"),
-        };
-        self.notice(&format!(
-            "asked for input, declined (no one can answer here): {asked}"
-        ));
-        std::future::ready(Ok(ElicitResult::new(ElicitationAction::Decline)))
+        let (answer, notice) = elicitation::answer(&self.elicitation, &request);
+        self.notice(&notice);
+        std::future::ready(Ok(answer))
     }
 
     fn on_logging_message(
@@ -220,6 +217,7 @@ mod tests {
             Default::default(),
             Default::default(),
             notices.clone(),
+            Default::default(),
         );
         client.notice(&format!("evil\x1b[2J\nline {}", "x".repeat(2000)));
         let got = notices.drain();

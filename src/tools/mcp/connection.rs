@@ -107,6 +107,7 @@ impl Endpoint {
             self.tools_changed.clone(),
             self.roots.clone(),
             self.settings.notices.clone(),
+            Arc::new(self.settings.elicitation.clone()),
         )
     }
 

@@ -9,8 +9,9 @@
 //! - `stderr` — a server's stderr drained (an undrained pipe blocks it) and, when asked, forwarded as
 //!   notices, bounded per line and per second;
 //! - `client` — our side of a connection: the capabilities we declare (roots, elicitation), the answers
-//!   to the server's requests (`roots/list`; elicitation declined) and its log and progress
-//!   notifications as notices;
+//!   to the server's requests (`roots/list`, elicitation) and its log and progress notifications as
+//!   notices;
+//! - `elicitation` — a request for input answered without asking anyone, as the agent file says;
 //! - `connection` — one rmcp connection (stdio or Streamable HTTP) with lifecycle probing (modern and
 //!   legacy servers) and the tool-list-change watch;
 //! - `policy` — what a failed call does: a JSON-RPC error reply is the model's tool error, a closed
@@ -26,6 +27,7 @@
 
 mod client;
 mod connection;
+mod elicitation;
 mod environment;
 mod policy;
 mod process;
@@ -39,7 +41,7 @@ mod stderr;
 pub use process::kill_all_servers;
 pub use source::McpToolSource;
 
-use crate::config::McpServerSpec;
+use crate::config::{ElicitationSpec, McpServerSpec};
 use crate::tools::Notices;
 use anyhow::{Context, Result};
 use server::McpServer;
@@ -69,6 +71,8 @@ pub struct McpSettings {
     /// Directories servers are told they may work in (`roots/list`, as `file://` URIs): the user's
     /// working directory and the agent's `roots:`. Each must exist.
     pub roots: Vec<PathBuf>,
+    /// How servers' requests for input are answered (the agent's `elicitation:`).
+    pub elicitation: ElicitationSpec,
 }
 
 /// The tokio runtime that drives every MCP connection of a run; tools call into it from their threads.

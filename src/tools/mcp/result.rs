@@ -160,6 +160,7 @@ mod tests {
             notices: Default::default(),
             forward_stderr: false,
             roots: Vec::new(),
+            elicitation: Default::default(),
         }
     }
 
