@@ -44,15 +44,16 @@ fn tools_command(dir: &Path, agent: &Path, args: &[&str]) -> (Json, String) {
     (serde_json::from_slice(&out.stdout).unwrap(), stderr)
 }
 
-/// An agent file in `dir` with the one server `spec` (a stdio server) and `roots: [data]`.
-fn agent_with(dir: &Path, spec: &McpServerSpec) -> std::path::PathBuf {
+/// An agent file in `dir` with the one server `spec` (a stdio server), `roots: [data]` and `extra`
+/// YAML.
+fn agent_with(dir: &Path, spec: &McpServerSpec, extra: &str) -> std::path::PathBuf {
     let args: Vec<Json> = spec.args.iter().map(|a| json!(a)).collect();
     write(
         dir,
         "agent.yaml",
         &format!(
             "name: features\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\n  script: [done]\n\
-             roots: [data]\nmcpServers:\n  everything:\n    command: {}\n    args: {}\n",
+             roots: [data]\nmcpServers:\n  everything:\n    command: {}\n    args: {}\n{extra}",
             spec.command.as_deref().unwrap(),
             Json::Array(args)
         ),
@@ -73,7 +74,7 @@ fn roots_are_the_working_dir_and_the_agents_roots_and_elicitation_is_declined() 
     };
     let dir = scratch("client-features", "roots");
     std::fs::create_dir_all(dir.join("data")).unwrap();
-    let agent = agent_with(&dir, &spec);
+    let agent = agent_with(&dir, &spec, "");
     let (roots, _) = call_through_the_cli(&dir, &agent, "get-roots-list");
     let text = roots["text"].as_str().unwrap();
     assert_eq!(roots["is_error"], false, "{roots}");
@@ -99,7 +100,7 @@ fn prompts_are_listed_by_the_cli() {
     };
     let dir = scratch("client-features", "prompts");
     std::fs::create_dir_all(dir.join("data")).unwrap();
-    let (prompts, stderr) = tools_command(&dir, &agent_with(&dir, &spec), &["--prompts"]);
+    let (prompts, stderr) = tools_command(&dir, &agent_with(&dir, &spec, ""), &["--prompts"]);
     let prompts = prompts
         .as_array()
         .unwrap_or_else(|| panic!("{prompts} {stderr}"));
@@ -119,6 +120,65 @@ fn prompts_are_listed_by_the_cli() {
         .filter_map(|a| a["name"].as_str())
         .collect();
     assert!(arguments.contains(&"city"), "{args}");
+}
+
+#[test]
+fn a_fixed_answer_is_sent_when_it_matches_the_schema_and_declined_otherwise() {
+    let marker = format!("everything-elicit-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let dir = scratch("client-features", "elicit");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let answer = "elicitation:\n  action: accept\n  content: {name: Ada Lovelace, check: true}\n";
+    let agent = agent_with(&dir, &spec, answer);
+    let (accepted, stderr) = call_through_the_cli(&dir, &agent, "trigger-elicitation-request");
+    let text = accepted["text"].as_str().unwrap();
+    assert!(text.contains("- Name: Ada Lovelace"), "{text}");
+    assert!(text.contains("- Agreed to terms: true"), "{text}");
+    assert!(
+        stderr.contains("answered with elicitation.content") && !stderr.contains("Ada"),
+        "the notice says what happened, not the answer: {stderr}"
+    );
+
+    let wrong = "elicitation:\n  action: accept\n  content: {check: yes please}\n";
+    let agent = agent_with(&dir, &spec, wrong);
+    let (declined, stderr) = call_through_the_cli(&dir, &agent, "trigger-elicitation-request");
+    assert!(
+        declined["text"].as_str().unwrap().contains("User declined"),
+        "{declined}"
+    );
+    assert!(
+        stderr.contains("does not match the requested schema")
+            && stderr.contains("required")
+            && stderr.contains("'/check'"),
+        "{stderr}"
+    );
+
+    let agent = agent_with(&dir, &spec, "elicitation: {action: cancel}\n");
+    let (cancelled, _) = call_through_the_cli(&dir, &agent, "trigger-elicitation-request");
+    assert!(
+        cancelled["text"]
+            .as_str()
+            .unwrap()
+            .contains("User cancelled"),
+        "{cancelled}"
+    );
+}
+
+#[test]
+fn an_accept_without_content_is_an_error_at_its_line() {
+    let dir = scratch("client-features", "bad-elicitation");
+    let agent = write(
+        &dir,
+        "agent.yaml",
+        &format!(
+            "name: features\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\nelicitation:\n  action: accept\n"
+        ),
+    );
+    let text = format!("{:#}", qwen3_agent::config::load_agent(&agent).unwrap_err());
+    assert!(text.contains("agent.yaml:6:3:"), "{text}");
+    assert!(text.contains("needs elicitation.content"), "{text}");
 }
 
 #[test]

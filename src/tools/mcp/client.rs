@@ -15,9 +15,9 @@ use crate::config::ElicitationSpec;
 use crate::tools::Notices;
 use anyhow::{Context, Result};
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationCapability, ErrorData, FormElicitationCapability, Implementation, ListRootsResult,
-    LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam, Root,
-    RootsCapabilities,
+    ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationCapability,
+    ErrorData, FormElicitationCapability, Implementation, ListRootsResult, LoggingLevel,
+    LoggingMessageNotificationParam, ProgressNotificationParam, Root, RootsCapabilities,
 };
 use rmcp::service::{MaybeSendFuture, NotificationContext, RequestContext};
 use rmcp::{ClientHandler, RoleClient};

@@ -8,7 +8,10 @@ use rmcp::model::{ElicitRequestParams, ElicitResult, ElicitationAction};
 use serde_json::Value as Json;
 
 /// The answer to `request`, and the notice telling the user about it.
-pub(super) fn answer(spec: &ElicitationSpec, request: &ElicitRequestParams) -> (ElicitResult, String) {
+pub(super) fn answer(
+    spec: &ElicitationSpec,
+    request: &ElicitRequestParams,
+) -> (ElicitResult, String) {
     let (asked, schema) = match request {
         ElicitRequestParams::FormElicitationParams {
             message,
@@ -59,7 +62,11 @@ pub(super) fn answer(spec: &ElicitationSpec, request: &ElicitRequestParams) -> (
 fn mismatch(schema: &Json, content: &Json) -> Option<String> {
     let validator = match jsonschema::validator_for(schema) {
         Ok(validator) => validator,
-        Err(e) => return Some(format!("the server's schema is not valid JSON Schema ({e})")),
+        Err(e) => {
+            return Some(format!(
+                "the server's schema is not valid JSON Schema ({e})"
+            ));
+        }
     };
     let problems: Vec<String> = validator
         .iter_errors(content)
