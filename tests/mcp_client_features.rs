@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::{TOKENIZER, call, everything_server, scratch, settings, tool_names, write};
-use qwen3_agent::config::McpServerSpec;
+use common::{TOKENIZER, call, everything_server, python, scratch, settings, tool_names, write};
+use qwen3_agent::config::{ElicitationChoice, ElicitationSpec, McpServerSpec};
+use qwen3_agent::tools::mcp::McpSettings;
 use qwen3_agent::tools::mcp::start_servers;
 use qwen3_agent::tools::{Notices, ToolRegistry};
 use serde_json::{Value as Json, json};
@@ -15,9 +16,13 @@ use std::time::{Duration, Instant};
 
 /// A registry of the one server, and the queue its notices go to.
 fn everything(spec: McpServerSpec) -> (ToolRegistry, Notices) {
-    let settings = settings(Duration::from_secs(30));
+    started("everything", spec, settings(Duration::from_secs(30)))
+}
+
+/// A registry of the one server `name`, started with `settings`, and the queue its notices go to.
+fn started(name: &str, spec: McpServerSpec, settings: McpSettings) -> (ToolRegistry, Notices) {
     let notices = settings.notices.clone();
-    let servers = BTreeMap::from([("everything".to_string(), spec)]);
+    let servers = BTreeMap::from([(name.to_string(), spec)]);
     let started = start_servers(&servers, &settings).unwrap();
     assert!(started.failures.is_empty(), "{:?}", started.failures);
     let mut registry = ToolRegistry::new(Duration::from_secs(35));
@@ -179,6 +184,45 @@ fn an_accept_without_content_is_an_error_at_its_line() {
     let text = format!("{:#}", qwen3_agent::config::load_agent(&agent).unwrap_err());
     assert!(text.contains("agent.yaml:6:3:"), "{text}");
     assert!(text.contains("needs elicitation.content"), "{text}");
+}
+
+#[test]
+fn a_python_sdk_server_that_needs_input_gets_the_agents_answers_and_roots() {
+    let dir = scratch("client-features", "input");
+    let spec = McpServerSpec {
+        command: Some(python()),
+        args: vec![
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/mcp/input_server.py"
+            )
+            .into(),
+            format!("--marker=input-{}", std::process::id()),
+        ],
+        ..Default::default()
+    };
+    let mut settings = settings(Duration::from_secs(30));
+    settings.roots = vec![dir.clone()];
+    settings.elicitation = ElicitationSpec {
+        action: ElicitationChoice::Accept,
+        content: json!({"name": "Ada"}).as_object().cloned(),
+    };
+    let (registry, notices) = started("input", spec.clone(), settings.clone());
+    let greeted = call(&registry, "greet", json!({}));
+    assert_eq!(greeted.text, "Hello, Ada!", "{greeted:?}");
+    let roots = call(&registry, "show_roots", json!({}));
+    assert_eq!(roots.text, directory_uri(&dir), "{roots:?}");
+    let seen = notices.drain();
+    assert!(
+        seen.iter().any(|n| n
+            == "[input] asked for input, answered with elicitation.content: What is your name?"),
+        "{seen:?}"
+    );
+
+    settings.elicitation = ElicitationSpec::default();
+    let (registry, _) = started("input", spec, settings);
+    let declined = call(&registry, "greet", json!({}));
+    assert_eq!(declined.text, "No name given (decline).", "{declined:?}");
 }
 
 #[test]

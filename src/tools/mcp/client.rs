@@ -16,8 +16,9 @@ use crate::tools::Notices;
 use anyhow::{Context, Result};
 use rmcp::model::{
     ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationCapability,
-    ErrorData, FormElicitationCapability, Implementation, ListRootsResult, LoggingLevel,
-    LoggingMessageNotificationParam, ProgressNotificationParam, Root, RootsCapabilities,
+    ErrorData, FormElicitationCapability, Implementation, InputRequest, InputRequests,
+    InputResponses, ListRootsResult, LoggingLevel, LoggingMessageNotificationParam,
+    ProgressNotificationParam, Root, RootsCapabilities,
 };
 use rmcp::service::{MaybeSendFuture, NotificationContext, RequestContext};
 use rmcp::{ClientHandler, RoleClient};
@@ -80,6 +81,45 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The answer to a request for input (a request of its own, or one of a 2026-07-28
+    /// input_required result's); the user is told what was asked and answered.
+    pub fn elicit(&self, request: &ElicitRequestParams) -> ElicitResult {
+        let (answer, notice) = elicitation::answer(&self.elicitation, request);
+        self.notice(&notice);
+        answer
+    }
+
+    /// What `roots/list` answers.
+    pub fn root_list(&self) -> ListRootsResult {
+        ListRootsResult::new(self.roots.0.to_vec())
+    }
+
+    /// The answers to a 2026-07-28 input_required result's requests, by their keys. Sampling is not
+    /// declared, so a server that asks for it anyway gets an error for the whole call.
+    pub fn answer_all(&self, requests: InputRequests) -> Result<InputResponses, ErrorData> {
+        requests
+            .into_iter()
+            .map(|(key, request)| {
+                let answer = match request {
+                    InputRequest::Elicitation(request) => {
+                        serde_json::to_value(self.elicit(&request.params))
+                    }
+                    InputRequest::ListRoots(_) => serde_json::to_value(self.root_list()),
+                    _ => {
+                        return Err(ErrorData::invalid_request(
+                            "the server asked this client for sampling, which it did not declare",
+                            None,
+                        ));
+                    }
+                };
+                let answer = answer.map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+                Ok((key, answer))
+            })
+            .collect()
+    }
+}
+
 /// The directories as `file://` roots named after their last component; each must exist (they are
 /// made absolute and resolved, so a server sees the real place).
 pub(super) fn roots(dirs: &[PathBuf]) -> Result<Roots> {
@@ -128,7 +168,7 @@ impl ClientHandler for Client {
         &self,
         _context: RequestContext<RoleClient>,
     ) -> impl Future<Output = Result<ListRootsResult, ErrorData>> + MaybeSendFuture + '_ {
-        std::future::ready(Ok(ListRootsResult::new(self.roots.0.to_vec())))
+        std::future::ready(Ok(self.root_list()))
     }
 
     /// Answered at once from the agent file's `elicitation:` (see `elicitation`); the user is told
@@ -138,9 +178,7 @@ impl ClientHandler for Client {
         request: ElicitRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> impl Future<Output = Result<ElicitResult, ErrorData>> + MaybeSendFuture + '_ {
-        let (answer, notice) = elicitation::answer(&self.elicitation, &request);
-        self.notice(&notice);
-        std::future::ready(Ok(answer))
+        std::future::ready(Ok(self.elicit(&request)))
     }
 
     fn on_logging_message(

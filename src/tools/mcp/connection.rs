@@ -50,6 +50,11 @@ impl Connection {
         self.service.peer().clone()
     }
 
+    /// Our handler on this connection (it answers the server's requests for input).
+    pub fn client(&self) -> Client {
+        self.service.service().clone()
+    }
+
     /// Closes the connection (a stdio server's stdin with it), then stops the process.
     pub async fn stop(self) {
         let _ = tokio::time::timeout(Duration::from_secs(3), self.service.cancel()).await;
@@ -58,6 +63,9 @@ impl Connection {
         }
     }
 }
+
+/// Rounds of input a call may ask for before it fails (rmcp's own default).
+const MAX_INPUT_ROUNDS: usize = rmcp::model::DEFAULT_MRTR_MAX_ROUNDS;
 
 /// Modern (2026-07-28) servers are probed first; legacy ones get the initialize handshake.
 fn lifecycle() -> ClientLifecycleMode {
@@ -234,21 +242,38 @@ impl Endpoint {
     }
 }
 
-/// Sends `tools/call` (see [`send`]).
+/// Sends `tools/call` (see [`send`]). A 2026-07-28 server that needs input first answers with an
+/// input_required result: `client` answers its requests and the call is sent again with the answers
+/// and the server's state, at most `MAX_INPUT_ROUNDS` times.
 pub(super) async fn call_tool(
     peer: &Peer<RoleClient>,
+    client: &Client,
     tool: &str,
     arguments: &Map<String, Json>,
     timeout: Duration,
 ) -> Result<CallToolResult, CallError> {
-    let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments.clone());
-    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-    match send(peer, request, timeout).await? {
-        ServerResult::CallToolResult(result) => Ok(result),
-        // A result with nothing but (optional) metadata, as rmcp's own call_tool accepts it.
-        ServerResult::EmptyResult(_) => Ok(CallToolResult::default()),
-        _ => Err(CallError::Service(ServiceError::UnexpectedResponse)),
+    let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments.clone());
+    for _ in 0..MAX_INPUT_ROUNDS {
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params.clone()));
+        match send(peer, request, timeout).await? {
+            ServerResult::CallToolResult(result) => return Ok(result),
+            // A result with nothing but (optional) metadata, as rmcp's own call_tool accepts it.
+            ServerResult::EmptyResult(_) => return Ok(CallToolResult::default()),
+            ServerResult::InputRequiredResult(asked) => {
+                let answers = client
+                    .answer_all(asked.input_requests.unwrap_or_default())
+                    .map_err(|e| CallError::Service(ServiceError::McpError(e)))?;
+                params.input_responses = Some(answers);
+                params.request_state = asked.request_state;
+            }
+            _ => return Err(CallError::Service(ServiceError::UnexpectedResponse)),
+        }
     }
+    Err(CallError::Service(
+        ServiceError::InputRequiredRoundsExceeded {
+            max_rounds: MAX_INPUT_ROUNDS,
+        },
+    ))
 }
 
 /// Sends a request and waits at most `timeout`. When the time is up the server is told with

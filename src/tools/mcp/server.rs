@@ -2,7 +2,7 @@
 //! policy decides (see `policy`). Restarting holds the server's lock, so calls that arrive meanwhile
 //! wait and then use the new connection.
 
-use super::client::Roots;
+use super::client::{Client, Roots};
 use super::connection::{Connection, Endpoint, call_tool, send};
 use super::policy::CallError;
 use super::policy::{self, Health, Verdict};
@@ -143,8 +143,8 @@ impl McpServer {
             tool,
             self.endpoint.settings.call_timeout,
         );
-        let reply = self.exchange(tool, |peer| async move {
-            call_tool(&peer, tool, arguments, timeout).await
+        let reply = self.exchange(tool, |peer, client| async move {
+            call_tool(&peer, &client, tool, arguments, timeout).await
         });
         match reply {
             Ok(reply) => match serde_json::to_value(&reply) {
@@ -160,10 +160,9 @@ impl McpServer {
     pub fn request(&self, label: &str, request: ClientRequest) -> Result<ServerResult, ToolOutput> {
         let settings = &self.endpoint.settings;
         let timeout = policy::call_timeout(&self.endpoint.spec, label, settings.call_timeout);
-        match self.exchange(
-            label,
-            |peer| async move { send(&peer, request, timeout).await },
-        )? {
+        match self.exchange(label, |peer, _| async move {
+            send(&peer, request, timeout).await
+        })? {
             ServerResult::InputRequiredResult(_) => Err(ToolOutput::error(format!(
                 "Error: the MCP server {} answered {label} with a request for input (the 2026-07-28 \
                  multi round-trip form), which this client does not answer yet.",
@@ -202,12 +201,12 @@ impl McpServer {
     fn exchange<T, F>(
         &self,
         label: &str,
-        run: impl FnOnce(Peer<RoleClient>) -> F,
+        run: impl FnOnce(Peer<RoleClient>, Client) -> F,
     ) -> Result<T, ToolOutput>
     where
         F: Future<Output = Result<T, CallError>>,
     {
-        let (peer, generation) = {
+        let (peer, client, generation) = {
             let state = self.lock();
             if state.health.disabled() {
                 return Err(ToolOutput::error(format!(
@@ -217,7 +216,7 @@ impl McpServer {
             }
             let generation = state.health.generation();
             match &state.connection {
-                Some(connection) => (connection.peer(), generation),
+                Some(connection) => (connection.peer(), connection.client(), generation),
                 None => {
                     drop(state);
                     return Err(self.restart(
@@ -227,7 +226,7 @@ impl McpServer {
                 }
             }
         };
-        match self.endpoint.runtime.block_on(run(peer)) {
+        match self.endpoint.runtime.block_on(run(peer, client)) {
             Ok(reply) => Ok(reply),
             Err(error) => Err(match policy::judge(self.name(), label, error) {
                 Verdict::ToolError(text) => ToolOutput::error(text),
