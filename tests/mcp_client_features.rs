@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{TOKENIZER, call, everything_server, python, scratch, settings, tool_names, write};
+use common::{
+    KillOnDrop, TOKENIZER, call, everything_server, free_port, python, scratch, settings,
+    tool_names, wait_for_port, write,
+};
 use qwen3_agent::config::{ElicitationChoice, ElicitationSpec, McpServerSpec};
 use qwen3_agent::tools::mcp::McpSettings;
 use qwen3_agent::tools::mcp::start_servers;
@@ -223,6 +226,49 @@ fn a_python_sdk_server_that_needs_input_gets_the_agents_answers_and_roots() {
     let (registry, _) = started("input", spec, settings);
     let declined = call(&registry, "greet", json!({}));
     assert_eq!(declined.text, "No name given (decline).", "{declined:?}");
+}
+
+#[test]
+fn over_streamable_http_roots_elicitation_and_resources_work_too() {
+    let Some(stdio) = everything_server("unused") else {
+        return;
+    };
+    let port = free_port();
+    let _server = KillOnDrop(
+        std::process::Command::new("node")
+            .args([stdio.args[0].as_str(), "streamableHttp"])
+            .env("PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port, "server-everything over Streamable HTTP");
+    let dir = scratch("client-features", "http");
+    let mut settings = settings(Duration::from_secs(30));
+    settings.roots = vec![dir.clone()];
+    let spec = McpServerSpec {
+        kind: Some("http".into()),
+        url: Some(format!("http://127.0.0.1:{port}/mcp")),
+        ..Default::default()
+    };
+    let (registry, notices) = started("everything", spec, settings);
+    let roots = call(&registry, "get-roots-list", json!({}));
+    assert!(roots.text.contains(&directory_uri(&dir)), "{roots:?}");
+    let declined = call(&registry, "trigger-elicitation-request", json!({}));
+    assert!(declined.text.contains("User declined"), "{declined:?}");
+    let seen = notices.drain();
+    assert!(
+        seen.iter()
+            .any(|n| n.starts_with("[everything] asked for input, declined")),
+        "{seen:?}"
+    );
+    let read = call(
+        &registry,
+        "everything-read_resource",
+        json!({"uri": "demo://resource/dynamic/text/3"}),
+    );
+    assert!(read.text.starts_with("Resource 3: "), "{read:?}");
 }
 
 #[test]
