@@ -79,9 +79,7 @@ impl Client {
         let mut limiter = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
         limiter.offer(Instant::now(), &self.notices, &self.server, line.trim());
     }
-}
 
-impl Client {
     /// The answer to a request for input (a request of its own, or one of a 2026-07-28
     /// input_required result's); the user is told what was asked and answered.
     pub fn elicit(&self, request: &ElicitRequestParams) -> ElicitResult {
