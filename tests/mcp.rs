@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    call, everything_server, fault_server, pids_with, processes_end, processes_with, python,
-    registry, run_json, sdk_server, time_server, tool_names,
+    KillOnDrop, call, everything_server, fault_server, free_port, pids_with, processes_end,
+    processes_with, python, registry, run_json, sdk_server, time_server, tool_names, wait_for_port,
 };
 use qwen3_agent::config::{InheritEnv, McpServerSpec, load_mcp_config};
 use serde_json::{Value as Json, json};
@@ -301,21 +301,10 @@ fn a_refresh_keeps_the_tools_that_did_not_change() {
 
 #[test]
 fn streamable_http_server_with_a_bearer_token() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let token = format!("token-{}", std::process::id());
-    // Killed on drop, panics included, and never holding the harness's stdout: an orphaned fixture
-    // holding that pipe made `cargo test` wait for it forever after a failed assertion.
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    // Never holding the harness's stdout: an orphaned fixture holding that pipe made `cargo test` wait
+    // for it forever after a failed assertion.
     let _server = KillOnDrop(
         std::process::Command::new(python())
             .args([
@@ -332,11 +321,7 @@ fn streamable_http_server_with_a_bearer_token() {
             .unwrap(),
     );
     let url = format!("http://127.0.0.1:{port}/mcp");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the HTTP fixture did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_port(port, "the HTTP fixture");
     // SAFETY: set once, before any thread of this test reads it; other tests do not use this name.
     unsafe { std::env::set_var("QWEN3_AGENT_TEST_TOKEN", &token) };
     let spec = |header: &str| McpServerSpec {

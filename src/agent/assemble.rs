@@ -8,15 +8,15 @@
 use super::Agent;
 use crate::backend::{Backend, LocalBackend, OpenAiBackend, ScriptedBackend};
 use crate::chat::{ChatTemplate, Tokenizer};
-use crate::config::{self, BackendKind, McpServerSpec, ResolvedAgent};
+use crate::config::{self, AgentFile, BackendKind, McpServerSpec, ResolvedAgent};
 use crate::engine::{Engine, PrefillProgress};
 use crate::model::hub::Download;
 use crate::model::{GenerationConfig, LoadOptions};
-use crate::tools::ToolRegistry;
-use crate::tools::mcp::{self, McpSettings};
+use crate::tools::mcp::{self, McpSettings, McpToolSource};
 use crate::tools::python::CodeInterpreter;
 use crate::tools::python::runtime::Runtime;
 use crate::tools::python::sandbox::SessionOptions;
+use crate::tools::{Notices, ToolRegistry};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,16 +61,21 @@ pub struct AssembleOptions {
     /// Makes the callback a local model's engine reports each later prefill to (a long prompt takes
     /// seconds to minutes on a CPU); None: prefills are not reported.
     pub prefill_progress: Option<fn() -> PrefillProgress>,
+    /// The user's working directory, the first root MCP servers are told of (`roots/list`); the
+    /// agent's `roots:` follow it. `None`: only those.
+    pub working_dir: Option<PathBuf>,
 }
 
 impl AssembleOptions {
-    /// Options that write tool files to `output_dir`, ignore progress and drop servers' stderr.
+    /// Options that write tool files to `output_dir`, ignore progress, drop servers' stderr and give
+    /// servers no working directory as a root.
     pub fn new(output_dir: PathBuf) -> Self {
         AssembleOptions {
             output_dir,
             on_event: Box::new(|_| {}),
             forward_server_stderr: false,
             prefill_progress: None,
+            working_dir: None,
         }
     }
 
@@ -225,6 +230,7 @@ pub fn build_tools(definition: &ResolvedAgent, options: &AssembleOptions) -> Res
         &mut registry,
         &config::mcp_servers(definition)?,
         timeout,
+        Some(a),
         options,
     )?;
     Ok(registry)
@@ -237,8 +243,29 @@ pub fn build_mcp_tools(
     options: &AssembleOptions,
 ) -> Result<ToolRegistry> {
     let mut registry = ToolRegistry::new(call_timeout.saturating_add(CANCEL_GRACE));
-    add_mcp_servers(&mut registry, servers, call_timeout, options)?;
+    add_mcp_servers(&mut registry, servers, call_timeout, None, options)?;
     Ok(registry)
+}
+
+/// The MCP servers of a definition started alone (not its other tools), for what they offer besides
+/// tools (`McpToolSource::prompts`); `None` when it has no enabled server. Failures and notices go to
+/// `on_event`, as when the agent is built.
+pub fn start_mcp_servers(
+    definition: &ResolvedAgent,
+    options: &AssembleOptions,
+) -> Result<Option<Arc<McpToolSource>>> {
+    let a = &definition.agent;
+    let timeout = seconds(a.timeout, definition, "timeout")?;
+    let notices = Notices::default();
+    let source = start_servers(
+        &config::mcp_servers(definition)?,
+        timeout,
+        Some(a),
+        options,
+        &notices,
+    )?;
+    report(&notices, options);
+    Ok(source)
 }
 
 /// Starts the enabled servers and registers their tools; a server that fails (and is not `required`)
@@ -247,15 +274,34 @@ fn add_mcp_servers(
     registry: &mut ToolRegistry,
     servers: &BTreeMap<String, McpServerSpec>,
     call_timeout: Duration,
+    agent: Option<&AgentFile>,
     options: &AssembleOptions,
 ) -> Result<()> {
+    let notices = registry.notices();
+    if let Some(source) = start_servers(servers, call_timeout, agent, options, &notices)? {
+        registry.add_source(source)?;
+    }
+    report(&notices, options);
+    Ok(())
+}
+
+/// Starts the enabled servers (`None` when there are none); those that fail and are not `required` are
+/// reported and left out. Servers are given the working directory and the agent's `roots:` as roots,
+/// their requests for input are answered as its `elicitation:` says, and they report to `notices`.
+fn start_servers(
+    servers: &BTreeMap<String, McpServerSpec>,
+    call_timeout: Duration,
+    agent: Option<&AgentFile>,
+    options: &AssembleOptions,
+    notices: &Notices,
+) -> Result<Option<Arc<McpToolSource>>> {
     let names: Vec<String> = servers
         .iter()
         .filter(|(_, spec)| !spec.disabled)
         .map(|(name, _)| name.clone())
         .collect();
     if names.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     (options.on_event)(AssembleEvent::StartingServers(&names));
     let settings = McpSettings {
@@ -264,8 +310,15 @@ fn add_mcp_servers(
         max_output_chars: MAX_MCP_OUTPUT_CHARS,
         max_message_bytes: MAX_MCP_MESSAGE_BYTES,
         output_dir: options.output_dir.clone(),
-        notices: registry.notices(),
+        notices: notices.clone(),
         forward_stderr: options.forward_server_stderr,
+        roots: options
+            .working_dir
+            .iter()
+            .chain(agent.into_iter().flat_map(|a| &a.roots))
+            .cloned()
+            .collect(),
+        elicitation: agent.map(|a| a.elicitation.clone()).unwrap_or_default(),
     };
     let started = mcp::start_servers(servers, &settings)?;
     for failure in &started.failures {
@@ -273,9 +326,12 @@ fn add_mcp_servers(
             "{failure}; continuing without it"
         )));
     }
-    registry.add_source(started.source)?;
-    for notice in registry.notices().drain() {
+    Ok(Some(started.source))
+}
+
+/// Passes the queued notices on to `on_event`.
+fn report(notices: &Notices, options: &AssembleOptions) {
+    for notice in notices.drain() {
         (options.on_event)(AssembleEvent::Notice(&notice));
     }
-    Ok(())
 }

@@ -73,14 +73,19 @@ impl Transcript {
     }
 }
 
-/// The agent as the transcript shows it: `model.api_key` and the values of every MCP server's `env`
-/// and `headers` (API keys, bearer tokens) replaced by `<redacted>`; the names stay, so a reader sees
-/// what was set.
+/// The agent as the transcript shows it: `model.api_key`, the values of every MCP server's `env` and
+/// `headers` (API keys, bearer tokens) and of `elicitation.content` (answers given to servers, maybe
+/// personal) replaced by `<redacted>`; the names stay, so a reader sees what was set.
 pub fn redacted(agent: &ResolvedAgent) -> Result<Json> {
     let mut shown = serde_json::to_value(agent)?;
     let key = &mut shown["agent"]["model"]["api_key"];
     if key.is_string() {
         *key = REDACTED.into();
+    }
+    if let Some(answers) = shown["agent"]["elicitation"]["content"].as_object_mut() {
+        answers
+            .values_mut()
+            .for_each(|value| *value = REDACTED.into());
     }
     if let Some(servers) = shown["agent"]["mcpServers"].as_object_mut() {
         for server in servers.values_mut() {
@@ -128,6 +133,7 @@ mod tests {
             },
             ..Default::default()
         };
+        agent.elicitation.content = json!({"email": "ada@example.com"}).as_object().cloned();
         agent.mcp_servers.insert("one".into(), server("env"));
         agent.mcp_servers.insert("two".into(), server("headers"));
         let resolved = ResolvedAgent {
@@ -136,7 +142,7 @@ mod tests {
         };
         let shown = redacted(&resolved).unwrap();
         let text = shown.to_string();
-        for secret in ["sk-model", "env-secret", "header-secret"] {
+        for secret in ["sk-model", "env-secret", "header-secret", "ada@example.com"] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
         let servers = &shown["agent"]["mcpServers"];
@@ -149,6 +155,7 @@ mod tests {
             json!({"Authorization": REDACTED})
         );
         assert_eq!(shown["agent"]["model"]["api_key"], REDACTED);
+        assert_eq!(shown["agent"]["elicitation"]["content"]["email"], REDACTED);
         assert_eq!(servers["one"]["command"], "srv", "non-secret fields stay");
     }
 }

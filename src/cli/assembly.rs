@@ -1,6 +1,7 @@
 //! The CLI's side of building an agent: tool files go to `qwen3-agent-output/` under the working
-//! directory, the model's download, load and long prefills are drawn as `progress`'s bars, and the
-//! servers starting and the notices are told on stderr.
+//! directory (which MCP servers are also given as their first root), the model's download, load and
+//! long prefills are drawn as `progress`'s bars, and the servers starting and the notices are told on
+//! stderr.
 
 use super::progress;
 use anyhow::{Context, Result};
@@ -16,15 +17,15 @@ const FORWARD_STDERR: &str = "QWEN3_AGENT_MCP_STDERR";
 pub fn assemble_options(
     on_notice: impl Fn(&str) + Send + Sync + 'static,
 ) -> Result<AssembleOptions> {
-    let output_dir = std::env::current_dir()
-        .context("reading the working directory")?
-        .join(OUTPUT_DIR);
+    let working_dir = std::env::current_dir().context("reading the working directory")?;
+    let output_dir = working_dir.join(OUTPUT_DIR);
     // The load's bar, until its last step (dropping it clears it).
     let loading = Mutex::new(None);
     let downloading = Mutex::new(progress::downloading());
     let mut options = AssembleOptions::new(output_dir);
     options.forward_server_stderr = std::env::var_os(FORWARD_STDERR).is_some();
     options.prefill_progress = Some(progress::prefilling);
+    options.working_dir = Some(working_dir);
     Ok(options.with_events(move |event| match event {
         AssembleEvent::Downloading(report) => {
             (downloading.lock().unwrap_or_else(|e| e.into_inner()))(report)

@@ -6,7 +6,7 @@ use super::printer::Printer;
 use super::signals::{Mode, Signals, StoppedBy};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use qwen3_agent::agent::assemble::{build_agent, build_mcp_tools, build_tools};
+use qwen3_agent::agent::assemble::{build_agent, build_mcp_tools, build_tools, start_mcp_servers};
 use qwen3_agent::agent::transcript::Transcript;
 use qwen3_agent::agent::{AgentEvent, RunResult};
 use qwen3_agent::config::{self, Expect};
@@ -139,6 +139,10 @@ pub struct ToolsArgs {
     /// Call this tool and print {"is_error", "text", "files"}.
     #[arg(long)]
     call: Option<String>,
+    /// Print the agent's MCP prompts instead of its tools: [{"server", "name", "title", "description",
+    /// "arguments"}].
+    #[arg(long, conflicts_with_all = ["call", "mcp_config"])]
+    prompts: bool,
     /// The call's arguments as a JSON object.
     #[arg(long, default_value = "{}", requires = "call")]
     args: String,
@@ -151,6 +155,17 @@ pub fn tools(args: ToolsArgs) -> Result<()> {
     // No part of this command watches an interrupt flag: a signal kills the servers and exits at once.
     let _signals = Signals::install(Mode::Batch)?;
     let options = assemble_options(print_notice)?;
+    if args.prompts {
+        let agent = args
+            .agent
+            .as_deref()
+            .context("--prompts needs an agent file")?;
+        let prompts = start_mcp_servers(&config::load_agent(agent)?, &options)?
+            .map(|source| source.prompts())
+            .unwrap_or_default();
+        println!("{}", serde_json::to_string_pretty(&prompts)?);
+        return Ok(());
+    }
     let registry = match (&args.agent, &args.mcp_config) {
         (Some(agent), _) => build_tools(&config::load_agent(agent)?, &options)?,
         (None, Some(path)) => {

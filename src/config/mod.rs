@@ -48,6 +48,36 @@ pub struct AgentFile {
     /// Default per-tool-call timeout, seconds (validated at load: `check::seconds`).
     #[serde(default = "default_timeout")]
     pub timeout: f64,
+    /// Directories (relative to this file) MCP servers are told they may work in, after the working
+    /// directory (`roots/list`); each must exist (checked at load).
+    #[serde(default)]
+    pub roots: Vec<PathBuf>,
+    /// How MCP servers' requests for input are answered (no one is asked): `decline` by default.
+    #[serde(default)]
+    pub elicitation: ElicitationSpec,
+}
+
+/// The fixed answer to MCP servers' requests for input (elicitation), since runs ask no one:
+/// `{action: decline}` (the default), `{action: cancel}`, or `{action: accept, content: {...}}`, the
+/// content checked against each request's schema (a mismatch is declined). Validated at load: content
+/// goes with `accept` and only with it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElicitationSpec {
+    #[serde(default)]
+    pub action: ElicitationChoice,
+    #[serde(default)]
+    pub content: Option<Map<String, Json>>,
+}
+
+/// What an elicitation is answered with (the MCP actions).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ElicitationChoice {
+    Accept,
+    #[default]
+    Decline,
+    Cancel,
 }
 
 /// The built-in tools an agent enables; a key with no value takes the defaults.
@@ -448,7 +478,9 @@ pub fn load_agent(file: &Path) -> Result<ResolvedAgent> {
 pub fn parse_agent(text: &str, file: &Path) -> Result<ResolvedAgent> {
     let agent: AgentFile = parse_yaml(text, file)?;
     validate::agent(&agent).map_err(|p| located(file, text, &[], p))?;
-    Ok(resolve_agent(agent, file))
+    let resolved = resolve_agent(agent, file);
+    validate::roots(&resolved.agent.roots).map_err(|p| located(file, text, &[], p))?;
+    Ok(resolved)
 }
 
 fn resolve_agent(mut agent: AgentFile, file: &Path) -> ResolvedAgent {
@@ -459,6 +491,7 @@ fn resolve_agent(mut agent: AgentFile, file: &Path) -> ResolvedAgent {
     if let Some(path) = &agent.mcp_config {
         agent.mcp_config = Some(dir.join(path));
     }
+    agent.roots = agent.roots.iter().map(|p| dir.join(p)).collect();
     if let Some(code) = &mut agent.tools.code_interpreter {
         code.inputs = code.inputs.iter().map(|p| dir.join(p)).collect();
         code.runtime_dir = code.runtime_dir.as_ref().map(|p| dir.join(p));
@@ -504,7 +537,10 @@ pub fn parse_task(text: &str, file: &Path) -> Result<ResolvedTask> {
         })?,
         AgentRef::Inline(agent) => {
             validate::agent(&agent).map_err(|p| located(file, text, &["agent"], p))?;
-            resolve_agent(*agent, file)
+            let resolved = resolve_agent(*agent, file);
+            validate::roots(&resolved.agent.roots)
+                .map_err(|p| located(file, text, &["agent"], p))?;
+            resolved
         }
     };
     if let Some(overrides) = &task.generate {

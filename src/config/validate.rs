@@ -3,7 +3,10 @@
 //! `file:line:column` (see `locate`). Callers of the loaded structs rely on these (`validated at load`).
 
 use super::check::{self, Verdict};
-use super::{AgentFile, BackendKind, CodeInterpreterSpec, GenerateSpec, McpServerSpec, TaskFile};
+use super::{
+    AgentFile, BackendKind, CodeInterpreterSpec, ElicitationChoice, ElicitationSpec, GenerateSpec,
+    McpServerSpec, TaskFile,
+};
 use std::collections::BTreeMap;
 
 /// A failed check: where (key path from the document's root) and what is wrong (naming the field).
@@ -87,6 +90,7 @@ pub fn agent(agent: &AgentFile) -> Result<(), Problem> {
         code_interpreter(code, &["tools", "code_interpreter"])?;
     }
     mcp_servers(&agent.mcp_servers, "mcpServers")?;
+    elicitation(&agent.elicitation)?;
     field(&["max_rounds"], at_least_one(agent.max_rounds))?;
     field(&["timeout"], check::seconds(agent.timeout))
 }
@@ -135,6 +139,22 @@ pub fn generate(spec: &GenerateSpec, root: &str) -> Result<(), Problem> {
     Ok(())
 }
 
+/// `elicitation:`: content is the answer of `accept`, so the two go together.
+fn elicitation(spec: &ElicitationSpec) -> Result<(), Problem> {
+    match (spec.action, &spec.content) {
+        (ElicitationChoice::Accept, None) => Err(Problem::new(
+            &["elicitation", "action"],
+            "elicitation.action accept needs elicitation.content: the fields to answer with, e.g. \
+             {name: Ada}",
+        )),
+        (ElicitationChoice::Decline | ElicitationChoice::Cancel, Some(_)) => Err(Problem::new(
+            &["elicitation", "content"],
+            "elicitation.content is only sent with action: accept",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// MCP server entries under the key `root` (`mcpServers`, or VS Code's `servers`).
 pub fn mcp_servers(servers: &BTreeMap<String, McpServerSpec>, root: &str) -> Result<(), Problem> {
     for (name, server) in servers {
@@ -152,6 +172,23 @@ pub fn mcp_servers(servers: &BTreeMap<String, McpServerSpec>, root: &str) -> Res
                 &[root, name, "toolTimeouts", tool.as_str()],
                 check::seconds(seconds),
             )?;
+        }
+    }
+    Ok(())
+}
+
+/// An agent's `roots:`, resolved against its file: each must be a directory that exists, since servers
+/// are told they may work there.
+pub fn roots(roots: &[std::path::PathBuf]) -> Result<(), Problem> {
+    for root in roots {
+        if !root.is_dir() {
+            return Err(Problem::new(
+                &["roots"],
+                format!(
+                    "roots: {} is not a directory that exists (paths are relative to this file)",
+                    root.display()
+                ),
+            ));
         }
     }
     Ok(())

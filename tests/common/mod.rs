@@ -106,6 +106,8 @@ pub fn settings(call_timeout: Duration) -> McpSettings {
         output_dir: std::env::temp_dir().join("qwen3-agent-mcp-test"),
         notices: Default::default(),
         forward_stderr: false,
+        roots: Vec::new(),
+        elicitation: Default::default(),
     }
 }
 
@@ -215,4 +217,33 @@ pub fn run_json(dir: &Path, task: &str, transcript: &Path) -> Json {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A child process killed (and reaped) on drop, panics included, so a failed assertion never leaves a
+/// fixture holding the harness's pipes (`cargo test` would wait for it forever).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A local TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls until something listens on `port`; panics naming `what` after 20 s.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -1,9 +1,11 @@
 //! One rmcp connection to a server, stdio or Streamable HTTP: started with lifecycle probing (2026-07-28
 //! servers have no initialize handshake, legacy ones do), watching for tool-list changes, and stopped
-//! by closing it and then (stdio) stopping the process. Also the one request we send on it, `tools/call`.
+//! by closing it and then (stdio) stopping the process. Also how a request is sent on it (`tools/call`,
+//! `resources/read`, …) with a timeout that cancels it.
 
 use super::McpRuntime;
 use super::McpSettings;
+use super::client::{Client, Roots};
 use super::environment::server_environment;
 use super::policy::CallError;
 use super::process::{Launch, ServerProcess, resolve_command};
@@ -14,14 +16,11 @@ use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ProtocolVersion,
     ServerResult, SubscriptionFilter,
 };
-use rmcp::service::{
-    ClientLifecycleMode, ClientServiceExt, MaybeSendFuture, NotificationContext,
-    PeerRequestOptions, RunningService,
-};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, PeerRequestOptions, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::async_rw::AsyncRwTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{ClientHandler, Peer, RoleClient, ServiceError};
+use rmcp::{Peer, RoleClient, ServiceError};
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,17 +35,24 @@ pub(super) struct Endpoint {
     pub runtime: Arc<McpRuntime>,
     /// Set when the server says its tool list changed.
     pub tools_changed: Arc<AtomicBool>,
+    /// What `roots/list` answers (see `client::roots`).
+    pub roots: Roots,
 }
 
 /// A live connection and, for a stdio server, its process.
 pub(super) struct Connection {
-    service: RunningService<RoleClient, ChangeWatcher>,
+    service: RunningService<RoleClient, Client>,
     process: Option<ServerProcess>,
 }
 
 impl Connection {
     pub fn peer(&self) -> Peer<RoleClient> {
         self.service.peer().clone()
+    }
+
+    /// Our handler on this connection (it answers the server's requests for input).
+    pub fn client(&self) -> Client {
+        self.service.service().clone()
     }
 
     /// Closes the connection (a stdio server's stdin with it), then stops the process.
@@ -58,22 +64,8 @@ impl Connection {
     }
 }
 
-/// Our side of a connection: notes that the server's tool list changed, so it is fetched again before
-/// the model's next turn.
-#[derive(Clone)]
-struct ChangeWatcher {
-    tools_changed: Arc<AtomicBool>,
-}
-
-impl ClientHandler for ChangeWatcher {
-    fn on_tool_list_changed(
-        &self,
-        _context: NotificationContext<RoleClient>,
-    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
-        self.tools_changed.store(true, Ordering::Relaxed);
-        std::future::ready(())
-    }
-}
+/// Rounds of input a call may ask for before it fails (rmcp's own default).
+const MAX_INPUT_ROUNDS: usize = rmcp::model::DEFAULT_MRTR_MAX_ROUNDS;
 
 /// Modern (2026-07-28) servers are probed first; legacy ones get the initialize handshake.
 fn lifecycle() -> ClientLifecycleMode {
@@ -117,17 +109,18 @@ impl Endpoint {
         }
     }
 
-    fn watcher(&self) -> ChangeWatcher {
-        ChangeWatcher {
-            tools_changed: self.tools_changed.clone(),
-        }
+    fn client(&self) -> Client {
+        Client::new(
+            &self.name,
+            self.tools_changed.clone(),
+            self.roots.clone(),
+            self.settings.notices.clone(),
+            Arc::new(self.settings.elicitation.clone()),
+        )
     }
 
     /// Waits for the handshake, bounded by the connect timeout.
-    async fn handshake<T, E, A>(
-        &self,
-        transport: T,
-    ) -> Result<RunningService<RoleClient, ChangeWatcher>>
+    async fn handshake<T, E, A>(&self, transport: T) -> Result<RunningService<RoleClient, Client>>
     where
         T: rmcp::transport::IntoTransport<RoleClient, E, A> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
@@ -135,7 +128,7 @@ impl Endpoint {
         let timeout = self.settings.connect_timeout;
         tokio::time::timeout(
             timeout,
-            self.watcher().serve_with_lifecycle(transport, lifecycle()),
+            self.client().serve_with_lifecycle(transport, lifecycle()),
         )
         .await
         .map_err(|_| {
@@ -149,7 +142,7 @@ impl Endpoint {
 
     /// On 2026-07-28 connections servers announce tool changes only to a `subscriptions/listen`
     /// stream; open one in the background. Legacy servers refuse it and notify the handler instead.
-    fn follow_tool_changes(&self, service: &RunningService<RoleClient, ChangeWatcher>) {
+    fn follow_tool_changes(&self, service: &RunningService<RoleClient, Client>) {
         let peer = service.peer().clone();
         let flag = self.tools_changed.clone();
         tokio::spawn(async move {
@@ -249,31 +242,57 @@ impl Endpoint {
     }
 }
 
-/// Sends `tools/call` and waits at most `timeout`. When the time is up the server is told with
-/// `notifications/cancelled` for the request (written before this returns), so it can stop working
-/// on it; a transport too wedged to take even that is given up on after a few more seconds.
+/// Sends `tools/call` (see [`send`]). A 2026-07-28 server that needs input first answers with an
+/// input_required result: `client` answers its requests and the call is sent again with the answers
+/// and the server's state, at most `MAX_INPUT_ROUNDS` times.
 pub(super) async fn call_tool(
     peer: &Peer<RoleClient>,
+    client: &Client,
     tool: &str,
     arguments: &Map<String, Json>,
     timeout: Duration,
 ) -> Result<CallToolResult, CallError> {
-    let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments.clone());
-    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+    let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments.clone());
+    for _ in 0..MAX_INPUT_ROUNDS {
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params.clone()));
+        match send(peer, request, timeout).await? {
+            ServerResult::CallToolResult(result) => return Ok(result),
+            // A result with nothing but (optional) metadata, as rmcp's own call_tool accepts it.
+            ServerResult::EmptyResult(_) => return Ok(CallToolResult::default()),
+            ServerResult::InputRequiredResult(asked) => {
+                let answers = client
+                    .answer_all(asked.input_requests.unwrap_or_default())
+                    .map_err(|e| CallError::Service(ServiceError::McpError(e)))?;
+                params.input_responses = Some(answers);
+                params.request_state = asked.request_state;
+            }
+            _ => return Err(CallError::Service(ServiceError::UnexpectedResponse)),
+        }
+    }
+    Err(CallError::Service(
+        ServiceError::InputRequiredRoundsExceeded {
+            max_rounds: MAX_INPUT_ROUNDS,
+        },
+    ))
+}
+
+/// Sends a request and waits at most `timeout`. When the time is up the server is told with
+/// `notifications/cancelled` for the request (written before this returns), so it can stop working
+/// on it; a transport too wedged to take even that is given up on after a few more seconds. rmcp puts
+/// a progress token on every request, so servers may report progress (see `client`).
+pub(super) async fn send(
+    peer: &Peer<RoleClient>,
+    request: ClientRequest,
+    timeout: Duration,
+) -> Result<ServerResult, CallError> {
     let exchange = async {
         peer.send_request_with_option(request, PeerRequestOptions::with_timeout(timeout))
             .await?
             .await_response()
             .await
     };
-    let reply = tokio::time::timeout(timeout.saturating_add(Duration::from_secs(3)), exchange)
+    tokio::time::timeout(timeout.saturating_add(Duration::from_secs(3)), exchange)
         .await
         .map_err(|_| CallError::Unanswered(timeout))?
-        .map_err(CallError::Service)?;
-    match reply {
-        ServerResult::CallToolResult(result) => Ok(result),
-        // A result with nothing but (optional) metadata, as rmcp's own call_tool accepts it.
-        ServerResult::EmptyResult(_) => Ok(CallToolResult::default()),
-        _ => Err(CallError::Service(ServiceError::UnexpectedResponse)),
-    }
+        .map_err(CallError::Service)
 }

@@ -8,6 +8,10 @@
 //!   variables its config opts into, its `env`; never our whole environment unasked;
 //! - `stderr` — a server's stderr drained (an undrained pipe blocks it) and, when asked, forwarded as
 //!   notices, bounded per line and per second;
+//! - `client` — our side of a connection: the capabilities we declare (roots, elicitation), the answers
+//!   to the server's requests (`roots/list`, elicitation) and its log and progress notifications as
+//!   notices;
+//! - `elicitation` — a request for input answered without asking anyone, as the agent file says;
 //! - `connection` — one rmcp connection (stdio or Streamable HTTP) with lifecycle probing (modern and
 //!   legacy servers) and the tool-list-change watch;
 //! - `policy` — what a failed call does: a JSON-RPC error reply is the model's tool error, a closed
@@ -15,13 +19,20 @@
 //!   disable it;
 //! - `server` — one configured server: its current connection, calls (timed out calls send
 //!   `notifications/cancelled`), restarts;
+//! - `prompts` — a server's prompts listed for the front ends;
 //! - `result` — a CallToolResult as text for a text-only model, blobs saved under unique names;
+//! - `resources` — a server's resources as two tools, `{server}-list_resources` and
+//!   `{server}-read_resource`, so the model can follow a resource link;
 //! - `source` — the tools of every server as one `ToolSource` that follows list changes.
 
+mod client;
 mod connection;
+mod elicitation;
 mod environment;
 mod policy;
 mod process;
+mod prompts;
+mod resources;
 mod result;
 mod server;
 mod source;
@@ -30,7 +41,7 @@ mod stderr;
 pub use process::kill_all_servers;
 pub use source::McpToolSource;
 
-use crate::config::McpServerSpec;
+use crate::config::{ElicitationSpec, McpServerSpec};
 use crate::tools::Notices;
 use anyhow::{Context, Result};
 use server::McpServer;
@@ -57,6 +68,11 @@ pub struct McpSettings {
     /// Forward each stdio server's stderr lines to `notices` (rate-limited); otherwise they are read and
     /// dropped.
     pub forward_stderr: bool,
+    /// Directories servers are told they may work in (`roots/list`, as `file://` URIs): the user's
+    /// working directory and the agent's `roots:`. Each must exist.
+    pub roots: Vec<PathBuf>,
+    /// How servers' requests for input are answered (the agent's `elicitation:`).
+    pub elicitation: ElicitationSpec,
 }
 
 /// The tokio runtime that drives every MCP connection of a run; tools call into it from their threads.
@@ -109,18 +125,19 @@ pub fn start_servers(
     settings: &McpSettings,
 ) -> Result<StartedServers> {
     let runtime = McpRuntime::new()?;
+    let roots = client::roots(&settings.roots)?;
     let started: Vec<(String, bool, Result<Arc<McpServer>>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = servers
             .iter()
             .filter(|(_, spec)| !spec.disabled)
             .map(|(name, spec)| {
                 let runtime = runtime.clone();
-                let settings = settings.clone();
+                let (settings, roots) = (settings.clone(), roots.clone());
                 scope.spawn(move || {
                     (
                         name.clone(),
                         spec.required,
-                        McpServer::start(name, spec, settings, runtime),
+                        McpServer::start(name, spec, settings, runtime, roots),
                     )
                 })
             })

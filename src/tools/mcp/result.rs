@@ -159,6 +159,8 @@ mod tests {
             output_dir: dir.to_path_buf(),
             notices: Default::default(),
             forward_stderr: false,
+            roots: Vec::new(),
+            elicitation: Default::default(),
         }
     }
 

@@ -2,16 +2,23 @@
 //! policy decides (see `policy`). Restarting holds the server's lock, so calls that arrive meanwhile
 //! wait and then use the new connection.
 
-use super::connection::{Connection, Endpoint, call_tool};
+use super::client::{Client, Roots};
+use super::connection::{Connection, Endpoint, call_tool, send};
+use super::policy::CallError;
 use super::policy::{self, Health, Verdict};
 use super::result;
 use super::{McpRuntime, McpSettings};
 use crate::config::McpServerSpec;
 use crate::tools::ToolOutput;
 use anyhow::{Context, Result};
+use rmcp::model::{ClientRequest, PaginatedRequestParams, ServerCapabilities, ServerResult};
+use rmcp::{Peer, RoleClient};
 use serde_json::{Map, Value as Json};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Pages of a listing fetched at most.
+const MAX_PAGES: usize = 20;
 
 /// A server's tools as listed: name, description, input schema (untouched).
 pub(super) type Listing = Vec<(String, String, Json)>;
@@ -33,6 +40,7 @@ impl McpServer {
         spec: &McpServerSpec,
         settings: McpSettings,
         runtime: Arc<McpRuntime>,
+        roots: Roots,
     ) -> Result<Arc<Self>> {
         let endpoint = Endpoint {
             name: name.to_string(),
@@ -40,6 +48,7 @@ impl McpServer {
             settings,
             runtime,
             tools_changed: Arc::new(AtomicBool::new(false)),
+            roots,
         };
         let connection = endpoint
             .connect()
@@ -65,6 +74,28 @@ impl McpServer {
     /// Whether the server said its tools changed since the last call of this (which resets it).
     pub fn take_tools_changed(&self) -> bool {
         self.endpoint.tools_changed.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether the server (as connected now) offers resources, so it gets the resource tools.
+    pub fn offers_resources(&self) -> bool {
+        self.capabilities()
+            .is_some_and(|capabilities| capabilities.resources.is_some())
+    }
+
+    /// Whether the server (as connected now) offers prompts.
+    pub fn offers_prompts(&self) -> bool {
+        self.capabilities()
+            .is_some_and(|capabilities| capabilities.prompts.is_some())
+    }
+
+    fn capabilities(&self) -> Option<ServerCapabilities> {
+        let state = self.lock();
+        let info = state.connection.as_ref()?.peer().peer_info()?;
+        Some(info.capabilities.clone())
+    }
+
+    pub fn settings(&self) -> &McpSettings {
+        &self.endpoint.settings
     }
 
     /// Reports `text` to the user (not the model).
@@ -107,41 +138,100 @@ impl McpServer {
     /// Calls a tool. Every failure is a result for the model; the policy decides whether the server is
     /// restarted for the next call.
     pub fn call(&self, tool: &str, arguments: &Map<String, Json>) -> ToolOutput {
-        let (peer, generation) = {
+        let timeout = policy::call_timeout(
+            &self.endpoint.spec,
+            tool,
+            self.endpoint.settings.call_timeout,
+        );
+        let reply = self.exchange(tool, |peer, client| async move {
+            call_tool(&peer, &client, tool, arguments, timeout).await
+        });
+        match reply {
+            Ok(reply) => match serde_json::to_value(&reply) {
+                Ok(value) => result::to_output(&value, &self.endpoint.settings, self.name()),
+                Err(e) => ToolOutput::error(format!("Error: unreadable result from {tool}: {e}")),
+            },
+            Err(output) => output,
+        }
+    }
+
+    /// Sends another request than `tools/call` (`label`, its method, names it in errors and may have
+    /// its own `toolTimeouts` entry), with the same failure policy as a call.
+    pub fn request(&self, label: &str, request: ClientRequest) -> Result<ServerResult, ToolOutput> {
+        let settings = &self.endpoint.settings;
+        let timeout = policy::call_timeout(&self.endpoint.spec, label, settings.call_timeout);
+        match self.exchange(label, |peer, _| async move {
+            send(&peer, request, timeout).await
+        })? {
+            ServerResult::InputRequiredResult(_) => Err(ToolOutput::error(format!(
+                "Error: the MCP server {} answered {label} with a request for input (the 2026-07-28 \
+                 multi round-trip form), which this client does not answer yet.",
+                self.name()
+            ))),
+            reply => Ok(reply),
+        }
+    }
+
+    /// The entries under `key` of every page of a listing (`method`, e.g. `resources/list`; `request`
+    /// builds one page's request), at most `MAX_PAGES` pages: a server that keeps returning cursors is
+    /// cut off there.
+    pub fn list_pages(
+        &self,
+        method: &str,
+        key: &str,
+        request: impl Fn(PaginatedRequestParams) -> ClientRequest,
+    ) -> Result<Vec<Json>, ToolOutput> {
+        let mut entries = Vec::new();
+        let mut cursor = None;
+        for _ in 0..MAX_PAGES {
+            let params = PaginatedRequestParams::default().with_cursor(cursor);
+            let page =
+                serde_json::to_value(self.request(method, request(params))?).unwrap_or_default();
+            entries.extend(page[key].as_array().into_iter().flatten().cloned());
+            cursor = page["nextCursor"].as_str().map(str::to_string);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Runs one exchange on the current connection; a failure is the model's error text, after the
+    /// server was restarted or disabled as the policy says.
+    fn exchange<T, F>(
+        &self,
+        label: &str,
+        run: impl FnOnce(Peer<RoleClient>, Client) -> F,
+    ) -> Result<T, ToolOutput>
+    where
+        F: Future<Output = Result<T, CallError>>,
+    {
+        let (peer, client, generation) = {
             let state = self.lock();
             if state.health.disabled() {
-                return ToolOutput::error(format!(
+                return Err(ToolOutput::error(format!(
                     "Error: the MCP server {} kept failing and was disabled for this run.",
                     self.name()
-                ));
+                )));
             }
             let generation = state.health.generation();
             match &state.connection {
-                Some(connection) => (connection.peer(), generation),
+                Some(connection) => (connection.peer(), connection.client(), generation),
                 None => {
                     drop(state);
-                    return self.restart(
+                    return Err(self.restart(
                         generation,
                         format!("Error: the MCP server {} was not running.", self.name()),
-                    );
+                    ));
                 }
             }
         };
-        let settings = &self.endpoint.settings;
-        let timeout = policy::call_timeout(&self.endpoint.spec, tool, settings.call_timeout);
-        let outcome = self
-            .endpoint
-            .runtime
-            .block_on(call_tool(&peer, tool, arguments, timeout));
-        match outcome {
-            Ok(reply) => match serde_json::to_value(&reply) {
-                Ok(value) => result::to_output(&value, settings, self.name()),
-                Err(e) => ToolOutput::error(format!("Error: unreadable result from {tool}: {e}")),
-            },
-            Err(error) => match policy::judge(self.name(), tool, error) {
+        match self.endpoint.runtime.block_on(run(peer, client)) {
+            Ok(reply) => Ok(reply),
+            Err(error) => Err(match policy::judge(self.name(), label, error) {
                 Verdict::ToolError(text) => ToolOutput::error(text),
                 Verdict::Restart(text) => self.restart(generation, text),
-            },
+            }),
         }
     }
 

@@ -1,7 +1,10 @@
 //! The tools of every started server as one `ToolSource`: each MCP tool as a `Tool` (arguments checked
 //! against its schema before anything is sent), named `{server}-{tool}` when names collide, and the
 //! lists of servers that sent `notifications/tools/list_changed` fetched again before the next turn.
+//! Servers with resources add their two resource tools (see `resources`).
 
+use super::prompts;
+use super::resources::{self, ResourceTool};
 use super::server::{Listing, McpServer};
 use crate::tools::{Tool, ToolOutput, ToolSource};
 use serde_json::{Map, Value as Json};
@@ -57,6 +60,8 @@ impl Tool for McpTool {
 pub struct McpToolSource {
     servers: Vec<Arc<McpServer>>,
     state: Mutex<ListedTools>,
+    /// The resource tools of the servers that offer resources (fixed for the run).
+    resource_tools: Vec<Arc<ResourceTool>>,
 }
 
 /// Each server's listing and the tools made of them, kept together so a refresh rebuilds only what
@@ -69,10 +74,43 @@ struct ListedTools {
 impl McpToolSource {
     pub(super) fn new(servers: Vec<Arc<McpServer>>, listings: Vec<Listing>) -> Self {
         let tools = Self::build(&servers, &listings, &[]);
+        let resource_tools = servers
+            .iter()
+            .flat_map(resources::tools)
+            .map(Arc::new)
+            .collect();
         McpToolSource {
             servers,
             state: Mutex::new(ListedTools { listings, tools }),
+            resource_tools,
         }
+    }
+
+    /// Every server's prompts, as `prompts::listing` gives them, servers in name order.
+    pub fn prompts(&self) -> Vec<Json> {
+        self.servers
+            .iter()
+            .flat_map(|server| prompts::listing(server))
+            .collect()
+    }
+
+    /// The listed tools and the resource tools, as the registry takes them. A resource tool whose
+    /// name a server's own tool already has is left out (with a notice), so the registry never sees
+    /// two tools of one name.
+    fn all(&self, tools: &[Arc<McpTool>]) -> Vec<Arc<dyn Tool>> {
+        let mut all: Vec<Arc<dyn Tool>> =
+            tools.iter().map(|t| t.clone() as Arc<dyn Tool>).collect();
+        for tool in &self.resource_tools {
+            if tools.iter().any(|t| t.name == tool.name()) {
+                tool.server().notice(format!(
+                    "the server has its own tool named {:?}, so its resources get no such tool",
+                    tool.name()
+                ));
+            } else {
+                all.push(tool.clone());
+            }
+        }
+        all
     }
 
     /// Tools named `{server}-{tool}` when names collide across servers or the server asks for a prefix;
@@ -121,13 +159,9 @@ impl McpToolSource {
     }
 }
 
-fn as_dyn(tools: &[Arc<McpTool>]) -> Vec<Arc<dyn Tool>> {
-    tools.iter().map(|t| t.clone() as Arc<dyn Tool>).collect()
-}
-
 impl ToolSource for McpToolSource {
     fn tools(&self) -> Vec<Arc<dyn Tool>> {
-        as_dyn(&self.state.lock().unwrap_or_else(|e| e.into_inner()).tools)
+        self.all(&self.state.lock().unwrap_or_else(|e| e.into_inner()).tools)
     }
 
     fn changed_tools(&self) -> Option<Vec<Arc<dyn Tool>>> {
@@ -151,6 +185,6 @@ impl ToolSource for McpToolSource {
             return None;
         }
         state.tools = Self::build(&self.servers, &state.listings, &state.tools);
-        Some(as_dyn(&state.tools))
+        Some(self.all(&state.tools))
     }
 }

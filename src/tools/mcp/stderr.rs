@@ -21,7 +21,7 @@ pub(super) async fn drain(
     forward: bool,
 ) {
     let mut reader = BufReader::new(stderr);
-    let mut limiter = Limiter::new(Instant::now());
+    let mut limiter = Limiter::new(Instant::now(), "stderr lines");
     let mut line = Vec::new();
     while let Ok(available) = reader.fill_buf().await {
         if available.is_empty() {
@@ -52,23 +52,28 @@ pub(super) async fn drain(
     }
 }
 
-/// Lets `LINES_PER_WINDOW` lines through per `WINDOW` and counts the rest.
-struct Limiter {
+/// Lets `LINES_PER_WINDOW` lines through per `WINDOW` and counts the rest; also bounds the notices
+/// made of a server's notifications (`client`).
+pub(super) struct Limiter {
     window_start: Instant,
     sent: usize,
     dropped: usize,
+    /// What is counted when dropped ("stderr lines").
+    what: &'static str,
 }
 
 impl Limiter {
-    fn new(now: Instant) -> Self {
+    pub fn new(now: Instant, what: &'static str) -> Self {
         Limiter {
             window_start: now,
             sent: 0,
             dropped: 0,
+            what,
         }
     }
 
-    fn offer(&mut self, now: Instant, notices: &Notices, server: &str, line: &str) {
+    /// Queues `[server] line` unless this window's share is used up.
+    pub fn offer(&mut self, now: Instant, notices: &Notices, server: &str, line: &str) {
         if now.duration_since(self.window_start) >= WINDOW {
             self.flush(notices, server);
             self.window_start = now;
@@ -86,8 +91,8 @@ impl Limiter {
     fn flush(&mut self, notices: &Notices, server: &str) {
         if self.dropped > 0 {
             notices.push(format!(
-                "[{server}] ({} more stderr lines dropped)",
-                self.dropped
+                "[{server}] ({} more {} dropped)",
+                self.dropped, self.what
             ));
             self.dropped = 0;
         }
@@ -152,7 +157,7 @@ mod tests {
     fn the_limit_starts_over_each_window() {
         let notices = Notices::default();
         let start = Instant::now();
-        let mut limiter = Limiter::new(start);
+        let mut limiter = Limiter::new(start, "stderr lines");
         for _ in 0..LINES_PER_WINDOW + 5 {
             limiter.offer(start, &notices, "s", "a");
         }

@@ -1,0 +1,265 @@
+//! Our side of a connection (rmcp's `ClientHandler`): what we declare to servers and how we answer what
+//! they send us. Declared: roots (the directories the user gave) and elicitation (form mode, answered
+//! at once as `elicitation` says). Sampling is not declared: the agent's backend cannot be
+//! reached from here yet, so servers do not offer the tools that need it. Log messages at warning or
+//! above and progress reports become notices, rate-limited; the tool-list-change flag is set when the
+//! server says so.
+//!
+//! Roots, sampling and logging are deprecated by the 2026-07-28 spec but are what 2025-era servers
+//! (the reference TypeScript SDK's among them) use; rmcp marks them deprecated.
+#![expect(deprecated, reason = "roots and logging are what 2025-era servers use")]
+
+use super::elicitation;
+use super::stderr::Limiter;
+use crate::config::ElicitationSpec;
+use crate::tools::Notices;
+use anyhow::{Context, Result};
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationCapability,
+    ErrorData, FormElicitationCapability, Implementation, InputRequest, InputRequests,
+    InputResponses, ListRootsResult, LoggingLevel, LoggingMessageNotificationParam,
+    ProgressNotificationParam, Root, RootsCapabilities,
+};
+use rmcp::service::{MaybeSendFuture, NotificationContext, RequestContext};
+use rmcp::{ClientHandler, RoleClient};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Longest log or progress text kept in a notice; the rest is cut.
+const MAX_NOTICE_CHARS: usize = 500;
+
+/// What `roots/list` answers: made once per run by [`roots`], shared by every connection.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Roots(Arc<Vec<Root>>);
+
+/// The handler of one server's connection. Clones share the flag, the roots and the limiter.
+#[derive(Clone)]
+pub(super) struct Client {
+    server: String,
+    /// Set when the server says its tool list changed.
+    tools_changed: Arc<AtomicBool>,
+    roots: Roots,
+    notices: Notices,
+    limiter: Arc<Mutex<Limiter>>,
+    /// How requests for input are answered.
+    elicitation: Arc<ElicitationSpec>,
+}
+
+impl Client {
+    pub fn new(
+        server: &str,
+        tools_changed: Arc<AtomicBool>,
+        roots: Roots,
+        notices: Notices,
+        elicitation: Arc<ElicitationSpec>,
+    ) -> Self {
+        Client {
+            server: server.to_string(),
+            tools_changed,
+            roots,
+            notices,
+            limiter: Arc::new(Mutex::new(Limiter::new(Instant::now(), "notifications"))),
+            elicitation,
+        }
+    }
+
+    /// Server text as a notice: one line (control characters, terminal escapes included, become
+    /// spaces), cut to `MAX_NOTICE_CHARS`, rate-limited like stderr lines.
+    fn notice(&self, text: &str) {
+        let mut line: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(MAX_NOTICE_CHARS + 1)
+            .collect();
+        if line.chars().count() > MAX_NOTICE_CHARS {
+            line = line.chars().take(MAX_NOTICE_CHARS).collect::<String>() + " …";
+        }
+        let mut limiter = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        limiter.offer(Instant::now(), &self.notices, &self.server, line.trim());
+    }
+
+    /// The answer to a request for input (a request of its own, or one of a 2026-07-28
+    /// input_required result's); the user is told what was asked and answered.
+    pub fn elicit(&self, request: &ElicitRequestParams) -> ElicitResult {
+        let (answer, notice) = elicitation::answer(&self.elicitation, request);
+        self.notice(&notice);
+        answer
+    }
+
+    /// What `roots/list` answers.
+    pub fn root_list(&self) -> ListRootsResult {
+        ListRootsResult::new(self.roots.0.to_vec())
+    }
+
+    /// The answers to a 2026-07-28 input_required result's requests, by their keys. Sampling is not
+    /// declared, so a server that asks for it anyway gets an error for the whole call.
+    pub fn answer_all(&self, requests: InputRequests) -> Result<InputResponses, ErrorData> {
+        requests
+            .into_iter()
+            .map(|(key, request)| {
+                let answer = match request {
+                    InputRequest::Elicitation(request) => {
+                        serde_json::to_value(self.elicit(&request.params))
+                    }
+                    InputRequest::ListRoots(_) => serde_json::to_value(self.root_list()),
+                    _ => {
+                        return Err(ErrorData::invalid_request(
+                            "the server asked this client for sampling, which it did not declare",
+                            None,
+                        ));
+                    }
+                };
+                let answer = answer.map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+                Ok((key, answer))
+            })
+            .collect()
+    }
+}
+
+/// The directories as `file://` roots named after their last component; each must exist (they are
+/// made absolute and resolved, so a server sees the real place).
+pub(super) fn roots(dirs: &[PathBuf]) -> Result<Roots> {
+    let roots = dirs
+        .iter()
+        .map(|dir| {
+            let real = std::fs::canonicalize(dir).with_context(|| {
+                format!(
+                    "the root {} is not a directory that exists: fix the path in roots:",
+                    dir.display()
+                )
+            })?;
+            let uri = reqwest::Url::from_directory_path(&real).map_err(|()| {
+                anyhow::anyhow!("the root {} cannot be written as a URI", real.display())
+            })?;
+            let name = real
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| real.display().to_string());
+            Ok(Root::new(uri.to_string()).with_name(name))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Roots(Arc::new(roots)))
+}
+
+fn capabilities() -> ClientCapabilities {
+    let mut roots = RootsCapabilities::default();
+    roots.list_changed = Some(true);
+    let mut elicitation = ElicitationCapability::new();
+    elicitation.form = Some(FormElicitationCapability::new());
+    let mut capabilities = ClientCapabilities::default();
+    capabilities.roots = Some(roots);
+    capabilities.elicitation = Some(elicitation);
+    capabilities
+}
+
+impl ClientHandler for Client {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            capabilities(),
+            Implementation::new("qwen3-agent", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    fn list_roots(
+        &self,
+        _context: RequestContext<RoleClient>,
+    ) -> impl Future<Output = Result<ListRootsResult, ErrorData>> + MaybeSendFuture + '_ {
+        std::future::ready(Ok(self.root_list()))
+    }
+
+    /// Answered at once from the agent file's `elicitation:` (see `elicitation`); the user is told
+    /// what was asked and answered.
+    fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> impl Future<Output = Result<ElicitResult, ErrorData>> + MaybeSendFuture + '_ {
+        std::future::ready(Ok(self.elicit(&request)))
+    }
+
+    fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        use LoggingLevel::{Alert, Critical, Emergency, Error, Warning};
+        if matches!(params.level, Warning | Error | Critical | Alert | Emergency) {
+            let level = serde_json::to_value(params.level).unwrap_or_default();
+            let data = match &params.data {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let logger = params.logger.map(|l| format!(" {l}:")).unwrap_or_default();
+            self.notice(&format!(
+                "{}{logger} {data}",
+                level.as_str().unwrap_or("log")
+            ));
+        }
+        std::future::ready(())
+    }
+
+    fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        let amount = match params.total {
+            Some(total) => format!("{}/{total}", params.progress),
+            None => params.progress.to_string(),
+        };
+        let message = params.message.map(|m| format!(": {m}")).unwrap_or_default();
+        self.notice(&format!("progress {amount}{message}"));
+        std::future::ready(())
+    }
+
+    fn on_tool_list_changed(
+        &self,
+        _context: NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        self.tools_changed.store(true, Ordering::Relaxed);
+        std::future::ready(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_are_absolute_file_uris_of_existing_directories() {
+        let dir = std::env::temp_dir().join(format!("qwen3-agent-roots {}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let roots = roots(std::slice::from_ref(&dir)).unwrap().0;
+        assert!(roots[0].uri.starts_with("file:///"), "{}", roots[0].uri);
+        assert!(
+            roots[0].uri.contains("%20"),
+            "spaces are escaped: {}",
+            roots[0].uri
+        );
+        let back = reqwest::Url::parse(&roots[0].uri).unwrap().to_file_path();
+        assert_eq!(back.unwrap(), std::fs::canonicalize(&dir).unwrap());
+        let missing = super::roots(&[dir.join("missing")]).unwrap_err();
+        assert!(format!("{missing:#}").contains("roots:"), "{missing:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn server_text_in_notices_is_one_short_line() {
+        let notices = Notices::default();
+        let client = Client::new(
+            "srv",
+            Default::default(),
+            Default::default(),
+            notices.clone(),
+            Default::default(),
+        );
+        client.notice(&format!("evil\x1b[2J\nline {}", "x".repeat(2000)));
+        let got = notices.drain();
+        assert_eq!(got.len(), 1);
+        assert!(got[0].starts_with("[srv] evil [2J line x"), "{}", got[0]);
+        assert!(!got[0].chars().any(char::is_control));
+        assert!(got[0].chars().count() < MAX_NOTICE_CHARS + 20);
+    }
+}

@@ -1,0 +1,436 @@
+//! What a server may ask of its client, against `@modelcontextprotocol/server-everything` (npm, installed
+//! by scripts/test.sh): roots, elicitation (declined: no one can answer), progress and log
+//! notifications as notices, and resources as tools the model can call.
+
+mod common;
+
+use common::{
+    KillOnDrop, TOKENIZER, call, everything_server, free_port, python, scratch, settings,
+    tool_names, wait_for_port, write,
+};
+use qwen3_agent::config::{ElicitationChoice, ElicitationSpec, McpServerSpec};
+use qwen3_agent::tools::mcp::McpSettings;
+use qwen3_agent::tools::mcp::start_servers;
+use qwen3_agent::tools::{Notices, ToolRegistry};
+use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A registry of the one server, and the queue its notices go to.
+fn everything(spec: McpServerSpec) -> (ToolRegistry, Notices) {
+    started("everything", spec, settings(Duration::from_secs(30)))
+}
+
+/// A registry of the one server `name`, started with `settings`, and the queue its notices go to.
+fn started(name: &str, spec: McpServerSpec, settings: McpSettings) -> (ToolRegistry, Notices) {
+    let notices = settings.notices.clone();
+    let servers = BTreeMap::from([(name.to_string(), spec)]);
+    let started = start_servers(&servers, &settings).unwrap();
+    assert!(started.failures.is_empty(), "{:?}", started.failures);
+    let mut registry = ToolRegistry::new(Duration::from_secs(35));
+    registry.add_source(started.source).unwrap();
+    (registry, notices)
+}
+
+/// `qwen3-agent tools AGENT --call NAME` run in `dir`: its printed result and its stderr.
+fn call_through_the_cli(dir: &Path, agent: &Path, tool: &str) -> (Json, String) {
+    tools_command(dir, agent, &["--call", tool])
+}
+
+/// `qwen3-agent tools AGENT ARGS…` run in `dir`: its printed JSON and its stderr.
+fn tools_command(dir: &Path, agent: &Path, args: &[&str]) -> (Json, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
+        .current_dir(dir)
+        .arg("tools")
+        .arg(agent)
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
+/// An agent file in `dir` with the one server `spec` (a stdio server), `roots: [data]` and `extra`
+/// YAML.
+fn agent_with(dir: &Path, spec: &McpServerSpec, extra: &str) -> std::path::PathBuf {
+    let args: Vec<Json> = spec.args.iter().map(|a| json!(a)).collect();
+    write(
+        dir,
+        "agent.yaml",
+        &format!(
+            "name: features\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\n  script: [done]\n\
+             roots: [data]\nmcpServers:\n  everything:\n    command: {}\n    args: {}\n{extra}",
+            spec.command.as_deref().unwrap(),
+            Json::Array(args)
+        ),
+    )
+}
+
+fn directory_uri(dir: &Path) -> String {
+    reqwest::Url::from_directory_path(std::fs::canonicalize(dir).unwrap())
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn roots_are_the_working_dir_and_the_agents_roots_and_elicitation_is_declined() {
+    let marker = format!("everything-roots-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let dir = scratch("client-features", "roots");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let agent = agent_with(&dir, &spec, "");
+    let (roots, _) = call_through_the_cli(&dir, &agent, "get-roots-list");
+    let text = roots["text"].as_str().unwrap();
+    assert_eq!(roots["is_error"], false, "{roots}");
+    assert!(text.contains("(2 total)"), "{text}");
+    assert!(text.contains(&directory_uri(&dir)), "{text}");
+    assert!(text.contains(&directory_uri(&dir.join("data"))), "{text}");
+
+    let (declined, stderr) = call_through_the_cli(&dir, &agent, "trigger-elicitation-request");
+    assert_eq!(declined["is_error"], false, "{declined}");
+    let text = declined["text"].as_str().unwrap();
+    assert!(text.contains("User declined"), "{text}");
+    assert!(
+        stderr.contains("[everything] asked for input, declined"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn prompts_are_listed_by_the_cli() {
+    let marker = format!("everything-prompts-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let dir = scratch("client-features", "prompts");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let (prompts, stderr) = tools_command(&dir, &agent_with(&dir, &spec, ""), &["--prompts"]);
+    let prompts = prompts
+        .as_array()
+        .unwrap_or_else(|| panic!("{prompts} {stderr}"));
+    let names: Vec<&str> = prompts.iter().filter_map(|p| p["name"].as_str()).collect();
+    for name in ["simple-prompt", "args-prompt", "resource-prompt"] {
+        assert!(names.contains(&name), "{name} not in {names:?}");
+    }
+    assert!(
+        prompts.iter().all(|p| p["server"] == "everything"),
+        "{prompts:?}"
+    );
+    let args = prompts.iter().find(|p| p["name"] == "args-prompt").unwrap();
+    let arguments: Vec<&str> = args["arguments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert!(arguments.contains(&"city"), "{args}");
+}
+
+#[test]
+fn a_fixed_answer_is_sent_when_it_matches_the_schema_and_declined_otherwise() {
+    let marker = format!("everything-elicit-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let dir = scratch("client-features", "elicit");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let answer = "elicitation:\n  action: accept\n  content: {name: Ada Lovelace, check: true}\n";
+    let agent = agent_with(&dir, &spec, answer);
+    let (accepted, stderr) = call_through_the_cli(&dir, &agent, "trigger-elicitation-request");
+    let text = accepted["text"].as_str().unwrap();
+    assert!(text.contains("- Name: Ada Lovelace"), "{text}");
+    assert!(text.contains("- Agreed to terms: true"), "{text}");
+    assert!(
+        stderr.contains("answered with elicitation.content") && !stderr.contains("Ada"),
+        "the notice says what happened, not the answer: {stderr}"
+    );
+
+    let wrong = "elicitation:\n  action: accept\n  content: {check: yes please}\n";
+    let agent = agent_with(&dir, &spec, wrong);
+    let (declined, stderr) = call_through_the_cli(&dir, &agent, "trigger-elicitation-request");
+    assert!(
+        declined["text"].as_str().unwrap().contains("User declined"),
+        "{declined}"
+    );
+    assert!(
+        stderr.contains("does not match the requested schema")
+            && stderr.contains("required")
+            && stderr.contains("'/check'"),
+        "{stderr}"
+    );
+
+    let agent = agent_with(&dir, &spec, "elicitation: {action: cancel}\n");
+    let (cancelled, _) = call_through_the_cli(&dir, &agent, "trigger-elicitation-request");
+    assert!(
+        cancelled["text"]
+            .as_str()
+            .unwrap()
+            .contains("User cancelled"),
+        "{cancelled}"
+    );
+}
+
+#[test]
+fn an_accept_without_content_is_an_error_at_its_line() {
+    let dir = scratch("client-features", "bad-elicitation");
+    let agent = write(
+        &dir,
+        "agent.yaml",
+        &format!(
+            "name: features\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\nelicitation:\n  action: accept\n"
+        ),
+    );
+    let text = format!("{:#}", qwen3_agent::config::load_agent(&agent).unwrap_err());
+    assert!(text.contains("agent.yaml:6:3:"), "{text}");
+    assert!(text.contains("needs elicitation.content"), "{text}");
+}
+
+#[test]
+fn a_python_sdk_server_that_needs_input_gets_the_agents_answers_and_roots() {
+    let dir = scratch("client-features", "input");
+    let spec = McpServerSpec {
+        command: Some(python()),
+        args: vec![
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/mcp/input_server.py"
+            )
+            .into(),
+            format!("--marker=input-{}", std::process::id()),
+        ],
+        ..Default::default()
+    };
+    let mut settings = settings(Duration::from_secs(30));
+    settings.roots = vec![dir.clone()];
+    settings.elicitation = ElicitationSpec {
+        action: ElicitationChoice::Accept,
+        content: json!({"name": "Ada"}).as_object().cloned(),
+    };
+    let (registry, notices) = started("input", spec.clone(), settings.clone());
+    let greeted = call(&registry, "greet", json!({}));
+    assert_eq!(greeted.text, "Hello, Ada!", "{greeted:?}");
+    let roots = call(&registry, "show_roots", json!({}));
+    assert_eq!(roots.text, directory_uri(&dir), "{roots:?}");
+    let seen = notices.drain();
+    assert!(
+        seen.iter().any(|n| n
+            == "[input] asked for input, answered with elicitation.content: What is your name?"),
+        "{seen:?}"
+    );
+
+    settings.elicitation = ElicitationSpec::default();
+    let (registry, _) = started("input", spec, settings);
+    let declined = call(&registry, "greet", json!({}));
+    assert_eq!(declined.text, "No name given (decline).", "{declined:?}");
+}
+
+#[test]
+fn over_streamable_http_roots_elicitation_and_resources_work_too() {
+    let Some(stdio) = everything_server("unused") else {
+        return;
+    };
+    let port = free_port();
+    let _server = KillOnDrop(
+        std::process::Command::new("node")
+            .args([stdio.args[0].as_str(), "streamableHttp"])
+            .env("PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port, "server-everything over Streamable HTTP");
+    let dir = scratch("client-features", "http");
+    let mut settings = settings(Duration::from_secs(30));
+    settings.roots = vec![dir.clone()];
+    let spec = McpServerSpec {
+        kind: Some("http".into()),
+        url: Some(format!("http://127.0.0.1:{port}/mcp")),
+        ..Default::default()
+    };
+    let (registry, notices) = started("everything", spec, settings);
+    let roots = call(&registry, "get-roots-list", json!({}));
+    assert!(roots.text.contains(&directory_uri(&dir)), "{roots:?}");
+    let declined = call(&registry, "trigger-elicitation-request", json!({}));
+    assert!(declined.text.contains("User declined"), "{declined:?}");
+    let seen = notices.drain();
+    assert!(
+        seen.iter()
+            .any(|n| n.starts_with("[everything] asked for input, declined")),
+        "{seen:?}"
+    );
+    let read = call(
+        &registry,
+        "everything-read_resource",
+        json!({"uri": "demo://resource/dynamic/text/3"}),
+    );
+    assert!(read.text.starts_with("Resource 3: "), "{read:?}");
+}
+
+#[test]
+fn a_root_that_does_not_exist_is_an_error_at_its_line() {
+    let dir = scratch("client-features", "bad-root");
+    let agent = write(
+        &dir,
+        "agent.yaml",
+        &format!(
+            "name: features\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\nroots:\n  - missing\n"
+        ),
+    );
+    let error = qwen3_agent::config::load_agent(&agent).unwrap_err();
+    let text = format!("{error:#}");
+    assert!(text.contains("agent.yaml:5:1:"), "{text}");
+    assert!(text.contains("missing is not a directory"), "{text}");
+}
+
+#[test]
+fn progress_and_warnings_become_notices() {
+    let marker = format!("everything-notices-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let (registry, notices) = everything(spec);
+    let done = call(
+        &registry,
+        "trigger-long-running-operation",
+        json!({"duration": 1, "steps": 2}),
+    );
+    assert!(!done.is_error, "{done:?}");
+    let seen = notices.drain();
+    for step in ["[everything] progress 1/2", "[everything] progress 2/2"] {
+        assert!(seen.iter().any(|n| n == step), "{step} not in {seen:?}");
+    }
+
+    let started = call(&registry, "toggle-simulated-logging", json!({}));
+    assert!(!started.is_error, "{started:?}");
+    // The server logs a message of a random level now and every 5 s after: wait for one at warning
+    // or above, and check that nothing below warning came through on the way.
+    let levels = ["warning", "error", "critical", "alert", "emergency"];
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline
+        && !seen.iter().any(|n: &String| {
+            levels
+                .iter()
+                .any(|l| n.starts_with(&format!("[everything] {l} ")))
+        })
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        seen.extend(notices.drain());
+    }
+    call(&registry, "toggle-simulated-logging", json!({}));
+    let logged: Vec<&String> = seen
+        .iter()
+        .filter(|n| {
+            levels
+                .iter()
+                .any(|l| n.starts_with(&format!("[everything] {l} ")))
+        })
+        .collect();
+    assert!(!logged.is_empty(), "no warning in {seen:?}");
+    assert!(
+        logged.iter().all(|n| n.contains("-level message")),
+        "{logged:?}"
+    );
+    for quiet in ["debug", "info", "notice"] {
+        let prefix = format!("[everything] {quiet} ");
+        assert!(!seen.iter().any(|n| n.starts_with(&prefix)), "{seen:?}");
+    }
+}
+
+#[test]
+fn resources_are_listed_and_read_and_resource_links_can_be_followed() {
+    let marker = format!("everything-resources-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let (registry, _) = everything(spec);
+    let names = tool_names(&registry);
+    for tool in ["everything-list_resources", "everything-read_resource"] {
+        assert!(names.iter().any(|n| n == tool), "{tool} not in {names:?}");
+    }
+
+    let listed = call(&registry, "everything-list_resources", json!({}));
+    assert!(!listed.is_error, "{listed:?}");
+    let listing: Json = serde_json::from_str(&listed.text).unwrap();
+    let document = listing["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["uri"].as_str())
+        .find(|uri| uri.starts_with("demo://resource/static/document/"))
+        .unwrap_or_else(|| panic!("no static document in {listing}"))
+        .to_string();
+    let templates: Vec<&str> = listing["resourceTemplates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["uriTemplate"].as_str())
+        .collect();
+    assert!(
+        templates.contains(&"demo://resource/dynamic/text/{resourceId}"),
+        "{templates:?}"
+    );
+    let read = call(
+        &registry,
+        "everything-read_resource",
+        json!({"uri": document}),
+    );
+    assert!(!read.is_error && !read.text.trim().is_empty(), "{read:?}");
+
+    let links = call(&registry, "get-resource-links", json!({"count": 2}));
+    assert!(!links.is_error, "{links:?}");
+    let linked: Vec<&str> = links
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("[resource link: ")?.strip_suffix(']'))
+        .collect();
+    assert_eq!(
+        linked,
+        [
+            "demo://resource/dynamic/blob/1",
+            "demo://resource/dynamic/text/2"
+        ]
+    );
+    let text = call(
+        &registry,
+        "everything-read_resource",
+        json!({"uri": linked[1]}),
+    );
+    assert!(
+        !text.is_error
+            && text
+                .text
+                .starts_with("Resource 2: This is a plaintext resource"),
+        "{text:?}"
+    );
+    let blob = call(
+        &registry,
+        "everything-read_resource",
+        json!({"uri": linked[0]}),
+    );
+    assert!(!blob.is_error && blob.files.len() == 1, "{blob:?}");
+    let bytes = std::fs::read(&blob.files[0]).unwrap();
+    assert!(
+        bytes.starts_with(b"Resource 1: This is a base64 blob"),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    std::fs::remove_file(&blob.files[0]).unwrap();
+
+    let unknown = call(
+        &registry,
+        "everything-read_resource",
+        json!({"uri": "demo://resource/dynamic/text/0"}),
+    );
+    assert!(unknown.is_error, "{unknown:?}");
+    let no_uri = call(&registry, "everything-read_resource", json!({}));
+    assert!(
+        no_uri.is_error && no_uri.text.contains("needs a uri"),
+        "{no_uri:?}"
+    );
+}
