@@ -15,6 +15,7 @@ pub struct Metrics {
     completion_tokens: AtomicU64,
     latency_micros: AtomicU64,
     latency_count: AtomicU64,
+    cancelled: AtomicU64,
 }
 
 impl Metrics {
@@ -39,6 +40,12 @@ impl Metrics {
             .fetch_add(cached as u64, Ordering::Relaxed);
         self.completion_tokens
             .fetch_add(completion as u64, Ordering::Relaxed);
+    }
+
+    /// A request whose client left before its answer was complete (its generation was stopped, or
+    /// never started).
+    pub fn cancelled(&self) {
+        self.cancelled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The exposition text; `queued` is the number of requests waiting now.

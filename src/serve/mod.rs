@@ -90,7 +90,7 @@ struct Served {
     worker: Worker,
     model: String,
     api_key: Option<String>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 /// Loads the backend, binds, reports the address to `on_listening`, and serves until the process
@@ -109,12 +109,13 @@ pub fn serve(
         );
     }
     let model = served_name(&definition);
-    let worker = Worker::start(definition, assemble, options.queue)?;
+    let metrics = Arc::new(Metrics::default());
+    let worker = Worker::start(definition, assemble, options.queue, metrics.clone())?;
     let served = Arc::new(Served {
         worker,
         model,
         api_key: options.api_key,
-        metrics: Metrics::default(),
+        metrics,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -217,10 +218,8 @@ impl Drop for CancelOnDrop {
 async fn chat_completions(State(served): State<Arc<Served>>, body: Bytes) -> Response {
     let started = Instant::now();
     match start(&served, &body) {
-        Ok((request, events, cancel)) if request.stream => {
-            stream(served, request, events, cancel, started).await
-        }
-        Ok((_, events, cancel)) => complete(served, events, cancel, started).await,
+        Ok(queued) if queued.stream => stream(served, queued, started).await,
+        Ok(queued) => complete(served, queued.events, queued.cancel, started).await,
         Err(error) => {
             served
                 .metrics
@@ -232,8 +231,16 @@ async fn chat_completions(State(served): State<Arc<Served>>, body: Bytes) -> Res
 
 type Events = tokio::sync::mpsc::UnboundedReceiver<WorkerEvent>;
 
+/// A request in the engine's queue, as its handler holds it.
+struct Queued {
+    stream: bool,
+    include_usage: bool,
+    events: Events,
+    cancel: CancelOnDrop,
+}
+
 /// Parses and queues a request.
-fn start(served: &Served, body: &[u8]) -> Result<(ChatRequest, Events, CancelOnDrop), ApiError> {
+fn start(served: &Served, body: &[u8]) -> Result<Queued, ApiError> {
     let request = ChatRequest::parse(body)?;
     if let Some(model) = &request.model
         && *model != served.model
@@ -252,12 +259,18 @@ fn start(served: &Served, body: &[u8]) -> Result<(ChatRequest, Events, CancelOnD
     }
     let (sender, events) = tokio::sync::mpsc::unbounded_channel();
     let cancel = Arc::new(AtomicBool::new(false));
+    let (stream, include_usage) = (request.stream, request.include_usage);
     served.worker.submit(Job {
-        request: request.clone(),
+        request,
         events: sender,
         cancel: cancel.clone(),
     })?;
-    Ok((request, events, CancelOnDrop(cancel)))
+    Ok(Queued {
+        stream,
+        include_usage,
+        events,
+        cancel: CancelOnDrop(cancel),
+    })
 }
 
 /// The end of a request: its metrics, its answer or error.
@@ -316,13 +329,13 @@ fn engine_gone() -> ApiError {
 /// engine's first event, so a request refused before generating (a prompt beyond the context) is
 /// still an HTTP error; a failure while generating is sent as an `{"error"}` event. Dropping the
 /// stream (the client left) cancels the request.
-async fn stream(
-    served: Arc<Served>,
-    request: ChatRequest,
-    mut events: Events,
-    cancel: CancelOnDrop,
-    started: Instant,
-) -> Response {
+async fn stream(served: Arc<Served>, queued: Queued, started: Instant) -> Response {
+    let Queued {
+        mut events,
+        cancel,
+        include_usage,
+        ..
+    } = queued;
     struct State {
         served: Arc<Served>,
         events: Events,
@@ -349,7 +362,7 @@ async fn stream(
         served,
         events,
         chunks,
-        include_usage: request.include_usage,
+        include_usage,
         started,
         pending: [role].into(),
         done: false,

@@ -3,6 +3,7 @@
 //! executor; the handlers wait on a channel instead.
 
 use super::error::ApiError;
+use super::metrics::Metrics;
 use super::request::ChatRequest;
 use crate::agent::assemble::{AssembleOptions, build_backend};
 use crate::agent::{DEFAULT_MAX_NEW_TOKENS, soft_switch_allows_thinking};
@@ -44,6 +45,7 @@ impl Worker {
         definition: ResolvedAgent,
         options: AssembleOptions,
         queue: usize,
+        metrics: Arc<Metrics>,
     ) -> Result<Self> {
         let (jobs, inbox) = mpsc::sync_channel::<Job>(queue);
         let (ready, started) = mpsc::channel();
@@ -63,9 +65,14 @@ impl Worker {
                 for job in inbox {
                     depth.fetch_sub(1, Ordering::Relaxed);
                     if job.cancel.load(Ordering::Relaxed) {
+                        metrics.cancelled();
                         continue;
                     }
                     let result = answer(backend.as_mut(), &defaults, &job);
+                    // Until `Done` is sent the handler holds the flag, so it is set only if the client left.
+                    if job.cancel.load(Ordering::Relaxed) {
+                        metrics.cancelled();
+                    }
                     let _ = job.events.send(WorkerEvent::Done(Box::new(result)));
                 }
             })
