@@ -92,6 +92,12 @@ impl Metrics {
             "Generated tokens.",
             load(&self.completion_tokens),
         );
+        counter(
+            &mut out,
+            "qwen3_agent_cancelled_total",
+            "Requests whose client left before the answer was complete.",
+            load(&self.cancelled),
+        );
         let _ = writeln!(
             out,
             "# HELP qwen3_agent_queue_depth Requests waiting for the engine.\n\
