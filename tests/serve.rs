@@ -259,6 +259,11 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
             Some("model"),
         ),
         (&long, 400, Some("messages")),
+        (
+            &long.replacen('{', r#"{"stream": true, "#, 1),
+            400,
+            Some("messages"),
+        ),
     ];
     for (body, status, param) in refusals {
         let (got, error, _) = chat(body);
@@ -310,11 +315,11 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
         .unwrap();
     for line in [
         "qwen3_agent_requests_total{status=\"200\"} 2",
-        "qwen3_agent_requests_total{status=\"400\"} 8",
+        "qwen3_agent_requests_total{status=\"400\"} 9",
         "qwen3_agent_requests_total{status=\"404\"} 1",
         "qwen3_agent_requests_total{status=\"500\"} 1",
         "qwen3_agent_queue_depth 0",
-        "qwen3_agent_request_duration_seconds_count 12",
+        "qwen3_agent_request_duration_seconds_count 13",
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
@@ -336,8 +341,15 @@ fn an_api_key_is_required_when_set_and_for_a_public_bind() {
     );
 
     let env = [("QWEN3_AGENT_TEST_KEY", "s3cret-key")];
-    let server = start(&agent, &["--api-key-env", "QWEN3_AGENT_TEST_KEY"], &env);
-    let body = r#"{"messages": [{"role": "user", "content": "hi"}], "enable_thinking": false}"#;
+    let flags = [
+        "--api-key-env",
+        "QWEN3_AGENT_TEST_KEY",
+        "--served-model-name",
+        "qwen3-8b",
+    ];
+    let server = start(&agent, &flags, &env);
+    let body = r#"{"model": "qwen3-8b", "messages": [{"role": "user", "content": "hi"}],
+                   "enable_thinking": false}"#;
     for header in [&[][..], &["Authorization: Bearer wrong-key"]] {
         let (status, error, _) = http(server.port, "POST", "/v1/chat/completions", header, body);
         assert_eq!(status, 401, "{error}");

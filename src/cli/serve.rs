@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// Requests that may wait while one is answered; more get 503 with Retry-After.
     #[arg(long, default_value_t = 64, value_parser = check::flag(|n| check::count(n, 1 << 16)))]
     queue: usize,
+    /// The model id clients send and /v1/models lists (default: the model's directory name or hub id,
+    /// or the agent's name).
+    #[arg(long, value_name = "NAME")]
+    served_model_name: Option<String>,
 }
 
 pub fn serve_command(args: ServeArgs) -> Result<()> {
@@ -47,6 +51,7 @@ pub fn serve_command(args: ServeArgs) -> Result<()> {
         port: args.port,
         api_key,
         queue: args.queue,
+        model_name: args.served_model_name,
     };
     serve(
         definition,

@@ -41,6 +41,8 @@ pub struct ServeOptions {
     pub api_key: Option<String>,
     /// Requests that may wait behind the one being answered; more get 503.
     pub queue: usize,
+    /// The model id clients must name (vLLM's `--served-model-name`); None: `served_name`.
+    pub model_name: Option<String>,
 }
 
 /// The largest request body: long conversations with tool results fit; beyond it the answer is 413.
@@ -108,7 +110,9 @@ pub fn serve(
             options.host
         );
     }
-    let model = served_name(&definition);
+    let model = options
+        .model_name
+        .unwrap_or_else(|| served_name(&definition));
     let metrics = Arc::new(Metrics::default());
     let worker = Worker::start(definition, assemble, options.queue, metrics.clone())?;
     let served = Arc::new(Served {
