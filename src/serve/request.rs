@@ -50,6 +50,7 @@ impl ChatRequest {
                 "only n=1 is supported: send one request per completion",
             ));
         }
+        unsupported(&body)?;
         let tools = tools(&body)?;
         let stream: Option<bool> = field(&body, "stream")?;
         let options: Option<Map<String, Json>> = field(&body, "stream_options")?;
@@ -147,6 +148,30 @@ fn generate(body: &Map<String, Json>) -> Result<(GenerateSpec, bool), ApiError> 
     Ok((spec, max_tokens.is_some()))
 }
 
+/// Options that would change what the answer must be, which this server cannot honour yet: refused
+/// rather than ignored, so a client never takes free text for schema-checked output.
+fn unsupported(body: &Map<String, Json>) -> Result<(), ApiError> {
+    let format: Option<Map<String, Json>> = field(body, "response_format")?;
+    if let Some(kind) = format.as_ref().and_then(|f| f.get("type"))
+        && kind != "text"
+    {
+        return Err(ApiError::invalid(
+            "response_format",
+            format!(
+                "response_format {kind} is not supported yet (it needs constrained decoding): leave \
+                 it out, or describe the format in the prompt"
+            ),
+        ));
+    }
+    if field::<bool>(body, "logprobs")? == Some(true) {
+        return Err(ApiError::invalid(
+            "logprobs",
+            "logprobs are not supported yet: leave `logprobs` out",
+        ));
+    }
+    Ok(())
+}
+
 /// The tools to render: none when `tool_choice` is "none"; forced choices need constrained decoding.
 fn tools(body: &Map<String, Json>) -> Result<Vec<Json>, ApiError> {
     let tools: Vec<Json> = field(body, "tools")?.unwrap_or_default();
@@ -204,6 +229,10 @@ fn messages(body: &Map<String, Json>) -> Result<Vec<Message>, ApiError> {
                 ));
             };
             let mut message = message.clone();
+            // Newer OpenAI clients send the system prompt as `developer`.
+            if message.get("role").and_then(Json::as_str) == Some("developer") {
+                message.insert("role".into(), "system".into());
+            }
             if let Some(reasoning) = message.remove("reasoning")
                 && !message.contains_key("reasoning_content")
             {
@@ -279,6 +308,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(request.messages[0], Message::system("be brief"));
+        let developer = parse(r#"{"messages": [{"role": "developer", "content": "x"}]}"#).unwrap();
+        assert_eq!(developer.messages, [Message::system("x")]);
         let Message::Assistant {
             reasoning_content,
             tool_calls,
@@ -322,6 +353,11 @@ mod tests {
                 "messages[0]",
             ),
             (r#"{"messages": []}"#.into(), "messages"),
+            (
+                format!("{{{user}, \"response_format\": {{\"type\": \"json_object\"}}}}"),
+                "response_format",
+            ),
+            (format!("{{{user}, \"logprobs\": true}}"), "logprobs"),
         ] {
             let error = parse(&body).unwrap_err();
             assert_eq!(error.param.as_deref(), Some(param), "{body}: {error:?}");
