@@ -79,3 +79,25 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_have_openai_shape_and_a_full_queue_says_when_to_retry() {
+        let error = ApiError::invalid("top_p", "top_p must be above 0");
+        assert_eq!(
+            error.body(),
+            json!({"error": {"message": "top_p must be above 0", "type": "invalid_request_error",
+                             "param": "top_p", "code": null}})
+        );
+        let busy = ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy")
+        };
+        let response = busy.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+}

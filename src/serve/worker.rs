@@ -168,3 +168,40 @@ fn answer(
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> Job {
+        let request = ChatRequest::parse(br#"{"messages": [{"role": "user", "content": "hi"}]}"#)
+            .expect("a valid request");
+        Job {
+            request,
+            events: tokio::sync::mpsc::unbounded_channel().0,
+            cancel: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_is_a_503_to_retry_and_a_stopped_engine_a_500() {
+        let (jobs, inbox) = mpsc::sync_channel(2);
+        let worker = Worker {
+            jobs,
+            queued: Arc::default(),
+        };
+        worker.submit(job()).unwrap();
+        worker.submit(job()).unwrap();
+        let full = worker.submit(job()).unwrap_err();
+        assert_eq!(
+            (full.status, full.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, Some(1))
+        );
+        assert!(full.message.contains("--queue"), "{}", full.message);
+        assert_eq!(worker.queued.load(Ordering::Relaxed), 2);
+        drop(inbox);
+        let stopped = worker.submit(job()).unwrap_err();
+        assert_eq!(stopped.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(worker.queued.load(Ordering::Relaxed), 2);
+    }
+}
