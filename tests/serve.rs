@@ -282,11 +282,13 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     assert_eq!(answer["choices"][0]["message"]["content"], "One.");
     assert_eq!(answer["object"], "chat.completion");
 
-    let (status, error, _) = http(port, "GET", "/v1/nothing", &[], "");
-    assert_eq!(
-        (status, error["error"]["type"].as_str()),
-        (404, Some("not_found_error"))
-    );
+    for (method, path) in [("GET", "/v1/nothing"), ("GET", "/v1/chat/completions")] {
+        let (status, error, _) = http(port, method, path, &[], "");
+        assert_eq!(
+            (status, error["error"]["type"].as_str()),
+            (404, Some("not_found_error"))
+        );
+    }
     let (status, models, _) = http(port, "GET", "/v1/models", &[], "");
     assert_eq!(
         (status, &models["data"][0]["id"]),

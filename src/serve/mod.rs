@@ -17,6 +17,7 @@ use crate::config::{self, BackendKind, ResolvedAgent};
 use anyhow::{Context, Result, bail};
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -147,6 +148,7 @@ fn router(served: Arc<Served>) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
         .layer(middleware::from_fn_with_state(served.clone(), authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(served)
@@ -184,6 +186,7 @@ fn same_secret(given: &str, key: &str) -> bool {
             == 0
 }
 
+/// An unknown route, or a known one with the wrong method (both 404, as OpenAI answers).
 async fn not_found(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -219,9 +222,22 @@ impl Drop for CancelOnDrop {
     }
 }
 
-async fn chat_completions(State(served): State<Arc<Served>>, body: Bytes) -> Response {
+async fn chat_completions(
+    State(served): State<Arc<Served>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
-    match start(&served, &body) {
+    let body = body.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            format!(
+                "the request body could not be read ({}); bodies may be at most {} MiB",
+                rejection.body_text(),
+                MAX_BODY_BYTES >> 20
+            ),
+        )
+    });
+    match body.and_then(|body| start(&served, &body)) {
         Ok(queued) if queued.stream => stream(served, queued, started).await,
         Ok(queued) => complete(served, queued.events, queued.cancel, started).await,
         Err(error) => {
