@@ -3,9 +3,14 @@
 # there (6 GB; not carried). BIN is the CUDA build (scripts/build-cuda.sh); results go to $OUT.
 #   scripts/cuda/device-run.sh BIN [check|bench|all]
 #   scripts/cuda/device-run.sh BIN ab [VARIANT ...]
-# ab: decode after 512 tokens for each VARIANT in turn, ROUNDS times (default 2), so variants measured in
-# one command share the machine's state; a variant is a command prefix run with bash: another binary, or
-# "QWEN3_AGENT_CUDA_OVERLAP=0 BIN". Without variants: BIN with the kernel overlap on and off.
+#   scripts/cuda/device-run.sh BIN sampling
+# ab: decode after DEPTH tokens (default 512; GEN tokens, default 128) for each VARIANT in turn, ROUNDS
+# times (default 2), so variants measured in one command share the machine's state; a variant is a
+# command prefix run with bash (another binary, or "QWEN3_AGENT_CUDA_OVERLAP=0 BIN"), optionally followed
+# by " -- " and bench flags ("BIN -- --temperature 0.6"). Without variants: BIN with the kernel overlap
+# on and off.
+# sampling: ab over greedy, sampled with the thinking defaults (on the device, and on the host as before
+# sample.rs), thinking + presence_penalty 1.5, and the non-thinking defaults.
 set -uo pipefail
 bin=${1:?usage: device-run.sh BIN [check|bench|all] | device-run.sh BIN ab [VARIANT ...]}
 what=${2:-all}
@@ -25,6 +30,12 @@ if [[ $what == bench || $what == all ]]; then
       2>&1 | tee -a "$out/bench.txt" || status=1
   done
 fi
+if [[ $what == sampling ]]; then
+  thinking="--temperature 0.6 --top-k 20 --top-p 0.95"
+  set -- "$bin" ab "$bin" "$bin -- $thinking" "QWEN3_AGENT_CUDA_DEVICE_SAMPLING=0 $bin -- $thinking" \
+    "$bin -- $thinking --presence-penalty 1.5" "$bin -- --temperature 0.7 --top-k 20 --top-p 0.8"
+  what=ab
+fi
 if [[ $what == ab ]]; then
   shift 2
   variants=("$@")
@@ -33,8 +44,11 @@ if [[ $what == ab ]]; then
   [[ -d $model ]] || "$bin" synth --preset qwen3-8b --out "$model"
   for ((round = 1; round <= ${ROUNDS:-2}; round++)); do
     for variant in "${variants[@]}"; do
-      bash -c "$variant bench --device cuda --model $model --prompt-tokens 512 --gen-tokens 128 \
-        --context-length 4096" 2>&1 | grep -E '^load' | sed "s|^|[$variant] |" | tee -a "$out/ab.txt" || status=1
+      prefix=${variant%% -- *}
+      flags=; [[ $variant == *" -- "* ]] && flags=${variant#* -- }
+      bash -c "$prefix bench --device cuda --model $model --depth ${DEPTH:-512} --gen-tokens ${GEN:-128} \
+        --context-length 4096 $flags" 2>&1 | grep -E '^load' | sed "s|^|[$variant] |" | tee -a "$out/ab.txt" \
+        || status=1
     done
   done
 fi

@@ -9,7 +9,8 @@ use super::Agent;
 use crate::backend::{Backend, LocalBackend, OpenAiBackend, ScriptedBackend};
 use crate::chat::{ChatTemplate, Tokenizer};
 use crate::config::{self, BackendKind, McpServerSpec, ResolvedAgent};
-use crate::engine::Engine;
+use crate::engine::{Engine, PrefillProgress};
+use crate::model::hub::Download;
 use crate::model::{GenerationConfig, LoadOptions};
 use crate::tools::ToolRegistry;
 use crate::tools::mcp::{self, McpSettings};
@@ -35,6 +36,8 @@ const MCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What happens while an agent is built, for the caller to show (a progress bar, a log line).
 pub enum AssembleEvent<'a> {
+    /// A file of the local model being downloaded from the hub (an 8B checkpoint is 5.7 GB).
+    Downloading(Download<'a>),
     /// The local model's layers being loaded: `done` of `total`.
     LoadingModel {
         dir: &'a Path,
@@ -55,6 +58,9 @@ pub struct AssembleOptions {
     pub on_event: Box<dyn Fn(AssembleEvent) + Send + Sync>,
     /// Pass each stdio MCP server's stderr lines on as notices (otherwise they are read and dropped).
     pub forward_server_stderr: bool,
+    /// Makes the callback a local model's engine reports each later prefill to (a long prompt takes
+    /// seconds to minutes on a CPU); None: prefills are not reported.
+    pub prefill_progress: Option<fn() -> PrefillProgress>,
 }
 
 impl AssembleOptions {
@@ -64,6 +70,7 @@ impl AssembleOptions {
             output_dir,
             on_event: Box::new(|_| {}),
             forward_server_stderr: false,
+            prefill_progress: None,
         }
     }
 
@@ -124,8 +131,10 @@ pub fn build_backend(
                 "model.path",
                 "the local backend loads the model from this directory or hub id",
             )?;
-            let dir = &crate::model::hub::resolve_model_dir(path)
-                .with_context(|| format!("{source}: model.path"))?;
+            let dir = &crate::model::hub::resolve_model_dir_reporting(path, &mut |download| {
+                (options.on_event)(AssembleEvent::Downloading(download))
+            })
+            .with_context(|| format!("{source}: model.path"))?;
             let template = ChatTemplate::from_model_dir(dir)?;
             let tokenizer = Tokenizer::from_model_dir(dir)?;
             let load = LoadOptions {
@@ -138,11 +147,10 @@ pub fn build_backend(
                 (options.on_event)(AssembleEvent::LoadingModel { dir, done, total })
             })?;
             let generation = GenerationConfig::load(dir)?;
+            let mut engine = Engine::from_decoder(decoder);
+            engine.set_prefill_progress(options.prefill_progress.map(|make| make()));
             Ok(Box::new(LocalBackend::new(
-                template,
-                tokenizer,
-                Engine::from_decoder(decoder),
-                generation,
+                template, tokenizer, engine, generation,
             )))
         }
         BackendKind::Openai => {

@@ -1,4 +1,4 @@
-//! The built-in CPU engine as a backend: renders with the model's template, generates with KV-prefix
+//! The built-in engine (CPU or GPU, `model.device`) as a backend: renders with the model's template, generates with KV-prefix
 //! reuse across rounds, parses while streaming.
 
 use super::{Backend, BackendRequest, BackendResponse, ContextUse, render_prompt};

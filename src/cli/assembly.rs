@@ -1,6 +1,6 @@
 //! The CLI's side of building an agent: tool files go to `qwen3-agent-output/` under the working
-//! directory, the model's load is drawn as `progress::loading`'s bar, and the servers starting and the
-//! notices are told on stderr.
+//! directory, the model's download, load and long prefills are drawn as `progress`'s bars, and the
+//! servers starting and the notices are told on stderr.
 
 use super::progress;
 use anyhow::{Context, Result};
@@ -21,9 +21,14 @@ pub fn assemble_options(
         .join(OUTPUT_DIR);
     // The load's bar, until its last step (dropping it clears it).
     let loading = Mutex::new(None);
+    let downloading = Mutex::new(progress::downloading());
     let mut options = AssembleOptions::new(output_dir);
     options.forward_server_stderr = std::env::var_os(FORWARD_STDERR).is_some();
+    options.prefill_progress = Some(progress::prefilling);
     Ok(options.with_events(move |event| match event {
+        AssembleEvent::Downloading(report) => {
+            (downloading.lock().unwrap_or_else(|e| e.into_inner()))(report)
+        }
         AssembleEvent::LoadingModel { dir, done, total } => {
             let mut bar = loading.lock().unwrap_or_else(|e| e.into_inner());
             bar.get_or_insert_with(|| progress::loading(dir))(done, total);
@@ -40,5 +45,5 @@ pub fn assemble_options(
 
 /// A notice on stderr, as every command shows them.
 pub fn print_notice(text: &str) {
-    eprintln!("note: {text}");
+    eprintln!("note: {}", super::printer::printable(text));
 }

@@ -4,7 +4,7 @@
 //! second time before the answer has stopped) ends the program, as SIGTERM does.
 
 use super::assembly::{assemble_options, print_notice};
-use super::printer::Printer;
+use super::printer::{Printer, printable};
 use super::signals::{Mode, Signals};
 use anyhow::Result;
 use clap::Args;
@@ -73,7 +73,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         history = match outcome {
             Ok(result) => result.messages,
             Err(failure) => {
-                eprintln!("error: {failure}");
+                eprintln!("error: {}", printable(&failure.to_string()));
                 eprintln!("(the conversation is kept: /retry to try again)");
                 failure.messages
             }

@@ -1,4 +1,4 @@
-//! Command-line interface: one subcommand per user task, each in its own file, plus what several share
+//! Command-line interface: subcommands grouped by task, one file per group, plus what several share
 //! (the terminal printer, agent assembly with progress, signal handling). The library does the work.
 
 mod assembly;
@@ -56,7 +56,8 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 stopped.0.exit_code().into()
             }
             None => {
-                eprintln!("error: {error:#}");
+                // An error may quote a server's reply or a tool's output.
+                eprintln!("error: {}", printer::printable(&format!("{error:#}")));
                 std::process::ExitCode::FAILURE
             }
         },

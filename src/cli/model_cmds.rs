@@ -355,10 +355,29 @@ pub fn quantize(args: QuantizeArgs) -> Result<()> {
 pub struct BenchArgs {
     #[arg(long)]
     model: PathBuf,
-    #[arg(long, default_value_t = 512, value_parser = flag(check::tokens))]
+    /// Prompt length (random ids): prefill speed is measured over it from an empty cache, and decode
+    /// then runs after these many cached tokens, so --depth N measures decode at context depth N.
+    #[arg(long, visible_alias = "depth", default_value_t = 512, value_parser = flag(check::tokens))]
     prompt_tokens: usize,
     #[arg(long, default_value_t = 128, value_parser = flag(check::tokens))]
     gen_tokens: usize,
+    /// Sampling temperature; 0 (the default) decodes greedily. Sampled decode uses the flags below,
+    /// whose defaults are Qwen3's thinking mode (top-k 20, top-p 0.95, min-p 0).
+    #[arg(long, default_value_t = 0.0, value_parser = flag(check::temperature))]
+    temperature: f32,
+    /// 0: no top-k (every token is a candidate).
+    #[arg(long, default_value_t = 20)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0.95, value_parser = flag(check::top_p))]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.0, value_parser = flag(check::min_p))]
+    min_p: f32,
+    #[arg(long, default_value_t = 0.0, value_parser = flag(check::presence_penalty))]
+    presence_penalty: f32,
+    #[arg(long, default_value_t = 1.0, value_parser = flag(check::repetition_penalty))]
+    repetition_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     #[arg(long, value_parser = flag(threads))]
     threads: Option<usize>,
     /// Also run an agent-like sequence of 4 growing prompts and report how many tokens were prefilled.
@@ -399,12 +418,20 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
         .map(|_| (rng.next_u64() % vocab.min(150000)) as u32)
         .collect();
     let mut engine = Engine::from_decoder(decoder);
-    let greedy = SamplingParams::greedy();
+    let sampling = SamplingParams {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        presence_penalty: args.presence_penalty,
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed,
+    };
     // Warm-up: the first pass pays for one-time setup (GPU module load, cuBLAS plans, page faults).
     let warm: Vec<u32> = (0..16).map(|i| i % vocab as u32).collect();
-    engine.generate(&warm, 4, greedy, &[], |_| ControlFlow::Continue(()))?;
+    engine.generate(&warm, 4, sampling, &[], |_| ControlFlow::Continue(()))?;
     engine.clear_cache();
-    let generation = engine.generate(&prompt, args.gen_tokens, greedy, &[], |_| {
+    let generation = engine.generate(&prompt, args.gen_tokens, sampling, &[], |_| {
         ControlFlow::Continue(())
     })?;
     let t = &generation.timings;
@@ -413,7 +440,7 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
         let mut history = prompt.clone();
         for round in 0..4 {
             history.extend((0..200).map(|_| (rng.next_u64() % vocab.min(150000)) as u32));
-            let g = engine.generate(&history, 8, greedy, &[], |_| ControlFlow::Continue(()))?;
+            let g = engine.generate(&history, 8, sampling, &[], |_| ControlFlow::Continue(()))?;
             rounds.push(json!({"round": round + 1, "prompt_tokens": history.len(),
                 "reused_tokens": g.timings.reused_tokens, "prefilled_tokens": g.timings.prefill_tokens,
                 "prefill_ms": g.timings.prefill_ms}));
@@ -434,8 +461,12 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
         "load_s": load_s,
         "prompt_tokens": args.prompt_tokens,
         "prefill_tok_per_s": t.prefill_tok_per_s,
+        "sampling": sampling,
         "gen_tokens": t.decode_tokens,
         "decode_tok_per_s": t.decode_tok_per_s,
+        "device_picked_tokens": t.device_picked_tokens,
+        // The ids decoded, so runs of two builds or two sampling paths can be compared.
+        "token_ids": generation.token_ids,
         "peak_rss_gb": peak_rss_gb(),
         "agent_rounds": rounds,
     });
@@ -443,11 +474,24 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "load {:.2}s | prefill {} tok: {:.2} tok/s | decode {} tok: {:.2} tok/s | peak RSS {:.2} GB | {} threads",
+            "load {:.2}s | prefill {} tok: {:.2} tok/s | decode {} tok {}: {:.2} tok/s | peak RSS {:.2} GB | {} threads",
             load_s,
             args.prompt_tokens,
             t.prefill_tok_per_s,
             t.decode_tokens,
+            if sampling.is_greedy() {
+                "(greedy)".to_string()
+            } else {
+                format!(
+                    "(temperature {}, top-k {}, top-p {}, min-p {}, presence {}, repetition {})",
+                    sampling.temperature,
+                    sampling.top_k,
+                    sampling.top_p,
+                    sampling.min_p,
+                    sampling.presence_penalty,
+                    sampling.repetition_penalty
+                )
+            },
             t.decode_tok_per_s,
             report["peak_rss_gb"].as_f64().unwrap_or(0.0),
             report["threads"]

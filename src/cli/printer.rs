@@ -1,9 +1,31 @@
 //! How an agent's run looks on the terminal: thinking dimmed, answers streamed, tool calls and their
-//! results coloured (plain when piped), notices in bold.
+//! results coloured (plain when piped), notices in bold. Every text shown passes `printable` first:
+//! tool results, server notices and the model's words (which may echo a fetched page) are hostile and
+//! must not drive the terminal.
 
 use qwen3_agent::agent::AgentEvent;
 use qwen3_agent::chat::ParseEvent;
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
+
+/// `text` with its control characters other than newline and tab shown escaped (`\u{1b}`), so an
+/// escape sequence in hostile text cannot move the cursor, rewrite what was printed, set the window
+/// title or reach the clipboard (OSC 52). C1 controls count: some terminals take U+009B as CSI.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.contains(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            shown.extend(c.escape_unicode());
+        } else {
+            shown.push(c);
+        }
+    }
+    Cow::Owned(shown)
+}
 
 /// Streams events to the terminal: thinking dimmed, tool activity coloured (plain when piped).
 pub struct Printer {
@@ -43,28 +65,28 @@ impl Printer {
         let _ = match event {
             AgentEvent::Stream(ParseEvent::ReasoningDelta(d)) => {
                 self.in_reasoning = true;
-                write!(out, "{}", self.paint("2", d))
+                write!(out, "{}", self.paint("2", &printable(d)))
             }
             AgentEvent::Stream(ParseEvent::ContentDelta(d)) => {
                 if std::mem::take(&mut self.in_reasoning) {
                     let _ = writeln!(out);
                 }
-                write!(out, "{d}")
+                write!(out, "{}", printable(d))
             }
             AgentEvent::Stream(ParseEvent::ToolCall(call)) => writeln!(
                 out,
                 "\n{}",
                 self.paint(
                     "36",
-                    &format!(
+                    &printable(&format!(
                         "→ {}({})",
                         call.name,
                         serde_json::Value::Object(call.arguments.clone())
-                    )
+                    ))
                 )
             ),
             AgentEvent::Stream(ParseEvent::Error(e)) => {
-                writeln!(out, "\n{}", self.paint("31", &format!("✗ {e}")))
+                writeln!(out, "\n{}", self.paint("31", &printable(&format!("✗ {e}"))))
             }
             AgentEvent::ToolResult { record, .. } => {
                 let text = &record.output.text;
@@ -80,16 +102,20 @@ impl Printer {
                     "{}",
                     self.paint(
                         code,
-                        &format!(
+                        &printable(&format!(
                             "← {}: {shown}{more} ({:.0} ms)",
                             record.name, record.duration_ms
-                        )
+                        ))
                     )
                 )
             }
             AgentEvent::ModelCall { .. } => Ok(()),
             AgentEvent::Notice(text) => {
-                writeln!(out, "\n{}", self.paint("1", &format!("note: {text}")))
+                writeln!(
+                    out,
+                    "\n{}",
+                    self.paint("1", &printable(&format!("note: {text}")))
+                )
             }
         };
         let _ = out.flush();
@@ -99,5 +125,27 @@ impl Printer {
         if self.enabled {
             println!();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn escape_sequences_are_shown_not_obeyed() {
+        let hostile = "ok\x1b]52;c;ZXZpbA==\x07 \x1b[2J\u{9b}31m\rover\x7f";
+        let shown = printable(hostile);
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert_eq!(
+            shown,
+            "ok\\u{1b}]52;c;ZXZpbA==\\u{7} \\u{1b}[2J\\u{9b}31m\\u{d}over\\u{7f}"
+        );
+    }
+
+    #[test]
+    fn plain_text_keeps_its_lines_and_tabs() {
+        let text = "a\tb\nc — ü";
+        assert_eq!(printable(text), text);
     }
 }

@@ -23,7 +23,8 @@ pub struct RunArgs {
     /// Render prompts with thinking disabled (wins over the agent file and /think).
     #[arg(long)]
     no_thinking: bool,
-    /// Print only the final result as JSON: {"content", "reasoning_content", "messages", "rounds", "usage"}.
+    /// Print only the final result as JSON: {"content", "reasoning_content", "messages", "rounds",
+    /// "usage", "stop_reason"}.
     #[arg(long)]
     json: bool,
     /// Append one JSON line per event to this file, flushed as it goes.
@@ -142,19 +143,8 @@ pub struct ToolsArgs {
     #[arg(long, default_value = "{}", requires = "call")]
     args: String,
     /// Seconds before a call is abandoned (with --mcp-config; an agent file sets its own).
-    #[arg(long, default_value = "60", value_parser = parse_seconds)]
-    timeout: Duration,
-}
-
-/// A positive, finite number of seconds.
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if seconds.is_nan() || seconds <= 0.0 {
-        return Err(format!("{text} is not a positive number of seconds"));
-    }
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text} seconds is too long"))
+    #[arg(long, default_value_t = 60.0, value_parser = config::check::flag(config::check::seconds))]
+    timeout: f64,
 }
 
 pub fn tools(args: ToolsArgs) -> Result<()> {
@@ -164,7 +154,8 @@ pub fn tools(args: ToolsArgs) -> Result<()> {
     let registry = match (&args.agent, &args.mcp_config) {
         (Some(agent), _) => build_tools(&config::load_agent(agent)?, &options)?,
         (None, Some(path)) => {
-            build_mcp_tools(&config::load_mcp_config(path)?, args.timeout, &options)?
+            let timeout = Duration::from_secs_f64(args.timeout);
+            build_mcp_tools(&config::load_mcp_config(path)?, timeout, &options)?
         }
         (None, None) => bail!("give an agent file or --mcp-config"),
     };

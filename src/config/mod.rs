@@ -9,7 +9,7 @@
 pub mod check;
 mod expand;
 mod locate;
-mod validate;
+pub(crate) mod validate;
 
 use crate::model::Precision;
 use anyhow::{Context, Result, bail};
@@ -171,7 +171,7 @@ impl Default for InheritEnv {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
-    /// The built-in CPU engine.
+    /// The built-in engine (CPU or GPU).
     #[default]
     Local,
     /// An OpenAI-compatible server (vLLM, SGLang).

@@ -3,7 +3,7 @@
 //! `file:line:column` (see `locate`). Callers of the loaded structs rely on these (`validated at load`).
 
 use super::check::{self, Verdict};
-use super::{AgentFile, BackendKind, GenerateSpec, McpServerSpec, TaskFile};
+use super::{AgentFile, BackendKind, CodeInterpreterSpec, GenerateSpec, McpServerSpec, TaskFile};
 use std::collections::BTreeMap;
 
 /// A failed check: where (key path from the document's root) and what is wrong (naming the field).
@@ -84,21 +84,27 @@ pub fn agent(agent: &AgentFile) -> Result<(), Problem> {
     }
     generate(&agent.generate, "generate")?;
     if let Some(code) = &agent.tools.code_interpreter {
-        let at = |key| ["tools", "code_interpreter", key];
-        field(&at("timeout"), check::seconds(code.timeout))?;
-        field(
-            &at("memory_mb"),
-            check::count(code.memory_mb, check::MAX_GUEST_MB),
-        )?;
-        field(
-            &at("max_output_bytes"),
-            check::count(code.max_output_bytes, 1 << 30),
-        )?;
-        field(&at("scratch_mb"), check::megabytes(code.scratch_mb))?;
+        code_interpreter(code, &["tools", "code_interpreter"])?;
     }
     mcp_servers(&agent.mcp_servers, "mcpServers")?;
     field(&["max_rounds"], at_least_one(agent.max_rounds))?;
     field(&["timeout"], check::seconds(agent.timeout))
+}
+
+/// The code interpreter's limits under the key path `root` (empty for the flags of `python` and
+/// `mcp-python`, which fill a spec and check it here too, so a flag refuses what the YAML refuses).
+pub fn code_interpreter(code: &CodeInterpreterSpec, root: &[&str]) -> Result<(), Problem> {
+    let at = |key| [root, &[key]].concat();
+    field(&at("timeout"), check::seconds(code.timeout))?;
+    field(
+        &at("memory_mb"),
+        check::count(code.memory_mb, check::MAX_GUEST_MB),
+    )?;
+    field(
+        &at("max_output_bytes"),
+        check::count(code.max_output_bytes, 1 << 30),
+    )?;
+    field(&at("scratch_mb"), check::megabytes(code.scratch_mb))
 }
 
 /// Generation settings under the key `root` (an agent's, or a task's overrides).

@@ -4,6 +4,7 @@ pub mod sampler;
 pub mod stop;
 
 use crate::chat::{FinishReason, Tokenizer};
+use crate::model::decoder::TopKRequest;
 use crate::model::{CpuDecoder, Decoder, Qwen3};
 use anyhow::Result;
 pub use sampler::{Sampler, SamplingParams};
@@ -29,6 +30,9 @@ pub struct Timings {
     pub prefill_tokens: usize,
     pub prefill_ms: f64,
     pub decode_tokens: usize,
+    /// Decoded tokens the decoder picked where the logits are (`Decoder::forward_argmax`, or candidates
+    /// from `Decoder::forward_top_k`) rather than the host from downloaded logits.
+    pub device_picked_tokens: usize,
     pub decode_ms: f64,
     pub prefill_tok_per_s: f64,
     pub decode_tok_per_s: f64,
@@ -144,8 +148,10 @@ impl Engine {
         let mut sampler = Sampler::new(params);
         let mut output = Vec::new();
         let mut finish_reason = FinishReason::Length;
-        // The next id when the decoder picked it itself (greedy, `Decoder::forward_argmax`).
+        // The next id when the decoder picked it itself (greedy, `Decoder::forward_argmax`) or
+        // selected its candidates (`Decoder::forward_top_k`).
         let mut picked = None;
+        let mut fresh = true;
         let decode_start = Instant::now();
         while output.len() < max_new_tokens {
             let id = picked
@@ -163,13 +169,26 @@ impl Engine {
             if output.len() == max_new_tokens {
                 break;
             }
-            if params.is_greedy() {
-                picked = self.decoder.forward_argmax(id)?;
-                if picked.is_some() {
-                    continue;
-                }
+            picked = if params.is_greedy() {
+                self.decoder.forward_argmax(id)?
+            } else {
+                let request = TopKRequest {
+                    k: sampler.candidate_count(self.decoder.config().vocab_size),
+                    repetition_penalty: params.repetition_penalty,
+                    presence_penalty: params.presence_penalty,
+                    prompt,
+                    generated: &output,
+                    fresh,
+                };
+                let candidates = self.decoder.forward_top_k(id, &request)?;
+                // A step the host sampled is not counted on the device: start afresh after one.
+                fresh = candidates.is_none();
+                candidates.map(|c| sampler.pick(&c))
+            };
+            match picked {
+                Some(_) => timings.device_picked_tokens += 1,
+                None => logits = self.decoder.forward(&[id], false)?,
             }
-            logits = self.decoder.forward(&[id], false)?;
         }
         timings.decode_tokens = output.len();
         timings.decode_ms = decode_start.elapsed().as_secs_f64() * 1e3;
@@ -237,3 +256,6 @@ impl Engine {
         Ok((generation, text))
     }
 }
+
+#[cfg(test)]
+mod tests;

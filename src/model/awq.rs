@@ -1,7 +1,7 @@
 //! AutoAWQ GEMM 4-bit linears: the packing format, and matmul kernels that read the packed weights as they
 //! are in the checkpoint (no dequantized copy: that would be 16–32 GB for an 8B model).
 //!
-//! Format (bit-exact, see ../shared/notes/qwen3-awq-model.md): `qweight` is [in, out/8] u32 words; word c
+//! Format (bit-exact: AutoAWQ's `AWQ_REVERSE_ORDER`, checked in tests/awq_kernels.rs): `qweight` is [in, out/8] u32 words; word c
 //! of a row holds logical columns 8c..8c+7 with column 8c+j in nibble `UNPACK_NIBBLE[j]`. `qzeros` is
 //! [in/group, out/8] packed the same way; `scales` is [in/group, out] f16. W[k][n] = (q − z) · s; y = x·W.
 

@@ -25,11 +25,43 @@ pub trait Decoder: Send {
     fn forward_argmax(&mut self, _id: u32) -> Result<Option<u32>> {
         Ok(None)
     }
+    /// Runs `id` as `forward` does and returns the next token's `request.k` best candidates, when the
+    /// decoder can select them where the logits are: (id, logit) after the request's penalties, in
+    /// `engine::sampler::candidate_order`, fewer only where the rest are NaN. The engine's `Sampler`
+    /// draws from them, so sampled decoding on a GPU copies k pairs to the host per token, not the
+    /// vocabulary's logits. None: nothing ran (this decoder, or this k, is not served), call `forward`.
+    fn forward_top_k(
+        &mut self,
+        _id: u32,
+        _request: &TopKRequest,
+    ) -> Result<Option<Vec<(u32, f32)>>> {
+        Ok(None)
+    }
     /// For GPU decoders: the device, its memory in use, and a measured copy bandwidth (what `bench`
     /// reports); None on the CPU.
     fn gpu_report(&mut self) -> Result<Option<GpuReport>> {
         Ok(None)
     }
+}
+
+/// What `Decoder::forward_top_k` selects by: a count and the penalties of `engine::sampler` (HF's
+/// repetition penalty over prompt and output, a presence penalty over the output), with the tokens
+/// they count.
+#[derive(Debug, Clone, Copy)]
+pub struct TopKRequest<'a> {
+    /// Candidates wanted, at least 1.
+    pub k: usize,
+    /// 1: none.
+    pub repetition_penalty: f32,
+    /// 0: none.
+    pub presence_penalty: f32,
+    pub prompt: &'a [u32],
+    /// The output so far; it ends with the id being run.
+    pub generated: &'a [u32],
+    /// The first request of a generation. A decoder that keeps the counted tokens where the logits
+    /// are starts them afresh from `prompt` and `generated` then, and adds only the id being run on
+    /// later requests.
+    pub fresh: bool,
 }
 
 /// What `bench --device cuda` reports beside the speeds.

@@ -12,7 +12,7 @@ use serde_json::{Map, Value as Json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Something the model can call. Implementations: MCP tools, the code interpreter (their own issues).
+/// Something the model can call. Implementations: MCP tools (`mcp`), the code interpreter (`python`).
 pub trait Tool: Send + Sync {
     /// The name the model uses.
     fn name(&self) -> &str;

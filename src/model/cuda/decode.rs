@@ -3,11 +3,13 @@
 
 use super::device::{Arg, grid, int};
 use super::matmul::GemvInput;
+use super::sample::candidate;
 use super::{CudaQwen3, Layer};
 use anyhow::{Context, Result};
 use cudarc::driver::{CudaGraph, result as driver};
 
-/// Positions one block of the decode attention covers (ATTN_CHUNK in kernels.cu).
+/// Positions of one tile of the decode attention (ATTN_CHUNK in kernels.cu); a block covers one or,
+/// at long contexts, several.
 pub(super) const ATTN_CHUNK: usize = 64;
 
 /// The captured decode step.
@@ -123,7 +125,8 @@ impl CudaQwen3 {
         let chunks = (start + 1)
             .div_ceil(ATTN_CHUNK)
             .next_power_of_two()
-            .min(self.capacity.div_ceil(ATTN_CHUNK));
+            .min(self.capacity.div_ceil(ATTN_CHUNK))
+            .min(self.attn_max_splits);
         if !self.decode_graphs.contains_key(&chunks) {
             let graph = DecodeGraph(self.capture_decode(chunks)?);
             self.decode_graphs.insert(chunks, graph);
@@ -153,10 +156,6 @@ impl CudaQwen3 {
         // SAFETY: best_logit holds one u64.
         unsafe { self.copy_to_host(s.best_logit.ptr, &mut key) }?;
         // No key: every logit was NaN; the host's argmax answers 0 then too.
-        Ok(if key[0] == 0 {
-            0
-        } else {
-            u32::MAX - key[0] as u32
-        })
+        Ok(if key[0] == 0 { 0 } else { candidate(key[0]).0 })
     }
 }

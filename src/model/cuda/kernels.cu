@@ -149,8 +149,19 @@ extern "C" __global__ void rms_norm(const float* x, const float* w, half* out, i
 // shared memory. After the wait the grid zeroes zero[0..zero_len): the outputs of a later GEMV, whose
 // readers have finished by then.
 #define GEMV_WARPS 8
-// Positions per block of the decode attention (attn_decode).
+// Positions per tile of the decode attention (attn_decode).
 #define ATTN_CHUNK 64
+// The decode attention's parts per KV head for a context of len positions when its grid has `splits`
+// blocks per KV head: one per tile while the grid covers every tile; past that (long contexts) each
+// block takes `attn_tiles_per_part` consecutive tiles, so the parts to join stay at most `splits`.
+__device__ __forceinline__ int attn_tiles_per_part(int len, int splits) {
+    const int tiles = (len + ATTN_CHUNK - 1) / ATTN_CHUNK;
+    return (tiles + splits - 1) / splits;
+}
+__device__ __forceinline__ int attn_parts(int len, int splits) {
+    const int tiles = (len + ATTN_CHUNK - 1) / ATTN_CHUNK, per = attn_tiles_per_part(len, splits);
+    return (tiles + per - 1) / per;
+}
 #define GEMV_MAX_ROWS 1024
 #define GEMV_MAX_GROUPS (GEMV_MAX_ROWS / 32)
 #define GEMV_INFLIGHT 4
@@ -195,8 +206,8 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* global) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(global));
 }
 
-// Element d of query head `head`'s attention output from the decode attention's per-chunk parts
-// (partial[head][chunk] = max, sum of exponentials, unnormalized output; see attn_decode), rounded to
+// Element d of query head `head`'s attention output from the decode attention's parts
+// (partial[head][part] = max, sum of exponentials, unnormalized output; see attn_decode), rounded to
 // f16 as the attention's own join writes it. The chunks' loads are batched so each batch is one L2
 // round trip.
 #define JOIN_BATCH 8
@@ -300,7 +311,7 @@ __device__ __forceinline__ void awq_gemv_body(AWQ_GEMV_PARAMS) {
         asm volatile("cp.async.wait_all;\n" ::: "memory");  // wf, made visible by the reduction's barriers
         inv_rms = rsqrtf(block_reduce<Sum>(ss) / K + eps);
     }
-    const int attn_used = JOIN ? (step[1] + ATTN_CHUNK - 1) / ATTN_CHUNK : 0;
+    const int attn_used = JOIN ? attn_parts(step[1], attn_chunks) : 0;
     for (int i = threadIdx.x; i < chunks * 32; i += blockDim.x) {
         const int k = k_block + i;
         if (JOIN) {
@@ -531,17 +542,23 @@ extern "C" __global__ void __launch_bounds__(256, 4) i8_gemv(const int8_t* w, co
     }
 }
 
-// Greedy decoding's pick without copying the logits to the host: *best = the largest key
-// (order-preserving bits of the logit << 32 | ~index) over the n logits: the largest logit, the first
-// on ties (as the host's argmax); NaNs never win. *best must hold 0 (no key) before.
+// The sort key of logit v at index i: order-preserving bits of v << 32 | ~i, so the largest key is the
+// largest logit, the lower index on ties (+0 above -0), the order of candidate_order in
+// src/engine/sampler.rs. 0 (no key) for NaN, which is never picked.
+__device__ __forceinline__ unsigned long long logit_key(float v, int i) {
+    if (v != v) return 0;
+    const unsigned bits = __float_as_uint(v);
+    const unsigned ordered = (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
+    return (unsigned long long)ordered << 32 | (0xFFFFFFFFu - (unsigned)i);
+}
+
+// Greedy decoding's pick without copying the logits to the host: *best = the largest logit_key over
+// the n logits: the largest logit, the first on ties (as the host's argmax); NaNs never win. *best must
+// hold 0 (no key) before.
 extern "C" __global__ void argmax_logits(const float* logits, int n, unsigned long long* best) {
     unsigned long long key = 0;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        const float v = logits[i];
-        if (v != v) continue;
-        const unsigned bits = __float_as_uint(v);
-        const unsigned ordered = (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
-        const unsigned long long k = (unsigned long long)ordered << 32 | (0xFFFFFFFFu - (unsigned)i);
+        const unsigned long long k = logit_key(logits[i], i);
         key = k > key ? k : key;
     }
     for (int offset = 16; offset > 0; offset >>= 1) {
@@ -549,6 +566,93 @@ extern "C" __global__ void argmax_logits(const float* logits, int n, unsigned lo
         key = other > key ? other : key;
     }
     if ((threadIdx.x & 31) == 0 && key) atomicMax(best, key);
+}
+
+// Sampling candidates (src/model/cuda/sample.rs): the k largest penalized logits, as logit_key keys,
+// in two kernels: the best k of each SAMPLE_SLICE logits, then the best k of those. The host draws from
+// them (Sampler::pick), so it receives k keys per token instead of the vocabulary's logits.
+#define SAMPLE_SLICE 1024
+#define SAMPLE_MAX_K 64
+#define SAMPLE_MAX_BLOCKS 256
+// Token marks for the penalties: in the prompt or the output (repetition), in the output (presence).
+#define MARK_SEEN 1
+#define MARK_OUTPUT 2
+
+// Sorts n keys (a power of two) in shared memory, largest first; every thread of the block calls it.
+__device__ void bitonic_sort_desc(unsigned long long* keys, int n) {
+    for (int size = 2; size <= n; size <<= 1) {
+        for (int stride = size >> 1; stride > 0; stride >>= 1) {
+            for (int t = threadIdx.x; t < (n >> 1); t += blockDim.x) {
+                const int lo = 2 * t - (t & (stride - 1)), hi = lo + stride;
+                // Runs of `size` alternate direction until the last, which sorts largest first.
+                const bool desc = (lo & size) == 0;
+                const unsigned long long a = keys[lo], b = keys[hi];
+                if ((a < b) == desc) {
+                    keys[lo] = b;
+                    keys[hi] = a;
+                }
+            }
+            __syncthreads();
+        }
+    }
+}
+
+// Per block of SAMPLE_SLICE logits: penalties of marked tokens (the token being run, ids[0], counts as
+// output: sample_top_k marks it after this step), then the block's k best keys, largest first (0 where
+// the slice has fewer), into block_top[block][k]. marks null: no penalties.
+// grid (ceil(n / SAMPLE_SLICE)), block 512.
+extern "C" __global__ void sample_top_k_blocks(const float* logits, int n, const unsigned char* marks,
+                                               const int* ids, float repetition, float presence, int k,
+                                               unsigned long long* block_top) {
+    __shared__ unsigned long long keys[SAMPLE_SLICE];
+    const int base = blockIdx.x * SAMPLE_SLICE;
+    for (int j = threadIdx.x; j < SAMPLE_SLICE; j += blockDim.x) {
+        const int i = base + j;
+        unsigned long long key = 0;
+        if (i < n) {
+            float v = logits[i];
+            if (marks) {
+                const int m = i == ids[0] ? MARK_SEEN | MARK_OUTPUT : marks[i];
+                // An IEEE division (not fast math's): repetition_penalized in sampler.rs.
+                if (m & MARK_SEEN) v = v > 0.f ? __fdiv_rn(v, repetition) : v * repetition;
+                if (m & MARK_OUTPUT) v = v - presence;
+            }
+            key = logit_key(v, i);
+        }
+        keys[j] = key;
+    }
+    __syncthreads();
+    bitonic_sort_desc(keys, SAMPLE_SLICE);
+    for (int j = threadIdx.x; j < k; j += blockDim.x) block_top[(size_t)blockIdx.x * k + j] = keys[j];
+}
+
+// The k best of the blocks' lists into top[0..k), largest first (0 where there are fewer), and the
+// token run marked as output for the next step's penalties (marks non-null). Only lists whose first key
+// is among the k largest firsts can hold one of the k best, and only their keys at or above the k-th
+// largest first: at most k·k keys are sorted. grid 1, block 1024.
+extern "C" __global__ void sample_top_k(const unsigned long long* block_top, int blocks, int k,
+                                        unsigned char* marks, const int* ids, unsigned long long* top) {
+    __shared__ unsigned long long firsts[SAMPLE_MAX_BLOCKS];
+    __shared__ unsigned long long keys[SAMPLE_MAX_K * SAMPLE_MAX_K];
+    __shared__ unsigned count;
+    for (int b = threadIdx.x; b < SAMPLE_MAX_BLOCKS; b += blockDim.x) firsts[b] = b < blocks ? block_top[(size_t)b * k] : 0;
+    if (threadIdx.x == 0) count = 0;
+    __syncthreads();
+    bitonic_sort_desc(firsts, SAMPLE_MAX_BLOCKS);
+    const unsigned long long floor = blocks > k ? firsts[k - 1] : 0;
+    for (int j = threadIdx.x; j < blocks * k; j += blockDim.x) {
+        const unsigned long long key = block_top[j];
+        if (key && key >= floor) keys[atomicAdd(&count, 1u)] = key;
+    }
+    __syncthreads();
+    const int found = count;
+    int n = 1;
+    while (n < found) n <<= 1;
+    for (int j = found + threadIdx.x; j < n; j += blockDim.x) keys[j] = 0;
+    __syncthreads();
+    bitonic_sort_desc(keys, n);
+    for (int j = threadIdx.x; j < k; j += blockDim.x) top[j] = j < found ? keys[j] : 0;
+    if (marks && threadIdx.x == 0) marks[ids[0]] = MARK_SEEN | MARK_OUTPUT;
 }
 
 // Largest head_dim of the attention kernels (checked at load).
@@ -599,22 +703,27 @@ extern "C" __global__ void qk_norm_rope(const float* q, const float* k, const fl
 }
 
 // Decode attention for the token at position len - 1 (len = step[1]), split over the context
-// (flash-decoding) in one kernel. Block (kv, chunk) serves the `group` query heads of KV head kv over
-// ATTN_CHUNK positions, so each cached row is read once, not once per query head. Before waiting for
-// its inputs it copies its chunk's cached rows into shared memory (cp.async: the cache before len - 1
-// was written by earlier steps); then warp w applies q_norm and RoPE to query head w of the group, and
-// the block whose chunk holds the new position also normalizes and rotates k and writes k and v to the
-// cache and to its staged rows. Scores, softmax and the weighted sum of V read shared memory only; each
-// block writes, per query head, its max, its sum of exponentials and its unnormalized output to
-// partial[head][chunk], and the last block of a KV head to finish (a counter in arrivals[kv], reset for
-// the next layer) joins the chunks into out[head] (f16, the [heads·hd] row o_proj reads), unless out is
-// null: then the decode GEMV of o_proj joins them as it reads its input. Blocks past
-// len return at once, so one captured graph serves every length up to its grid.
+// (flash-decoding) in one kernel. Block (kv, part) serves the `group` query heads of KV head kv over
+// `attn_tiles_per_part` consecutive tiles of ATTN_CHUNK positions (one tile until the context outgrows
+// the grid), so each cached row is read once, not once per query head, and a long context's parts stay
+// few enough for the join. Before waiting for its inputs it copies its first tile's cached rows into
+// shared memory (cp.async: the cache before len - 1 was written by earlier steps); then warp w applies
+// q_norm and RoPE to query head w of the group, and the block holding the new position also normalizes
+// and rotates k and writes k and v to the cache (and to its last tile's staged rows). Per tile, scores,
+// softmax and the weighted sum of V read shared memory only, and a running max and sum per head
+// rescale the block's output (online softmax). Each block writes, per query head, its max, its sum of
+// exponentials and its unnormalized output to partial[head][part], and the last block of a KV head to
+// finish (a counter in arrivals[kv], reset for the next layer) joins the parts into out[head] (f16, the
+// [heads·hd] row o_proj reads), unless out is null: then the decode GEMV of o_proj joins them as it
+// reads its input. Blocks past len return at once, so one captured graph serves every length up to its
+// grid, and every length beyond it once the grid is at its cap.
 // hd % 8 == 0, hd <= ATTN_MAX_HD, heads / kv_heads <= ATTN_MAX_GROUP (checked at load).
 #define ATTN_MAX_GROUP 8
 // Halves per staged row: 16-byte aligned for cp.async, and 4 banks further per row, so the eight
 // threads of a 16-byte shared load phase read eight different rows without a bank conflict.
 #define ATTN_ROW (ATTN_MAX_HD + 8)
+// Output pairs (query head, two dims) per thread of the 256.
+#define ATTN_ITEMS ((ATTN_MAX_GROUP * ATTN_MAX_HD / 2 + 255) / 256)
 
 extern "C" __global__ void __launch_bounds__(256) attn_decode(
     const float* q, const float* k, const float* v, const float* q_norm, const float* k_norm,
@@ -630,16 +739,26 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
     __shared__ __align__(16) float norm_w[2][ATTN_MAX_HD];  // q_norm, k_norm
     __shared__ __align__(16) float rope[2][ATTN_MAX_HD / 2];  // cos, sin of the new position
     __shared__ float probs[ATTN_MAX_GROUP][ATTN_CHUNK];
-    __shared__ float head_max[ATTN_MAX_GROUP], head_sum[ATTN_MAX_GROUP];
+    __shared__ float head_max[ATTN_MAX_GROUP], head_sum[ATTN_MAX_GROUP], rescale[ATTN_MAX_GROUP];
     __shared__ bool last_block;
-    const int kv = blockIdx.x, chunk = blockIdx.y, chunks = gridDim.y, group = heads / kv_heads;
+    const int kv = blockIdx.x, part = blockIdx.y, splits = gridDim.y, group = heads / kv_heads;
     // step is written before the graph runs, and the cache rows before len - 1 by earlier steps.
-    const int len = step[1], pos_new = len - 1, first = chunk * ATTN_CHUNK;
-    if (first >= len) return;
-    const int count = min(ATTN_CHUNK, len - first), pieces = hd >> 3;
-    const bool has_new = pos_new < first + ATTN_CHUNK;
-    const int cached = has_new ? count - 1 : count;
-    const size_t cache_row = (size_t)kv * capacity + first;
+    const int len = step[1], pos_new = len - 1, tiles = (len + ATTN_CHUNK - 1) / ATTN_CHUNK;
+    const int tile_begin = part * attn_tiles_per_part(len, splits);
+    if (tile_begin >= tiles) return;
+    const int tile_end = min(tile_begin + attn_tiles_per_part(len, splits), tiles);
+    const bool has_new = tile_end == tiles;
+    const size_t cache_base = (size_t)kv * capacity;
+    // Stages tile t's cached rows (not the new position's, which this kernel writes).
+    auto stage_tile = [&](int t) {
+        const int first = t * ATTN_CHUNK, cached = min(ATTN_CHUNK, pos_new - first);
+        for (int i = threadIdx.x; i < cached * (hd >> 3); i += blockDim.x) {
+            const int r = i / (hd >> 3), p = 8 * (i % (hd >> 3));
+            cp_async16(&ks[r][p], k_cache + (cache_base + first + r) * hd + p);
+            cp_async16(&vs[r][p], v_cache + (cache_base + first + r) * hd + p);
+        }
+        asm volatile("cp.async.commit_group;\n" ::);
+    };
     // The norms' weights and this position's RoPE rows are constants: copied before the wait (their
     // own group, waited for first), so the q/k norm + RoPE after it waits on one read, not three in a row.
     const int half_dim = hd >> 1;
@@ -652,12 +771,7 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
         cp_async16(&rope[1][4 * i], sin_table + (size_t)pos_new * half_dim + 4 * i);
     }
     asm volatile("cp.async.commit_group;\n" ::);
-    for (int i = threadIdx.x; i < cached * pieces; i += blockDim.x) {
-        const int r = i / pieces, p = 8 * (i % pieces);
-        cp_async16(&ks[r][p], k_cache + (cache_row + r) * hd + p);
-        cp_async16(&vs[r][p], v_cache + (cache_row + r) * hd + p);
-    }
-    asm volatile("cp.async.commit_group;\n" ::);
+    stage_tile(tile_begin);
     wait_for_inputs();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     asm volatile("cp.async.wait_group 1;\n" ::: "memory");  // the older group: norms and RoPE rows
@@ -671,84 +785,117 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
         } else {
             warp_norm_rope(k + (size_t)kv * hd, norm_w[1], c, s, hd, eps, scratch[warp], kn);
             __syncwarp();
-            half* kd = k_cache + (cache_row + count - 1) * hd;
-            half* vd = v_cache + (cache_row + count - 1) * hd;
+            half* kd = k_cache + (cache_base + pos_new) * hd;
+            half* vd = v_cache + (cache_base + pos_new) * hd;
             for (int i = lane; i < hd; i += 32) {
-                const half kh = __float2half(kn[i]), vh = __float2half(v[(size_t)kv * hd + i]);
-                kd[i] = kh;
-                vd[i] = vh;
-                ks[count - 1][i] = kh;
-                vs[count - 1][i] = vh;
+                kd[i] = __float2half(kn[i]);
+                vd[i] = __float2half(v[(size_t)kv * hd + i]);
             }
         }
         __syncwarp();
     }
-    asm volatile("cp.async.wait_all;\n" ::: "memory");
-    __syncthreads();
-    // Scores: one thread per (query head, position), 16-byte reads of its key row.
-    for (int i = threadIdx.x; i < group * ATTN_CHUNK; i += blockDim.x) {
-        const int h = i / ATTN_CHUNK, pos = i % ATTN_CHUNK;
-        float dot = 0.f;
-        if (pos < count) {
-            const float* qh = qs[h];
-            for (int d = 0; d < hd; d += 8) {
-                const uint4 raw = *reinterpret_cast<const uint4*>(&ks[pos][d]);
-                const half2* kh = reinterpret_cast<const half2*>(&raw);
+    if (threadIdx.x < group) {
+        head_max[threadIdx.x] = -INFINITY;
+        head_sum[threadIdx.x] = 0.f;
+    }
+    __syncthreads();  // kn, written by one warp, is read by all in the last tile
+    const int pairs = hd >> 1;
+    float2 acc[ATTN_ITEMS];
 #pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const float2 kf = __half22float2(kh[j]);
-                    dot += qh[d + 2 * j] * kf.x + qh[d + 2 * j + 1] * kf.y;
-                }
+    for (int it = 0; it < ATTN_ITEMS; it++) acc[it] = make_float2(0.f, 0.f);
+    for (int tile = tile_begin; tile < tile_end; tile++) {
+        const int first = tile * ATTN_CHUNK, count = min(ATTN_CHUNK, len - first);
+        if (tile != tile_begin) {
+            __syncthreads();  // every thread is done with the previous tile's rows
+            stage_tile(tile);
+        }
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+        if (first + count - 1 == pos_new) {  // the last tile: the new row from kn and v
+            for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+                ks[count - 1][i] = __float2half(kn[i]);
+                vs[count - 1][i] = __float2half(v[(size_t)kv * hd + i]);
             }
         }
-        probs[h][pos] = pos < count ? dot * scale : -INFINITY;
-    }
-    __syncthreads();
-    // Softmax statistics of the chunk: warp h takes query head h.
-    for (int h = warp; h < group; h += GEMV_WARPS) {
-        const float a = probs[h][lane], b = probs[h][lane + 32];
-        const float m = warp_reduce<Max>(fmaxf(a, b));
-        const float ea = lane < count ? __expf(a - m) : 0.f, eb = lane + 32 < count ? __expf(b - m) : 0.f;
-        probs[h][lane] = ea;
-        probs[h][lane + 32] = eb;
-        const float sum = warp_reduce<Sum>(ea + eb);
-        if (lane == 0) {
-            head_max[h] = m;
-            head_sum[h] = sum;
+        __syncthreads();
+        // Scores: one thread per (query head, position), 16-byte reads of its key row.
+        for (int i = threadIdx.x; i < group * ATTN_CHUNK; i += blockDim.x) {
+            const int h = i / ATTN_CHUNK, pos = i % ATTN_CHUNK;
+            float dot = 0.f;
+            if (pos < count) {
+                const float* qh = qs[h];
+                for (int d = 0; d < hd; d += 8) {
+                    const uint4 raw = *reinterpret_cast<const uint4*>(&ks[pos][d]);
+                    const half2* kh = reinterpret_cast<const half2*>(&raw);
+#pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        const float2 kf = __half22float2(kh[j]);
+                        dot += qh[d + 2 * j] * kf.x + qh[d + 2 * j + 1] * kf.y;
+                    }
+                }
+            }
+            probs[h][pos] = pos < count ? dot * scale : -INFINITY;
         }
-    }
-    __syncthreads();
-    // Unnormalized output: thread (head, pair) sums dims 2·pair, 2·pair + 1 over the chunk.
-    const int pairs = hd >> 1;
-    for (int i = threadIdx.x; i < group * pairs; i += blockDim.x) {
-        const int h = i / pairs, pair = i % pairs;
-        float2 o = make_float2(0.f, 0.f);
+        __syncthreads();
+        // Online softmax: warp h takes query head h, rescaling its running sum to the new max.
+        for (int h = warp; h < group; h += GEMV_WARPS) {
+            const float a = probs[h][lane], b = probs[h][lane + 32];
+            const float m = fmaxf(head_max[h], warp_reduce<Max>(fmaxf(a, b)));
+            const float ea = lane < count ? __expf(a - m) : 0.f, eb = lane + 32 < count ? __expf(b - m) : 0.f;
+            probs[h][lane] = ea;
+            probs[h][lane + 32] = eb;
+            const float sum = warp_reduce<Sum>(ea + eb);
+            __syncwarp();
+            if (lane == 0) {
+                const float r = __expf(head_max[h] - m);  // 0 at the first tile (max -inf)
+                rescale[h] = r;
+                head_sum[h] = head_sum[h] * r + sum;
+                head_max[h] = m;
+            }
+        }
+        __syncthreads();
+        // Unnormalized output: thread (head, pair) sums dims 2·pair, 2·pair + 1 over the tile.
+#pragma unroll
+        for (int it = 0; it < ATTN_ITEMS; it++) {
+            const int i = threadIdx.x + it * blockDim.x;
+            if (i < group * pairs) {
+                const int h = i / pairs, pair = i % pairs;
+                float2 o = make_float2(acc[it].x * rescale[h], acc[it].y * rescale[h]);
 #pragma unroll 8
-        for (int j = 0; j < count; j++) {
-            const float2 vf = __half22float2(reinterpret_cast<const half2*>(vs[j])[pair]);
-            o.x += probs[h][j] * vf.x;
-            o.y += probs[h][j] * vf.y;
+                for (int j = 0; j < count; j++) {
+                    const float2 vf = __half22float2(reinterpret_cast<const half2*>(vs[j])[pair]);
+                    o.x += probs[h][j] * vf.x;
+                    o.y += probs[h][j] * vf.y;
+                }
+                acc[it] = o;
+            }
         }
-        float* dst = partial + ((size_t)(kv * group + h) * chunks + chunk) * (hd + 2);
-        if (pair == 0) {
-            dst[0] = head_max[h];
-            dst[1] = head_sum[h];
+    }
+#pragma unroll
+    for (int it = 0; it < ATTN_ITEMS; it++) {
+        const int i = threadIdx.x + it * blockDim.x;
+        if (i < group * pairs) {
+            const int h = i / pairs, pair = i % pairs;
+            float* dst = partial + ((size_t)(kv * group + h) * splits + part) * (hd + 2);
+            if (pair == 0) {
+                dst[0] = head_max[h];
+                dst[1] = head_sum[h];
+            }
+            dst[2 + 2 * pair] = acc[it].x;
+            dst[3 + 2 * pair] = acc[it].y;
         }
-        dst[2 + 2 * pair] = o.x;
-        dst[3 + 2 * pair] = o.y;
     }
     if (!out) return;  // o_proj joins the parts (join_attention)
-    // The last block of this KV head joins the chunks: its partial writes must be visible before it counts.
-    const int used = (len + ATTN_CHUNK - 1) / ATTN_CHUNK;
+    // The last block of this KV head joins the parts: its partial writes must be visible before it counts.
+    const int used = attn_parts(len, splits);
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) last_block = atomicAdd(&arrivals[kv], 1u) == (unsigned)(used - 1);
     __syncthreads();
     if (!last_block) return;
     if (threadIdx.x == 0) arrivals[kv] = 0;
-    // Warp h: the head's max over the chunks and its total of exponentials.
+    // Warp h: the head's max over the parts and its total of exponentials.
     for (int h = warp; h < group; h += GEMV_WARPS) {
-        const float* base = partial + (size_t)(kv * group + h) * chunks * (hd + 2);
+        const float* base = partial + (size_t)(kv * group + h) * splits * (hd + 2);
         float m = -INFINITY;
         for (int ci = lane; ci < used; ci += 32) m = fmaxf(m, __ldcg(base + (size_t)ci * (hd + 2)));
         m = warp_reduce<Max>(m);
@@ -766,7 +913,7 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
     __syncthreads();
     for (int i = threadIdx.x; i < group * hd; i += blockDim.x) {
         const int h = i / hd, d = i % hd;
-        const float* base = partial + (size_t)(kv * group + h) * chunks * (hd + 2);
+        const float* base = partial + (size_t)(kv * group + h) * splits * (hd + 2);
         const float m = head_max[h];
         float o = 0.f;
 #pragma unroll 8

@@ -35,7 +35,8 @@ impl CudaQwen3 {
 
     /// Every layer over the uploaded chunk of m ids at positions start..start+m; leaves the final
     /// normed rows in scratch. For m = 1 it launches only graph-safe work (no cuBLAS, no host copies).
-    /// `attn_chunks` is the decode attention's grid (m = 1), at least (start + 1) / 64 rounded up.
+    /// `attn_chunks` is the decode attention's grid (m = 1): blocks per KV head, each taking one or
+    /// more of the (start + 1) / 64 (rounded up) tiles.
     pub(super) fn run_layers(&self, m: usize, start: usize, attn_chunks: usize) -> Result<()> {
         let c = &self.config;
         let s = &self.scratch;

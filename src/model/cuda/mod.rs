@@ -17,8 +17,9 @@
 //!
 //! The files: device.rs (buffers, the kernel table, launches, cuBLAS, copies), formats.rs (the weight
 //! formats and their repacking), upload.rs (`CudaQwen3::load`), matmul.rs (the linear layers),
-//! layers.rs (the pass over the layers), prefill.rs, decode.rs (the step and its CUDA graphs) and
-//! report.rs (what `bench` reports); this file ties them into the `Decoder`.
+//! layers.rs (the pass over the layers), prefill.rs, decode.rs (the step and its CUDA graphs),
+//! sample.rs (sampled decoding's candidates on the device) and report.rs (what `bench` reports); this
+//! file ties them into the `Decoder`.
 
 mod decode;
 mod device;
@@ -27,10 +28,11 @@ mod layers;
 mod matmul;
 mod prefill;
 mod report;
+mod sample;
 mod upload;
 
 use crate::model::config::Qwen3Config;
-use crate::model::decoder::{Decoder, GpuReport};
+use crate::model::decoder::{Decoder, GpuReport, TopKRequest};
 use anyhow::{Result, bail};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::CudaStream;
@@ -38,6 +40,7 @@ use decode::DecodeGraph;
 use device::{Buf, Kernels};
 use formats::Linear;
 use half::f16;
+use sample::Sampling;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -124,6 +127,8 @@ pub struct CudaQwen3 {
     rope_cos: Buf<f32>,
     rope_sin: Buf<f32>,
     scratch: Scratch,
+    /// Sampled decoding's candidate selection (sample.rs).
+    sampling: Sampling,
     tokens: Vec<u32>,
     capacity: usize,
     device_name: String,
@@ -133,12 +138,16 @@ pub struct CudaQwen3 {
     overlap: bool,
     /// Streaming multiprocessors: the decode GEMV sizes its blocks to keep them all busy.
     multiprocessors: usize,
+    /// The decode attention's most blocks per KV head; past that many 64-position tiles each block
+    /// takes several, so the parts its join adds stay few at long contexts.
+    attn_max_splits: usize,
     /// Every layer all AWQ with one group size: decode steps run `decode_layer_awq`, whose GEMVs compute
     /// the RMSNorms they read (a mixed model takes the generic path everywhere).
     fused_decode: bool,
     /// The whole decode step (embedding to logits) captured on first use and replayed for every token
     /// (~600 launches cost more CPU time than the GPU work they describe), one graph per attention grid:
-    /// a power of two of 64-position chunks, so short contexts do not launch blocks for the whole cache.
+    /// a power of two of 64-position chunks up to `attn_max_splits`, so short contexts do not launch
+    /// blocks for the whole cache and long ones share one graph.
     decode_graphs: BTreeMap<usize, DecodeGraph>,
 }
 
@@ -205,6 +214,10 @@ impl Decoder for CudaQwen3 {
         let best = self.argmax_logits()?;
         self.tokens.push(id);
         Ok(Some(best))
+    }
+
+    fn forward_top_k(&mut self, id: u32, request: &TopKRequest) -> Result<Option<Vec<(u32, f32)>>> {
+        self.top_k_candidates(id, request)
     }
 
     fn forward(&mut self, ids: &[u32], all_logits: bool) -> Result<Vec<f32>> {

@@ -32,7 +32,12 @@ impl CudaQwen3 {
             .map(|l| l.k_cache.bytes() + l.v_cache.bytes())
             .sum();
         let embed = self.embed.as_ref().map_or(0, Buf::bytes);
-        self.decode_bytes_per_token() + cache + scratch + embed + self.rope_cos.bytes() * 2
+        self.decode_bytes_per_token()
+            + cache
+            + scratch
+            + self.sampling.bytes()
+            + embed
+            + self.rope_cos.bytes() * 2
     }
 
     /// Weight bytes one decode step reads: every linear, norm and the lm_head (the cache is extra).

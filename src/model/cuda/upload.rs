@@ -5,6 +5,7 @@ use super::decode::ATTN_CHUNK;
 use super::device::{Buf, Kernels};
 use super::formats::{Linear, to_f16};
 use super::prefill::{MAX_CHUNK, SCORE_BUDGET};
+use super::sample::Sampling;
 use super::{CudaQwen3, Layer, Scratch};
 use crate::model::config::Qwen3Config;
 use crate::model::rope::Rope;
@@ -21,6 +22,11 @@ const I8_HEAD_WIDTHS: std::ops::RangeInclusive<usize> = 512..=4096;
 /// Set to 0 to launch every kernel only after the previous one has finished (for A/B measurements of
 /// the overlap; see `CudaQwen3::overlap`).
 const OVERLAP_ENV: &str = "QWEN3_AGENT_CUDA_OVERLAP";
+/// Caps the decode attention's blocks per KV head (a positive number), so tests can make short
+/// contexts take the path long ones take (several tiles per block).
+const ATTN_SPLITS_ENV: &str = "QWEN3_AGENT_CUDA_ATTN_SPLITS";
+/// Decode attention blocks per multiprocessor the cap aims for (each stages 35 KB of K and V rows).
+const ATTN_BLOCKS_PER_SM: usize = 4;
 
 impl CudaQwen3 {
     /// Uploads the checkpoint to GPU `ordinal` and allocates a KV cache for `capacity` positions.
@@ -188,6 +194,7 @@ impl CudaQwen3 {
             logits: Buf::zeros(&stream, config.vocab_size)?,
             best_logit: Buf::zeros(&stream, 1)?,
         };
+        let sampling = Sampling::new(&stream, config.vocab_size)?;
         let fused_decode = layers.iter().all(Layer::all_awq);
         let model = CudaQwen3 {
             rope_cos: Buf::from_host(&stream, &cos)?,
@@ -201,11 +208,13 @@ impl CudaQwen3 {
             norm: norm_w,
             lm_head,
             scratch,
+            sampling,
             tokens: Vec::with_capacity(capacity),
             capacity,
             device_name,
             overlap: std::env::var(OVERLAP_ENV).map_or(true, |v| v != "0"),
             multiprocessors,
+            attn_max_splits: attn_max_splits(multiprocessors, nkv)?,
             fused_decode,
             decode_graphs: BTreeMap::new(),
         };
@@ -217,4 +226,17 @@ impl CudaQwen3 {
         progress(steps, steps);
         Ok(model)
     }
+}
+
+/// The decode attention's most blocks per KV head: enough for `ATTN_BLOCKS_PER_SM` blocks on every
+/// multiprocessor (a power of two, so graphs stay few), or `ATTN_SPLITS_ENV`'s value.
+fn attn_max_splits(multiprocessors: usize, kv_heads: usize) -> Result<usize> {
+    if let Ok(text) = std::env::var(ATTN_SPLITS_ENV) {
+        return match text.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => anyhow::bail!("{ATTN_SPLITS_ENV} must be a positive number of blocks, not {text:?}"),
+        };
+    }
+    let fill = (ATTN_BLOCKS_PER_SM * multiprocessors / kv_heads.max(1)).max(1);
+    Ok(1 << fill.ilog2())
 }

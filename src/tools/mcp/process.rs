@@ -3,7 +3,7 @@
 //! Each server runs in its own process group, so the wrappers users configure (uvx, npx, shell scripts)
 //! and the grandchildren they start end with it, and a Ctrl-C at the terminal is ours to handle, not
 //! theirs. Every live group is on a process-wide list that `kill_all_servers` ends with SIGKILL at
-//! once, from any thread (such as the one the `ctrlc` crate runs its handler on), whatever the servers
+//! once, from any thread (such as signal-hook's handler thread, src/cli/signals.rs), whatever the servers
 //! do with SIGTERM or EOF; after it no server starts again in this process. On Linux each server also
 //! gets SIGKILL when the thread that started it ends (`PR_SET_PDEATHSIG`): a backstop for when we are
 //! killed ourselves (it reaches the server, not its grandchildren). That thread is a worker of the MCP
@@ -40,7 +40,7 @@ fn groups() -> std::sync::MutexGuard<'static, Groups> {
 
 /// Ends every MCP server's process group at once (SIGKILL: servers that ignore SIGTERM or stdin closing
 /// end too) and refuses to start servers from then on. Never blocks beyond a short lock, so it may be
-/// called from any thread, e.g. the `ctrlc` handler's, and more than once; not from inside an actual
+/// called from any thread, e.g. the signal handler's thread, and more than once; not from inside an actual
 /// signal handler (the lock is not async-signal-safe).
 pub fn kill_all_servers() {
     let mut groups = groups();

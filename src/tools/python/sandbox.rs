@@ -17,7 +17,7 @@ use super::driver::{self, Outcome, PRIVATE_GUEST};
 use super::figures;
 use super::guest_fs::{GuestDir, WalkBudget};
 use super::runtime::{Progress, Runtime, STDLIB_ZIP};
-use crate::config::CodeInterpreterSpec;
+use crate::config::{CodeInterpreterSpec, check};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -39,10 +39,6 @@ const DISK_SHAPE: WalkBudget = WalkBudget {
     entries: 100_000,
     depth: 64,
 };
-/// The longest `timeout` a spec may ask for (a day): past it a cell is not a cell.
-const MAX_TIMEOUT_SECS: f64 = 86_400.0;
-/// wasm32 addresses 4 GiB.
-const MAX_MEMORY_MB: usize = 4096;
 
 /// Per-cell and per-session limits.
 #[derive(Debug, Clone)]
@@ -78,12 +74,12 @@ impl SessionOptions {
         let seconds = if spec.timeout.is_nan() {
             0.0
         } else {
-            spec.timeout.clamp(0.0, MAX_TIMEOUT_SECS)
+            spec.timeout.clamp(0.0, check::MAX_SECONDS)
         };
         SessionOptions {
             limits: Limits {
                 timeout: Duration::from_secs_f64(seconds),
-                memory_bytes: spec.memory_mb.min(MAX_MEMORY_MB) << 20,
+                memory_bytes: spec.memory_mb.min(check::MAX_GUEST_MB) << 20,
                 output_bytes: spec.max_output_bytes,
                 scratch_bytes: spec.scratch_mb.saturating_mul(1 << 20),
             },
@@ -92,29 +88,10 @@ impl SessionOptions {
         }
     }
 
-    /// What is wrong with `spec`, naming the field, if anything is: the checks `from_spec`
-    /// relies on, for the config loader (to point at the YAML line) and the flags.
+    /// What is wrong with `spec`, naming the field, if anything is: the config loader's checks of
+    /// `tools.code_interpreter`, for the flags that fill a spec.
     pub fn check_spec(spec: &CodeInterpreterSpec) -> Result<(), String> {
-        if !(spec.timeout > 0.0 && spec.timeout <= MAX_TIMEOUT_SECS) {
-            return Err(format!(
-                "timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}, not {}",
-                spec.timeout
-            ));
-        }
-        if !(1..=MAX_MEMORY_MB).contains(&spec.memory_mb) {
-            return Err(format!(
-                "memory_mb must be from 1 to {MAX_MEMORY_MB} (the wasm32 address space), not {}",
-                spec.memory_mb
-            ));
-        }
-        if spec.scratch_mb > 1 << 20 {
-            return Err(format!(
-                "scratch_mb must be at most {} (1 TB), not {}",
-                1u64 << 20,
-                spec.scratch_mb
-            ));
-        }
-        Ok(())
+        crate::config::validate::code_interpreter(spec, &[]).map_err(|problem| problem.message)
     }
 }
 

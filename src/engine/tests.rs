@@ -1,0 +1,181 @@
+//! The decode loop with a decoder that selects candidates itself (`Decoder::forward_top_k`), emulated
+//! on the CPU the way the CUDA engine does it: the same ids as host sampling, with the counted tokens
+//! kept step by step between requests.
+
+use super::sampler::tests::device_candidates;
+use super::*;
+use crate::model::config::Qwen3Config;
+use crate::model::{Precision, load_dir};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+/// The CPU engine plus per-token marks kept across steps as a device keeps them.
+struct Selecting {
+    inner: CpuDecoder,
+    marks: Vec<u8>,
+    /// Requests above this k are refused (the CUDA engine's cap).
+    max_k: usize,
+    /// Refuse every `refuse_every`-th request (0: never), as a decoder that cannot serve some steps.
+    refuse_every: usize,
+    requests: usize,
+    served: Arc<AtomicUsize>,
+}
+
+fn marks_of(vocab: usize, prompt: &[u32], generated: &[u32]) -> Vec<u8> {
+    let mut marks = vec![0u8; vocab];
+    prompt.iter().for_each(|&id| marks[id as usize] |= 1);
+    generated.iter().for_each(|&id| marks[id as usize] |= 3);
+    marks
+}
+
+impl Decoder for Selecting {
+    fn config(&self) -> &Qwen3Config {
+        self.inner.config()
+    }
+    fn cached_tokens(&self) -> &[u32] {
+        self.inner.cached_tokens()
+    }
+    fn truncate_cache(&mut self, len: usize) {
+        self.inner.truncate_cache(len)
+    }
+    fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+    fn forward(&mut self, ids: &[u32], all_logits: bool) -> Result<Vec<f32>> {
+        self.inner.forward(ids, all_logits)
+    }
+    fn forward_top_k(&mut self, id: u32, r: &TopKRequest) -> Result<Option<Vec<(u32, f32)>>> {
+        self.requests += 1;
+        if r.k > self.max_k
+            || (self.refuse_every > 0 && self.requests.is_multiple_of(self.refuse_every))
+        {
+            return Ok(None);
+        }
+        assert_eq!(
+            r.generated.last(),
+            Some(&id),
+            "the output ends with the id run"
+        );
+        let vocab = self.marks.len();
+        if r.fresh {
+            self.marks = marks_of(vocab, r.prompt, r.generated);
+        } else {
+            self.marks[id as usize] |= 3;
+            assert!(
+                self.marks == marks_of(vocab, r.prompt, r.generated),
+                "marks kept step by step must count what the request counts"
+            );
+        }
+        let logits = self.inner.forward(&[id], false)?;
+        self.served.fetch_add(1, Ordering::Relaxed);
+        let penalties = (r.repetition_penalty, r.presence_penalty);
+        Ok(Some(device_candidates(
+            &logits,
+            &self.marks,
+            penalties,
+            r.k,
+        )))
+    }
+}
+
+fn model() -> Qwen3 {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity/awq-untied-gqa");
+    load_dir(&dir, Precision::Exact, None, |_, _| {}).expect("the parity fixture loads")
+}
+
+/// A plain CPU engine and one whose decoder selects candidates, and how many requests it served.
+fn engines(max_k: usize, refuse_every: usize) -> (Engine, Engine, Arc<AtomicUsize>) {
+    let served = Arc::new(AtomicUsize::new(0));
+    let inner = CpuDecoder::new(model(), 256);
+    let selecting = Selecting {
+        marks: vec![0; inner.config().vocab_size],
+        inner,
+        max_k,
+        refuse_every,
+        requests: 0,
+        served: served.clone(),
+    };
+    let selecting = Engine::from_decoder(Box::new(selecting));
+    (Engine::new(model(), 256), selecting, served)
+}
+
+/// The ids generated, and how many the decoder picked (`Timings::device_picked_tokens`).
+fn generate(engine: &mut Engine, prompt: &[u32], params: SamplingParams) -> (Vec<u32>, usize) {
+    let generation = engine.generate(prompt, 40, params, &[], |_| ControlFlow::Continue(()));
+    let generation = generation.expect("generation runs");
+    (
+        generation.token_ids,
+        generation.timings.device_picked_tokens,
+    )
+}
+
+fn ids(engine: &mut Engine, prompt: &[u32], params: SamplingParams) -> Vec<u32> {
+    generate(engine, prompt, params).0
+}
+
+fn settings() -> [SamplingParams; 4] {
+    let thinking = SamplingParams::for_mode(true);
+    [
+        thinking,
+        SamplingParams {
+            presence_penalty: 1.5,
+            seed: 4,
+            ..thinking
+        },
+        SamplingParams {
+            repetition_penalty: 1.3,
+            min_p: 0.05,
+            top_k: 64,
+            seed: 9,
+            ..thinking
+        },
+        SamplingParams {
+            temperature: 0.0,
+            repetition_penalty: 1.2,
+            ..thinking
+        },
+    ]
+}
+
+#[test]
+fn selected_candidates_give_the_host_samplers_ids() {
+    let prompt: Vec<u32> = (0..24).map(|i| (i * 37 % 500) as u32).collect();
+    for params in settings() {
+        let (mut host, mut device, served) = engines(64, 0);
+        let expected = ids(&mut host, &prompt, params);
+        let (got, picked) = generate(&mut device, &prompt, params);
+        assert_eq!(got, expected, "{params:?}");
+        // Every step after the first (which samples the prefill's logits) came from candidates.
+        assert_eq!(served.load(Ordering::Relaxed), expected.len() - 1);
+        assert_eq!(picked, expected.len() - 1);
+        // A second round reuses the cached prefix; its first request starts the counted tokens afresh.
+        let longer: Vec<u32> = prompt.iter().chain(&expected).copied().collect();
+        let expected = ids(&mut host, &longer, params);
+        assert_eq!(
+            ids(&mut device, &longer, params),
+            expected,
+            "{params:?}, round 2"
+        );
+    }
+}
+
+#[test]
+fn refused_requests_fall_back_to_host_sampling() {
+    let prompt: Vec<u32> = (0..16).map(|i| (i * 11 % 500) as u32).collect();
+    let params = settings()[2];
+    // k 64 over a cap of 20: never served, every step samples the downloaded logits.
+    let (mut host, mut device, served) = engines(20, 0);
+    assert_eq!(
+        ids(&mut device, &prompt, params),
+        ids(&mut host, &prompt, params)
+    );
+    assert_eq!(served.load(Ordering::Relaxed), 0);
+    // Some steps refused: the request after one starts afresh, and the ids stay the host's.
+    let (mut host, mut device, served) = engines(64, 3);
+    assert_eq!(
+        ids(&mut device, &prompt, params),
+        ids(&mut host, &prompt, params)
+    );
+    assert!(served.load(Ordering::Relaxed) > 20);
+}
