@@ -234,7 +234,9 @@ fn attn_max_splits(multiprocessors: usize, kv_heads: usize) -> Result<usize> {
     if let Ok(text) = std::env::var(ATTN_SPLITS_ENV) {
         return match text.trim().parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => anyhow::bail!("{ATTN_SPLITS_ENV} must be a positive number of blocks, not {text:?}"),
+            _ => {
+                anyhow::bail!("{ATTN_SPLITS_ENV} must be a positive number of blocks, not {text:?}")
+            }
         };
     }
     let fill = (ATTN_BLOCKS_PER_SM * multiprocessors / kv_heads.max(1)).max(1);
