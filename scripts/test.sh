@@ -5,9 +5,9 @@
 # download, ~1 min compile), then tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c "import mcp_server_time, mcp_server_fetch" 2>/dev/null; then
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c "import mcp_server_time, mcp_server_fetch, openai" 2>/dev/null; then
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check mcp-server-time==2026.10.19 mcp-server-fetch==2026.10.24
+  .venv/bin/pip install --quiet --disable-pip-version-check mcp-server-time==2026.10.19 mcp-server-fetch==2026.10.24 openai==3.51.0
 fi
 # The MCP reference test server (tests/mcp.rs, tests/mcp_env.rs), pinned, installed once under tests/.npm.
 # Without node those tests say they were skipped.

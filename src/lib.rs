@@ -7,4 +7,5 @@ pub mod config;
 pub mod engine;
 pub mod model;
 pub mod rng;
+pub mod serve;
 pub mod tools;

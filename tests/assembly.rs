@@ -38,6 +38,7 @@ fn a_local_models_prefill_reaches_the_callers_reporter() {
         max_new_tokens: 1,
         stop: &[],
         interrupt: &AtomicBool::new(false),
+        parse_tool_calls: true,
     };
     let response = backend.complete(&request, &mut |_| {}).unwrap();
 

@@ -207,6 +207,7 @@ fn complete(
         max_new_tokens: 64,
         stop: &[],
         interrupt,
+        parse_tool_calls: true,
     };
     backend.complete(&request, on_event)
 }

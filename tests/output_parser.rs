@@ -305,6 +305,38 @@ const FRAGMENTS: &[&str] = &[
     "[",
 ];
 
+/// A server answering a request without tools leaves `<tool_call>` blocks as text, in reasoning and in
+/// content, under any chunking.
+#[test]
+fn without_tool_parsing_blocks_stay_text_in_any_chunking() {
+    let call = "<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>";
+    let text = format!("<think>\nmaybe <tool_call> here\n</think>\n\nSure.\n{call}");
+    let chars: Vec<char> = text.chars().collect();
+    for size in [1, 2, 3, 7, chars.len()] {
+        let mut parser = OutputParser::new(true).text_only_calls();
+        let mut events = Vec::new();
+        for piece in chars.chunks(size) {
+            events.extend(parser.feed(&piece.iter().collect::<String>()));
+        }
+        events.extend(parser.finish(FinishReason::Stop));
+        let (mut reasoning, mut content) = (String::new(), String::new());
+        for event in events {
+            match event {
+                ParseEvent::ReasoningDelta(d) => reasoning.push_str(&d),
+                ParseEvent::ContentDelta(d) => content.push_str(&d),
+                other => panic!("no calls or errors without tool parsing: {other:?}"),
+            }
+        }
+        assert_eq!(reasoning, "maybe <tool_call> here", "chunks of {size}");
+        assert_eq!(content, format!("Sure.\n{call}"), "chunks of {size}");
+        let output = parser.into_output();
+        assert_eq!(
+            (output.content, output.reasoning_content),
+            (content, Some(reasoning))
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 

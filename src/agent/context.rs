@@ -29,6 +29,7 @@ impl Agent {
                 max_new_tokens,
                 stop: &[],
                 interrupt: &self.interrupt,
+                parse_tool_calls: true,
             })
         };
         let Some(mut usage) = try_measure(messages)? else {

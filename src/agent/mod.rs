@@ -95,7 +95,7 @@ pub struct Agent {
 }
 
 /// Tokens per answer when the agent file does not say.
-const DEFAULT_MAX_NEW_TOKENS: usize = 2048;
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 2048;
 
 /// How often the loop looks at the tools' notices and the interrupt flag while calls run.
 const DISPATCH_POLL: Duration = Duration::from_millis(100);
@@ -198,6 +198,7 @@ impl Agent {
                 max_new_tokens,
                 stop: self.generate.stop.as_deref().unwrap_or_default(),
                 interrupt: &self.interrupt,
+                parse_tool_calls: true,
             };
             let response = self
                 .backend
@@ -344,17 +345,8 @@ impl Agent {
 
     /// Qwen3's recommended settings for the mode, overridden by what the agent sets.
     fn sampling(&self, thinking: bool) -> SamplingParams {
-        let g = &self.generate;
-        let base = self.backend.default_sampling(thinking);
-        SamplingParams {
-            temperature: g.temperature.unwrap_or(base.temperature),
-            top_k: g.top_k.unwrap_or(base.top_k),
-            top_p: g.top_p.unwrap_or(base.top_p),
-            min_p: g.min_p.unwrap_or(base.min_p),
-            presence_penalty: g.presence_penalty.unwrap_or(base.presence_penalty),
-            repetition_penalty: g.repetition_penalty.unwrap_or(base.repetition_penalty),
-            seed: g.seed.unwrap_or(base.seed),
-        }
+        self.generate
+            .sampling(self.backend.default_sampling(thinking))
     }
 }
 
@@ -380,7 +372,7 @@ fn finish(progress: Progress, stop_reason: StopReason) -> RunResult {
 
 /// The soft switch: the latest `/think` or `/no_think` in a user or system message decides (the model
 /// honours it itself; the runtime picks the matching sampling settings).
-fn soft_switch_allows_thinking(messages: &[Message]) -> bool {
+pub fn soft_switch_allows_thinking(messages: &[Message]) -> bool {
     for message in messages.iter().rev() {
         let text = match message {
             Message::User { content } | Message::System { content } => content,

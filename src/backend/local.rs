@@ -60,6 +60,9 @@ impl Backend for LocalBackend {
         let prompt_text = render_prompt(&self.template, request)?;
         let prompt = self.tokenizer.encode(&prompt_text)?;
         let mut parser = OutputParser::new(request.thinking);
+        if !request.parse_tool_calls {
+            parser = parser.text_only_calls();
+        }
         let (generation, raw) = self.engine.generate_text(
             &self.tokenizer,
             &prompt,

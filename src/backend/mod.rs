@@ -31,6 +31,10 @@ pub struct BackendRequest<'a> {
     /// Set from outside (Ctrl-C) to stop generating; what was generated so far is returned, and an
     /// unfinished tool call in it never runs.
     pub interrupt: &'a AtomicBool,
+    /// Whether `<tool_call>` blocks in the output are parsed into calls. A server answering a request
+    /// without tools turns this off, so the blocks stay in the text for a client that parses them
+    /// itself. Remote backends ignore it (the server they call decides).
+    pub parse_tool_calls: bool,
 }
 
 /// What a call produced.

@@ -63,6 +63,9 @@ impl Backend for ScriptedBackend {
         };
         self.used += 1;
         let mut parser = OutputParser::new(request.thinking);
+        if !request.parse_tool_calls {
+            parser = parser.text_only_calls();
+        }
         let chars: Vec<char> = raw.chars().collect();
         for piece in chars.chunks(CHUNK_CHARS) {
             for event in parser.feed(&piece.iter().collect::<String>()) {

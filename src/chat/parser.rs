@@ -82,6 +82,8 @@ pub struct OutputParser {
     reasoning: NewlineTrimmer,
     content: NewlineTrimmer,
     output: ParsedOutput,
+    /// Whether `<tool_call>` blocks are calls; off, they are text like any other (see `text_only_calls`).
+    tool_calls: bool,
 }
 
 impl OutputParser {
@@ -100,7 +102,28 @@ impl OutputParser {
                 reasoning_content: thinking.then(String::new),
                 ..ParsedOutput::default()
             },
+            tool_calls: true,
         }
+    }
+
+    /// A parser that leaves `<tool_call>` blocks in the text (reasoning or content) untouched: for a
+    /// server answering a request that sent no tools, where the client renders and parses tools itself
+    /// (Qwen-Agent's default), as vLLM does without a tool parser.
+    pub fn text_only_calls(mut self) -> Self {
+        self.tool_calls = false;
+        self
+    }
+
+    /// The tags that may start a decision in the current mode's text.
+    fn call_open(&self) -> &'static [&'static str] {
+        if self.tool_calls { &[CALL_OPEN] } else { &[] }
+    }
+
+    /// Where the next `<tool_call>` opens in `pending`, if calls are parsed at all.
+    fn find_call(&self) -> Option<usize> {
+        self.call_open()
+            .first()
+            .and_then(|tag| self.pending.find(tag))
     }
 
     /// Consumes a chunk and returns the events that are now certain.
@@ -176,7 +199,7 @@ impl OutputParser {
             }
             Mode::Reasoning => {
                 let close = self.pending.find(THINK_CLOSE);
-                let call = self.pending.find(CALL_OPEN);
+                let call = self.find_call();
                 match (close, call) {
                     (Some(c), call) if call.is_none_or(|t| c < t) => {
                         let text: String = self.pending.drain(..c + THINK_CLOSE.len()).collect();
@@ -191,7 +214,8 @@ impl OutputParser {
                         true
                     }
                     (_, None) => {
-                        let keep = partial_tag_len(&self.pending, &[THINK_CLOSE, CALL_OPEN]);
+                        let tags = [&[THINK_CLOSE][..], self.call_open()].concat();
+                        let keep = partial_tag_len(&self.pending, &tags);
                         let text: String =
                             self.pending.drain(..self.pending.len() - keep).collect();
                         self.emit_reasoning(&text, events);
@@ -208,7 +232,7 @@ impl OutputParser {
                 }
                 None => false,
             },
-            Mode::Content => match self.pending.find(CALL_OPEN) {
+            Mode::Content => match self.find_call() {
                 Some(t) => {
                     let text: String = self.pending.drain(..t + CALL_OPEN.len()).collect();
                     self.emit_content(&text[..t], events);
@@ -216,7 +240,7 @@ impl OutputParser {
                     true
                 }
                 None => {
-                    let keep = partial_tag_len(&self.pending, &[CALL_OPEN]);
+                    let keep = partial_tag_len(&self.pending, self.call_open());
                     let text: String = self.pending.drain(..self.pending.len() - keep).collect();
                     self.emit_content(&text, events);
                     false

@@ -10,6 +10,7 @@ mod printer;
 mod progress;
 mod python;
 mod run;
+mod serve;
 mod signals;
 
 use anyhow::Result;
@@ -41,6 +42,7 @@ enum Command {
     Setup(python::SetupArgs),
     Python(python::PythonArgs),
     Eval(eval::EvalArgs),
+    Serve(serve::ServeArgs),
 }
 
 pub fn run(cli: Cli) -> std::process::ExitCode {
@@ -77,5 +79,6 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Setup(args) => python::setup(args),
         Command::Python(args) => python::python(args),
         Command::Eval(args) => eval::eval(args),
+        Command::Serve(args) => serve::serve_command(args),
     }
 }

@@ -19,6 +19,7 @@ use serde_json::{Map, Value as Json};
 use std::path::{Path, PathBuf};
 
 pub use expand::expand_env;
+pub use validate::Problem;
 
 /// An agent: which model, how to generate, what it may call.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -298,6 +299,25 @@ impl GenerateSpec {
             stop
         );
     }
+
+    /// The sampling these settings ask for: each one set here replaces the backend's default in `base`.
+    pub fn sampling(&self, base: crate::engine::SamplingParams) -> crate::engine::SamplingParams {
+        crate::engine::SamplingParams {
+            temperature: self.temperature.unwrap_or(base.temperature),
+            top_k: self.top_k.unwrap_or(base.top_k),
+            top_p: self.top_p.unwrap_or(base.top_p),
+            min_p: self.min_p.unwrap_or(base.min_p),
+            presence_penalty: self.presence_penalty.unwrap_or(base.presence_penalty),
+            repetition_penalty: self.repetition_penalty.unwrap_or(base.repetition_penalty),
+            seed: self.seed.unwrap_or(base.seed),
+        }
+    }
+}
+
+/// Checks generation settings that came from elsewhere than a file (a server's request) by the rules
+/// a file's `generate` block follows; the failure names the field (`root.key`) it is about.
+pub fn check_generate(spec: &GenerateSpec, root: &str) -> Result<(), Problem> {
+    validate::generate(spec, root)
 }
 
 /// A task: an agent plus the input to run it on.

@@ -1,0 +1,114 @@
+//! Counters for `GET /metrics` in Prometheus' text format: requests by status, tokens, the queue and
+//! request latency (from arrival to the last byte of the answer).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<u16, u64>>,
+    prompt_tokens: AtomicU64,
+    cached_tokens: AtomicU64,
+    completion_tokens: AtomicU64,
+    latency_micros: AtomicU64,
+    latency_count: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+impl Metrics {
+    /// A finished chat request: its status and how long it took.
+    pub fn request(&self, status: u16, elapsed: Duration) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(status)
+            .or_default() += 1;
+        self.latency_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The tokens of an answered request.
+    pub fn tokens(&self, prompt: usize, cached: usize, completion: usize) {
+        self.prompt_tokens
+            .fetch_add(prompt as u64, Ordering::Relaxed);
+        self.cached_tokens
+            .fetch_add(cached as u64, Ordering::Relaxed);
+        self.completion_tokens
+            .fetch_add(completion as u64, Ordering::Relaxed);
+    }
+
+    /// A request whose client left before its answer was complete (its generation was stopped, or
+    /// never started).
+    pub fn cancelled(&self) {
+        self.cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The exposition text; `queued` is the number of requests waiting now.
+    pub fn render(&self, queued: usize) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        let _ = writeln!(
+            out,
+            "# HELP qwen3_agent_requests_total Chat completion requests by HTTP status.\n\
+             # TYPE qwen3_agent_requests_total counter"
+        );
+        for (status, count) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "qwen3_agent_requests_total{{status=\"{status}\"}} {count}"
+            );
+        }
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        counter(
+            &mut out,
+            "qwen3_agent_prompt_tokens_total",
+            "Prompt tokens of answered requests.",
+            load(&self.prompt_tokens),
+        );
+        counter(
+            &mut out,
+            "qwen3_agent_cached_prompt_tokens_total",
+            "Prompt tokens reused from the previous request's cache.",
+            load(&self.cached_tokens),
+        );
+        counter(
+            &mut out,
+            "qwen3_agent_completion_tokens_total",
+            "Generated tokens.",
+            load(&self.completion_tokens),
+        );
+        counter(
+            &mut out,
+            "qwen3_agent_cancelled_total",
+            "Requests whose client left before the answer was complete.",
+            load(&self.cancelled),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP qwen3_agent_queue_depth Requests waiting for the engine.\n\
+             # TYPE qwen3_agent_queue_depth gauge\nqwen3_agent_queue_depth {queued}\n\
+             # HELP qwen3_agent_request_duration_seconds Time from a request's arrival to its answer's end.\n\
+             # TYPE qwen3_agent_request_duration_seconds summary\n\
+             qwen3_agent_request_duration_seconds_sum {}\n\
+             qwen3_agent_request_duration_seconds_count {}",
+            load(&self.latency_micros) as f64 / 1e6,
+            load(&self.latency_count)
+        );
+        out
+    }
+}

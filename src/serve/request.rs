@@ -1,0 +1,379 @@
+//! The chat-completions request as clients send it, read into the library's types. Each field is read
+//! on its own so a wrong type or range names its `param`; unknown fields are ignored, as OpenAI does.
+
+use super::error::ApiError;
+use crate::chat::Message;
+use crate::config::{GenerateSpec, check, check_generate};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value as Json};
+
+/// A `POST /v1/chat/completions` body, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    /// The model the client named, if any (checked against the served name).
+    pub model: Option<String>,
+    pub messages: Vec<Message>,
+    /// Tool schemas in the OpenAI shape, rendered by the template as given; empty when the request
+    /// sent none or `tool_choice` is `"none"`.
+    pub tools: Vec<Json>,
+    /// `enable_thinking` from `chat_template_kwargs` (or the top level); None leaves the served default.
+    pub thinking: Option<bool>,
+    /// Sampling, `max_tokens` and `stop`, over the served defaults.
+    pub generate: GenerateSpec,
+    /// Whether `max_tokens` was given (then a prompt leaving less room is refused, not shortened).
+    pub max_tokens_given: bool,
+    pub stream: bool,
+    /// `stream_options.include_usage`: a last chunk with the usage.
+    pub include_usage: bool,
+}
+
+impl ChatRequest {
+    /// Reads a request body; malformed JSON, wrong types and values out of range are 400s.
+    pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
+        let value: Json = serde_json::from_slice(body).map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                format!("the request body is not valid JSON ({e}): send a JSON object"),
+            )
+        })?;
+        let Json::Object(body) = value else {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "the request body must be a JSON object with `messages`",
+            ));
+        };
+        let messages = messages(&body)?;
+        let n: Option<u64> = field(&body, "n")?;
+        if n.is_some_and(|n| n != 1) {
+            return Err(ApiError::invalid(
+                "n",
+                "only n=1 is supported: send one request per completion",
+            ));
+        }
+        unsupported(&body)?;
+        let tools = tools(&body)?;
+        let stream: Option<bool> = field(&body, "stream")?;
+        let options: Option<Map<String, Json>> = field(&body, "stream_options")?;
+        let include_usage = match options.as_ref().and_then(|o| o.get("include_usage")) {
+            None | Some(Json::Null) => false,
+            Some(Json::Bool(b)) => *b,
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "stream_options.include_usage",
+                    "stream_options.include_usage must be a boolean",
+                ));
+            }
+        };
+        let kwargs: Option<Map<String, Json>> = field(&body, "chat_template_kwargs")?;
+        let thinking = match kwargs.as_ref().and_then(|k| k.get("enable_thinking")) {
+            None | Some(Json::Null) => field(&body, "enable_thinking")?,
+            Some(Json::Bool(b)) => Some(*b),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "chat_template_kwargs.enable_thinking",
+                    "chat_template_kwargs.enable_thinking must be a boolean",
+                ));
+            }
+        };
+        let (generate, max_tokens_given) = generate(&body)?;
+        Ok(ChatRequest {
+            model: field(&body, "model")?,
+            messages,
+            tools,
+            thinking,
+            generate,
+            max_tokens_given,
+            stream: stream.unwrap_or(false),
+            include_usage,
+        })
+    }
+}
+
+/// The field `name` as a `T`; absent or null is None, anything else of the wrong type a 400.
+fn field<T: DeserializeOwned>(body: &Map<String, Json>, name: &str) -> Result<Option<T>, ApiError> {
+    match body.get(name) {
+        None | Some(Json::Null) => Ok(None),
+        Some(value) => serde_json::from_value(value.clone())
+            .map(Some)
+            .map_err(|e| {
+                ApiError::invalid(name, format!("`{name}` has the wrong type or shape: {e}"))
+            }),
+    }
+}
+
+/// Sampling and length settings, checked by the rules of an agent file's `generate` block.
+fn generate(body: &Map<String, Json>) -> Result<(GenerateSpec, bool), ApiError> {
+    let max_tokens: Option<usize> = match field(body, "max_completion_tokens")? {
+        Some(n) => Some(n),
+        None => field(body, "max_tokens")?,
+    };
+    if let Some(n) = max_tokens {
+        check::tokens(n)
+            .map_err(|rule| ApiError::invalid("max_tokens", format!("max_tokens {rule}")))?;
+    }
+    let top_k: Option<i64> = field(body, "top_k")?;
+    let top_k = match top_k {
+        // vLLM's "off" is -1; ours is 0.
+        Some(-1) | Some(0) => Some(0),
+        Some(k) if k > 0 => Some(k as usize),
+        Some(k) => {
+            return Err(ApiError::invalid(
+                "top_k",
+                format!("top_k must be -1 or 0 (off) or a positive count, not {k}"),
+            ));
+        }
+        None => None,
+    };
+    let stop = match body.get("stop") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(s)) => Some(vec![s.clone()]),
+        Some(_) => field::<Vec<String>>(body, "stop")?,
+    };
+    let spec = GenerateSpec {
+        thinking: None,
+        max_new_tokens: max_tokens,
+        temperature: field(body, "temperature")?,
+        top_k,
+        top_p: field(body, "top_p")?,
+        min_p: field(body, "min_p")?,
+        presence_penalty: field(body, "presence_penalty")?,
+        repetition_penalty: field(body, "repetition_penalty")?,
+        seed: field(body, "seed")?,
+        stop,
+    };
+    check_generate(&spec, "request").map_err(|problem| {
+        let param = problem.path.last().cloned().unwrap_or_default();
+        ApiError::invalid(&param, problem.message.replacen("request.", "", 1))
+    })?;
+    Ok((spec, max_tokens.is_some()))
+}
+
+/// Options that would change what the answer must be, which this server cannot honour yet: refused
+/// rather than ignored, so a client never takes free text for schema-checked output.
+fn unsupported(body: &Map<String, Json>) -> Result<(), ApiError> {
+    let format: Option<Map<String, Json>> = field(body, "response_format")?;
+    if let Some(kind) = format.as_ref().and_then(|f| f.get("type"))
+        && kind != "text"
+    {
+        return Err(ApiError::invalid(
+            "response_format",
+            format!(
+                "response_format {kind} is not supported yet (it needs constrained decoding): leave \
+                 it out, or describe the format in the prompt"
+            ),
+        ));
+    }
+    if field::<bool>(body, "logprobs")? == Some(true) {
+        return Err(ApiError::invalid(
+            "logprobs",
+            "logprobs are not supported yet: leave `logprobs` out",
+        ));
+    }
+    Ok(())
+}
+
+/// The tools to render: none when `tool_choice` is "none"; forced choices need constrained decoding.
+fn tools(body: &Map<String, Json>) -> Result<Vec<Json>, ApiError> {
+    let tools: Vec<Json> = field(body, "tools")?.unwrap_or_default();
+    for (i, tool) in tools.iter().enumerate() {
+        let named = tool["function"]["name"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty());
+        if tool["type"] != "function" || !named {
+            return Err(ApiError::invalid(
+                "tools",
+                format!(
+                    "tools[{i}] must be {{\"type\": \"function\", \"function\": {{\"name\": ..., \
+                     \"parameters\": {{...}}}}}}"
+                ),
+            ));
+        }
+    }
+    match body.get("tool_choice") {
+        None | Some(Json::Null) => Ok(tools),
+        Some(Json::String(choice)) if choice == "auto" => Ok(tools),
+        Some(Json::String(choice)) if choice == "none" => Ok(Vec::new()),
+        Some(choice) => Err(ApiError::invalid(
+            "tool_choice",
+            format!(
+                "tool_choice {choice} is not supported yet (it needs constrained decoding): send \
+                 \"auto\" or \"none\""
+            ),
+        )),
+    }
+}
+
+/// The conversation, with the spellings clients use normalized: `reasoning` for `reasoning_content`,
+/// content as a list of text parts, null content.
+fn messages(body: &Map<String, Json>) -> Result<Vec<Message>, ApiError> {
+    let Some(Json::Array(list)) = body.get("messages") else {
+        return Err(ApiError::invalid(
+            "messages",
+            "`messages` must be a non-empty list of {\"role\", \"content\"} objects",
+        ));
+    };
+    if list.is_empty() {
+        return Err(ApiError::invalid(
+            "messages",
+            "`messages` must not be empty",
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, message)| {
+            let param = format!("messages[{i}]");
+            let Json::Object(message) = message else {
+                return Err(ApiError::invalid(
+                    &param,
+                    format!("{param} must be an object"),
+                ));
+            };
+            let mut message = message.clone();
+            // Newer OpenAI clients send the system prompt as `developer`.
+            if message.get("role").and_then(Json::as_str) == Some("developer") {
+                message.insert("role".into(), "system".into());
+            }
+            if let Some(reasoning) = message.remove("reasoning")
+                && !message.contains_key("reasoning_content")
+            {
+                message.insert("reasoning_content".into(), reasoning);
+            }
+            if let Some(content) = message.get_mut("content") {
+                *content = text_of(content).map_err(|why| {
+                    ApiError::invalid(
+                        &format!("{param}.content"),
+                        format!("{param}.content {why}"),
+                    )
+                })?;
+            }
+            if message.get("role").and_then(Json::as_str) != Some("assistant") {
+                message
+                    .entry("content")
+                    .or_insert(Json::String(String::new()));
+            }
+            serde_json::from_value(Json::Object(message)).map_err(|e| {
+                ApiError::invalid(
+                    &param,
+                    format!(
+                        "{param} is not a chat message ({e}): roles are system, user, assistant \
+                         and tool"
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Message content as one string: a string, null (empty), or a list of `{"type": "text"}` parts.
+fn text_of(content: &Json) -> Result<Json, String> {
+    match content {
+        Json::String(_) => Ok(content.clone()),
+        Json::Null => Ok(Json::String(String::new())),
+        Json::Array(parts) => parts
+            .iter()
+            .map(
+                |part| match (part["type"].as_str(), part["text"].as_str()) {
+                    (Some("text"), Some(text)) => Ok(text),
+                    _ => Err(
+                        "holds a part that is not text: only text parts are supported".to_string(),
+                    ),
+                },
+            )
+            .collect::<Result<String, String>>()
+            .map(Json::String),
+        _ => Err("must be a string or a list of text parts".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<ChatRequest, ApiError> {
+        ChatRequest::parse(body.as_bytes())
+    }
+
+    #[test]
+    fn reads_what_clients_send() {
+        let request = parse(
+            r#"{"model": "m", "messages": [
+                {"role": "system", "content": [{"type": "text", "text": "be "}, {"type": "text", "text": "brief"}]},
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": null, "reasoning": "think",
+                 "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "ok"}],
+              "stop": "END", "top_k": -1, "max_completion_tokens": 9, "unknown": {"x": 1},
+              "chat_template_kwargs": {"enable_thinking": false}, "stream": true,
+              "stream_options": {"include_usage": true}}"#,
+        )
+        .unwrap();
+        assert_eq!(request.messages[0], Message::system("be brief"));
+        let developer = parse(r#"{"messages": [{"role": "developer", "content": "x"}]}"#).unwrap();
+        assert_eq!(developer.messages, [Message::system("x")]);
+        let Message::Assistant {
+            reasoning_content,
+            tool_calls,
+            ..
+        } = &request.messages[2]
+        else {
+            panic!("{:?}", request.messages[2])
+        };
+        assert_eq!(reasoning_content.as_deref(), Some("think"));
+        assert_eq!(tool_calls[0].function.arguments["a"], 1);
+        assert_eq!(request.generate.stop, Some(vec!["END".to_string()]));
+        assert_eq!(request.generate.top_k, Some(0));
+        assert_eq!(request.generate.max_new_tokens, Some(9));
+        assert_eq!(request.thinking, Some(false));
+        assert!(request.stream && request.include_usage && request.max_tokens_given);
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let user = r#""messages": [{"role": "user", "content": "hi"}]"#;
+        for (body, param) in [
+            (
+                format!("{{{user}, \"temperature\": \"hot\"}}"),
+                "temperature",
+            ),
+            (format!("{{{user}, \"temperature\": -1}}"), "temperature"),
+            (format!("{{{user}, \"top_p\": 0}}"), "top_p"),
+            (format!("{{{user}, \"n\": 2}}"), "n"),
+            (format!("{{{user}, \"max_tokens\": 0}}"), "max_tokens"),
+            (format!("{{{user}, \"stop\": [\"\"]}}"), "stop"),
+            (
+                format!("{{{user}, \"tool_choice\": \"required\"}}"),
+                "tool_choice",
+            ),
+            (
+                format!("{{{user}, \"tools\": [{{\"type\": \"function\"}}]}}"),
+                "tools",
+            ),
+            (
+                r#"{"messages": [{"role": "wizard", "content": "hi"}]}"#.into(),
+                "messages[0]",
+            ),
+            (r#"{"messages": []}"#.into(), "messages"),
+            (
+                format!("{{{user}, \"response_format\": {{\"type\": \"json_object\"}}}}"),
+                "response_format",
+            ),
+            (format!("{{{user}, \"logprobs\": true}}"), "logprobs"),
+        ] {
+            let error = parse(&body).unwrap_err();
+            assert_eq!(error.param.as_deref(), Some(param), "{body}: {error:?}");
+            assert_eq!(error.status, 400);
+        }
+        assert_eq!(parse("{not json").unwrap_err().status, 400);
+        assert_eq!(parse("[1]").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn tool_choice_none_renders_no_tools() {
+        let request = parse(
+            r#"{"messages": [{"role": "user", "content": "hi"}], "tool_choice": "none",
+               "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}"#,
+        )
+        .unwrap();
+        assert!(request.tools.is_empty());
+    }
+}

@@ -1,0 +1,396 @@
+//! `qwen3-agent serve` as a client sees it: the real binary on a free port, driven by the official
+//! `openai` Python SDK (tests/fixtures/serve/client.py) and by raw HTTP for the requests SDKs never
+//! send. The scripted backend gives exact answers; the demo model runs the real engine.
+
+mod common;
+
+use serde_json::{Value as Json, json};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A running server, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `serve` on `model` and waits (up to two minutes) until `/health` answers.
+fn start(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
+        .arg("serve")
+        .arg(model)
+        .args(["--port", &port.to_string()])
+        .args(extra)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("serve exited before answering: {status}");
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not listen within 2 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Server { child, port }
+}
+
+/// One HTTP/1.1 exchange: the status and the body (parsed as JSON where it is).
+fn http(port: u16, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, Json, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: \
+         application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(Json::Null),
+        head.to_string(),
+    )
+}
+
+/// Runs client.py with `request`; returns {"plain", "streamed"}.
+fn sdk(port: u16, request: &Json, env: &[(&str, &str)]) -> Json {
+    let out = Command::new(common::python())
+        .arg(Path::new(ROOT).join("tests/fixtures/serve/client.py"))
+        .arg(format!("http://127.0.0.1:{port}/v1"))
+        .arg(request.to_string())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "client.py failed (the openai package comes from scripts/test.sh's venv):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// An agent file on the scripted backend: each request takes the next of `script`.
+fn scripted_agent(
+    name: &str,
+    script: &[&str],
+    context_length: Option<usize>,
+) -> std::path::PathBuf {
+    let dir = common::scratch("serve", name);
+    let agent = json!({
+        "name": "scripted",
+        "model": {"backend": "scripted", "path": common::TOKENIZER, "script": script,
+                  "context_length": context_length},
+        "generate": {"max_new_tokens": 64},
+    });
+    // JSON is YAML.
+    common::write(&dir, "agent.yaml", &agent.to_string())
+}
+
+/// The plain and streamed answers agree; returns the plain one with call ids checked and removed.
+fn agreed(mut answers: Json) -> Json {
+    let roles = answers["streamed"]
+        .as_object_mut()
+        .unwrap()
+        .remove("roles")
+        .unwrap();
+    assert_eq!(roles, json!(["assistant"]), "the role comes once, first");
+    for answer in ["plain", "streamed"] {
+        for call in answers[answer]["tool_calls"].as_array_mut().unwrap() {
+            let id = call.as_object_mut().unwrap().remove("id").unwrap();
+            assert!(id.as_str().unwrap().starts_with("call_"), "{id}");
+        }
+    }
+    assert_eq!(answers["plain"], answers["streamed"]);
+    answers["plain"].take()
+}
+
+const TIME_CALL: &str = "<think>\nThe user wants the time.\n</think>\n\n<tool_call>\n{\"name\": \
+     \"get_current_time\", \"arguments\": {\"timezone\": \"Asia/Tokyo\"}}\n</tool_call>";
+
+fn time_tool() -> Json {
+    json!({"type": "function", "function": {"name": "get_current_time", "description": "Now.",
+        "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}}}})
+}
+
+#[test]
+fn the_openai_sdk_gets_the_same_answer_streamed_and_plain() {
+    let greeting = "<think>\nI should greet.\n</think>\n\nHello there!";
+    let plain_answer = "Plain answer.";
+    let script = [
+        greeting,
+        greeting,
+        TIME_CALL,
+        TIME_CALL,
+        TIME_CALL,
+        TIME_CALL,
+        plain_answer,
+        plain_answer,
+    ];
+    let server = start(&scripted_agent("sdk", &script, None), &[], &[]);
+    let user = json!([{"role": "user", "content": "hi"}]);
+
+    let answer = agreed(sdk(
+        server.port,
+        &json!({"model": "scripted", "messages": user}),
+        &[],
+    ));
+    assert_eq!(answer["content"], "Hello there!");
+    assert_eq!(answer["reasoning_content"], "I should greet.");
+    assert_eq!(answer["reasoning"], "I should greet.");
+    assert_eq!(answer["finish_reason"], "stop");
+    assert_eq!(
+        answer["usage"]["total_tokens"], 0,
+        "the scripted backend counts no tokens"
+    );
+
+    let conversation = json!([
+        {"role": "user", "content": "What time is it in Tokyo?"},
+        {"role": "assistant", "content": null, "reasoning": "Earlier thought.", "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_current_time", "arguments": "{\"timezone\": \"UTC\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "12:00"},
+        {"role": "user", "content": "And in Tokyo?"}]);
+    let request = json!({"model": "scripted", "messages": conversation, "tools": [time_tool()]});
+    let answer = agreed(sdk(server.port, &request, &[]));
+    assert_eq!(
+        answer["tool_calls"],
+        json!([{"name": "get_current_time", "arguments": {"timezone": "Asia/Tokyo"}}])
+    );
+    assert_eq!(answer["finish_reason"], "tool_calls");
+    assert_eq!(answer["content"], "");
+    assert_eq!(answer["reasoning_content"], "The user wants the time.");
+
+    // Without tools the block is text for the client to parse (Qwen-Agent renders tools itself).
+    let answer = agreed(sdk(
+        server.port,
+        &json!({"model": "scripted", "messages": user}),
+        &[],
+    ));
+    assert_eq!(answer["tool_calls"], json!([]));
+    assert_eq!(answer["finish_reason"], "stop");
+    assert_eq!(
+        answer["content"],
+        TIME_CALL.split_once("</think>\n\n").unwrap().1
+    );
+
+    let request = json!({"model": "scripted", "messages": user,
+                         "extra_body": {"chat_template_kwargs": {"enable_thinking": false}}});
+    let answer = agreed(sdk(server.port, &request, &[]));
+    assert_eq!(answer["content"], "Plain answer.");
+    assert_eq!(answer["reasoning_content"], Json::Null);
+}
+
+#[test]
+fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
+    let server = start(
+        &scripted_agent("bad", &["One.", "Two."], Some(256)),
+        &[],
+        &[],
+    );
+    let port = server.port;
+    let chat = |body: &str| http(port, "POST", "/v1/chat/completions", &[], body);
+    let good = r#"{"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": {"enable_thinking": false}}"#;
+    let long = format!(
+        r#"{{"messages": [{{"role": "user", "content": "{}"}}]}}"#,
+        "word ".repeat(400)
+    );
+    let refusals = [
+        ("{\"messages\": [", 400, None),
+        (
+            r#"{"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}"#,
+            400,
+            Some("temperature"),
+        ),
+        (
+            r#"{"messages": [{"role": "user", "content": "hi"}], "top_p": 7}"#,
+            400,
+            Some("top_p"),
+        ),
+        (
+            r#"{"messages": [{"role": "user", "content": "hi"}], "n": 2}"#,
+            400,
+            Some("n"),
+        ),
+        (
+            r#"{"messages": [{"role": "user", "content": "hi"}], "tool_choice": "required"}"#,
+            400,
+            Some("tool_choice"),
+        ),
+        (r#"{"messages": "hi"}"#, 400, Some("messages")),
+        (
+            r#"{"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}"#,
+            404,
+            Some("model"),
+        ),
+        (&long, 400, Some("messages")),
+        (
+            &long.replacen('{', r#"{"stream": true, "#, 1),
+            400,
+            Some("messages"),
+        ),
+    ];
+    for (body, status, param) in refusals {
+        let (got, error, _) = chat(body);
+        assert_eq!(got, status, "{body}: {error}");
+        assert_eq!(error["error"]["param"].as_str(), param, "{body}: {error}");
+        assert!(
+            error["error"]["message"].as_str().unwrap().len() > 10,
+            "{error}"
+        );
+        assert!(error["error"]["type"].is_string(), "{error}");
+    }
+    let (_, error, _) = chat(&long);
+    assert_eq!(error["error"]["code"], "context_length_exceeded");
+    let (status, answer, _) = chat(good);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["message"]["content"], "One.");
+    assert_eq!(answer["object"], "chat.completion");
+
+    for (method, path) in [("GET", "/v1/nothing"), ("GET", "/v1/chat/completions")] {
+        let (status, error, _) = http(port, method, path, &[], "");
+        assert_eq!(
+            (status, error["error"]["type"].as_str()),
+            (404, Some("not_found_error"))
+        );
+    }
+    let (status, models, _) = http(port, "GET", "/v1/models", &[], "");
+    assert_eq!(
+        (status, &models["data"][0]["id"]),
+        (200, &json!("scripted"))
+    );
+
+    let (status, answer, _) = chat(good);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["message"]["content"], "Two.");
+    let (status, answer, _) = chat(good);
+    assert_eq!(status, 500, "the script is spent: {answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no output left"),
+        "{answer}"
+    );
+
+    let mut metrics = String::new();
+    TcpStream::connect(("127.0.0.1", port))
+        .and_then(|mut s| {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+            s.read_to_string(&mut metrics)
+        })
+        .unwrap();
+    for line in [
+        "qwen3_agent_requests_total{status=\"200\"} 2",
+        "qwen3_agent_requests_total{status=\"400\"} 9",
+        "qwen3_agent_requests_total{status=\"404\"} 1",
+        "qwen3_agent_requests_total{status=\"500\"} 1",
+        "qwen3_agent_queue_depth 0",
+        "qwen3_agent_request_duration_seconds_count 13",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+}
+
+#[test]
+fn an_api_key_is_required_when_set_and_for_a_public_bind() {
+    let agent = scripted_agent("key", &["Yes."], None);
+    let out = Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
+        .arg("serve")
+        .arg(&agent)
+        .args(["--host", "0.0.0.0", "--port", &free_port().to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--api-key-env"),
+        "{stderr}"
+    );
+
+    let env = [("QWEN3_AGENT_TEST_KEY", "s3cret-key")];
+    let flags = [
+        "--api-key-env",
+        "QWEN3_AGENT_TEST_KEY",
+        "--served-model-name",
+        "qwen3-8b",
+    ];
+    let server = start(&agent, &flags, &env);
+    let body = r#"{"model": "qwen3-8b", "messages": [{"role": "user", "content": "hi"}],
+                   "enable_thinking": false}"#;
+    for header in [&[][..], &["Authorization: Bearer wrong-key"]] {
+        let (status, error, _) = http(server.port, "POST", "/v1/chat/completions", header, body);
+        assert_eq!(status, 401, "{error}");
+        assert_eq!(error["error"]["type"], "authentication_error");
+    }
+    let (status, _, _) = http(server.port, "GET", "/health", &[], "");
+    assert_eq!(status, 200);
+    let auth = ["Authorization: Bearer s3cret-key"];
+    let (status, answer, _) = http(server.port, "POST", "/v1/chat/completions", &auth, body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["message"]["content"], "Yes.");
+}
+
+#[test]
+fn the_demo_model_answers_through_the_sdk() {
+    let server = start(&Path::new(ROOT).join("models/qwen3-agent-demo"), &[], &[]);
+    let system =
+        std::fs::read_to_string(Path::new(ROOT).join("scripts/demo/system_prompt.txt")).unwrap();
+    let request = json!({"model": "qwen3-agent-demo", "temperature": 0, "max_tokens": 200,
+        "demo_tools": true,
+        "messages": [{"role": "system", "content": system.trim()},
+                     {"role": "user", "content": "What time is it in Tokyo?"}]});
+    let answers = sdk(server.port, &request, &[]);
+    for answer in ["plain", "streamed"] {
+        let answer = &answers[answer];
+        assert_eq!(answer["finish_reason"], "tool_calls", "{answer}");
+        assert_eq!(
+            answer["tool_calls"][0]["name"], "get_current_time",
+            "{answer}"
+        );
+        assert_eq!(
+            answer["tool_calls"][0]["arguments"]["timezone"], "Asia/Tokyo",
+            "{answer}"
+        );
+        let usage = &answer["usage"];
+        assert!(usage["prompt_tokens"].as_u64().unwrap() > 100, "{usage}");
+        assert!(usage["completion_tokens"].as_u64().unwrap() > 0, "{usage}");
+    }
+    // The second request re-sends the same prompt: the engine reuses its prefix and says so.
+    let cached = &answers["streamed"]["usage"]["prompt_tokens_details"]["cached_tokens"];
+    assert!(cached.as_u64().unwrap() > 100, "{answers}");
+}
