@@ -4,25 +4,16 @@
 mod common;
 
 use common::openai_server::{delta, finish, serve, sse};
-use common::{TOKENIZER, read_jsonl, write};
+use common::{TOKENIZER, read_jsonl, run_cli, write};
 use serde_json::{Value as Json, json};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn scratch(name: &str) -> PathBuf {
     common::scratch("run", name)
 }
 
 fn run(args: &[&str]) -> (String, String, bool) {
-    let out = Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-        out.status.success(),
-    )
+    run_cli(args, "")
 }
 
 fn agent_yaml(script: &str) -> String {
@@ -218,27 +209,8 @@ fn chat_answers_each_turn_until_exit() {
             "name: c\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\n  script:\n    - \"First.\"\n    - \"Second.\"\ngenerate:\n  thinking: false\n"
         ),
     );
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
-        .args(["chat", agent.to_str().unwrap()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"one\ntwo\n/exit\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, stderr, ok) = run_cli(&["chat", agent.to_str().unwrap()], "one\ntwo\n/exit\n");
+    assert!(ok, "{stderr}");
     // Each turn: the prompt, the streamed answer, a newline; then the prompt that read /exit.
     assert_eq!(stdout, "\n> First.\n\n> Second.\n\n> ");
 }
@@ -430,24 +402,9 @@ fn chat_keeps_the_conversation_when_the_server_fails_and_retry_answers_it() {
             server.url
         ),
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
-        .args(["chat", agent.to_str().unwrap()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"hello\n/retry\n/exit\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(out.status.success(), "{stderr}");
+    let (stdout, stderr, ok) =
+        run_cli(&["chat", agent.to_str().unwrap()], "hello\n/retry\n/exit\n");
+    assert!(ok, "{stderr}");
     assert!(
         stderr.contains("400")
             && stderr.contains("model is loading")

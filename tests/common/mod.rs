@@ -17,6 +17,31 @@ pub const TOKENIZER: &str = concat!(
     "/tests/fixtures/qwen3-tokenizer"
 );
 
+/// Runs the qwen3-agent binary with `args` and `stdin` as all its input: (stdout, stderr, success).
+pub fn run_cli(args: &[&str], stdin: &str) -> (String, String, bool) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+        out.status.success(),
+    )
+}
+
 /// An empty scratch dir for one test (`label` names the test binary, `name` the test).
 pub fn scratch(label: &str, name: &str) -> PathBuf {
     let dir =
