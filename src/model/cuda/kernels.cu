@@ -744,16 +744,16 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
     const int kv = blockIdx.x, part = blockIdx.y, splits = gridDim.y, group = heads / kv_heads;
     // step is written before the graph runs, and the cache rows before len - 1 by earlier steps.
     const int len = step[1], pos_new = len - 1, tiles = (len + ATTN_CHUNK - 1) / ATTN_CHUNK;
-    const int tile_begin = part * attn_tiles_per_part(len, splits);
+    const int per_part = attn_tiles_per_part(len, splits), tile_begin = part * per_part;
     if (tile_begin >= tiles) return;
-    const int tile_end = min(tile_begin + attn_tiles_per_part(len, splits), tiles);
+    const int tile_end = min(tile_begin + per_part, tiles);
     const bool has_new = tile_end == tiles;
     const size_t cache_base = (size_t)kv * capacity;
     // Stages tile t's cached rows (not the new position's, which this kernel writes).
     auto stage_tile = [&](int t) {
-        const int first = t * ATTN_CHUNK, cached = min(ATTN_CHUNK, pos_new - first);
-        for (int i = threadIdx.x; i < cached * (hd >> 3); i += blockDim.x) {
-            const int r = i / (hd >> 3), p = 8 * (i % (hd >> 3));
+        const int first = t * ATTN_CHUNK, cached = min(ATTN_CHUNK, pos_new - first), pieces = hd >> 3;
+        for (int i = threadIdx.x; i < cached * pieces; i += blockDim.x) {
+            const int r = i / pieces, p = 8 * (i % pieces);
             cp_async16(&ks[r][p], k_cache + (cache_base + first + r) * hd + p);
             cp_async16(&vs[r][p], v_cache + (cache_base + first + r) * hd + p);
         }
