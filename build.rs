@@ -1,4 +1,4 @@
-//! With feature `cuda`, compiles src/model/cuda/kernels.cu into a fatbin (sm_90 machine code plus
+//! With feature `cuda`, compiles src/model/cuda/kernels.cu (and the .cuh files it includes) into a fatbin (sm_90 machine code plus
 //! compute_90 PTX for newer GPUs) that the binary embeds. nvcc comes from $NVCC, $CUDA_HOME/bin or PATH;
 //! scripts/build-cuda.sh sets all of it up from pip.
 
@@ -11,7 +11,8 @@ fn main() {
         return;
     }
     let source = "src/model/cuda/kernels.cu";
-    println!("cargo:rerun-if-changed={source}");
+    // kernels.cu includes the other .cuh files of its directory.
+    println!("cargo:rerun-if-changed=src/model/cuda");
     println!("cargo:rerun-if-env-changed=NVCC");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     let nvcc = std::env::var_os("NVCC")

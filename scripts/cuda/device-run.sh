@@ -4,6 +4,7 @@
 #   scripts/cuda/device-run.sh BIN [check|bench|all]
 #   scripts/cuda/device-run.sh BIN ab [VARIANT ...]
 #   scripts/cuda/device-run.sh BIN sampling
+#   scripts/cuda/device-run.sh BIN long [VARIANT ...]
 # ab: decode after DEPTH tokens (default 512; GEN tokens, default 128) for each VARIANT in turn, ROUNDS
 # times (default 2), so variants measured in one command share the machine's state; a variant is a
 # command prefix run with bash (another binary, or "QWEN3_AGENT_CUDA_OVERLAP=0 BIN"), optionally followed
@@ -11,6 +12,8 @@
 # on and off.
 # sampling: ab over greedy, sampled with the thinking defaults (on the device, and on the host as before
 # sample.rs), thinking + presence_penalty 1.5, and the non-thinking defaults.
+# long: prefill of LENGTHS tokens (default 2048 8192 16384 32768) and GEN decoded tokens after them (default
+# 64), for each VARIANT in turn (as in ab; default BIN).
 set -uo pipefail
 bin=${1:?usage: device-run.sh BIN [check|bench|all] | device-run.sh BIN ab [VARIANT ...]}
 what=${2:-all}
@@ -35,6 +38,22 @@ if [[ $what == sampling ]]; then
   set -- "$bin" ab "$bin" "$bin -- $thinking" "QWEN3_AGENT_CUDA_DEVICE_SAMPLING=0 $bin -- $thinking" \
     "$bin -- $thinking --presence-penalty 1.5" "$bin -- --temperature 0.7 --top-k 20 --top-p 0.8"
   what=ab
+fi
+if [[ $what == long ]]; then
+  shift 2
+  variants=("$@")
+  (( ${#variants[@]} )) || variants=("$bin")
+  model=/tmp/q8b
+  [[ -d $model ]] || "$bin" synth --preset qwen3-8b --out "$model"
+  for length in ${LENGTHS:-2048 8192 16384 32768}; do
+    for variant in "${variants[@]}"; do
+      prefix=${variant%% -- *}
+      flags=; [[ $variant == *" -- "* ]] && flags=${variant#* -- }
+      bash -c "$prefix bench --device cuda --model $model --prompt-tokens $length --gen-tokens ${GEN:-64} \
+        --context-length $((length + ${GEN:-64} + 64)) $flags" 2>&1 | grep -vE '^\s*$' | sed "s|^|[$length $variant] |" \
+        | tee -a "$out/long.txt" || status=1
+    done
+  done
 fi
 if [[ $what == ab ]]; then
   shift 2

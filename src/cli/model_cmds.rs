@@ -73,6 +73,10 @@ pub struct LogitsArgs {
     precision: Precision,
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
+    /// Run the first N ids as one forward and the rest as a second one over the cached prefix, as an
+    /// agent's next round continues its history (the logits must match one forward's).
+    #[arg(long, value_name = "N")]
+    split_at: Option<usize>,
 }
 
 pub fn logits(mut args: LogitsArgs) -> Result<()> {
@@ -88,7 +92,18 @@ pub fn logits(mut args: LogitsArgs) -> Result<()> {
     if let Some(id) = args.ids.iter().find(|&&id| id as usize >= vocab) {
         bail!("--ids: token id {id} is outside the model's vocabulary (0..{vocab})");
     }
-    let logits = decoder.forward(&args.ids, true)?;
+    let split = args.split_at.unwrap_or(0);
+    if split >= args.ids.len() {
+        bail!(
+            "--split-at {split}: the second forward needs ids after it (there are {})",
+            args.ids.len()
+        );
+    }
+    let mut logits = Vec::new();
+    if split > 0 {
+        logits = decoder.forward(&args.ids[..split], true)?;
+    }
+    logits.extend(decoder.forward(&args.ids[split..], true)?);
     npy::write_f32(
         &args.out,
         &[args.ids.len(), decoder.config().vocab_size],
@@ -393,6 +408,9 @@ pub struct BenchArgs {
     /// KV cache positions (GPU memory is reported at this context); default: what the run needs.
     #[arg(long, value_parser = flag(check::tokens))]
     context_length: Option<usize>,
+    /// Enable YaRN with this factor, as `generate` does (4.0: Qwen3's 131,072 positions).
+    #[arg(long, value_parser = flag(check::rope_factor))]
+    rope_scaling_factor: Option<f64>,
     #[arg(long)]
     json: bool,
 }
@@ -408,7 +426,7 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
     let options = LoadOptions {
         device: args.device,
         precision: args.precision,
-        rope_scaling: None,
+        rope_scaling: args.rope_scaling_factor.map(yarn),
         context_length: Some(args.context_length.unwrap_or(needed).max(needed)),
     };
     let (decoder, load_s) = load_decoder(&args.model, &options)?;

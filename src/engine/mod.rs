@@ -38,13 +38,10 @@ pub struct Timings {
     pub decode_tok_per_s: f64,
 }
 
-/// Prompt tokens one prefill step computes: a long prompt runs in steps of this many so that its
-/// progress can be reported between them. Each step still fills the CPU's row blocks and the GPU's
-/// batch (the CUDA engine's prefill chunks hold at most 512 tokens anyway).
-pub const PREFILL_STEP: usize = 512;
+pub use crate::model::decoder::PREFILL_STEP;
 
 /// Told how a prefill advances: `(computed, to_compute)` prompt tokens, first `(0, n)` and then
-/// after each step of up to `PREFILL_STEP` tokens, ending with `(n, n)`. Tokens reused from the
+/// after each step of up to `Decoder::prefill_step` tokens, ending with `(n, n)`. Tokens reused from the
 /// cache are not counted (`n` is what this call computes).
 pub type PrefillProgress = Box<dyn FnMut(usize, usize) + Send>;
 
@@ -114,9 +111,10 @@ impl Engine {
         };
         report(0);
         let mut logits = Vec::new();
-        for (step, ids) in todo.chunks(PREFILL_STEP).enumerate() {
+        let step_len = self.decoder.prefill_step();
+        for (step, ids) in todo.chunks(step_len).enumerate() {
             logits = self.decoder.forward(ids, false)?;
-            report(step * PREFILL_STEP + ids.len());
+            report(step * step_len + ids.len());
         }
         timings.reused_tokens = reuse;
         timings.prefill_tokens = prompt.len() - reuse;

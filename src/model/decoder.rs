@@ -7,6 +7,10 @@ use super::config::Qwen3Config;
 use super::qwen3::Qwen3;
 use anyhow::Result;
 
+/// Prompt tokens one prefill step computes on the CPU: a long prompt runs in steps of this many so that
+/// its progress can be reported between them; each step still fills the CPU's row blocks.
+pub const PREFILL_STEP: usize = 512;
+
 /// A model that owns its KV cache, so the engine can reuse a cached prefix on any device.
 pub trait Decoder: Send {
     fn config(&self) -> &Qwen3Config;
@@ -36,6 +40,11 @@ pub trait Decoder: Send {
         _request: &TopKRequest,
     ) -> Result<Option<Vec<(u32, f32)>>> {
         Ok(None)
+    }
+    /// Positions the engine hands `forward` at once when it prefills a prompt (and reports progress
+    /// after): what the decoder runs as one chunk (the GPU's may be larger).
+    fn prefill_step(&self) -> usize {
+        PREFILL_STEP
     }
     /// For GPU decoders: the device, its memory in use, and a measured copy bandwidth (what `bench`
     /// reports); None on the CPU.

@@ -70,8 +70,8 @@ pub(super) struct Kernels {
     pub(super) dense_gemv: CudaFunction,
     pub(super) qk_norm_rope: CudaFunction,
     pub(super) attn_decode: CudaFunction,
-    pub(super) softmax_causal: CudaFunction,
-    pub(super) heads_to_rows: CudaFunction,
+    /// Prefill attention for head dims padded to 32, 64 and 128 (attn_prefill.cuh).
+    pub(super) flash_prefill: [CudaFunction; 3],
     pub(super) silu_mul: CudaFunction,
 }
 
@@ -102,8 +102,11 @@ impl Kernels {
             dense_gemv: f("dense_gemv")?,
             qk_norm_rope: f("qk_norm_rope")?,
             attn_decode: f("attn_decode")?,
-            softmax_causal: f("softmax_causal")?,
-            heads_to_rows: f("heads_to_rows")?,
+            flash_prefill: [
+                f("flash_prefill_32")?,
+                f("flash_prefill_64")?,
+                f("flash_prefill_128")?,
+            ],
             silu_mul: f("silu_mul")?,
         })
     }

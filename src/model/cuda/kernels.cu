@@ -925,33 +925,6 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
     }
 }
 
-// Prefill: causal softmax of scores [heads][M][len] (already scaled) into f16 probabilities, where
-// query t of the chunk sits at position start + t and sees positions 0..start + t. One block per row.
-extern "C" __global__ void softmax_causal(const float* scores, half* probs, int M, int len, int start) {
-    start_dependents();
-    wait_for_inputs();
-    const size_t row = blockIdx.x;
-    const int t = row % M, visible = start + t + 1;
-    const float* s = scores + row * len;
-    half* p = probs + row * len;
-    float m = -INFINITY;
-    for (int i = threadIdx.x; i < visible; i += blockDim.x) m = fmaxf(m, s[i]);
-    m = block_reduce<Max>(m);
-    float sum = 0.f;
-    for (int i = threadIdx.x; i < visible; i += blockDim.x) sum += __expf(s[i] - m);
-    const float inv = 1.f / block_reduce<Sum>(sum);
-    for (int i = threadIdx.x; i < len; i += blockDim.x) p[i] = __float2half(i < visible ? __expf(s[i] - m) * inv : 0.f);
-}
-
-// [heads][M][hd] → [M][heads·hd] (the o_proj input layout).
-extern "C" __global__ void heads_to_rows(const half* in, half* out, int M, int heads, int hd) {
-    start_dependents();
-    wait_for_inputs();
-    const int t = blockIdx.x, head = blockIdx.y;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x)
-        out[((size_t)t * heads + head) * hd + i] = in[((size_t)head * M + t) * hd + i];
-}
-
 // act = silu(gate) * up, as f16.
 extern "C" __global__ void silu_mul(const float* gate, const float* up, half* out, int n) {
     start_dependents();
@@ -962,3 +935,5 @@ extern "C" __global__ void silu_mul(const float* gate, const float* up, half* ou
         out[i] = __float2half(g / (1.f + __expf(-g)) * up[i]);
     }
 }
+
+#include "attn_prefill.cuh"

@@ -9,8 +9,9 @@
 //! split-context attention kernel that also applies q/k-norm and RoPE and writes the cache. The lm_head
 //! is an f16 GEMV, or an int8 one (`Precision::Fast`, untied heads), or the AWQ GEMV (a packed tied
 //! table); greedy decoding picks the token on the device (`argmax_logits`).
-//! Prefill dequantizes each AWQ matrix to f16 and multiplies with cuBLAS (tensor cores), attention
-//! included, in chunks sized so the score matrix stays under a fixed budget.
+//! Prefill dequantizes each AWQ matrix to f16 and multiplies with cuBLAS (tensor cores), in chunks of
+//! 2048 positions (or QWEN3_AGENT_CUDA_PREFILL_CHUNK); its attention is a flash-attention kernel on tensor cores (attn_prefill.cuh)
+//! that never writes the score matrix, so a chunk costs the same memory at any context length.
 //!
 //! The CUDA libraries are loaded when the engine starts (cudarc's dynamic loading), so a binary built with
 //! the feature runs on machines without a GPU until `--device cuda` is asked for.
@@ -97,11 +98,8 @@ struct Scratch {
     qkv: Buf<f32>,
     gate_up: Buf<f32>,
     q_heads: Buf<f16>,
-    attn_heads: Buf<f16>,
     attn_rows: Buf<f16>,
     act: Buf<f16>,
-    scores: Buf<f32>,
-    probs: Buf<f16>,
     partial: Buf<f32>,
     /// Per KV head, how many decode-attention blocks have written their part (the last one joins them).
     arrivals: Buf<u32>,
@@ -138,6 +136,8 @@ pub struct CudaQwen3 {
     overlap: bool,
     /// Streaming multiprocessors: the decode GEMV sizes its blocks to keep them all busy.
     multiprocessors: usize,
+    /// Positions one prefill chunk runs at once (the scratch is sized for it).
+    prefill_chunk: usize,
     /// The decode attention's most blocks per KV head; past that many 64-position tiles each block
     /// takes several, so the parts its join adds stay few at long contexts.
     attn_max_splits: usize,
@@ -194,6 +194,10 @@ impl Decoder for CudaQwen3 {
 
     fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    fn prefill_step(&self) -> usize {
+        self.prefill_chunk
     }
 
     fn gpu_report(&mut self) -> Result<Option<GpuReport>> {

@@ -1,16 +1,19 @@
-//! Prefill: many positions at once, in chunks whose attention scores fit a fixed budget, with cuBLAS
-//! products over dequantized weights and attention through the score matrix.
+//! Prefill: many positions at once, in chunks of up to `CudaQwen3::prefill_chunk` positions, with cuBLAS products over dequantized
+//! weights and flash attention (attn_prefill.cuh) that never materializes the scores.
 
 use super::decode::ATTN_CHUNK;
 use super::device::{Arg, Buf, grid, int};
 use super::{CudaQwen3, Layer};
 use anyhow::Result;
+use cudarc::driver::LaunchConfig;
 
-/// Most query rows one prefill chunk multiplies at once.
-pub(super) const MAX_CHUNK: usize = 512;
-/// Elements of the f32 attention-score matrix of one chunk ([heads][chunk][context]): bounds memory at
-/// long contexts by shrinking the chunk instead.
-pub(super) const SCORE_BUDGET: usize = 32 << 20;
+/// Query rows one prefill chunk multiplies at once, unless QWEN3_AGENT_CUDA_PREFILL_CHUNK says otherwise:
+/// 2048 spreads each matrix's dequantization over 4× the rows of 512 (8B shape on an H100: prefill
+/// of 2k tokens 26.0k tok/s against 18.1k, of 32k 12.9k against 10.8k; BENCHMARKS.md) for 0.3 GB more
+/// scratch.
+pub(super) const DEFAULT_CHUNK: usize = 2048;
+/// Warps of a flash-attention block (FLASH_WARPS in attn_prefill.cuh).
+const FLASH_WARPS: usize = 4;
 
 impl CudaQwen3 {
     /// Runs `ids` (checked by `check_new_ids`) after the cached positions chunk by chunk, and returns
@@ -21,7 +24,7 @@ impl CudaQwen3 {
         let mut logits = Vec::new();
         let mut done = 0;
         while done < ids.len() {
-            let m = self.chunk_len(start + done, ids.len() - done);
+            let m = (ids.len() - done).min(self.prefill_chunk);
             let chunk = &ids[done..done + m];
             self.upload_chunk(chunk, start + done)?;
             self.run_layers(m, start + done, (start + done + 1).div_ceil(ATTN_CHUNK))?;
@@ -39,8 +42,9 @@ impl CudaQwen3 {
         Ok(logits)
     }
 
-    /// Causal attention of m queries over positions 0..start+m with cuBLAS: per KV head, the scores of
-    /// its group of query heads at once (Q rows [group][m] are contiguous in [heads][m][hd]).
+    /// Causal attention of m queries over positions 0..start+m into `attn_rows`: q/k-norm and RoPE
+    /// (k and v into the cache), then the flash kernel (attn_prefill.cuh), whose blocks each serve
+    /// `heads_per_block` query heads of one KV head over 16-row strips.
     pub(super) fn attention_prefill(
         &self,
         layer: &Layer,
@@ -51,51 +55,40 @@ impl CudaQwen3 {
         let c = &self.config;
         let s = &self.scratch;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
-        let (len, rows) = (start + m, (nh / nkv) * m);
-        let kv_stride = self.capacity * hd;
+        let group = nh / nkv;
+        let heads_per_block = gcd(group, FLASH_WARPS);
+        let rows_per_block = 16 * FLASH_WARPS / heads_per_block;
+        let kernel = match hd {
+            ..=32 => &self.kernels.flash_prefill[0],
+            33..=64 => &self.kernels.flash_prefill[1],
+            _ => &self.kernels.flash_prefill[2],
+        };
         self.qk_norm_rope(layer, m)?;
-        // Scoresᵀ (len × rows) = K (len × hd) · Qᵀ, per KV head.
-        self.gemm(
-            true,
-            (len, rows, hd),
-            (layer.k_cache.ptr, hd, kv_stride),
-            (s.q_heads.ptr, hd, rows * hd),
-            (s.scores.ptr, len, rows * len, true),
-            scale,
-            0.0,
-            nkv,
-        )?;
+        let cfg = LaunchConfig {
+            grid_dim: (
+                m.div_ceil(rows_per_block) as u32,
+                (nh / heads_per_block) as u32,
+                1,
+            ),
+            block_dim: (32 * FLASH_WARPS as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
         self.launch(
-            &self.kernels.softmax_causal,
-            grid((nh * m, 1), 256),
+            kernel,
+            cfg,
             &[
-                Arg::Ptr(s.scores.ptr),
-                Arg::Ptr(s.probs.ptr),
-                int(m),
-                int(len),
-                int(start),
-            ],
-        )?;
-        // Outᵀ (hd × rows) = Vᵀ (hd × len) · Pᵀ (len × rows), per KV head.
-        self.gemm(
-            false,
-            (hd, rows, len),
-            (layer.v_cache.ptr, hd, kv_stride),
-            (s.probs.ptr, len, rows * len),
-            (s.attn_heads.ptr, hd, rows * hd, false),
-            1.0,
-            0.0,
-            nkv,
-        )?;
-        self.launch(
-            &self.kernels.heads_to_rows,
-            grid((m, nh), 64),
-            &[
-                Arg::Ptr(s.attn_heads.ptr),
+                Arg::Ptr(s.q_heads.ptr),
+                Arg::Ptr(layer.k_cache.ptr),
+                Arg::Ptr(layer.v_cache.ptr),
                 Arg::Ptr(s.attn_rows.ptr),
                 int(m),
+                int(start),
                 int(nh),
+                int(group),
+                int(heads_per_block),
                 int(hd),
+                int(self.capacity),
+                Arg::Float(scale * std::f32::consts::LOG2_E),
             ],
         )
     }
@@ -120,14 +113,9 @@ impl CudaQwen3 {
         ]);
         self.launch(&self.kernels.qk_norm_rope, grid((m, nh + nkv), 32), &args)
     }
+}
 
-    /// The largest chunk whose score matrix fits the budget when the context reaches `start + chunk`.
-    fn chunk_len(&self, start: usize, remaining: usize) -> usize {
-        let nh = self.config.num_attention_heads;
-        let mut m = remaining.min(MAX_CHUNK).min(self.capacity);
-        while m > 1 && nh * m * (start + m) > self.scratch.scores.slice.len() {
-            m /= 2;
-        }
-        m
-    }
+/// Greatest common divisor (heads per flash block: a divisor of both the group and the warps).
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }

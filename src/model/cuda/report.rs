@@ -19,9 +19,9 @@ impl CudaQwen3 {
         let scratch = [
             s.ids.bytes() + s.hidden.bytes() + s.normed.bytes(),
             s.qkv.bytes() + s.step.bytes(),
-            s.q_heads.bytes() + s.attn_heads.bytes() + s.attn_rows.bytes(),
+            s.q_heads.bytes() + s.attn_rows.bytes(),
             s.gate_up.bytes() + s.act.bytes(),
-            s.scores.bytes() + s.probs.bytes() + s.partial.bytes() + s.dequant.bytes(),
+            s.partial.bytes() + s.dequant.bytes(),
             s.final_normed.bytes() + s.logits.bytes(),
         ]
         .iter()

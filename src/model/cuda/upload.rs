@@ -4,7 +4,7 @@
 use super::decode::ATTN_CHUNK;
 use super::device::{Buf, Kernels};
 use super::formats::{Linear, to_f16};
-use super::prefill::{MAX_CHUNK, SCORE_BUDGET};
+use super::prefill::DEFAULT_CHUNK;
 use super::sample::Sampling;
 use super::{CudaQwen3, Layer, Scratch};
 use crate::model::config::Qwen3Config;
@@ -25,6 +25,9 @@ const OVERLAP_ENV: &str = "QWEN3_AGENT_CUDA_OVERLAP";
 /// Caps the decode attention's blocks per KV head (a positive number), so tests can make short
 /// contexts take the path long ones take (several tiles per block).
 const ATTN_SPLITS_ENV: &str = "QWEN3_AGENT_CUDA_ATTN_SPLITS";
+/// Positions per prefill chunk (a positive number; default `DEFAULT_CHUNK`): larger chunks spread each
+/// matrix's dequantization over more rows and cost scratch memory in proportion.
+const PREFILL_CHUNK_ENV: &str = "QWEN3_AGENT_CUDA_PREFILL_CHUNK";
 /// Decode attention blocks per multiprocessor the cap aims for (each stages 35 KB of K and V rows).
 const ATTN_BLOCKS_PER_SM: usize = 4;
 
@@ -173,7 +176,9 @@ impl CudaQwen3 {
             .map(Linear::dequant_len)
             .max()
             .unwrap_or(0);
-        let chunk = MAX_CHUNK.min(capacity);
+        let chunk = positive_env(PREFILL_CHUNK_ENV, "positions")?
+            .unwrap_or(DEFAULT_CHUNK)
+            .min(capacity);
         let scratch = Scratch {
             ids: Buf::zeros(&stream, chunk)?,
             step: Buf::zeros(&stream, 2)?,
@@ -182,11 +187,8 @@ impl CudaQwen3 {
             qkv: Buf::zeros(&stream, chunk * (nh + 2 * nkv) * hd)?,
             gate_up: Buf::zeros(&stream, chunk * 2 * inter)?,
             q_heads: Buf::zeros(&stream, chunk * nh * hd)?,
-            attn_heads: Buf::zeros(&stream, chunk * nh * hd)?,
             attn_rows: Buf::zeros(&stream, chunk * nh * hd)?,
             act: Buf::zeros(&stream, chunk * inter)?,
-            scores: Buf::zeros(&stream, SCORE_BUDGET.min(nh * chunk * capacity))?,
-            probs: Buf::zeros(&stream, SCORE_BUDGET.min(nh * chunk * capacity))?,
             partial: Buf::zeros(&stream, nh * capacity.div_ceil(ATTN_CHUNK) * (hd + 2))?,
             arrivals: Buf::zeros(&stream, nkv)?,
             dequant: Buf::zeros(&stream, dequant)?,
@@ -214,6 +216,7 @@ impl CudaQwen3 {
             device_name,
             overlap: std::env::var(OVERLAP_ENV).map_or(true, |v| v != "0"),
             multiprocessors,
+            prefill_chunk: chunk,
             attn_max_splits: attn_max_splits(multiprocessors, nkv)?,
             fused_decode,
             decode_graphs: BTreeMap::new(),
@@ -231,14 +234,20 @@ impl CudaQwen3 {
 /// The decode attention's most blocks per KV head: enough for `ATTN_BLOCKS_PER_SM` blocks on every
 /// multiprocessor (a power of two, so graphs stay few), or `ATTN_SPLITS_ENV`'s value.
 fn attn_max_splits(multiprocessors: usize, kv_heads: usize) -> Result<usize> {
-    if let Ok(text) = std::env::var(ATTN_SPLITS_ENV) {
-        return match text.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => {
-                anyhow::bail!("{ATTN_SPLITS_ENV} must be a positive number of blocks, not {text:?}")
-            }
-        };
+    if let Some(n) = positive_env(ATTN_SPLITS_ENV, "blocks")? {
+        return Ok(n);
     }
     let fill = (ATTN_BLOCKS_PER_SM * multiprocessors / kv_heads.max(1)).max(1);
     Ok(1 << fill.ilog2())
+}
+
+/// A tuning variable's positive count of `what`, if set.
+fn positive_env(name: &str, what: &str) -> Result<Option<usize>> {
+    let Ok(text) = std::env::var(name) else {
+        return Ok(None);
+    };
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => anyhow::bail!("{name} must be a positive number of {what}, not {text:?}"),
+    }
 }
