@@ -2,6 +2,7 @@
 
 pub mod sampler;
 pub mod speculation;
+pub mod speculation_bench;
 pub mod stop;
 
 use crate::chat::{FinishReason, Tokenizer};

@@ -20,20 +20,15 @@ pub enum Speculation {
 }
 
 impl Speculation {
-    /// The setting where none is given, per device, as measured (BENCHMARKS.md, "Prompt-lookup
-    /// speculation"): on for the CPU, whose multi-token forward reads the weights once for several
-    /// rows; off for the GPU, whose multi-token forward dequantizes every weight per call and so costs
-    /// far more than a decode step. `Auto` resolves as `model::load_decoder` does.
+    /// The setting where none is given, decided per device by measurement (BENCHMARKS.md,
+    /// "Prompt-lookup speculation"). CPU: off — on the demo model a verify pass costs close to a decode
+    /// step per drafted token (its large-vocabulary lm_head dominates and is compute-bound), and its
+    /// copy-heavy tasks decoded 0.8× as fast with speculation. GPU: off — its multi-token forward
+    /// dequantizes every weight per call, far more than a decode step.
     pub fn default_for(device: Device) -> Self {
-        let gpu = match device {
-            Device::Cpu => false,
-            Device::Cuda => true,
-            Device::Auto => crate::model::load::cuda_available(),
-        };
-        if gpu {
-            Speculation::Off
-        } else {
-            Speculation::PromptLookup
+        match device {
+            Device::Cpu => Speculation::Off,
+            Device::Cuda | Device::Auto => Speculation::Off,
         }
     }
 }
