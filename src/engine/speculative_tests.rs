@@ -261,9 +261,11 @@ fn the_cpu_engine_gives_sequential_ids_greedy_and_seeded() {
             ..thinking
         },
     ];
+    // Summed over the settings: a random model's sampled output may repeat nothing worth a draft
+    // (the demo model's test in tests/demo_model.rs has drafts accepted under sampling too).
+    let mut verified = 0;
     for params in settings {
         let mut ids = Vec::new();
-        let mut verified = 0;
         for speculation in [Speculation::Off, Speculation::PromptLookup] {
             let mut engine = Engine::new(parity_model(), 256);
             engine.set_speculation(speculation);
@@ -274,6 +276,6 @@ fn the_cpu_engine_gives_sequential_ids_greedy_and_seeded() {
             ids.push(generation.token_ids);
         }
         assert_eq!(ids[0], ids[1], "{params:?}");
-        assert!(verified > 0, "{params:?}: no draft was verified");
     }
+    assert!(verified > 0, "no draft was verified");
 }
