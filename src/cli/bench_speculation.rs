@@ -32,9 +32,9 @@ fn check_rounds(n: usize) -> check::Verdict {
 /// The `bench` flags of speculation.
 #[derive(Args)]
 pub struct SpeculationArgs {
-    /// off (the default) or prompt_lookup: how the main measurement decodes. Given (bare means
-    /// prompt_lookup), bench also compares both ways on copy-heavy prompts and times the verify pass
-    /// for 1 to 8 drafted tokens.
+    /// off (the default) or prompt_lookup: how the main measurement decodes. prompt_lookup (or the
+    /// bare flag) also compares both ways on copy-heavy prompts and times the verify pass for 1 to 8
+    /// drafted tokens.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "prompt_lookup")]
     pub speculation: Option<Speculation>,
     /// Copy-heavy prompts for the comparison, each a messages file as `generate --messages` reads it
@@ -53,9 +53,9 @@ pub struct CopyPrompts {
 }
 
 impl SpeculationArgs {
-    /// Whether bench reports on speculation.
+    /// Whether bench reports on speculation (`--speculation`, bare or prompt_lookup).
     pub fn enabled(&self) -> bool {
-        self.speculation.is_some()
+        self.speculation == Some(Speculation::PromptLookup)
     }
 
     /// The copy prompts, rendered with `model`'s chat template and tokenizer.

@@ -1,4 +1,5 @@
-//! Generation on the local model: prefix-reusing prefill, the decode loop, stopping, timings.
+//! Generation on the local model: prefix-reusing prefill, the decode loop (one token per pass, or drafts
+//! verified several per pass: `speculation`), stopping, timings.
 
 pub mod sampler;
 pub mod speculation;
