@@ -7,6 +7,7 @@ mod common;
 use common::{TOKENIZER, write};
 use proptest::prelude::*;
 use qwen3_agent::config;
+use qwen3_agent::engine::Speculation;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -450,5 +451,28 @@ proptest! {
             prop_assert!(format!("{e:#}").contains("fuzz.yaml"), "{e:#}");
         }
         let _ = config::parse_task(&text, file);
+    }
+}
+
+#[test]
+fn model_speculation_takes_its_two_values_and_locates_others() {
+    let dir = scratch("speculation");
+    let text = format!(
+        "name: a\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\n  speculation: ngram\n"
+    );
+    let file = write(&dir, "agent.yaml", &text);
+    let err = format!("{:#}", config::load_agent(&file).expect_err("ngram"));
+    assert!(err.starts_with(&format!("{}:5:", file.display())), "{err}");
+    assert!(
+        err.contains("off") && err.contains("prompt_lookup"),
+        "{err}"
+    );
+    for (value, want) in [
+        ("prompt_lookup", Speculation::PromptLookup),
+        ("off", Speculation::Off),
+    ] {
+        let file = write(&dir, "ok.yaml", &text.replace("ngram", value));
+        let loaded = config::load_agent(&file).expect(value);
+        assert_eq!(loaded.agent.model.speculation, Some(want));
     }
 }

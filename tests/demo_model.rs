@@ -101,3 +101,81 @@ fn held_out_evaluation_stays_at_its_measured_level() {
         "every case's run ended without an error"
     );
 }
+
+/// The copy-heavy prompts of BENCHMARKS.md's speculation section (echo requests, answers quoting a
+/// fetched page), as `generate --messages` reads them.
+fn copy_prompts() -> Vec<PathBuf> {
+    let dir = Path::new(ROOT).join("tests/fixtures/demo/copy");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 4,
+        "copy prompts missing in {}",
+        dir.display()
+    );
+    files
+}
+
+/// `generate --json` on a messages file: the ids and the timings.
+fn generate_ids(
+    messages: &Path,
+    speculation: &str,
+    sampling: &[&str],
+) -> (Vec<u64>, serde_json::Value) {
+    let model = Path::new(ROOT).join("models/qwen3-agent-demo");
+    let mut args = vec![
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--messages",
+        messages.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--speculation",
+        speculation,
+        "--json",
+    ];
+    args.extend(sampling);
+    let (stdout, stderr, ok) = qwen3_agent(&args);
+    assert!(ok, "{stderr}");
+    let out: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let ids = out["token_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_u64().unwrap())
+        .collect();
+    (ids, out["timings"].clone())
+}
+
+#[test]
+fn speculation_gives_the_ids_of_sequential_decoding_greedy_and_seeded() {
+    let samplings: [&[&str]; 2] = [
+        &["--temperature", "0"],
+        &[
+            "--temperature",
+            "0.6",
+            "--top-k",
+            "20",
+            "--top-p",
+            "0.95",
+            "--seed",
+            "7",
+        ],
+    ];
+    for sampling in samplings {
+        let mut accepted = 0;
+        for prompt in copy_prompts() {
+            let (plain, _) = generate_ids(&prompt, "off", sampling);
+            let (speculative, timings) = generate_ids(&prompt, "prompt_lookup", sampling);
+            assert_eq!(speculative, plain, "{} {sampling:?}", prompt.display());
+            assert_eq!(timings["decode_tokens"].as_u64(), Some(plain.len() as u64));
+            accepted += timings["accepted_tokens"].as_u64().unwrap();
+        }
+        // Drafts were accepted, so the equality covers tokens taken from verify passes.
+        assert!(accepted > 10, "{sampling:?}: {accepted} accepted");
+    }
+}

@@ -9,7 +9,7 @@ use super::Agent;
 use crate::backend::{Backend, LocalBackend, OpenAiBackend, ScriptedBackend};
 use crate::chat::{ChatTemplate, Tokenizer};
 use crate::config::{self, AgentFile, BackendKind, McpServerSpec, ResolvedAgent};
-use crate::engine::{Engine, PrefillProgress};
+use crate::engine::{Engine, PrefillProgress, Speculation};
 use crate::model::hub::Download;
 use crate::model::{GenerationConfig, LoadOptions};
 use crate::tools::mcp::{self, McpSettings, McpToolSource};
@@ -154,6 +154,10 @@ pub fn build_backend(
             let generation = GenerationConfig::load(dir)?;
             let mut engine = Engine::from_decoder(decoder);
             engine.set_prefill_progress(options.prefill_progress.map(|make| make()));
+            engine.set_speculation(
+                spec.speculation
+                    .unwrap_or_else(|| Speculation::default_for(spec.device)),
+            );
             Ok(Box::new(LocalBackend::new(
                 template, tokenizer, engine, generation,
             )))

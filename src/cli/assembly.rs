@@ -5,7 +5,10 @@
 
 use super::progress;
 use anyhow::{Context, Result};
+use clap::Args;
 use qwen3_agent::agent::assemble::{AssembleEvent, AssembleOptions};
+use qwen3_agent::config::ResolvedAgent;
+use qwen3_agent::engine::Speculation;
 use std::sync::Mutex;
 
 /// Where tools put the files they reference (images, figures), under the working directory.
@@ -47,4 +50,23 @@ pub fn assemble_options(
 /// A notice on stderr, as every command shows them.
 pub fn print_notice(text: &str) {
     eprintln!("note: {}", super::printer::printable(text));
+}
+
+/// Flags over the agent file's local engine settings, shared by `run`, `chat` and `eval`.
+#[derive(Args)]
+pub struct EngineFlags {
+    /// Speculative decoding on the local engine (over model.speculation): off, or prompt_lookup
+    /// (drafts looked up in the prompt and output, verified several per forward pass). Default: off
+    /// (`Speculation::default_for`, measured per device).
+    #[arg(long, value_enum)]
+    speculation: Option<Speculation>,
+}
+
+impl EngineFlags {
+    /// Lays the flags given over `definition`'s model settings.
+    pub fn apply(&self, definition: &mut ResolvedAgent) {
+        if let Some(speculation) = self.speculation {
+            definition.agent.model.speculation = Some(speculation);
+        }
+    }
 }

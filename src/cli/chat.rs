@@ -3,7 +3,7 @@
 //! message switch thinking for that turn; Ctrl-C stops the current answer, and at the prompt (or a
 //! second time before the answer has stopped) ends the program, as SIGTERM does.
 
-use super::assembly::{assemble_options, print_notice};
+use super::assembly::{EngineFlags, assemble_options, print_notice};
 use super::printer::{Printer, printable};
 use super::signals::{Mode, Signals};
 use anyhow::Result;
@@ -23,6 +23,8 @@ pub struct ChatArgs {
     /// Render prompts with thinking disabled.
     #[arg(long)]
     no_thinking: bool,
+    #[command(flatten)]
+    engine: EngineFlags,
 }
 
 pub fn chat(args: ChatArgs) -> Result<()> {
@@ -31,6 +33,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
     if args.no_thinking {
         definition.agent.generate.thinking = Some(false);
     }
+    args.engine.apply(&mut definition);
     let mut agent = build_agent(&definition, &assemble_options(print_notice)?)?;
     let interrupt = agent.interrupt_flag();
     signals.watch(interrupt.clone());

@@ -7,7 +7,7 @@
 //! error) is scored as failed with its error; a signal stops after the current case; the report is
 //! written either way.
 
-use super::assembly::{assemble_options, print_notice};
+use super::assembly::{EngineFlags, assemble_options, print_notice};
 use super::signals::{Mode, Signals, StoppedBy};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -39,6 +39,8 @@ pub struct EvalArgs {
     /// Fail (exit 1) when the share of answers containing the tool's result is below this.
     #[arg(long, default_value_t = 0.0)]
     min_answer_accuracy: f64,
+    #[command(flatten)]
+    engine: EngineFlags,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +94,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let proxy = serve_pages(pages)?;
     let mut definition = config::load_agent(&args.agent)?;
     route_servers_through(&mut definition, &proxy)?;
+    args.engine.apply(&mut definition);
     let mut agent = build_agent(&definition, &assemble_options(print_notice)?)?;
     signals.watch(agent.interrupt_flag());
     let verdicts = signals.busy(|| {

@@ -1,11 +1,12 @@
 //! Commands that run or write models: `logits`, `generate`, `synth`, `quantize`, `bench`.
 
+use super::bench_speculation::SpeculationArgs;
 use super::progress;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use qwen3_agent::chat::{ChatTemplate, OutputParser, ParseEvent, RenderRequest, Tokenizer};
 use qwen3_agent::config::check::{self, flag};
-use qwen3_agent::engine::{Engine, SamplingParams};
+use qwen3_agent::engine::{Engine, SamplingParams, Speculation};
 use qwen3_agent::model::config::RopeScaling;
 use qwen3_agent::model::{self, Decoder, Device, GenerationConfig, LoadOptions, Precision, npy};
 use serde_json::json;
@@ -163,6 +164,10 @@ pub struct GenerateArgs {
     /// auto: the GPU when this build has CUDA and one is present.
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
+    /// Speculative decoding: off, or prompt_lookup (drafts looked up in the prompt and output,
+    /// verified several per forward pass). Default: off (`Speculation::default_for` the device).
+    #[arg(long, value_enum)]
+    speculation: Option<Speculation>,
     /// Print one JSON object at the end instead of streaming text.
     #[arg(long)]
     json: bool,
@@ -185,17 +190,7 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
                 messages: vec![json!({"role": "user", "content": p})],
                 ..Default::default()
             },
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                let value: serde_json::Value = serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not JSON", path.display()))?;
-                if value.is_array() {
-                    RenderRequest::from_json(json!({"messages": value}))?
-                } else {
-                    RenderRequest::from_json(value)?
-                }
-            }
+            (None, Some(path)) => read_render_request(path)?,
             (None, None) => bail!("give --prompt or --messages"),
         };
         request.add_generation_prompt = true;
@@ -224,6 +219,10 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
     stop_ids.extend(tokenizer.eos_token_id);
     let mut engine = Engine::from_decoder(decoder);
     engine.set_prefill_progress(Some(progress::prefilling()));
+    engine.set_speculation(
+        args.speculation
+            .unwrap_or_else(|| Speculation::default_for(args.device)),
+    );
     let mut parser = OutputParser::new(thinking);
     let mut stdout = std::io::stdout().lock();
     let stream = !args.json;
@@ -266,6 +265,25 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
         writeln!(stdout, "{}", serde_json::to_string(&out)?)?;
     }
     Ok(())
+}
+
+/// A messages file: a JSON list of messages, or a render request object (messages, tools, ...).
+pub fn read_render_request(path: &Path) -> Result<RenderRequest> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    if value.is_array() {
+        RenderRequest::from_json(json!({"messages": value}))
+    } else {
+        RenderRequest::from_json(value)
+    }
+    .with_context(|| {
+        format!(
+            "{} is not a list of messages or a render request",
+            path.display()
+        )
+    })
 }
 
 /// Write a random checkpoint with the exact names, shapes, dtypes and config of a published model.
@@ -411,6 +429,8 @@ pub struct BenchArgs {
     /// Enable YaRN with this factor, as `generate` does (4.0: Qwen3's 131,072 positions).
     #[arg(long, value_parser = flag(check::rope_factor))]
     rope_scaling_factor: Option<f64>,
+    #[command(flatten)]
+    speculation: SpeculationArgs,
     #[arg(long)]
     json: bool,
 }
@@ -421,8 +441,16 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
     }
     set_threads(args.threads)?;
     args.model = resolve_model(&args.model)?;
+    let copy = match args.speculation.enabled() {
+        true => Some(args.speculation.copy_prompts(&args.model)?),
+        false => None,
+    };
     let needed =
-        args.prompt_tokens + args.gen_tokens + 1 + if args.agent_rounds { 4 * 256 } else { 0 };
+        (args.prompt_tokens + args.gen_tokens + 1 + if args.agent_rounds { 4 * 256 } else { 0 })
+            .max(
+                copy.as_ref()
+                    .map_or(0, |c| args.speculation.context_needed(c, args.gen_tokens)),
+            );
     let options = LoadOptions {
         device: args.device,
         precision: args.precision,
@@ -436,6 +464,7 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
         .map(|_| (rng.next_u64() % vocab.min(150000)) as u32)
         .collect();
     let mut engine = Engine::from_decoder(decoder);
+    engine.set_speculation(args.speculation.speculation.unwrap_or_default());
     let sampling = SamplingParams {
         temperature: args.temperature,
         top_k: args.top_k,
@@ -465,6 +494,15 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
             history.extend(&g.token_ids);
         }
     }
+    let (speculation, speculation_text) = match &copy {
+        Some(copy) => {
+            let (report, text) =
+                args.speculation
+                    .report(&mut engine, copy, args.gen_tokens, sampling, &prompt)?;
+            (Some(report), Some(text))
+        }
+        None => (None, None),
+    };
     let gpu = engine.decoder_mut().gpu_report()?;
     let roofline = gpu
         .as_ref()
@@ -483,6 +521,11 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
         "gen_tokens": t.decode_tokens,
         "decode_tok_per_s": t.decode_tok_per_s,
         "device_picked_tokens": t.device_picked_tokens,
+        "speculation": engine.speculation(),
+        "verify_steps": t.verify_steps,
+        "drafted_tokens": t.drafted_tokens,
+        "accepted_tokens": t.accepted_tokens,
+        "speculation_report": speculation,
         // The ids decoded, so runs of two builds or two sampling paths can be compared.
         "token_ids": generation.token_ids,
         "peak_rss_gb": peak_rss_gb(),
@@ -528,6 +571,9 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
                 100.0 * t.decode_tok_per_s / r,
                 g.decode_bytes_per_token as f64 / 1e9
             );
+        }
+        if let Some(text) = speculation_text {
+            println!("{text}");
         }
         for r in &rounds {
             println!(

@@ -1,7 +1,7 @@
 //! `run`: execute a task file, streaming thinking, answer and tool activity; optional JSON result and
 //! JSON-lines transcript. `tools`: list an agent's tools as the prompt shows them, or call one.
 
-use super::assembly::{assemble_options, print_notice};
+use super::assembly::{EngineFlags, assemble_options, print_notice};
 use super::printer::Printer;
 use super::signals::{Mode, Signals, StoppedBy};
 use anyhow::{Context, Result, bail};
@@ -33,6 +33,8 @@ pub struct RunArgs {
     /// Print only the final answer.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    engine: EngineFlags,
 }
 
 /// The transcript, shared with the signal handler (which writes the last line when it ends the run).
@@ -49,6 +51,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     if args.no_thinking {
         agent_def.agent.generate.thinking = Some(false);
     }
+    args.engine.apply(&mut agent_def);
     let transcript: SharedTranscript = Arc::new(Mutex::new(
         args.transcript
             .as_deref()

@@ -244,6 +244,11 @@ pub struct ModelSpec {
     /// format).
     #[serde(default)]
     pub precision: Option<Precision>,
+    /// The local engine's speculative decoding: `off`, or `prompt_lookup` (drafts looked up in the
+    /// prompt and output, verified several tokens per forward pass; the same ids under greedy
+    /// decoding). Unset: `Speculation::default_for` the device (off on each, as measured).
+    #[serde(default)]
+    pub speculation: Option<crate::engine::Speculation>,
     /// Raw outputs, one per round, for the scripted backend.
     #[serde(default)]
     pub script: Vec<String>,

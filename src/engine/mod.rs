@@ -1,6 +1,9 @@
-//! Generation on the local model: prefix-reusing prefill, the decode loop, stopping, timings.
+//! Generation on the local model: prefix-reusing prefill, the decode loop (one token per pass, or drafts
+//! verified several per pass: `speculation`), stopping, timings.
 
 pub mod sampler;
+pub mod speculation;
+pub mod speculation_bench;
 pub mod stop;
 
 use crate::chat::{FinishReason, Tokenizer};
@@ -9,6 +12,7 @@ use crate::model::{CpuDecoder, Decoder, Qwen3};
 use anyhow::Result;
 pub use sampler::{Sampler, SamplingParams};
 use serde::Serialize;
+pub use speculation::{PromptLookup, Speculation};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -36,6 +40,11 @@ pub struct Timings {
     pub decode_ms: f64,
     pub prefill_tok_per_s: f64,
     pub decode_tok_per_s: f64,
+    /// Speculation (`Speculation::PromptLookup`): forward passes that verified a draft, the draft
+    /// tokens they ran, and those the sampler confirmed (each one a decode step saved).
+    pub verify_steps: usize,
+    pub drafted_tokens: usize,
+    pub accepted_tokens: usize,
 }
 
 pub use crate::model::decoder::PREFILL_STEP;
@@ -50,6 +59,7 @@ pub type PrefillProgress = Box<dyn FnMut(usize, usize) + Send>;
 pub struct Engine {
     decoder: Box<dyn Decoder>,
     prefill_progress: Option<PrefillProgress>,
+    speculation: Speculation,
 }
 
 impl Engine {
@@ -63,7 +73,18 @@ impl Engine {
         Engine {
             decoder,
             prefill_progress: None,
+            speculation: Speculation::Off,
         }
+    }
+
+    /// Whether later `generate` calls verify drafted tokens (`Speculation::default_for` gives the
+    /// setting per device; the engine itself starts with `Off`).
+    pub fn set_speculation(&mut self, speculation: Speculation) {
+        self.speculation = speculation;
+    }
+
+    pub fn speculation(&self) -> Speculation {
+        self.speculation
     }
 
     /// Reports every later prefill (in `prefill`, `generate` and `generate_text`) to `progress`; None
@@ -125,6 +146,11 @@ impl Engine {
 
     /// Generates up to `max_new_tokens` after `prompt`. Stops on any of `stop_ids` (not included in the
     /// output) or when `on_token` breaks (the token it saw is included).
+    ///
+    /// With speculation on, drafted tokens are verified several per forward pass, and each position is
+    /// still sampled as sequential decoding samples it (the penalties over the output so far, one draw
+    /// from the seeded stream per token): the ids are sequential decoding's wherever the multi-token
+    /// pass gives the same logits as one-token passes (the CPU engine's do, row for row).
     pub fn generate(
         &mut self,
         prompt: &[u32],
@@ -141,53 +167,36 @@ impl Engine {
             prompt.len(),
             self.decoder.capacity()
         );
-        let max_new_tokens = max_new_tokens.min(room);
         let mut logits = self.prefill(prompt, &mut timings)?;
-        let mut sampler = Sampler::new(params);
-        let mut output = Vec::new();
-        let mut finish_reason = FinishReason::Length;
-        // The next id when the decoder picked it itself (greedy, `Decoder::forward_argmax`) or
-        // selected its candidates (`Decoder::forward_top_k`).
-        let mut picked = None;
-        let mut fresh = true;
+        let mut state = DecodeState {
+            sampler: Sampler::new(params),
+            prompt,
+            fresh: true,
+        };
+        let mut output = Output {
+            ids: Vec::new(),
+            stop_ids,
+            max: max_new_tokens.min(room),
+            on_token: &mut on_token,
+            finish: FinishReason::Length,
+        };
         let decode_start = Instant::now();
-        while output.len() < max_new_tokens {
-            let id = picked
-                .take()
-                .unwrap_or_else(|| sampler.sample(&mut logits, prompt, &output));
-            if stop_ids.contains(&id) {
-                finish_reason = FinishReason::Stop;
-                break;
-            }
-            output.push(id);
-            if on_token(id).is_break() {
-                finish_reason = FinishReason::Stop;
-                break;
-            }
-            if output.len() == max_new_tokens {
-                break;
-            }
-            picked = if params.is_greedy() {
-                self.decoder.forward_argmax(id)?
-            } else {
-                let request = TopKRequest {
-                    k: sampler.candidate_count(self.decoder.config().vocab_size),
-                    repetition_penalty: params.repetition_penalty,
-                    presence_penalty: params.presence_penalty,
-                    prompt,
-                    generated: &output,
-                    fresh,
-                };
-                let candidates = self.decoder.forward_top_k(id, &request)?;
-                // A step the host sampled is not counted on the device: start afresh after one.
-                fresh = candidates.is_none();
-                candidates.map(|c| sampler.pick(&c))
-            };
-            match picked {
-                Some(_) => timings.device_picked_tokens += 1,
-                None => logits = self.decoder.forward(&[id], false)?,
+        if output.max > 0 {
+            let first = state.sampler.sample(&mut logits, prompt, &[]);
+            match self.speculation {
+                Speculation::Off => {
+                    self.decode_sequential(first, &mut state, &mut output, &mut timings)?
+                }
+                Speculation::PromptLookup => {
+                    self.decode_speculative(first, &mut state, &mut output, &mut timings)?
+                }
             }
         }
+        let Output {
+            ids: output,
+            finish: finish_reason,
+            ..
+        } = output;
         timings.decode_tokens = output.len();
         timings.decode_ms = decode_start.elapsed().as_secs_f64() * 1e3;
         timings.decode_tok_per_s =
@@ -198,6 +207,114 @@ impl Engine {
             prompt_tokens: prompt.len(),
             timings,
         })
+    }
+
+    /// One forward pass per token, from `next` (sampled, not yet run) on.
+    fn decode_sequential(
+        &mut self,
+        mut next: u32,
+        state: &mut DecodeState,
+        output: &mut Output,
+        timings: &mut Timings,
+    ) -> Result<()> {
+        while output.take(next).is_continue() {
+            next = self.step(next, state, &output.ids, timings)?;
+        }
+        Ok(())
+    }
+
+    /// From `next` on, drafts (`PromptLookup`) verified in one forward pass of `[next, drafts..]`: the
+    /// token after each position is sampled from that row and emitted; while it equals the draft the
+    /// next row stands, and the first that differs ends the pass (the rejected drafts' positions are
+    /// dropped from the cache) and is the next token to run. A fully accepted draft adds the last
+    /// row's token. Without a draft the step is sequential decoding's.
+    fn decode_speculative(
+        &mut self,
+        mut next: u32,
+        state: &mut DecodeState,
+        output: &mut Output,
+        timings: &mut Timings,
+    ) -> Result<()> {
+        let mut lookup = PromptLookup::default();
+        'emit: while output.take(next).is_continue() {
+            // Room for the drafts and the token after them: the pass never runs past `max` (which the
+            // cache's capacity bounds), so neither the cache nor the output overflows.
+            let limit = output.max - output.ids.len() - 1;
+            let drafts = lookup.draft(state.prompt, &output.ids, limit);
+            if drafts.is_empty() {
+                next = self.step(next, state, &output.ids, timings)?;
+                continue;
+            }
+            let cached = self.decoder.cached_tokens().len();
+            let run: Vec<u32> = std::iter::once(next)
+                .chain(drafts.iter().copied())
+                .collect();
+            let mut logits = self.decoder.forward(&run, true)?;
+            // A decoder counting the output where its logits are has not seen this pass's tokens.
+            state.fresh = true;
+            timings.verify_steps += 1;
+            timings.drafted_tokens += drafts.len();
+            let vocab = logits.len() / run.len();
+            let mut rows = logits.chunks_exact_mut(vocab);
+            for (accepted, (&draft, row)) in drafts.iter().zip(&mut rows).enumerate() {
+                let id = state.sampler.sample(row, state.prompt, &output.ids);
+                if id != draft {
+                    lookup.update(drafts.len(), accepted);
+                    self.decoder.truncate_cache(cached + 1 + accepted);
+                    next = id;
+                    continue 'emit;
+                }
+                timings.accepted_tokens += 1;
+                if output.take(id).is_break() {
+                    return Ok(());
+                }
+            }
+            lookup.update(drafts.len(), drafts.len());
+            let last = rows.next().expect("the pass returns a row per token run");
+            next = state.sampler.sample(last, state.prompt, &output.ids);
+        }
+        Ok(())
+    }
+
+    /// Runs `id` (the last of `generated`) and samples the token after it: picked by the decoder where
+    /// its logits are when it can (`Decoder::forward_argmax`, or candidates from
+    /// `Decoder::forward_top_k`), else by the host from downloaded logits.
+    fn step(
+        &mut self,
+        id: u32,
+        state: &mut DecodeState,
+        generated: &[u32],
+        timings: &mut Timings,
+    ) -> Result<u32> {
+        let params = *state.sampler.params();
+        let picked = if params.is_greedy() {
+            self.decoder.forward_argmax(id)?
+        } else {
+            let request = TopKRequest {
+                k: state
+                    .sampler
+                    .candidate_count(self.decoder.config().vocab_size),
+                repetition_penalty: params.repetition_penalty,
+                presence_penalty: params.presence_penalty,
+                prompt: state.prompt,
+                generated,
+                fresh: state.fresh,
+            };
+            let candidates = self.decoder.forward_top_k(id, &request)?;
+            // A step the host sampled is not counted on the device: start afresh after one.
+            state.fresh = candidates.is_none();
+            candidates.map(|c| state.sampler.pick(&c))
+        };
+        match picked {
+            Some(next) => {
+                timings.device_picked_tokens += 1;
+                Ok(next)
+            }
+            None => {
+                let mut logits = self.decoder.forward(&[id], false)?;
+                Ok(state.sampler.sample(&mut logits, state.prompt, generated))
+            }
+        }
     }
 
     /// `generate` plus detokenization: `on_text` receives text as it becomes final — never half a
@@ -255,5 +372,46 @@ impl Engine {
     }
 }
 
+/// What sampling carries from token to token within one `generate` call.
+struct DecodeState<'a> {
+    sampler: Sampler,
+    prompt: &'a [u32],
+    /// The next `Decoder::forward_top_k` request starts the decoder's counted tokens afresh.
+    fresh: bool,
+}
+
+/// The output of one `generate` call and the rules every sampled token passes, whichever loop
+/// sampled it.
+struct Output<'a> {
+    ids: Vec<u32>,
+    stop_ids: &'a [u32],
+    /// Tokens wanted, within the cache's room.
+    max: usize,
+    on_token: &'a mut dyn FnMut(u32) -> ControlFlow<()>,
+    finish: FinishReason,
+}
+
+impl Output<'_> {
+    /// Takes a sampled token: a stop id ends generation without it; otherwise it is emitted, and
+    /// generation ends when `on_token` breaks or the output is full.
+    fn take(&mut self, id: u32) -> ControlFlow<()> {
+        if self.stop_ids.contains(&id) {
+            self.finish = FinishReason::Stop;
+            return ControlFlow::Break(());
+        }
+        self.ids.push(id);
+        if (self.on_token)(id).is_break() {
+            self.finish = FinishReason::Stop;
+            return ControlFlow::Break(());
+        }
+        if self.ids.len() == self.max {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod speculative_tests;
 #[cfg(test)]
 mod tests;
