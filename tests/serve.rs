@@ -143,6 +143,10 @@ fn agreed(mut answers: Json) -> Json {
 const TIME_CALL: &str = "<think>\nThe user wants the time.\n</think>\n\n<tool_call>\n{\"name\": \
      \"get_current_time\", \"arguments\": {\"timezone\": \"Asia/Tokyo\"}}\n</tool_call>";
 
+/// A call block without a name: not a call, so its text is the answer's content.
+const MALFORMED_CALL: &str = "<think>\nA call.\n</think>\n\nLet me check.\n<tool_call>\n{\"arguments\": \
+     {\"timezone\": \"UTC\"}}\n</tool_call>";
+
 fn time_tool() -> Json {
     json!({"type": "function", "function": {"name": "get_current_time", "description": "Now.",
         "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}}}})
@@ -161,6 +165,8 @@ fn the_openai_sdk_gets_the_same_answer_streamed_and_plain() {
         TIME_CALL,
         plain_answer,
         plain_answer,
+        MALFORMED_CALL,
+        MALFORMED_CALL,
     ];
     let server = start(&scripted_agent("sdk", &script, None), &[], &[]);
     let user = json!([{"role": "user", "content": "hi"}]);
@@ -214,6 +220,16 @@ fn the_openai_sdk_gets_the_same_answer_streamed_and_plain() {
     let answer = agreed(sdk(server.port, &request, &[]));
     assert_eq!(answer["content"], "Plain answer.");
     assert_eq!(answer["reasoning_content"], Json::Null);
+
+    // A block that is not a valid call stays in the content as the model wrote it, never lost.
+    let request = json!({"model": "scripted", "messages": user, "tools": [time_tool()]});
+    let answer = agreed(sdk(server.port, &request, &[]));
+    assert_eq!(answer["tool_calls"], json!([]));
+    assert_eq!(answer["finish_reason"], "stop");
+    assert_eq!(
+        answer["content"],
+        MALFORMED_CALL.split_once("</think>\n\n").unwrap().1
+    );
 }
 
 #[test]

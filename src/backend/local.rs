@@ -1,8 +1,8 @@
 //! The built-in engine (CPU or GPU, `model.device`) as a backend: renders with the model's template, generates with KV-prefix
 //! reuse across rounds, parses while streaming.
 
-use super::{Backend, BackendRequest, BackendResponse, ContextUse, render_prompt};
-use crate::chat::{ChatTemplate, OutputParser, ParseEvent, Tokenizer};
+use super::{Backend, BackendRequest, BackendResponse, ContextUse, output_parser, render_prompt};
+use crate::chat::{ChatTemplate, ParseEvent, Tokenizer};
 use crate::engine::{Engine, SamplingParams};
 use crate::model::GenerationConfig;
 use anyhow::Result;
@@ -59,10 +59,7 @@ impl Backend for LocalBackend {
     ) -> Result<BackendResponse> {
         let prompt_text = render_prompt(&self.template, request)?;
         let prompt = self.tokenizer.encode(&prompt_text)?;
-        let mut parser = OutputParser::new(request.thinking);
-        if !request.parse_tool_calls {
-            parser = parser.text_only_calls();
-        }
+        let mut parser = output_parser(request);
         let (generation, raw) = self.engine.generate_text(
             &self.tokenizer,
             &prompt,

@@ -10,7 +10,9 @@ pub use local::LocalBackend;
 pub use openai::OpenAiBackend;
 pub use scripted::ScriptedBackend;
 
-use crate::chat::{ChatTemplate, FinishReason, Message, ParseEvent, ParsedOutput, RenderRequest};
+use crate::chat::{
+    ChatTemplate, FinishReason, Message, OutputParser, ParseEvent, ParsedOutput, RenderRequest,
+};
 use crate::engine::{SamplingParams, Timings};
 use anyhow::Result;
 use serde::Serialize;
@@ -31,10 +33,32 @@ pub struct BackendRequest<'a> {
     /// Set from outside (Ctrl-C) to stop generating; what was generated so far is returned, and an
     /// unfinished tool call in it never runs.
     pub interrupt: &'a AtomicBool,
-    /// Whether `<tool_call>` blocks in the output are parsed into calls. A server answering a request
-    /// without tools turns this off, so the blocks stay in the text for a client that parses them
-    /// itself. Remote backends ignore it (the server they call decides).
-    pub parse_tool_calls: bool,
+    /// What becomes of `<tool_call>` blocks in the output. Remote backends ignore it (the server they
+    /// call decides).
+    pub calls: CallParsing,
+}
+
+/// What becomes of `<tool_call>` blocks in the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallParsing {
+    /// Blocks are calls; one that is not a valid call is an error fed back to the model (the agent).
+    Calls,
+    /// Blocks are calls; one that is not a valid call stays in the content as the model wrote it (a
+    /// server answering a request with tools: its client sees the text, not nothing).
+    CallsElseText,
+    /// Blocks stay text: a server answering a request without tools, whose client renders and parses
+    /// tools itself (Qwen-Agent's default), as vLLM does without a tool parser.
+    Text,
+}
+
+/// The streaming parser for a request's output, as its `thinking` and `calls` ask.
+fn output_parser(request: &BackendRequest) -> OutputParser {
+    let parser = OutputParser::new(request.thinking);
+    match request.calls {
+        CallParsing::Calls => parser,
+        CallParsing::CallsElseText => parser.malformed_calls_as_text(),
+        CallParsing::Text => parser.text_only_calls(),
+    }
 }
 
 /// What a call produced.

@@ -1,8 +1,8 @@
 //! A test backend: replays raw model outputs written in the agent file, through the real template and
 //! the real streaming parser. Used to test agent definitions and the loop deterministically.
 
-use super::{Backend, BackendRequest, BackendResponse, ContextUse, render_prompt};
-use crate::chat::{ChatTemplate, FinishReason, OutputParser, ParseEvent, Tokenizer};
+use super::{Backend, BackendRequest, BackendResponse, ContextUse, output_parser, render_prompt};
+use crate::chat::{ChatTemplate, FinishReason, ParseEvent, Tokenizer};
 use anyhow::{Result, bail};
 use std::collections::VecDeque;
 
@@ -62,10 +62,7 @@ impl Backend for ScriptedBackend {
             );
         };
         self.used += 1;
-        let mut parser = OutputParser::new(request.thinking);
-        if !request.parse_tool_calls {
-            parser = parser.text_only_calls();
-        }
+        let mut parser = output_parser(request);
         let chars: Vec<char> = raw.chars().collect();
         for piece in chars.chunks(CHUNK_CHARS) {
             for event in parser.feed(&piece.iter().collect::<String>()) {

@@ -136,7 +136,8 @@ impl Chunks {
     }
 
     /// The chunks for one parse event. A call is sent as OpenAI streams one: its id, type and name
-    /// first, then its arguments; parse errors (blocks that are not valid calls) send nothing.
+    /// first, then its arguments. Parse errors send nothing: the server's parser keeps blocks that
+    /// are not valid calls in the content (`CallParsing::CallsElseText`), so none come.
     pub fn event(&mut self, event: &ParseEvent) -> Vec<Json> {
         match event {
             ParseEvent::ReasoningDelta(text) => vec![self.chunk(reasoning(text), None)],

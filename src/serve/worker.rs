@@ -7,7 +7,7 @@ use super::metrics::Metrics;
 use super::request::ChatRequest;
 use crate::agent::assemble::{AssembleOptions, build_backend};
 use crate::agent::{DEFAULT_MAX_NEW_TOKENS, soft_switch_allows_thinking};
-use crate::backend::{Backend, BackendRequest, BackendResponse};
+use crate::backend::{Backend, BackendRequest, BackendResponse, CallParsing};
 use crate::chat::ParseEvent;
 use crate::config::{GenerateSpec, ResolvedAgent};
 use anyhow::{Context, Result};
@@ -126,7 +126,11 @@ fn answer(
         max_new_tokens: spec.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS),
         stop: spec.stop.as_deref().unwrap_or_default(),
         interrupt: &job.cancel,
-        parse_tool_calls: !request.tools.is_empty(),
+        calls: if request.tools.is_empty() {
+            CallParsing::Text
+        } else {
+            CallParsing::CallsElseText
+        },
     };
     let measured = backend.measure(&call).map_err(|e| {
         ApiError::invalid(
