@@ -410,3 +410,78 @@ fn the_demo_model_answers_through_the_sdk() {
     let cached = &answers["streamed"]["usage"]["prompt_tokens_details"]["cached_tokens"];
     assert!(cached.as_u64().unwrap() > 100, "{answers}");
 }
+
+#[test]
+fn raw_completions_through_the_sdk_return_the_text_exactly() {
+    // Raw text: no think split, no trimming, `<tool_call>` left alone.
+    let raw = "\n<think>x</think> and <tool_call>{}</tool_call>\n\n";
+    let server = start(
+        &scripted_agent("completions", &[raw, raw, "Once."], Some(64)),
+        &[],
+        &[],
+    );
+    let request = json!({"model": "scripted", "prompt": "Say:", "max_tokens": 20, "seed": 1});
+    let answers = sdk(server.port, &request, &[]);
+    for answer in ["plain", "streamed"] {
+        let answer = &answers[answer];
+        assert_eq!(answer["text"], raw, "{answer}");
+        assert_eq!(answer["finish_reason"], "stop", "{answer}");
+        assert!(answer["usage"].is_object(), "{answer}");
+    }
+    assert_eq!(answers["plain"]["object"], "text_completion");
+    assert_eq!(answers["streamed"]["object"], json!(["text_completion"]));
+
+    let port = server.port;
+    let text = |body: &str| http(port, "POST", "/v1/completions", &[], body);
+    for (body, status, param) in [
+        (r#"{"prompt": "a", "echo": true}"#.to_string(), 400, "echo"),
+        (r#"{"prompt": [[1, 2]]}"#.to_string(), 400, "prompt"),
+        (r#"{"prompt": "a", "n": 2}"#.to_string(), 400, "n"),
+        (
+            r#"{"prompt": "a", "max_tokens": 64}"#.to_string(),
+            400,
+            "prompt",
+        ),
+        (
+            format!(r#"{{"prompt": "{}"}}"#, "word ".repeat(100)),
+            400,
+            "prompt",
+        ),
+    ] {
+        let (got, error, _) = text(&body);
+        assert_eq!(got, status, "{body}: {error}");
+        assert_eq!(error["error"]["param"], param, "{body}: {error}");
+    }
+    let (status, answer, _) = text(r#"{"prompt": ["Once"]}"#);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["text"], "Once.");
+    assert!(
+        answer["id"].as_str().unwrap().starts_with("cmpl-"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn the_demo_model_continues_a_raw_prompt() {
+    let server = start(&Path::new(ROOT).join("models/qwen3-agent-demo"), &[], &[]);
+    let prompt = "<|im_start|>user\nWhat time is it in Tokyo?<|im_end|>\n<|im_start|>assistant\n";
+    let request = json!({"model": "qwen3-agent-demo", "prompt": prompt, "temperature": 0,
+                         "max_tokens": 12});
+    let answers = sdk(server.port, &request, &[]);
+    assert_eq!(
+        answers["plain"]["text"], answers["streamed"]["text"],
+        "{answers}"
+    );
+    // Raw text: the think tag the chat endpoint would strip is there.
+    let text = answers["plain"]["text"].as_str().unwrap();
+    assert!(text.starts_with("<think>"), "{answers}");
+    let usage = &answers["plain"]["usage"];
+    let tokens = usage["completion_tokens"].as_u64().unwrap();
+    assert!((1..=12).contains(&tokens), "{answers}");
+    let finish = if tokens == 12 { "length" } else { "stop" };
+    assert_eq!(answers["plain"]["finish_reason"], finish, "{answers}");
+    assert!(usage["prompt_tokens"].as_u64().unwrap() > 10, "{usage}");
+    // The streamed request re-sends the prompt: its prefix is reused.
+    let cached = &answers["streamed"]["usage"]["prompt_tokens_details"]["cached_tokens"];
+    assert!(cached.as_u64().unwrap() > 10, "{answers}");
+}

@@ -1,11 +1,14 @@
 //! The built-in engine (CPU or GPU, `model.device`) as a backend: renders with the model's template, generates with KV-prefix
 //! reuse across rounds, parses while streaming.
 
-use super::{Backend, BackendRequest, BackendResponse, ContextUse, output_parser, render_prompt};
-use crate::chat::{ChatTemplate, ParseEvent, Tokenizer};
-use crate::engine::{Engine, SamplingParams};
+use super::{
+    Backend, BackendRequest, BackendResponse, ContextUse, TextRequest, output_parser, render_prompt,
+};
+use crate::chat::{ChatTemplate, ParseEvent, ParsedOutput, Tokenizer};
+use crate::engine::{Engine, Generation, SamplingParams};
 use crate::model::GenerationConfig;
 use anyhow::Result;
+use std::cell::RefCell;
 
 pub struct LocalBackend {
     template: ChatTemplate,
@@ -13,6 +16,9 @@ pub struct LocalBackend {
     engine: Engine,
     stop_ids: Vec<u32>,
     generation: GenerationConfig,
+    /// The last prompt text `measure` tokenized and its ids: the call that follows it (a server
+    /// measures, then completes) takes them instead of tokenizing the same text again.
+    measured: RefCell<Option<(String, Vec<u32>)>>,
 }
 
 impl LocalBackend {
@@ -33,7 +39,49 @@ impl LocalBackend {
             engine,
             stop_ids,
             generation,
+            measured: RefCell::new(None),
         }
+    }
+
+    /// Measures a prompt's text, keeping its ids for the call that follows.
+    fn measure_prompt(&self, text: String) -> Result<Option<ContextUse>> {
+        let ids = self.tokenizer.encode(&text)?;
+        let used = ContextUse {
+            prompt_tokens: ids.len(),
+            context_length: self.engine.context_length(),
+        };
+        *self.measured.borrow_mut() = Some((text, ids));
+        Ok(Some(used))
+    }
+
+    /// A prompt's ids: those `measure` kept for this very text, else tokenized now.
+    fn prompt_ids(&self, text: &str) -> Result<Vec<u32>> {
+        match self.measured.borrow_mut().take() {
+            Some((measured, ids)) if measured == text => Ok(ids),
+            _ => self.tokenizer.encode(text),
+        }
+    }
+
+    /// Generates after `prompt`, passing text deltas to `on_text`.
+    fn run(
+        &mut self,
+        prompt: &[u32],
+        max_new_tokens: usize,
+        sampling: SamplingParams,
+        stop: &[String],
+        interrupt: &std::sync::atomic::AtomicBool,
+        on_text: impl FnMut(&str),
+    ) -> Result<(Generation, String)> {
+        self.engine.generate_text(
+            &self.tokenizer,
+            prompt,
+            max_new_tokens,
+            sampling,
+            &self.stop_ids,
+            stop,
+            Some(interrupt),
+            on_text,
+        )
     }
 }
 
@@ -43,13 +91,11 @@ impl Backend for LocalBackend {
     }
 
     fn measure(&self, request: &BackendRequest) -> Result<Option<ContextUse>> {
-        let prompt = self
-            .tokenizer
-            .encode(&render_prompt(&self.template, request)?)?;
-        Ok(Some(ContextUse {
-            prompt_tokens: prompt.len(),
-            context_length: self.engine.context_length(),
-        }))
+        self.measure_prompt(render_prompt(&self.template, request)?)
+    }
+
+    fn measure_text(&self, prompt: &str) -> Result<Option<ContextUse>> {
+        self.measure_prompt(prompt.to_string())
     }
 
     fn complete(
@@ -58,16 +104,14 @@ impl Backend for LocalBackend {
         on_event: &mut dyn FnMut(&ParseEvent),
     ) -> Result<BackendResponse> {
         let prompt_text = render_prompt(&self.template, request)?;
-        let prompt = self.tokenizer.encode(&prompt_text)?;
+        let prompt = self.prompt_ids(&prompt_text)?;
         let mut parser = output_parser(request);
-        let (generation, raw) = self.engine.generate_text(
-            &self.tokenizer,
+        let (generation, raw) = self.run(
             &prompt,
             request.max_new_tokens,
             request.sampling,
-            &self.stop_ids,
             request.stop,
-            Some(request.interrupt),
+            request.interrupt,
             |delta| parser.feed(delta).iter().for_each(&mut *on_event),
         )?;
         let finish_reason = generation.finish_reason;
@@ -81,6 +125,38 @@ impl Backend for LocalBackend {
             completion_tokens: generation.token_ids.len(),
             prompt_text: Some(prompt_text),
             raw_output: raw,
+            timings: Some(generation.timings),
+        })
+    }
+
+    fn complete_text(
+        &mut self,
+        request: &TextRequest,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<BackendResponse> {
+        let prompt = self.prompt_ids(request.prompt)?;
+        let (generation, text) = self.run(
+            &prompt,
+            request.max_new_tokens,
+            request.sampling,
+            request.stop,
+            request.interrupt,
+            |delta| {
+                if !delta.is_empty() {
+                    on_text(delta)
+                }
+            },
+        )?;
+        Ok(BackendResponse {
+            output: ParsedOutput {
+                content: text.clone(),
+                ..ParsedOutput::default()
+            },
+            finish_reason: generation.finish_reason,
+            prompt_tokens: prompt.len(),
+            completion_tokens: generation.token_ids.len(),
+            prompt_text: Some(request.prompt.to_string()),
+            raw_output: text,
             timings: Some(generation.timings),
         })
     }

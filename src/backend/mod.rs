@@ -61,6 +61,18 @@ fn output_parser(request: &BackendRequest) -> OutputParser {
     }
 }
 
+/// A raw prompt to continue (`/v1/completions`): no template, no parsing of the output.
+#[derive(Debug, Clone)]
+pub struct TextRequest<'a> {
+    pub prompt: &'a str,
+    pub sampling: SamplingParams,
+    pub max_new_tokens: usize,
+    /// Texts that end the answer (not included).
+    pub stop: &'a [String],
+    /// As `BackendRequest::interrupt`.
+    pub interrupt: &'a AtomicBool,
+}
+
 /// What a call produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackendResponse {
@@ -85,6 +97,25 @@ pub trait Backend {
     /// The prompt length in tokens and the context size, where the backend knows them (the agent then
     /// keeps prompts within `context − max_new_tokens`). Remote servers manage their own context.
     fn measure(&self, _request: &BackendRequest) -> Result<Option<ContextUse>> {
+        Ok(None)
+    }
+
+    /// Continues a raw prompt: `on_text` receives the text as it comes, and the response's
+    /// `output.content` is the whole text exactly as generated (no think split, no trimming, no
+    /// calls). Only backends that own a tokenizer can.
+    fn complete_text(
+        &mut self,
+        _request: &TextRequest,
+        _on_text: &mut dyn FnMut(&str),
+    ) -> Result<BackendResponse> {
+        anyhow::bail!(
+            "this backend continues conversations only: raw prompts need the local engine or the \
+             scripted backend"
+        )
+    }
+
+    /// A raw prompt's length in tokens and the context size, where the backend knows them.
+    fn measure_text(&self, _prompt: &str) -> Result<Option<ContextUse>> {
         Ok(None)
     }
 

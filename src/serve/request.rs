@@ -7,17 +7,11 @@ use crate::config::{GenerateSpec, check, check_generate};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value as Json};
 
-/// A `POST /v1/chat/completions` body, checked.
+/// What both endpoints read the same way: the model, sampling and length, streaming.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ChatRequest {
+pub struct Settings {
     /// The model the client named, if any (checked against the served name).
     pub model: Option<String>,
-    pub messages: Vec<Message>,
-    /// Tool schemas in the OpenAI shape, rendered by the template as given; empty when the request
-    /// sent none or `tool_choice` is `"none"`.
-    pub tools: Vec<Json>,
-    /// `enable_thinking` from `chat_template_kwargs` (or the top level); None leaves the served default.
-    pub thinking: Option<bool>,
     /// Sampling, `max_tokens` and `stop`, over the served defaults.
     pub generate: GenerateSpec,
     /// Whether `max_tokens` was given (then a prompt leaving less room is refused, not shortened).
@@ -27,43 +21,36 @@ pub struct ChatRequest {
     pub include_usage: bool,
 }
 
+/// A `POST /v1/chat/completions` body, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    /// Tool schemas in the OpenAI shape, rendered by the template as given; empty when the request
+    /// sent none or `tool_choice` is `"none"`.
+    pub tools: Vec<Json>,
+    /// `enable_thinking` from `chat_template_kwargs` (or the top level); None leaves the served default.
+    pub thinking: Option<bool>,
+    pub settings: Settings,
+}
+
+/// A `POST /v1/completions` body, checked: a raw prompt the model continues, no template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionRequest {
+    pub prompt: String,
+    pub settings: Settings,
+}
+
+/// OpenAI's default `max_tokens` for `/v1/completions` (vLLM's too).
+pub const COMPLETION_MAX_TOKENS: usize = 16;
+
 impl ChatRequest {
     /// Reads a request body; malformed JSON, wrong types and values out of range are 400s.
     pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
-        let value: Json = serde_json::from_slice(body).map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                format!("the request body is not valid JSON ({e}): send a JSON object"),
-            )
-        })?;
-        let Json::Object(body) = value else {
-            return Err(ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "the request body must be a JSON object with `messages`",
-            ));
-        };
+        let body = object(body, "messages")?;
         let messages = messages(&body)?;
-        let n: Option<u64> = field(&body, "n")?;
-        if n.is_some_and(|n| n != 1) {
-            return Err(ApiError::invalid(
-                "n",
-                "only n=1 is supported: send one request per completion",
-            ));
-        }
+        let settings = settings(&body)?;
         unsupported(&body)?;
         let tools = tools(&body)?;
-        let stream: Option<bool> = field(&body, "stream")?;
-        let options: Option<Map<String, Json>> = field(&body, "stream_options")?;
-        let include_usage = match options.as_ref().and_then(|o| o.get("include_usage")) {
-            None | Some(Json::Null) => false,
-            Some(Json::Bool(b)) => *b,
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    "stream_options.include_usage",
-                    "stream_options.include_usage must be a boolean",
-                ));
-            }
-        };
         let kwargs: Option<Map<String, Json>> = field(&body, "chat_template_kwargs")?;
         let thinking = match kwargs.as_ref().and_then(|k| k.get("enable_thinking")) {
             None | Some(Json::Null) => field(&body, "enable_thinking")?,
@@ -75,18 +62,113 @@ impl ChatRequest {
                 ));
             }
         };
-        let (generate, max_tokens_given) = generate(&body)?;
         Ok(ChatRequest {
-            model: field(&body, "model")?,
             messages,
             tools,
             thinking,
-            generate,
-            max_tokens_given,
-            stream: stream.unwrap_or(false),
-            include_usage,
+            settings,
         })
     }
+}
+
+impl CompletionRequest {
+    /// Reads a request body: `prompt` is a string or a list of one string; `echo`, `suffix` and
+    /// `best_of` above 1 are refused (they would change what the answer must be).
+    pub fn parse(body: &[u8]) -> Result<CompletionRequest, ApiError> {
+        let body = object(body, "prompt")?;
+        let prompt = match body.get("prompt") {
+            Some(Json::String(text)) => text.clone(),
+            Some(Json::Array(list)) if list.len() == 1 && list[0].is_string() => {
+                list[0].as_str().unwrap_or_default().to_string()
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "prompt",
+                    "`prompt` must be a string (or a list of one string; token ids and several \
+                     prompts are not supported: send one request per prompt, as text)",
+                ));
+            }
+        };
+        if field::<bool>(&body, "echo")? == Some(true) {
+            return Err(ApiError::invalid(
+                "echo",
+                "echo is not supported: leave it out and prepend the prompt yourself",
+            ));
+        }
+        if field::<String>(&body, "suffix")?.is_some_and(|s| !s.is_empty()) {
+            return Err(ApiError::invalid(
+                "suffix",
+                "suffix (fill-in-the-middle) is not supported: leave it out",
+            ));
+        }
+        if field::<u64>(&body, "best_of")?.is_some_and(|n| n != 1) {
+            return Err(ApiError::invalid(
+                "best_of",
+                "only best_of=1 is supported: leave it out",
+            ));
+        }
+        // The completions API's `logprobs` is a count; any count asks for what we do not report.
+        if field::<u64>(&body, "logprobs")?.is_some() {
+            return Err(ApiError::invalid(
+                "logprobs",
+                "logprobs are not supported yet: leave `logprobs` out",
+            ));
+        }
+        let mut settings = settings(&body)?;
+        settings
+            .generate
+            .max_new_tokens
+            .get_or_insert(COMPLETION_MAX_TOKENS);
+        Ok(CompletionRequest { prompt, settings })
+    }
+}
+
+/// The body as a JSON object; `key` names the field a client most needs to send.
+fn object(body: &[u8], key: &str) -> Result<Map<String, Json>, ApiError> {
+    let value: Json = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("the request body is not valid JSON ({e}): send a JSON object"),
+        )
+    })?;
+    match value {
+        Json::Object(body) => Ok(body),
+        _ => Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("the request body must be a JSON object with `{key}`"),
+        )),
+    }
+}
+
+/// The fields both endpoints share: `model`, `n`, `stream`, `stream_options`, sampling and length.
+fn settings(body: &Map<String, Json>) -> Result<Settings, ApiError> {
+    let n: Option<u64> = field(body, "n")?;
+    if n.is_some_and(|n| n != 1) {
+        return Err(ApiError::invalid(
+            "n",
+            "only n=1 is supported: send one request per completion",
+        ));
+    }
+    let stream: Option<bool> = field(body, "stream")?;
+    let options: Option<Map<String, Json>> = field(body, "stream_options")?;
+    let include_usage = match options.as_ref().and_then(|o| o.get("include_usage")) {
+        None | Some(Json::Null) => false,
+        Some(Json::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "stream_options.include_usage",
+                "stream_options.include_usage must be a boolean",
+            ));
+        }
+    };
+    let (generate, max_tokens_given) = generate(body)?;
+    Ok(Settings {
+        model: field(body, "model")?,
+        generate,
+        max_tokens_given,
+        stream: stream.unwrap_or(false),
+        include_usage,
+    })
 }
 
 /// The field `name` as a `T`; absent or null is None, anything else of the wrong type a 400.
@@ -320,11 +402,12 @@ mod tests {
         };
         assert_eq!(reasoning_content.as_deref(), Some("think"));
         assert_eq!(tool_calls[0].function.arguments["a"], 1);
-        assert_eq!(request.generate.stop, Some(vec!["END".to_string()]));
-        assert_eq!(request.generate.top_k, Some(0));
-        assert_eq!(request.generate.max_new_tokens, Some(9));
+        let settings = &request.settings;
+        assert_eq!(settings.generate.stop, Some(vec!["END".to_string()]));
+        assert_eq!(settings.generate.top_k, Some(0));
+        assert_eq!(settings.generate.max_new_tokens, Some(9));
         assert_eq!(request.thinking, Some(false));
-        assert!(request.stream && request.include_usage && request.max_tokens_given);
+        assert!(settings.stream && settings.include_usage && settings.max_tokens_given);
     }
 
     #[test]
@@ -365,6 +448,36 @@ mod tests {
         }
         assert_eq!(parse("{not json").unwrap_err().status, 400);
         assert_eq!(parse("[1]").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn completions_take_one_text_prompt_and_refuse_what_they_cannot_honour() {
+        let request =
+            CompletionRequest::parse(br#"{"prompt": ["Once upon"], "stop": ".", "seed": 3}"#)
+                .unwrap();
+        assert_eq!(request.prompt, "Once upon");
+        assert_eq!(
+            request.settings.generate.max_new_tokens,
+            Some(COMPLETION_MAX_TOKENS)
+        );
+        assert!(!request.settings.max_tokens_given);
+        assert_eq!(request.settings.generate.seed, Some(3));
+        for (body, param) in [
+            (r#"{"prompt": [1, 2]}"#, "prompt"),
+            (r#"{"prompt": ["a", "b"]}"#, "prompt"),
+            (r#"{"messages": []}"#, "prompt"),
+            (r#"{"prompt": "a", "echo": true}"#, "echo"),
+            (r#"{"prompt": "a", "suffix": "z"}"#, "suffix"),
+            (r#"{"prompt": "a", "best_of": 2}"#, "best_of"),
+            (r#"{"prompt": "a", "logprobs": 1}"#, "logprobs"),
+            (r#"{"prompt": "a", "n": 3}"#, "n"),
+            (r#"{"prompt": "a", "max_tokens": 0}"#, "max_tokens"),
+        ] {
+            let error = CompletionRequest::parse(body.as_bytes()).unwrap_err();
+            assert_eq!(error.param.as_deref(), Some(param), "{body}: {error:?}");
+        }
+        let echo_off = CompletionRequest::parse(br#"{"prompt": "a", "echo": false}"#);
+        assert!(echo_off.is_ok());
     }
 
     #[test]
