@@ -39,6 +39,7 @@ fn a_local_models_prefill_reaches_the_callers_reporter() {
         stop: &[],
         interrupt: &AtomicBool::new(false),
         calls: CallParsing::Calls,
+        format: None,
     };
     let response = backend.complete(&request, &mut |_| {}).unwrap();
 

@@ -208,6 +208,7 @@ fn complete(
         stop: &[],
         interrupt,
         calls: CallParsing::Calls,
+        format: None,
     };
     backend.complete(&request, on_event)
 }

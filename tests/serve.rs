@@ -485,3 +485,75 @@ fn the_demo_model_continues_a_raw_prompt() {
     let cached = &answers["streamed"]["usage"]["prompt_tokens_details"]["cached_tokens"];
     assert!(cached.as_u64().unwrap() > 10, "{answers}");
 }
+
+/// The demo model under constrained decoding, through the SDK: a json_schema answer parses and
+/// validates, `tool_choice: "required"` yields calls of the given tools, a named choice that function;
+/// thinking stays free (the constraint starts after `</think>`).
+#[test]
+fn the_demo_model_follows_forced_formats() {
+    let server = start(&Path::new(ROOT).join("models/qwen3-agent-demo"), &[], &[]);
+    let system =
+        std::fs::read_to_string(Path::new(ROOT).join("scripts/demo/system_prompt.txt")).unwrap();
+    let ask = |question: &str, extra: Json| {
+        let mut request = json!({"model": "qwen3-agent-demo", "temperature": 0,
+            "max_tokens": 400, "demo_tools": true,
+            "messages": [{"role": "system", "content": system.trim()},
+                         {"role": "user", "content": question}]});
+        request
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let mut answers = sdk(server.port, &request, &[]);
+        // The second request reuses the first's prompt: only the usage's cached count differs.
+        for answer in ["plain", "streamed"] {
+            answers[answer].as_object_mut().unwrap().remove("usage");
+        }
+        agreed(answers)
+    };
+
+    let schema = json!({"type": "object", "properties": {
+            "city": {"type": "string", "maxLength": 40},
+            "hour": {"type": "integer", "minimum": 0, "maximum": 23}},
+        "required": ["city", "hour"], "additionalProperties": false});
+    let answer = ask(
+        "What time is it in Tokyo?",
+        json!({"demo_tools": false, "extra_body": {"chat_template_kwargs": {"enable_thinking": false}},
+               "response_format": {"type": "json_schema",
+               "json_schema": {"name": "time", "strict": true, "schema": schema}}}),
+    );
+    assert_eq!(answer["finish_reason"], "stop", "{answer}");
+    let value: Json = serde_json::from_str(answer["content"].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("{e}: {answer}"));
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    assert!(validator.is_valid(&value), "{value} against {schema}");
+
+    // A greeting the model would answer in words: required makes it call a tool anyway.
+    let names = [
+        "code_interpreter",
+        "fetch",
+        "get_current_time",
+        "convert_time",
+    ];
+    let answer = ask(
+        "Hello! How are you?",
+        json!({"tool_choice": "required",
+               "extra_body": {"chat_template_kwargs": {"enable_thinking": false}}}),
+    );
+    assert_eq!(answer["finish_reason"], "tool_calls", "{answer}");
+    for call in answer["tool_calls"].as_array().unwrap() {
+        assert!(names.contains(&call["name"].as_str().unwrap()), "{call}");
+        assert!(call["arguments"].is_object(), "{call}");
+    }
+
+    let answer = ask(
+        "What time is it in Tokyo?",
+        json!({"tool_choice": {"type": "function", "function": {"name": "convert_time"}}}),
+    );
+    let calls = answer["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{answer}");
+    assert_eq!(calls[0]["name"], "convert_time", "{answer}");
+    let required = ["source_timezone", "time", "target_timezone"];
+    for key in required {
+        assert!(calls[0]["arguments"][key].is_string(), "{answer}");
+    }
+}

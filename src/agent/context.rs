@@ -30,6 +30,7 @@ impl Agent {
                 stop: &[],
                 interrupt: &self.interrupt,
                 calls: CallParsing::Calls,
+                format: None,
             })
         };
         let Some(mut usage) = try_measure(messages)? else {

@@ -199,6 +199,7 @@ impl Agent {
                 stop: self.generate.stop.as_deref().unwrap_or_default(),
                 interrupt: &self.interrupt,
                 calls: CallParsing::Calls,
+                format: None,
             };
             let response = self
                 .backend

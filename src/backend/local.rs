@@ -5,7 +5,7 @@ use super::{
     Backend, BackendRequest, BackendResponse, ContextUse, TextRequest, output_parser, render_prompt,
 };
 use crate::chat::{ChatTemplate, ParseEvent, ParsedOutput, Tokenizer};
-use crate::engine::{Engine, Generation, SamplingParams};
+use crate::engine::{Constraint, Engine, Generation, Grammars, SamplingParams};
 use crate::model::GenerationConfig;
 use anyhow::Result;
 use std::cell::RefCell;
@@ -19,6 +19,8 @@ pub struct LocalBackend {
     /// The last prompt text `measure` tokenized and its ids: the call that follows it (a server
     /// measures, then completes) takes them instead of tokenizing the same text again.
     measured: RefCell<Option<(String, Vec<u32>)>>,
+    /// The vocabulary compiled for constrained decoding, on the first request that needs it.
+    grammars: Option<Grammars>,
 }
 
 impl LocalBackend {
@@ -40,6 +42,7 @@ impl LocalBackend {
             stop_ids,
             generation,
             measured: RefCell::new(None),
+            grammars: None,
         }
     }
 
@@ -62,7 +65,23 @@ impl LocalBackend {
         }
     }
 
+    /// The constraint for a request's answer format, if it has one.
+    fn constraint(&mut self, request: &BackendRequest) -> Result<Option<Constraint>> {
+        let Some(format) = request.format else {
+            return Ok(None);
+        };
+        if self.grammars.is_none() {
+            let vocab = self.engine.decoder().config().vocab_size;
+            self.grammars = Some(Grammars::new(&self.tokenizer, vocab, &self.stop_ids)?);
+        }
+        let grammars = self.grammars.as_ref().expect("built above");
+        grammars
+            .constraint(&format.grammar(request.thinking))
+            .map(Some)
+    }
+
     /// Generates after `prompt`, passing text deltas to `on_text`.
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
         prompt: &[u32],
@@ -70,6 +89,7 @@ impl LocalBackend {
         sampling: SamplingParams,
         stop: &[String],
         interrupt: &std::sync::atomic::AtomicBool,
+        constraint: Option<&mut Constraint>,
         on_text: impl FnMut(&str),
     ) -> Result<(Generation, String)> {
         self.engine.generate_text(
@@ -80,6 +100,7 @@ impl LocalBackend {
             &self.stop_ids,
             stop,
             Some(interrupt),
+            constraint,
             on_text,
         )
     }
@@ -105,6 +126,7 @@ impl Backend for LocalBackend {
     ) -> Result<BackendResponse> {
         let prompt_text = render_prompt(&self.template, request)?;
         let prompt = self.prompt_ids(&prompt_text)?;
+        let mut constraint = self.constraint(request)?;
         let mut parser = output_parser(request);
         let (generation, raw) = self.run(
             &prompt,
@@ -112,6 +134,7 @@ impl Backend for LocalBackend {
             request.sampling,
             request.stop,
             request.interrupt,
+            constraint.as_mut(),
             |delta| parser.feed(delta).iter().for_each(&mut *on_event),
         )?;
         let finish_reason = generation.finish_reason;
@@ -141,6 +164,7 @@ impl Backend for LocalBackend {
             request.sampling,
             request.stop,
             request.interrupt,
+            None,
             |delta| {
                 if !delta.is_empty() {
                     on_text(delta)

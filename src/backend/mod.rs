@@ -11,7 +11,8 @@ pub use openai::OpenAiBackend;
 pub use scripted::ScriptedBackend;
 
 use crate::chat::{
-    ChatTemplate, FinishReason, Message, OutputParser, ParseEvent, ParsedOutput, RenderRequest,
+    AnswerFormat, ChatTemplate, FinishReason, Message, OutputParser, ParseEvent, ParsedOutput,
+    RenderRequest,
 };
 use crate::engine::{SamplingParams, Timings};
 use anyhow::Result;
@@ -36,6 +37,9 @@ pub struct BackendRequest<'a> {
     /// What becomes of `<tool_call>` blocks in the output. Remote backends ignore it (the server they
     /// call decides).
     pub calls: CallParsing,
+    /// A form the answer must take, enforced by constrained decoding (the local engine); the scripted
+    /// backend replays its script regardless, and remote backends ignore it.
+    pub format: Option<&'a AnswerFormat>,
 }
 
 /// What becomes of `<tool_call>` blocks in the output.

@@ -1,5 +1,6 @@
 //! Generation on the local model: prefix-reusing prefill, the decode loop, stopping, timings.
 
+pub mod constraint;
 pub mod sampler;
 pub mod stop;
 
@@ -7,6 +8,7 @@ use crate::chat::{FinishReason, Tokenizer};
 use crate::model::decoder::TopKRequest;
 use crate::model::{CpuDecoder, Decoder, Qwen3};
 use anyhow::Result;
+pub use constraint::{Constraint, GrammarError, Grammars};
 pub use sampler::{Sampler, SamplingParams};
 use serde::Serialize;
 use std::ops::ControlFlow;
@@ -126,13 +128,16 @@ impl Engine {
     }
 
     /// Generates up to `max_new_tokens` after `prompt`. Stops on any of `stop_ids` (not included in the
-    /// output) or when `on_token` breaks (the token it saw is included).
+    /// output) or when `on_token` breaks (the token it saw is included). With a `constraint`, every
+    /// token is drawn from the full logits it masked (never the decoder's own pick, which could not
+    /// know the mask).
     pub fn generate(
         &mut self,
         prompt: &[u32],
         max_new_tokens: usize,
         params: SamplingParams,
         stop_ids: &[u32],
+        mut constraint: Option<&mut Constraint>,
         mut on_token: impl FnMut(u32) -> ControlFlow<()>,
     ) -> Result<Generation> {
         let mut timings = Timings::default();
@@ -154,12 +159,21 @@ impl Engine {
         let mut fresh = true;
         let decode_start = Instant::now();
         while output.len() < max_new_tokens {
-            let id = picked
-                .take()
-                .unwrap_or_else(|| sampler.sample(&mut logits, prompt, &output));
+            let id = match picked.take() {
+                Some(id) => id,
+                None => {
+                    if let Some(constraint) = constraint.as_deref_mut() {
+                        constraint.mask(&mut logits)?;
+                    }
+                    sampler.sample(&mut logits, prompt, &output)
+                }
+            };
             if stop_ids.contains(&id) {
                 finish_reason = FinishReason::Stop;
                 break;
+            }
+            if let Some(constraint) = constraint.as_deref_mut() {
+                constraint.commit(id)?;
             }
             output.push(id);
             if on_token(id).is_break() {
@@ -169,7 +183,9 @@ impl Engine {
             if output.len() == max_new_tokens {
                 break;
             }
-            picked = if params.is_greedy() {
+            picked = if constraint.is_some() {
+                None
+            } else if params.is_greedy() {
                 self.decoder.forward_argmax(id)?
             } else {
                 let request = TopKRequest {
@@ -215,6 +231,7 @@ impl Engine {
         stop_ids: &[u32],
         stop_strings: &[String],
         interrupt: Option<&AtomicBool>,
+        constraint: Option<&mut Constraint>,
         mut on_text: impl FnMut(&str),
     ) -> Result<(Generation, String)> {
         let mut decoder = tokenizer.incremental_decoder();
@@ -222,27 +239,28 @@ impl Engine {
         let mut text = String::new();
         let mut failure = None;
         let interrupted = || interrupt.is_some_and(|flag| flag.load(Ordering::Relaxed));
-        let mut generation = self.generate(prompt, max_new_tokens, params, stop_ids, |id| {
-            if interrupted() {
-                return ControlFlow::Break(());
-            }
-            match decoder.push(id) {
-                Ok(delta) => {
-                    let (delta, stopped) = stops.push(&delta);
-                    on_text(&delta);
-                    text.push_str(&delta);
-                    if stopped {
+        let mut generation =
+            self.generate(prompt, max_new_tokens, params, stop_ids, constraint, |id| {
+                if interrupted() {
+                    return ControlFlow::Break(());
+                }
+                match decoder.push(id) {
+                    Ok(delta) => {
+                        let (delta, stopped) = stops.push(&delta);
+                        on_text(&delta);
+                        text.push_str(&delta);
+                        if stopped {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(e);
                         ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
                     }
                 }
-                Err(e) => {
-                    failure = Some(e);
-                    ControlFlow::Break(())
-                }
-            }
-        })?;
+            })?;
         if let Some(e) = failure {
             return Err(e);
         }

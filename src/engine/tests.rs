@@ -102,7 +102,7 @@ fn engines(max_k: usize, refuse_every: usize) -> (Engine, Engine, Arc<AtomicUsiz
 
 /// The ids generated, and how many the decoder picked (`Timings::device_picked_tokens`).
 fn generate(engine: &mut Engine, prompt: &[u32], params: SamplingParams) -> (Vec<u32>, usize) {
-    let generation = engine.generate(prompt, 40, params, &[], |_| ControlFlow::Continue(()));
+    let generation = engine.generate(prompt, 40, params, &[], None, |_| ControlFlow::Continue(()));
     let generation = generation.expect("generation runs");
     (
         generation.token_ids,

@@ -2,7 +2,7 @@
 //! on its own so a wrong type or range names its `param`; unknown fields are ignored, as OpenAI does.
 
 use super::error::ApiError;
-use crate::chat::Message;
+use crate::chat::{AnswerFormat, Message};
 use crate::config::{GenerateSpec, check, check_generate};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value as Json};
@@ -30,6 +30,9 @@ pub struct ChatRequest {
     pub tools: Vec<Json>,
     /// `enable_thinking` from `chat_template_kwargs` (or the top level); None leaves the served default.
     pub thinking: Option<bool>,
+    /// What the answer must be, from `tool_choice` (`required`, a named function) or
+    /// `response_format` (`json_object`, `json_schema`): enforced by constrained decoding.
+    pub format: Option<AnswerFormat>,
     pub settings: Settings,
 }
 
@@ -50,7 +53,17 @@ impl ChatRequest {
         let messages = messages(&body)?;
         let settings = settings(&body)?;
         unsupported(&body)?;
-        let tools = tools(&body)?;
+        let (tools, forced) = tools(&body)?;
+        let format = match (forced, response_format(&body)?) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid(
+                    "response_format",
+                    "a forced tool_choice and a response_format cannot both shape the answer: send \
+                     one of them",
+                ));
+            }
+            (forced, format) => forced.or(format),
+        };
         let kwargs: Option<Map<String, Json>> = field(&body, "chat_template_kwargs")?;
         let thinking = match kwargs.as_ref().and_then(|k| k.get("enable_thinking")) {
             None | Some(Json::Null) => field(&body, "enable_thinking")?,
@@ -66,6 +79,7 @@ impl ChatRequest {
             messages,
             tools,
             thinking,
+            format,
             settings,
         })
     }
@@ -230,21 +244,9 @@ fn generate(body: &Map<String, Json>) -> Result<(GenerateSpec, bool), ApiError> 
     Ok((spec, max_tokens.is_some()))
 }
 
-/// Options that would change what the answer must be, which this server cannot honour yet: refused
-/// rather than ignored, so a client never takes free text for schema-checked output.
+/// Options that would change the answer, which this server cannot honour yet: refused rather than
+/// ignored.
 fn unsupported(body: &Map<String, Json>) -> Result<(), ApiError> {
-    let format: Option<Map<String, Json>> = field(body, "response_format")?;
-    if let Some(kind) = format.as_ref().and_then(|f| f.get("type"))
-        && kind != "text"
-    {
-        return Err(ApiError::invalid(
-            "response_format",
-            format!(
-                "response_format {kind} is not supported yet (it needs constrained decoding): leave \
-                 it out, or describe the format in the prompt"
-            ),
-        ));
-    }
     if field::<bool>(body, "logprobs")? == Some(true) {
         return Err(ApiError::invalid(
             "logprobs",
@@ -254,8 +256,41 @@ fn unsupported(body: &Map<String, Json>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The tools to render: none when `tool_choice` is "none"; forced choices need constrained decoding.
-fn tools(body: &Map<String, Json>) -> Result<Vec<Json>, ApiError> {
+/// `response_format`: `text` (or none) leaves the answer free; `json_object` asks for any JSON
+/// object, `json_schema` for one valid against `json_schema.schema` (enforced whether or not
+/// `strict` is set, as vLLM does).
+fn response_format(body: &Map<String, Json>) -> Result<Option<AnswerFormat>, ApiError> {
+    let Some(format) = field::<Map<String, Json>>(body, "response_format")? else {
+        return Ok(None);
+    };
+    match format.get("type").and_then(Json::as_str) {
+        None | Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(AnswerFormat::Json(None))),
+        Some("json_schema") => match &format.get("json_schema").map(|s| &s["schema"]) {
+            Some(Json::Object(schema)) => {
+                Ok(Some(AnswerFormat::Json(Some(Json::Object(schema.clone())))))
+            }
+            Some(Json::Bool(true)) | Some(Json::Null) => Ok(Some(AnswerFormat::Json(None))),
+            _ => Err(ApiError::invalid(
+                "response_format.json_schema.schema",
+                "response_format json_schema needs `json_schema: {\"name\": ..., \"schema\": {...}}` \
+                 with the schema as an object",
+            )),
+        },
+        Some(other) => Err(ApiError::invalid(
+            "response_format.type",
+            format!(
+                "response_format type `{other}` is not supported: send text, json_object or \
+                 json_schema"
+            ),
+        )),
+    }
+}
+
+/// The tools to render, and the calls a forced `tool_choice` demands: none rendered for `"none"`;
+/// `"required"`: one or more calls of any tool (more only with `parallel_tool_calls`, default true);
+/// a named function: one call of it.
+fn tools(body: &Map<String, Json>) -> Result<(Vec<Json>, Option<AnswerFormat>), ApiError> {
     let tools: Vec<Json> = field(body, "tools")?.unwrap_or_default();
     for (i, tool) in tools.iter().enumerate() {
         let named = tool["function"]["name"]
@@ -271,15 +306,55 @@ fn tools(body: &Map<String, Json>) -> Result<Vec<Json>, ApiError> {
             ));
         }
     }
+    let parallel = field::<bool>(body, "parallel_tool_calls")?.unwrap_or(true);
+    let names = || {
+        tools
+            .iter()
+            .map(|t| t["function"]["name"].to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match body.get("tool_choice") {
-        None | Some(Json::Null) => Ok(tools),
-        Some(Json::String(choice)) if choice == "auto" => Ok(tools),
-        Some(Json::String(choice)) if choice == "none" => Ok(Vec::new()),
+        None | Some(Json::Null) => Ok((tools, None)),
+        Some(Json::String(choice)) if choice == "auto" => Ok((tools, None)),
+        Some(Json::String(choice)) if choice == "none" => Ok((Vec::new(), None)),
+        Some(Json::String(choice)) if choice == "required" => {
+            if tools.is_empty() {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    "tool_choice \"required\" needs `tools` to choose from",
+                ));
+            }
+            let format = AnswerFormat::ToolCalls {
+                tools: tools.clone(),
+                parallel,
+            };
+            Ok((tools, Some(format)))
+        }
+        Some(Json::Object(choice))
+            if choice.get("type").and_then(Json::as_str) == Some("function") =>
+        {
+            let name = &choice.get("function").unwrap_or(&Json::Null)["name"];
+            let Some(tool) = tools.iter().find(|t| &t["function"]["name"] == name) else {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    format!(
+                        "tool_choice names the function {name}, which is not among `tools` ({})",
+                        names()
+                    ),
+                ));
+            };
+            let format = AnswerFormat::ToolCalls {
+                tools: vec![tool.clone()],
+                parallel: false,
+            };
+            Ok((tools, Some(format)))
+        }
         Some(choice) => Err(ApiError::invalid(
             "tool_choice",
             format!(
-                "tool_choice {choice} is not supported yet (it needs constrained decoding): send \
-                 \"auto\" or \"none\""
+                "tool_choice {choice} is not understood: send \"auto\", \"none\", \"required\" or \
+                 {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}"
             ),
         )),
     }
@@ -428,6 +503,22 @@ mod tests {
                 "tool_choice",
             ),
             (
+                format!(
+                    "{{{user}, \"tool_choice\": {{\"type\": \"function\", \"function\": {{\"name\": \"g\"}}}}, \"tools\": [{{\"type\": \"function\", \"function\": {{\"name\": \"f\"}}}}]}}"
+                ),
+                "tool_choice",
+            ),
+            (
+                format!(
+                    "{{{user}, \"response_format\": {{\"type\": \"json_schema\", \"json_schema\": {{\"schema\": 3}}}}}}"
+                ),
+                "response_format.json_schema.schema",
+            ),
+            (
+                format!("{{{user}, \"response_format\": {{\"type\": \"yaml\"}}}}"),
+                "response_format.type",
+            ),
+            (
                 format!("{{{user}, \"tools\": [{{\"type\": \"function\"}}]}}"),
                 "tools",
             ),
@@ -436,10 +527,6 @@ mod tests {
                 "messages[0]",
             ),
             (r#"{"messages": []}"#.into(), "messages"),
-            (
-                format!("{{{user}, \"response_format\": {{\"type\": \"json_object\"}}}}"),
-                "response_format",
-            ),
             (format!("{{{user}, \"logprobs\": true}}"), "logprobs"),
         ] {
             let error = parse(&body).unwrap_err();
@@ -478,6 +565,51 @@ mod tests {
         }
         let echo_off = CompletionRequest::parse(br#"{"prompt": "a", "echo": false}"#);
         assert!(echo_off.is_ok());
+    }
+
+    #[test]
+    fn forced_choices_and_formats_become_answer_formats() {
+        let tool = |name: &str| serde_json::json!({"type": "function", "function": {"name": name, "parameters": {}}});
+        let body = |extra: &str| {
+            format!(
+                r#"{{"messages": [{{"role": "user", "content": "hi"}}], "tools": [{}, {}] {extra}}}"#,
+                tool("f"),
+                tool("g")
+            )
+        };
+        let format = |extra: &str| parse(&body(extra)).unwrap().format;
+        assert_eq!(format(""), None);
+        assert_eq!(
+            format(r#", "tool_choice": "required", "parallel_tool_calls": false"#),
+            Some(AnswerFormat::ToolCalls {
+                tools: vec![tool("f"), tool("g")],
+                parallel: false
+            })
+        );
+        assert_eq!(
+            format(r#", "tool_choice": {"type": "function", "function": {"name": "g"}}"#),
+            Some(AnswerFormat::ToolCalls {
+                tools: vec![tool("g")],
+                parallel: false
+            })
+        );
+        assert_eq!(
+            format(r#", "response_format": {"type": "json_object"}"#),
+            Some(AnswerFormat::Json(None))
+        );
+        let schema = r#"{"type": "object", "properties": {"a": {"type": "integer"}}}"#;
+        assert_eq!(
+            format(&format!(
+                r#", "response_format": {{"type": "json_schema", "json_schema": {{"name": "x", "strict": true, "schema": {schema}}}}}"#
+            )),
+            Some(AnswerFormat::Json(Some(
+                serde_json::from_str(schema).unwrap()
+            )))
+        );
+        let both = parse(&body(
+            r#", "tool_choice": "required", "response_format": {"type": "json_object"}"#,
+        ));
+        assert_eq!(both.unwrap_err().param.as_deref(), Some("response_format"));
     }
 
     #[test]

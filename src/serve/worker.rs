@@ -10,9 +10,9 @@ use crate::agent::{DEFAULT_MAX_NEW_TOKENS, soft_switch_allows_thinking};
 use crate::backend::{
     Backend, BackendRequest, BackendResponse, CallParsing, ContextUse, TextRequest,
 };
-use crate::chat::ParseEvent;
+use crate::chat::{AnswerFormat, ParseEvent};
 use crate::config::{GenerateSpec, ResolvedAgent};
-use crate::engine::SamplingParams;
+use crate::engine::{GrammarError, SamplingParams};
 use anyhow::{Context, Result};
 use axum::http::StatusCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -154,6 +154,7 @@ fn answer(
                 } else {
                     CallParsing::CallsElseText
                 },
+                format: request.format.as_ref(),
             };
             let measured = backend.measure(&call).map_err(|e| {
                 ApiError::invalid(
@@ -165,7 +166,16 @@ fn answer(
                 room(measured, call.max_new_tokens, &request.settings, "messages")?;
             backend
                 .complete(&call, &mut |event| forward(event.clone()))
-                .map_err(failed)
+                .map_err(|e| match e.downcast_ref::<GrammarError>() {
+                    Some(error) => ApiError::invalid(
+                        match request.format {
+                            Some(AnswerFormat::Json(_)) => "response_format",
+                            _ => "tools",
+                        },
+                        format!("the requested output format cannot be enforced: {error}"),
+                    ),
+                    None => failed(e),
+                })
         }
         Work::Text(request) => {
             let spec = spec(defaults, &request.settings);
