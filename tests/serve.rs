@@ -557,3 +557,111 @@ fn the_demo_model_follows_forced_formats() {
         assert!(calls[0]["arguments"][key].is_string(), "{answer}");
     }
 }
+
+/// Any JSON value, up to a few levels deep.
+fn any_json() -> impl proptest::strategy::Strategy<Value = Json> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Json::Null),
+        any::<bool>().prop_map(Json::from),
+        any::<i64>().prop_map(Json::from),
+        (-1e6f64..1e6).prop_map(Json::from),
+        "[a-z<>/|_ ]{0,12}".prop_map(Json::from),
+        prop_oneof![
+            Just("user"),
+            Just("assistant"),
+            Just("tool"),
+            Just("function"),
+            Just("required"),
+            Just("json_schema"),
+        ]
+        .prop_map(Json::from),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Json::from),
+            proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                .prop_map(|m| Json::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A request body: a valid chat request with one field (or a message's) replaced by an arbitrary
+/// value, any JSON value, or bytes that are not JSON.
+fn fuzzed_body() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let fields = [
+        "model",
+        "messages",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "temperature",
+        "top_p",
+        "top_k",
+        "n",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "stop",
+        "seed",
+        "chat_template_kwargs",
+        "parallel_tool_calls",
+        "logprobs",
+        "role",
+        "content",
+        "tool_calls",
+    ];
+    let mutated =
+        (proptest::sample::select(fields.to_vec()), any_json()).prop_map(|(field, value)| {
+            let mut body = json!({"model": "scripted", "max_tokens": 8,
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [time_tool()]});
+            match field {
+                "role" | "content" | "tool_calls" => body["messages"][0][field] = value,
+                _ => body[field] = value,
+            }
+            body.to_string().into_bytes()
+        });
+    prop_oneof![
+        3 => mutated,
+        1 => any_json().prop_map(|v| v.to_string().into_bytes()),
+        1 => proptest::collection::vec(any::<u8>(), 0..64),
+    ]
+}
+
+/// Fuzzed bodies never crash the server: each gets a 2xx or an OpenAI-shaped 4xx, and a plain request
+/// still works afterwards.
+#[test]
+fn fuzzed_bodies_get_answers_or_openai_errors_and_the_server_keeps_serving() {
+    use proptest::test_runner::{Config, TestRunner};
+    let script = vec!["<think>\nok\n</think>\n\nFine."; 400];
+    let server = start(&scripted_agent("fuzz", &script, Some(4096)), &[], &[]);
+    let port = server.port;
+    let mut runner = TestRunner::new(Config {
+        cases: 200,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&fuzzed_body(), |body| {
+            let body = String::from_utf8_lossy(&body).into_owned();
+            let (status, answer, head) = http(port, "POST", "/v1/chat/completions", &[], &body);
+            let ok = (200..300).contains(&status)
+                || ((400..500).contains(&status)
+                    && answer["error"]["message"].is_string()
+                    && answer["error"]["type"].is_string());
+            proptest::prop_assert!(ok, "{body} got {head}\n{answer}");
+            Ok(())
+        })
+        .unwrap();
+    let (status, answer, _) = http(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        r#"{"messages": [{"role": "user", "content": "still there?"}]}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["message"]["content"], "Fine.");
+}
