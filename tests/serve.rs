@@ -665,3 +665,68 @@ fn fuzzed_bodies_get_answers_or_openai_errors_and_the_server_keeps_serving() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["choices"][0]["message"]["content"], "Fine.");
 }
+
+/// The Python that has Qwen-Agent: its own venv (scripts/test.sh makes it), kept apart from the MCP
+/// servers' so neither's pins move the other's.
+fn qwen_agent_python() -> String {
+    let path = std::env::var("QWEN3_AGENT_TEST_QWEN_AGENT_PYTHON").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/.venv-qwen-agent/bin/python").to_string()
+    });
+    assert!(
+        Path::new(&path).exists(),
+        "{path} is missing: run scripts/test.sh, which creates the Qwen-Agent venv"
+    );
+    path
+}
+
+/// Qwen-Agent's `Assistant` (the model card's agent) runs a tool round against `serve`, in its
+/// default mode (tools rendered by Qwen-Agent, `<tool_call>` text parsed by it) and with
+/// `use_raw_api` (native tools, streamed tool-call deltas).
+#[test]
+fn qwen_agent_runs_a_tool_round_in_both_modes() {
+    let call = TIME_CALL;
+    let answer = "<think>\nThe tool says 15:00.\n</think>\n\nIt is 15:00 in Tokyo.";
+    let server = start(
+        &scripted_agent("qwen-agent", &[call, answer, call, answer], None),
+        &[],
+        &[],
+    );
+    for mode in ["nous", "raw"] {
+        let out = Command::new(qwen_agent_python())
+            .arg(Path::new(ROOT).join("tests/fixtures/serve/qwen_agent_client.py"))
+            .arg(format!("http://127.0.0.1:{}/v1", server.port))
+            .arg(mode)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let run: Json = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{mode}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(
+            run["calls"],
+            json!([{"timezone": "Asia/Tokyo"}]),
+            "{mode}: {run}"
+        );
+        let messages = run["messages"].as_array().unwrap();
+        let called = messages
+            .iter()
+            .find(|m| m["function_call"].is_object())
+            .unwrap_or_else(|| panic!("{mode}: no call in {run}"));
+        assert_eq!(
+            called["function_call"]["name"], "get_current_time",
+            "{mode}"
+        );
+        let arguments: Json =
+            serde_json::from_str(called["function_call"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(arguments, json!({"timezone": "Asia/Tokyo"}), "{mode}");
+        let last = messages.last().unwrap();
+        assert_eq!(
+            (&last["role"], &last["content"]),
+            (&json!("assistant"), &json!("It is 15:00 in Tokyo.")),
+            "{mode}: {run}"
+        );
+    }
+}
