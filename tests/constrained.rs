@@ -27,30 +27,17 @@ fn schema() -> impl Strategy<Value = Json> {
     ];
     leaf.prop_recursive(2, 12, 4, |inner| {
         prop_oneof![
-            (
-                proptest::collection::btree_map("[a-z]{1,8}", inner.clone(), 0..4),
-                any::<u8>()
-            )
-                .prop_map(|(properties, required)| {
-                    let names: Vec<&String> = properties
-                        .keys()
-                        .enumerate()
-                        .filter(|(i, _)| required & (1 << i) != 0)
-                        .map(|(_, k)| k)
-                        .collect();
-                    json!({"type": "object", "properties": properties, "required": names,
-                           "additionalProperties": false})
-                }),
+            object_of(inner.clone()),
             (inner, 0u32..3).prop_map(|(items, n)| json!({"type": "array", "items": items,
                                                           "maxItems": n})),
         ]
     })
 }
 
-/// An object schema: tool parameters and most response formats are objects.
-fn object_schema() -> impl Strategy<Value = Json> {
+/// An object schema whose properties follow `property`, some of them required, no others allowed.
+fn object_of(property: impl Strategy<Value = Json>) -> impl Strategy<Value = Json> {
     (
-        proptest::collection::btree_map("[a-z]{1,8}", schema(), 0..4),
+        proptest::collection::btree_map("[a-z]{1,8}", property, 0..4),
         any::<u8>(),
     )
         .prop_map(|(properties, required)| {
@@ -63,6 +50,11 @@ fn object_schema() -> impl Strategy<Value = Json> {
             json!({"type": "object", "properties": properties, "required": names,
                    "additionalProperties": false})
         })
+}
+
+/// An object schema: tool parameters and most response formats are objects.
+fn object_schema() -> impl Strategy<Value = Json> {
+    object_of(schema())
 }
 
 fn wandering(seed: u64) -> SamplingParams {

@@ -132,35 +132,43 @@ mod tests {
 
     const IM_END: u32 = 151645;
 
-    fn grammars() -> Grammars {
+    /// The Qwen3 tokenizer and its grammars.
+    struct Fixture {
+        tokenizer: Tokenizer,
+        grammars: Grammars,
+    }
+
+    fn fixture() -> Fixture {
         let dir = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/qwen3-tokenizer"
         );
         let tokenizer = Tokenizer::from_model_dir(std::path::Path::new(dir)).unwrap();
-        Grammars::new(&tokenizer, 151936, &[IM_END, 151643]).unwrap()
+        let grammars = Grammars::new(&tokenizer, 151936, &[IM_END, 151643]).unwrap();
+        Fixture {
+            tokenizer,
+            grammars,
+        }
     }
 
-    /// Whether the grammar lets the model write `text` (as the tokenizer splits it) and then end.
-    fn allows(grammars: &Grammars, format: &AnswerFormat, thinking: bool, text: &str) -> bool {
-        let tokenizer = Tokenizer::from_model_dir(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/qwen3-tokenizer"
-        )))
-        .unwrap();
-        let mut constraint = grammars.constraint(&format.grammar(thinking)).unwrap();
-        let mut logits = vec![0f32; 151936];
-        for id in tokenizer.encode(text).unwrap().into_iter().chain([IM_END]) {
-            logits.fill(0.0);
-            constraint.mask(&mut logits).unwrap();
-            if logits[id as usize].is_infinite() {
-                return false;
+    impl Fixture {
+        /// Whether the grammar lets the model write `text` (as the tokenizer splits it), then end.
+        fn allows(&self, format: &AnswerFormat, thinking: bool, text: &str) -> bool {
+            let mut constraint = self.grammars.constraint(&format.grammar(thinking)).unwrap();
+            let mut logits = vec![0f32; 151936];
+            let ids = self.tokenizer.encode(text).unwrap();
+            for id in ids.into_iter().chain([IM_END]) {
+                logits.fill(0.0);
+                constraint.mask(&mut logits).unwrap();
+                if logits[id as usize].is_infinite() {
+                    return false;
+                }
+                if id != IM_END {
+                    constraint.commit(id).unwrap();
+                }
             }
-            if id != IM_END {
-                constraint.commit(id).unwrap();
-            }
+            true
         }
-        true
     }
 
     fn weather() -> Json {
@@ -174,18 +182,13 @@ mod tests {
 
     #[test]
     fn json_answers_follow_the_schema_after_free_thinking() {
-        let grammars = grammars();
+        let fixture = fixture();
         let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}},
                             "required": ["n"], "additionalProperties": false});
         let format = AnswerFormat::Json(Some(schema));
         let thought = "<think>\nMaybe {\"n\": \"x\"} or <tool_call>? No.\n</think>\n\n";
-        assert!(allows(
-            &grammars,
-            &format,
-            true,
-            &format!("{thought}{{\"n\": 42}}")
-        ));
-        assert!(allows(&grammars, &format, false, "{\"n\": -7}"));
+        assert!(fixture.allows(&format, true, &format!("{thought}{{\"n\": 42}}")));
+        assert!(fixture.allows(&format, false, "{\"n\": -7}"));
         for wrong in [
             format!("{thought}{{\"n\": \"42\"}}"),
             format!("{thought}{{\"n\": 42, \"m\": 1}}"),
@@ -194,27 +197,17 @@ mod tests {
             // No think block in a thinking turn: the answer would land in the reasoning.
             "{\"n\": 42}".to_string(),
         ] {
-            assert!(!allows(&grammars, &format, true, &wrong), "{wrong}");
+            assert!(!fixture.allows(&format, true, &wrong), "{wrong}");
         }
         let any_object = AnswerFormat::Json(None);
-        assert!(allows(
-            &grammars,
-            &any_object,
-            false,
-            "{\"a\": [1, {\"b\": null}]}"
-        ));
-        assert!(!allows(&grammars, &any_object, false, "[1]"));
-        assert!(!allows(
-            &grammars,
-            &any_object,
-            false,
-            "{\"a\": 1} trailing"
-        ));
+        assert!(fixture.allows(&any_object, false, "{\"a\": [1, {\"b\": null}]}"));
+        assert!(!fixture.allows(&any_object, false, "[1]"));
+        assert!(!fixture.allows(&any_object, false, "{\"a\": 1} trailing"));
     }
 
     #[test]
     fn forced_calls_are_qwen3_blocks_of_the_given_tools() {
-        let grammars = grammars();
+        let fixture = fixture();
         let call = |name: &str, arguments: &str| {
             format!(
                 "<tool_call>\n{{\"name\": \"{name}\", \"arguments\": {arguments}}}\n</tool_call>"
@@ -226,15 +219,9 @@ mod tests {
             tools: vec![weather(), time()],
             parallel: true,
         };
-        assert!(allows(&grammars, &required, false, &paris));
-        assert!(allows(
-            &grammars,
-            &required,
-            false,
-            &format!("{paris}\n{now}")
-        ));
-        assert!(allows(
-            &grammars,
+        assert!(fixture.allows(&required, false, &paris));
+        assert!(fixture.allows(&required, false, &format!("{paris}\n{now}")));
+        assert!(fixture.allows(
             &required,
             true,
             &format!("<think>\nWeather first.\n</think>\n\n{paris}")
@@ -246,21 +233,25 @@ mod tests {
             format!("It is sunny. {paris}"),
             String::new(),
         ] {
-            assert!(!allows(&grammars, &required, false, &wrong), "{wrong}");
+            assert!(!fixture.allows(&required, false, &wrong), "{wrong}");
         }
         let named = AnswerFormat::ToolCalls {
             tools: vec![time()],
             parallel: false,
         };
-        assert!(allows(&grammars, &named, false, &now));
-        assert!(!allows(&grammars, &named, false, &paris));
-        assert!(!allows(&grammars, &named, false, &format!("{now}\n{now}")));
+        assert!(fixture.allows(&named, false, &now));
+        assert!(!fixture.allows(&named, false, &paris));
+        assert!(!fixture.allows(&named, false, &format!("{now}\n{now}")));
     }
 
     #[test]
     fn a_schema_that_cannot_compile_is_a_grammar_error() {
         let format = AnswerFormat::Json(Some(json!({"type": "string", "pattern": "(("})));
-        let error = grammars().constraint(&format.grammar(false)).err().unwrap();
+        let error = fixture()
+            .grammars
+            .constraint(&format.grammar(false))
+            .err()
+            .unwrap();
         assert!(error.downcast_ref::<GrammarError>().is_some(), "{error:#}");
     }
 }
