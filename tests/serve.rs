@@ -552,10 +552,32 @@ fn the_demo_model_follows_forced_formats() {
     let calls = answer["tool_calls"].as_array().unwrap();
     assert_eq!(calls.len(), 1, "{answer}");
     assert_eq!(calls[0]["name"], "convert_time", "{answer}");
+    // A thinking turn: the thought came first, unconstrained, and is reported apart.
+    assert!(
+        !answer["reasoning_content"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "{answer}"
+    );
     let required = ["source_timezone", "time", "target_timezone"];
     for key in required {
         assert!(calls[0]["arguments"][key].is_string(), "{answer}");
     }
+
+    // A schema the grammar compiler refuses is the client's mistake: a 400 naming the field.
+    let body = json!({"messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema",
+                            "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "(("}}}});
+    let (status, error, _) = http(
+        server.port,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        &body.to_string(),
+    );
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["param"], "response_format", "{error}");
 }
 
 /// Any JSON value, up to a few levels deep.
