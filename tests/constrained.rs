@@ -1,9 +1,9 @@
-//! Constrained decoding on a real model: for fuzzed JSON schemas and tool sets, the demo model's
-//! output, sampled at temperature 1 over the whole vocabulary so it goes wherever the mask lets it,
+//! Constrained decoding on a real model: for fuzzed JSON schemas and tool sets (forced or, as for
+//! strict tools under `auto`, optional calls), the demo model's output, sampled at temperature 1 over the whole vocabulary so it goes wherever the mask lets it,
 //! always parses and validates.
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, TestRng, TestRunner};
 use qwen3_agent::agent::assemble::{AssembleOptions, build_backend};
 use qwen3_agent::backend::{Backend, BackendRequest, CallParsing};
 use qwen3_agent::chat::{AnswerFormat, FinishReason, Message};
@@ -89,11 +89,14 @@ fn fuzzed_schemas_and_tools_always_give_valid_output() {
     let backend = std::cell::RefCell::new(demo_backend());
     let interrupt = AtomicBool::new(false);
     let messages = [Message::user("Answer now.")];
-    let mut runner = TestRunner::new(Config {
+    // A fixed stream of cases, so a run in CI is the run that passed here.
+    let config = Config {
         cases: 16,
         failure_persistence: None,
         ..Config::default()
-    });
+    };
+    let rng = TestRng::deterministic_rng(config.rng_algorithm);
+    let mut runner = TestRunner::new_with_rng(config, rng);
     runner
         .run(&(object_schema(), any::<u64>()), |(schema, seed)| {
             let format = AnswerFormat::Json(Some(schema.clone()));
@@ -124,8 +127,8 @@ fn fuzzed_schemas_and_tools_always_give_valid_output() {
     let tools = proptest::collection::vec(object_schema(), 1..4);
     runner
         .run(
-            &(tools, any::<bool>(), any::<u64>()),
-            |(parameters, parallel, seed)| {
+            &(tools, any::<bool>(), any::<bool>(), any::<u64>()),
+            |(parameters, parallel, optional, seed)| {
                 let tools: Vec<Json> = parameters
                     .iter()
                     .enumerate()
@@ -137,6 +140,7 @@ fn fuzzed_schemas_and_tools_always_give_valid_output() {
                 let format = AnswerFormat::ToolCalls {
                     tools: tools.clone(),
                     parallel,
+                    optional,
                 };
                 let request = BackendRequest {
                     messages: &messages,
@@ -154,10 +158,6 @@ fn fuzzed_schemas_and_tools_always_give_valid_output() {
                     .complete(&request, &mut |_| {})
                     .unwrap();
                 let output = &response.output;
-                prop_assert_eq!(response.finish_reason, FinishReason::Stop, "{:?}", output);
-                prop_assert!(output.content.trim().is_empty(), "{:?}", output);
-                prop_assert!(!output.tool_calls.is_empty(), "{:?}", output);
-                prop_assert!(parallel || output.tool_calls.len() == 1, "{:?}", output);
                 for call in &output.tool_calls {
                     let index: usize = call.name["tool_".len()..].parse().unwrap();
                     let arguments = Json::Object(call.arguments.clone());
@@ -168,6 +168,19 @@ fn fuzzed_schemas_and_tools_always_give_valid_output() {
                         parameters[index]
                     );
                 }
+                if optional && response.finish_reason == FinishReason::Length {
+                    // Free text may use the whole budget; what it cut is not the grammar's doing.
+                    return Ok(());
+                }
+                prop_assert_eq!(response.finish_reason, FinishReason::Stop, "{:?}", output);
+                // Optional calls (strict tools under "auto") may follow text or be left out, but
+                // a call the model opens is always a valid one: none is left in the text.
+                prop_assert!(!output.content.contains("<tool_call>"), "{:?}", output);
+                if !optional {
+                    prop_assert!(output.content.trim().is_empty(), "{:?}", output);
+                    prop_assert!(!output.tool_calls.is_empty(), "{:?}", output);
+                }
+                prop_assert!(parallel || output.tool_calls.len() <= 1, "{:?}", output);
                 Ok(())
             },
         )

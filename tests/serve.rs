@@ -565,6 +565,32 @@ fn the_demo_model_follows_forced_formats() {
         assert!(calls[0]["arguments"][key].is_string(), "{answer}");
     }
 
+    // Strict tools under "auto": free text stays possible, and a call the model opens is held to
+    // its tool's schema.
+    let tools: Vec<Json> = serde_json::from_str::<Vec<Json>>(
+        &std::fs::read_to_string(Path::new(ROOT).join("scripts/demo/tools.json")).unwrap(),
+    )
+    .unwrap()
+    .into_iter()
+    .map(|mut function| {
+        function["strict"] = json!(true);
+        json!({"type": "function", "function": function})
+    })
+    .collect();
+    let answer = ask(
+        "What time is it in Tokyo?",
+        json!({"demo_tools": false, "tools": tools}),
+    );
+    assert_eq!(answer["finish_reason"], "tool_calls", "{answer}");
+    for call in answer["tool_calls"].as_array().unwrap() {
+        let tool = tools
+            .iter()
+            .find(|t| t["function"]["name"] == call["name"])
+            .unwrap_or_else(|| panic!("{call}"));
+        let validator = jsonschema::validator_for(&tool["function"]["parameters"]).unwrap();
+        assert!(validator.is_valid(&call["arguments"]), "{call}");
+    }
+
     // A schema the grammar compiler refuses is the client's mistake: a 400 naming the field.
     let body = json!({"messages": [{"role": "user", "content": "hi"}],
         "response_format": {"type": "json_schema",

@@ -12,8 +12,14 @@ pub enum AnswerFormat {
     /// A JSON value valid against the schema; None: any JSON object (`json_object`).
     Json(Option<Json>),
     /// `<tool_call>` blocks calling one of `tools` (OpenAI-shape tool objects) with arguments valid
-    /// against its `parameters`; `parallel` allows more than one call.
-    ToolCalls { tools: Vec<Json>, parallel: bool },
+    /// against its `parameters`; `parallel` allows more than one call. With `optional`, text without
+    /// `<tool_call>` may come first and the calls may be left out (`tool_choice: "auto"` with strict
+    /// tools: free text until the model opens a call, then the schemas).
+    ToolCalls {
+        tools: Vec<Json>,
+        parallel: bool,
+        optional: bool,
+    },
 }
 
 /// JSON as Qwen3 writes it (`json.dumps`' separators, no other whitespace): one form, so a small model
@@ -52,7 +58,11 @@ impl AnswerFormat {
                 let schema = schema.clone().unwrap_or_else(|| json!({"type": "object"}));
                 format!("answer: %json {}\n", compact(schema))
             }
-            AnswerFormat::ToolCalls { tools, parallel } => {
+            AnswerFormat::ToolCalls {
+                tools,
+                parallel,
+                optional,
+            } => {
                 let schema = match tools.as_slice() {
                     [tool] => call_schema(tool),
                     tools => json!({"anyOf": tools.iter().map(call_schema).collect::<Vec<_>>()}),
@@ -62,8 +72,21 @@ impl AnswerFormat {
                 } else {
                     "call"
                 };
+                // Optional calls: text that never opens a call, or text up to the first
+                // `<tool_call>` (a lazy lexeme ending at that tag: a greedy text lexeme would run
+                // into the tag and never let the call begin) and the calls from there.
+                let more = if *parallel { " (\"\\n\" call)*" } else { "" };
+                let answer = if *optional {
+                    format!(
+                        "answer: TEXT | opened \"\\n\" arguments \"\\n</tool_call>\"{more}\n\
+                         opened[suffix=\"<tool_call>\"]: /(.|\\n)*/\n\
+                         TEXT: /(.|\\n)*/ & ~/(.|\\n)*<tool_call>(.|\\n)*/\n"
+                    )
+                } else {
+                    format!("answer: {calls}\n")
+                };
                 format!(
-                    "answer: {calls}\ncall: \"<tool_call>\\n\" arguments \"\\n</tool_call>\"\n\
+                    "{answer}call: \"<tool_call>\\n\" arguments \"\\n</tool_call>\"\n\
                      arguments: %json {}\n",
                     compact(schema)
                 )

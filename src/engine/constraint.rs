@@ -218,6 +218,7 @@ mod tests {
         let required = AnswerFormat::ToolCalls {
             tools: vec![weather(), time()],
             parallel: true,
+            optional: false,
         };
         assert!(fixture.allows(&required, false, &paris));
         assert!(fixture.allows(&required, false, &format!("{paris}\n{now}")));
@@ -238,10 +239,42 @@ mod tests {
         let named = AnswerFormat::ToolCalls {
             tools: vec![time()],
             parallel: false,
+            optional: false,
         };
         assert!(fixture.allows(&named, false, &now));
         assert!(!fixture.allows(&named, false, &paris));
         assert!(!fixture.allows(&named, false, &format!("{now}\n{now}")));
+    }
+
+    #[test]
+    fn optional_calls_leave_text_free_until_a_call_opens() {
+        let fixture = fixture();
+        let auto = AnswerFormat::ToolCalls {
+            tools: vec![weather()],
+            parallel: false,
+            optional: true,
+        };
+        let paris = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+        for text in [
+            "It is sunny {maybe}.".to_string(),
+            String::new(),
+            paris.to_string(),
+            format!("Let me check.\n{paris}"),
+        ] {
+            assert!(fixture.allows(&auto, false, &text), "{text}");
+        }
+        assert!(fixture.allows(
+            &auto,
+            true,
+            &format!("<think>\nA <tool_call> maybe.\n</think>\n\n{paris}")
+        ));
+        for wrong in [
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {}}\n</tool_call>",
+            "<tool_call>\n{\"name\": \"other\", \"arguments\": {}}\n</tool_call>",
+            "Sure. <tool_call> is how I call tools.",
+        ] {
+            assert!(!fixture.allows(&auto, false, wrong), "{wrong}");
+        }
     }
 
     #[test]

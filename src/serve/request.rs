@@ -314,9 +314,31 @@ fn tools(body: &Map<String, Json>) -> Result<(Vec<Json>, Option<AnswerFormat>), 
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let auto = || {
+        let strict = |t: &Json| t["function"]["strict"] == Json::Bool(true);
+        if !tools.iter().any(strict) {
+            return None;
+        }
+        // Only strict tools' arguments are held to their schemas; any tool may be named.
+        let tools = tools
+            .iter()
+            .map(|t| {
+                let mut tool = t.clone();
+                if !strict(t) {
+                    tool["function"]["parameters"] = serde_json::json!({"type": "object"});
+                }
+                tool
+            })
+            .collect();
+        Some(AnswerFormat::ToolCalls {
+            tools,
+            parallel,
+            optional: true,
+        })
+    };
     match body.get("tool_choice") {
-        None | Some(Json::Null) => Ok((tools, None)),
-        Some(Json::String(choice)) if choice == "auto" => Ok((tools, None)),
+        None | Some(Json::Null) => Ok((tools.clone(), auto())),
+        Some(Json::String(choice)) if choice == "auto" => Ok((tools.clone(), auto())),
         Some(Json::String(choice)) if choice == "none" => Ok((Vec::new(), None)),
         Some(Json::String(choice)) if choice == "required" => {
             if tools.is_empty() {
@@ -328,6 +350,7 @@ fn tools(body: &Map<String, Json>) -> Result<(Vec<Json>, Option<AnswerFormat>), 
             let format = AnswerFormat::ToolCalls {
                 tools: tools.clone(),
                 parallel,
+                optional: false,
             };
             Ok((tools, Some(format)))
         }
@@ -347,6 +370,7 @@ fn tools(body: &Map<String, Json>) -> Result<(Vec<Json>, Option<AnswerFormat>), 
             let format = AnswerFormat::ToolCalls {
                 tools: vec![tool.clone()],
                 parallel: false,
+                optional: false,
             };
             Ok((tools, Some(format)))
         }
@@ -583,14 +607,16 @@ mod tests {
             format(r#", "tool_choice": "required", "parallel_tool_calls": false"#),
             Some(AnswerFormat::ToolCalls {
                 tools: vec![tool("f"), tool("g")],
-                parallel: false
+                parallel: false,
+                optional: false
             })
         );
         assert_eq!(
             format(r#", "tool_choice": {"type": "function", "function": {"name": "g"}}"#),
             Some(AnswerFormat::ToolCalls {
                 tools: vec![tool("g")],
-                parallel: false
+                parallel: false,
+                optional: false
             })
         );
         assert_eq!(
@@ -605,6 +631,23 @@ mod tests {
             Some(AnswerFormat::Json(Some(
                 serde_json::from_str(schema).unwrap()
             )))
+        );
+        let strict = serde_json::json!({"type": "function", "function": {"name": "s",
+            "strict": true, "parameters": {"type": "object", "properties": {}}}});
+        let request = parse(&format!(
+            r#"{{"messages": [{{"role": "user", "content": "hi"}}], "tools": [{}, {strict}]}}"#,
+            tool("f")
+        ))
+        .unwrap();
+        let loose = serde_json::json!({"type": "function", "function": {"name": "f",
+            "parameters": {"type": "object"}}});
+        assert_eq!(
+            request.format,
+            Some(AnswerFormat::ToolCalls {
+                tools: vec![loose, strict],
+                parallel: true,
+                optional: true
+            })
         );
         let both = parse(&body(
             r#", "tool_choice": "required", "response_format": {"type": "json_object"}"#,
