@@ -108,11 +108,18 @@ impl Constraint {
             .matcher
             .compute_mask_or_eos()
             .map_err(|e| anyhow!("constrained decoding failed: {e}"))?;
+        let mut any = false;
         for (id, logit) in logits.iter_mut().enumerate() {
-            if !allowed.is_allowed(id as TokenId) {
+            if allowed.is_allowed(id as TokenId) {
+                any |= !logit.is_nan();
+            } else {
                 *logit = f32::NEG_INFINITY;
             }
         }
+        anyhow::ensure!(
+            any,
+            "constrained decoding failed: no token of the model's vocabulary continues the grammar"
+        );
         Ok(())
     }
 
