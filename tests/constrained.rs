@@ -1,6 +1,6 @@
 //! Constrained decoding on a real model: for fuzzed JSON schemas and tool sets (forced or, as for
-//! strict tools under `auto`, optional calls), the demo model's output, sampled at temperature 1 over the whole vocabulary so it goes wherever the mask lets it,
-//! always parses and validates.
+//! strict tools under `auto`, optional calls), the demo model's output, sampled at temperature 1
+//! over the whole vocabulary so it goes wherever the mask lets it, always parses and validates.
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRng, TestRunner};

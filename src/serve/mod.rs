@@ -1,7 +1,8 @@
 //! `serve`: the OpenAI-compatible HTTP server, one more consumer of the library's backend API. A model
 //! (or an agent file's `model` and `generate`) is served on `/v1/chat/completions` and
-//! `/v1/completions` (plain and SSE), `/v1/models`, `/health` and `/metrics`. One engine answers requests one at a time from a bounded
-//! queue (`worker`); a client that goes away cancels its request.
+//! `/v1/completions` (plain and SSE), `/v1/models`, `/health` and `/metrics`. One engine answers
+//! requests one at a time from a bounded queue (`worker`); a client that goes away cancels its
+//! request.
 
 mod error;
 mod metrics;
