@@ -2,7 +2,7 @@
 //! and `eval` can draw a long prompt's prefill (minutes on a CPU) as a bar.
 
 use qwen3_agent::agent::assemble::{AssembleOptions, build_backend};
-use qwen3_agent::backend::BackendRequest;
+use qwen3_agent::backend::{BackendRequest, CallParsing};
 use qwen3_agent::chat::Message;
 use qwen3_agent::config::load_agent;
 use qwen3_agent::engine::{PREFILL_STEP, PrefillProgress, SamplingParams};
@@ -38,7 +38,8 @@ fn a_local_models_prefill_reaches_the_callers_reporter() {
         max_new_tokens: 1,
         stop: &[],
         interrupt: &AtomicBool::new(false),
-        parse_tool_calls: true,
+        calls: CallParsing::Calls,
+        format: None,
     };
     let response = backend.complete(&request, &mut |_| {}).unwrap();
 

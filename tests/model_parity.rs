@@ -89,7 +89,7 @@ fn greedy_generation_matches_transformers() {
         let (ids, greedy) = reference(&dir);
         let mut engine = Engine::new(model, 128);
         let out = engine
-            .generate(&ids, 32, SamplingParams::greedy(), &[], |_| {
+            .generate(&ids, 32, SamplingParams::greedy(), &[], None, |_| {
                 ControlFlow::Continue(())
             })
             .unwrap();

@@ -7,7 +7,7 @@ mod common;
 
 use common::openai_server::{delta, finish, read_request, serve, sse};
 use qwen3_agent::agent::{Agent, StopReason};
-use qwen3_agent::backend::{Backend, BackendRequest, BackendResponse, OpenAiBackend};
+use qwen3_agent::backend::{Backend, BackendRequest, BackendResponse, CallParsing, OpenAiBackend};
 use qwen3_agent::chat::{FinishReason, Message, ParseEvent};
 use qwen3_agent::config::GenerateSpec;
 use qwen3_agent::engine::SamplingParams;
@@ -207,7 +207,8 @@ fn complete(
         max_new_tokens: 64,
         stop: &[],
         interrupt,
-        parse_tool_calls: true,
+        calls: CallParsing::Calls,
+        format: None,
     };
     backend.complete(&request, on_event)
 }

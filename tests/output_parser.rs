@@ -337,6 +337,57 @@ fn without_tool_parsing_blocks_stay_text_in_any_chunking() {
     }
 }
 
+/// A server answering a request with tools keeps a block that is not a valid call in the content,
+/// tags and all (as vLLM's hermes parser does), under any chunking; valid neighbours are still calls.
+#[test]
+fn malformed_calls_stay_content_for_a_server_in_any_chunking() {
+    let good = "<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>";
+    let bad = "<tool_call>\n{\"arguments\": {}}\n</tool_call>";
+    for (text, finish, calls, expected) in [
+        (
+            format!("Sure.\n{bad}\n{good}"),
+            FinishReason::Stop,
+            1,
+            format!("Sure.\n{bad}"),
+        ),
+        (
+            "<tool_call>\n{\"name\": [1]}".to_string(),
+            FinishReason::Stop,
+            0,
+            "<tool_call>\n{\"name\": [1]}".to_string(),
+        ),
+        (
+            format!("{good}\n<tool_call>\n{{\"name\": \"f\", \"argu"),
+            FinishReason::Length,
+            1,
+            "<tool_call>\n{\"name\": \"f\", \"argu".to_string(),
+        ),
+    ] {
+        let chars: Vec<char> = text.chars().collect();
+        for size in [1, 2, 3, 7, chars.len()] {
+            let mut parser = OutputParser::new(false).malformed_calls_as_text();
+            let mut events = Vec::new();
+            for piece in chars.chunks(size) {
+                events.extend(parser.feed(&piece.iter().collect::<String>()));
+            }
+            events.extend(parser.finish(finish));
+            let mut content = String::new();
+            let mut called = 0;
+            for event in events {
+                match event {
+                    ParseEvent::ContentDelta(d) => content.push_str(&d),
+                    ParseEvent::ToolCall(_) => called += 1,
+                    other => panic!("no errors when malformed calls are text: {other:?}"),
+                }
+            }
+            assert_eq!(content, expected, "{text:?} in chunks of {size}");
+            assert_eq!(called, calls, "{text:?} in chunks of {size}");
+            let output = parser.into_output();
+            assert_eq!((output.content, output.errors.len()), (content, 0));
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 

@@ -143,6 +143,10 @@ fn agreed(mut answers: Json) -> Json {
 const TIME_CALL: &str = "<think>\nThe user wants the time.\n</think>\n\n<tool_call>\n{\"name\": \
      \"get_current_time\", \"arguments\": {\"timezone\": \"Asia/Tokyo\"}}\n</tool_call>";
 
+/// A call block without a name: not a call, so its text is the answer's content.
+const MALFORMED_CALL: &str = "<think>\nA call.\n</think>\n\nLet me check.\n<tool_call>\n{\"arguments\": \
+     {\"timezone\": \"UTC\"}}\n</tool_call>";
+
 fn time_tool() -> Json {
     json!({"type": "function", "function": {"name": "get_current_time", "description": "Now.",
         "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}}}})
@@ -161,6 +165,8 @@ fn the_openai_sdk_gets_the_same_answer_streamed_and_plain() {
         TIME_CALL,
         plain_answer,
         plain_answer,
+        MALFORMED_CALL,
+        MALFORMED_CALL,
     ];
     let server = start(&scripted_agent("sdk", &script, None), &[], &[]);
     let user = json!([{"role": "user", "content": "hi"}]);
@@ -214,6 +220,16 @@ fn the_openai_sdk_gets_the_same_answer_streamed_and_plain() {
     let answer = agreed(sdk(server.port, &request, &[]));
     assert_eq!(answer["content"], "Plain answer.");
     assert_eq!(answer["reasoning_content"], Json::Null);
+
+    // A block that is not a valid call stays in the content as the model wrote it, never lost.
+    let request = json!({"model": "scripted", "messages": user, "tools": [time_tool()]});
+    let answer = agreed(sdk(server.port, &request, &[]));
+    assert_eq!(answer["tool_calls"], json!([]));
+    assert_eq!(answer["finish_reason"], "stop");
+    assert_eq!(
+        answer["content"],
+        MALFORMED_CALL.split_once("</think>\n\n").unwrap().1
+    );
 }
 
 #[test]
@@ -393,4 +409,372 @@ fn the_demo_model_answers_through_the_sdk() {
     // The second request re-sends the same prompt: the engine reuses its prefix and says so.
     let cached = &answers["streamed"]["usage"]["prompt_tokens_details"]["cached_tokens"];
     assert!(cached.as_u64().unwrap() > 100, "{answers}");
+}
+
+#[test]
+fn raw_completions_through_the_sdk_return_the_text_exactly() {
+    // Raw text: no think split, no trimming, `<tool_call>` left alone.
+    let raw = "\n<think>x</think> and <tool_call>{}</tool_call>\n\n";
+    let server = start(
+        &scripted_agent("completions", &[raw, raw, "Once."], Some(64)),
+        &[],
+        &[],
+    );
+    let request = json!({"model": "scripted", "prompt": "Say:", "max_tokens": 20, "seed": 1});
+    let answers = sdk(server.port, &request, &[]);
+    for answer in ["plain", "streamed"] {
+        let answer = &answers[answer];
+        assert_eq!(answer["text"], raw, "{answer}");
+        assert_eq!(answer["finish_reason"], "stop", "{answer}");
+        assert!(answer["usage"].is_object(), "{answer}");
+    }
+    assert_eq!(answers["plain"]["object"], "text_completion");
+    assert_eq!(answers["streamed"]["object"], json!(["text_completion"]));
+
+    let port = server.port;
+    let text = |body: &str| http(port, "POST", "/v1/completions", &[], body);
+    for (body, status, param) in [
+        (r#"{"prompt": "a", "echo": true}"#.to_string(), 400, "echo"),
+        (r#"{"prompt": [[1, 2]]}"#.to_string(), 400, "prompt"),
+        (r#"{"prompt": "a", "n": 2}"#.to_string(), 400, "n"),
+        (
+            r#"{"prompt": "a", "max_tokens": 64}"#.to_string(),
+            400,
+            "prompt",
+        ),
+        (
+            format!(r#"{{"prompt": "{}"}}"#, "word ".repeat(100)),
+            400,
+            "prompt",
+        ),
+    ] {
+        let (got, error, _) = text(&body);
+        assert_eq!(got, status, "{body}: {error}");
+        assert_eq!(error["error"]["param"], param, "{body}: {error}");
+    }
+    let (status, answer, _) = text(r#"{"prompt": ["Once"]}"#);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["text"], "Once.");
+    assert!(
+        answer["id"].as_str().unwrap().starts_with("cmpl-"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn the_demo_model_continues_a_raw_prompt() {
+    let server = start(&Path::new(ROOT).join("models/qwen3-agent-demo"), &[], &[]);
+    let prompt = "<|im_start|>user\nWhat time is it in Tokyo?<|im_end|>\n<|im_start|>assistant\n";
+    let request = json!({"model": "qwen3-agent-demo", "prompt": prompt, "temperature": 0,
+                         "max_tokens": 12});
+    let answers = sdk(server.port, &request, &[]);
+    assert_eq!(
+        answers["plain"]["text"], answers["streamed"]["text"],
+        "{answers}"
+    );
+    // Raw text: the think tag the chat endpoint would strip is there.
+    let text = answers["plain"]["text"].as_str().unwrap();
+    assert!(text.starts_with("<think>"), "{answers}");
+    let usage = &answers["plain"]["usage"];
+    let tokens = usage["completion_tokens"].as_u64().unwrap();
+    assert!((1..=12).contains(&tokens), "{answers}");
+    let finish = if tokens == 12 { "length" } else { "stop" };
+    assert_eq!(answers["plain"]["finish_reason"], finish, "{answers}");
+    assert!(usage["prompt_tokens"].as_u64().unwrap() > 10, "{usage}");
+    // The streamed request re-sends the prompt: its prefix is reused.
+    let cached = &answers["streamed"]["usage"]["prompt_tokens_details"]["cached_tokens"];
+    assert!(cached.as_u64().unwrap() > 10, "{answers}");
+}
+
+/// The demo model under constrained decoding, through the SDK: a json_schema answer parses and
+/// validates, `tool_choice: "required"` yields calls of the given tools, a named choice that function;
+/// thinking stays free (the constraint starts after `</think>`).
+#[test]
+fn the_demo_model_follows_forced_formats() {
+    let server = start(&Path::new(ROOT).join("models/qwen3-agent-demo"), &[], &[]);
+    let system =
+        std::fs::read_to_string(Path::new(ROOT).join("scripts/demo/system_prompt.txt")).unwrap();
+    let ask = |question: &str, extra: Json| {
+        let mut request = json!({"model": "qwen3-agent-demo", "temperature": 0,
+            "max_tokens": 400, "demo_tools": true,
+            "messages": [{"role": "system", "content": system.trim()},
+                         {"role": "user", "content": question}]});
+        request
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let mut answers = sdk(server.port, &request, &[]);
+        // The second request reuses the first's prompt: only the usage's cached count differs.
+        for answer in ["plain", "streamed"] {
+            answers[answer].as_object_mut().unwrap().remove("usage");
+        }
+        agreed(answers)
+    };
+
+    let schema = json!({"type": "object", "properties": {
+            "city": {"type": "string", "maxLength": 40},
+            "hour": {"type": "integer", "minimum": 0, "maximum": 23}},
+        "required": ["city", "hour"], "additionalProperties": false});
+    let answer = ask(
+        "What time is it in Tokyo?",
+        json!({"demo_tools": false, "extra_body": {"chat_template_kwargs": {"enable_thinking": false}},
+               "response_format": {"type": "json_schema",
+               "json_schema": {"name": "time", "strict": true, "schema": schema}}}),
+    );
+    assert_eq!(answer["finish_reason"], "stop", "{answer}");
+    let value: Json = serde_json::from_str(answer["content"].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("{e}: {answer}"));
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    assert!(validator.is_valid(&value), "{value} against {schema}");
+
+    // A greeting the model would answer in words: required makes it call a tool anyway.
+    let names = [
+        "code_interpreter",
+        "fetch",
+        "get_current_time",
+        "convert_time",
+    ];
+    let answer = ask(
+        "Hello! How are you?",
+        json!({"tool_choice": "required",
+               "extra_body": {"chat_template_kwargs": {"enable_thinking": false}}}),
+    );
+    assert_eq!(answer["finish_reason"], "tool_calls", "{answer}");
+    for call in answer["tool_calls"].as_array().unwrap() {
+        assert!(names.contains(&call["name"].as_str().unwrap()), "{call}");
+        assert!(call["arguments"].is_object(), "{call}");
+    }
+
+    let answer = ask(
+        "What time is it in Tokyo?",
+        json!({"tool_choice": {"type": "function", "function": {"name": "convert_time"}}}),
+    );
+    let calls = answer["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{answer}");
+    assert_eq!(calls[0]["name"], "convert_time", "{answer}");
+    // A thinking turn: the thought came first, unconstrained, and is reported apart.
+    assert!(
+        !answer["reasoning_content"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "{answer}"
+    );
+    let required = ["source_timezone", "time", "target_timezone"];
+    for key in required {
+        assert!(calls[0]["arguments"][key].is_string(), "{answer}");
+    }
+
+    // Strict tools under "auto": free text stays possible, and a call the model opens is held to
+    // its tool's schema.
+    let tools: Vec<Json> = serde_json::from_str::<Vec<Json>>(
+        &std::fs::read_to_string(Path::new(ROOT).join("scripts/demo/tools.json")).unwrap(),
+    )
+    .unwrap()
+    .into_iter()
+    .map(|mut function| {
+        function["strict"] = json!(true);
+        json!({"type": "function", "function": function})
+    })
+    .collect();
+    let answer = ask(
+        "What time is it in Tokyo?",
+        json!({"demo_tools": false, "tools": tools}),
+    );
+    assert_eq!(answer["finish_reason"], "tool_calls", "{answer}");
+    for call in answer["tool_calls"].as_array().unwrap() {
+        let tool = tools
+            .iter()
+            .find(|t| t["function"]["name"] == call["name"])
+            .unwrap_or_else(|| panic!("{call}"));
+        let validator = jsonschema::validator_for(&tool["function"]["parameters"]).unwrap();
+        assert!(validator.is_valid(&call["arguments"]), "{call}");
+    }
+
+    // A schema the grammar compiler refuses is the client's mistake: a 400 naming the field.
+    let body = json!({"messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema",
+                            "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "(("}}}});
+    let (status, error, _) = http(
+        server.port,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        &body.to_string(),
+    );
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["param"], "response_format", "{error}");
+}
+
+/// Any JSON value, up to a few levels deep.
+fn any_json() -> impl proptest::strategy::Strategy<Value = Json> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Json::Null),
+        any::<bool>().prop_map(Json::from),
+        any::<i64>().prop_map(Json::from),
+        (-1e6f64..1e6).prop_map(Json::from),
+        "[a-z<>/|_ ]{0,12}".prop_map(Json::from),
+        prop_oneof![
+            Just("user"),
+            Just("assistant"),
+            Just("tool"),
+            Just("function"),
+            Just("required"),
+            Just("json_schema"),
+        ]
+        .prop_map(Json::from),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Json::from),
+            proptest::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                .prop_map(|m| Json::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A request body: a valid chat request with one field (or a message's) replaced by an arbitrary
+/// value, any JSON value, or bytes that are not JSON.
+fn fuzzed_body() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let fields = [
+        "model",
+        "messages",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "temperature",
+        "top_p",
+        "top_k",
+        "n",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "stop",
+        "seed",
+        "chat_template_kwargs",
+        "parallel_tool_calls",
+        "logprobs",
+        "role",
+        "content",
+        "tool_calls",
+    ];
+    let mutated =
+        (proptest::sample::select(fields.to_vec()), any_json()).prop_map(|(field, value)| {
+            let mut body = json!({"model": "scripted", "max_tokens": 8,
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [time_tool()]});
+            match field {
+                "role" | "content" | "tool_calls" => body["messages"][0][field] = value,
+                _ => body[field] = value,
+            }
+            body.to_string().into_bytes()
+        });
+    prop_oneof![
+        3 => mutated,
+        1 => any_json().prop_map(|v| v.to_string().into_bytes()),
+        1 => proptest::collection::vec(any::<u8>(), 0..64),
+    ]
+}
+
+/// Fuzzed bodies never crash the server: each gets a 2xx or an OpenAI-shaped 4xx, and a plain request
+/// still works afterwards.
+#[test]
+fn fuzzed_bodies_get_answers_or_openai_errors_and_the_server_keeps_serving() {
+    use proptest::test_runner::{Config, TestRunner};
+    let script = vec!["<think>\nok\n</think>\n\nFine."; 400];
+    let server = start(&scripted_agent("fuzz", &script, Some(4096)), &[], &[]);
+    let port = server.port;
+    let mut runner = TestRunner::new(Config {
+        cases: 200,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&fuzzed_body(), |body| {
+            let body = String::from_utf8_lossy(&body).into_owned();
+            let (status, answer, head) = http(port, "POST", "/v1/chat/completions", &[], &body);
+            let ok = (200..300).contains(&status)
+                || ((400..500).contains(&status)
+                    && answer["error"]["message"].is_string()
+                    && answer["error"]["type"].is_string());
+            proptest::prop_assert!(ok, "{body} got {head}\n{answer}");
+            Ok(())
+        })
+        .unwrap();
+    let (status, answer, _) = http(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        r#"{"messages": [{"role": "user", "content": "still there?"}]}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["message"]["content"], "Fine.");
+}
+
+/// The Python that has Qwen-Agent: its own venv (scripts/test.sh makes it), kept apart from the MCP
+/// servers' so neither's pins move the other's.
+fn qwen_agent_python() -> String {
+    let path = std::env::var("QWEN3_AGENT_TEST_QWEN_AGENT_PYTHON").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/.venv-qwen-agent/bin/python").to_string()
+    });
+    assert!(
+        Path::new(&path).exists(),
+        "{path} is missing: run scripts/test.sh, which creates the Qwen-Agent venv"
+    );
+    path
+}
+
+/// Qwen-Agent's `Assistant` (the model card's agent) runs a tool round against `serve`, in its
+/// default mode (tools rendered by Qwen-Agent, `<tool_call>` text parsed by it) and with
+/// `use_raw_api` (native tools, streamed tool-call deltas).
+#[test]
+fn qwen_agent_runs_a_tool_round_in_both_modes() {
+    let call = TIME_CALL;
+    let answer = "<think>\nThe tool says 15:00.\n</think>\n\nIt is 15:00 in Tokyo.";
+    let server = start(
+        &scripted_agent("qwen-agent", &[call, answer, call, answer], None),
+        &[],
+        &[],
+    );
+    for mode in ["nous", "raw"] {
+        let out = Command::new(qwen_agent_python())
+            .arg(Path::new(ROOT).join("tests/fixtures/serve/qwen_agent_client.py"))
+            .arg(format!("http://127.0.0.1:{}/v1", server.port))
+            .arg(mode)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let run: Json = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{mode}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(
+            run["calls"],
+            json!([{"timezone": "Asia/Tokyo"}]),
+            "{mode}: {run}"
+        );
+        let messages = run["messages"].as_array().unwrap();
+        let called = messages
+            .iter()
+            .find(|m| m["function_call"].is_object())
+            .unwrap_or_else(|| panic!("{mode}: no call in {run}"));
+        assert_eq!(
+            called["function_call"]["name"], "get_current_time",
+            "{mode}"
+        );
+        let arguments: Json =
+            serde_json::from_str(called["function_call"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(arguments, json!({"timezone": "Asia/Tokyo"}), "{mode}");
+        let last = messages.last().unwrap();
+        assert_eq!(
+            (&last["role"], &last["content"]),
+            (&json!("assistant"), &json!("It is 15:00 in Tokyo.")),
+            "{mode}: {run}"
+        );
+    }
 }

@@ -92,3 +92,27 @@ proptest::proptest! {
         proptest::prop_assert_eq!(streamed(tok, &ids), tok.decode(&ids).unwrap());
     }
 }
+
+/// The vocabulary as constrained decoding sees it: each token's bytes (byte-level BPE undone), control
+/// tokens marked, the tags the model writes as text left as text; every ordinary token's bytes decode
+/// back to what the tokenizer decodes it to.
+#[test]
+fn vocabulary_bytes_are_the_tokens_text() {
+    let tok = tokenizer();
+    let vocabulary = tok.vocabulary().unwrap();
+    let id = |text: &str| tok.token_id(text).unwrap() as usize;
+    assert_eq!(vocabulary[id("<|im_end|>")], (b"<|im_end|>".to_vec(), true));
+    assert_eq!(vocabulary[id("<think>")], (b"<think>".to_vec(), false));
+    assert_eq!(
+        vocabulary[id("<tool_call>")],
+        (b"<tool_call>".to_vec(), false)
+    );
+    let the = tok.encode(" the").unwrap();
+    assert_eq!(the.len(), 1);
+    assert_eq!(vocabulary[the[0] as usize], (b" the".to_vec(), false));
+    for (i, (bytes, special)) in vocabulary.iter().enumerate().step_by(97) {
+        if !special && let Ok(text) = std::str::from_utf8(bytes) {
+            assert_eq!(tok.decode(&[i as u32]).unwrap(), text, "token {i}");
+        }
+    }
+}

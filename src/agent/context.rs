@@ -3,7 +3,7 @@
 //! says which part is too big and what to change.
 
 use super::{Agent, AgentEvent};
-use crate::backend::{BackendRequest, ContextUse};
+use crate::backend::{BackendRequest, CallParsing, ContextUse};
 use crate::chat::Message;
 use crate::engine::SamplingParams;
 use anyhow::{Result, bail};
@@ -29,7 +29,8 @@ impl Agent {
                 max_new_tokens,
                 stop: &[],
                 interrupt: &self.interrupt,
-                parse_tool_calls: true,
+                calls: CallParsing::Calls,
+                format: None,
             })
         };
         let Some(mut usage) = try_measure(messages)? else {

@@ -7,7 +7,7 @@ pub mod assemble;
 mod context;
 pub mod transcript;
 
-use crate::backend::{Backend, BackendRequest, BackendResponse};
+use crate::backend::{Backend, BackendRequest, BackendResponse, CallParsing};
 use crate::chat::{FinishReason, Message, ParseEvent, ToolCall};
 use crate::config::GenerateSpec;
 use crate::engine::SamplingParams;
@@ -198,7 +198,8 @@ impl Agent {
                 max_new_tokens,
                 stop: self.generate.stop.as_deref().unwrap_or_default(),
                 interrupt: &self.interrupt,
-                parse_tool_calls: true,
+                calls: CallParsing::Calls,
+                format: None,
             };
             let response = self
                 .backend

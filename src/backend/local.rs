@@ -1,11 +1,14 @@
 //! The built-in engine (CPU or GPU, `model.device`) as a backend: renders with the model's template, generates with KV-prefix
 //! reuse across rounds, parses while streaming.
 
-use super::{Backend, BackendRequest, BackendResponse, ContextUse, render_prompt};
-use crate::chat::{ChatTemplate, OutputParser, ParseEvent, Tokenizer};
-use crate::engine::{Engine, SamplingParams};
+use super::{
+    Backend, BackendRequest, BackendResponse, ContextUse, TextRequest, output_parser, render_prompt,
+};
+use crate::chat::{ChatTemplate, ParseEvent, ParsedOutput, Tokenizer};
+use crate::engine::{Constraint, Engine, Generation, Grammars, SamplingParams};
 use crate::model::GenerationConfig;
 use anyhow::Result;
+use std::cell::RefCell;
 
 pub struct LocalBackend {
     template: ChatTemplate,
@@ -13,6 +16,11 @@ pub struct LocalBackend {
     engine: Engine,
     stop_ids: Vec<u32>,
     generation: GenerationConfig,
+    /// The last prompt text `measure` tokenized and its ids: the call that follows it (a server
+    /// measures, then completes) takes them instead of tokenizing the same text again.
+    measured: RefCell<Option<(String, Vec<u32>)>>,
+    /// The vocabulary compiled for constrained decoding, on the first request that needs it.
+    grammars: Option<Grammars>,
 }
 
 impl LocalBackend {
@@ -33,7 +41,68 @@ impl LocalBackend {
             engine,
             stop_ids,
             generation,
+            measured: RefCell::new(None),
+            grammars: None,
         }
+    }
+
+    /// Measures a prompt's text, keeping its ids for the call that follows.
+    fn measure_prompt(&self, text: String) -> Result<Option<ContextUse>> {
+        let ids = self.tokenizer.encode(&text)?;
+        let used = ContextUse {
+            prompt_tokens: ids.len(),
+            context_length: self.engine.context_length(),
+        };
+        *self.measured.borrow_mut() = Some((text, ids));
+        Ok(Some(used))
+    }
+
+    /// A prompt's ids: those `measure` kept for this very text, else tokenized now.
+    fn prompt_ids(&self, text: &str) -> Result<Vec<u32>> {
+        match self.measured.borrow_mut().take() {
+            Some((measured, ids)) if measured == text => Ok(ids),
+            _ => self.tokenizer.encode(text),
+        }
+    }
+
+    /// The constraint for a request's answer format, if it has one.
+    fn constraint(&mut self, request: &BackendRequest) -> Result<Option<Constraint>> {
+        let Some(format) = request.format else {
+            return Ok(None);
+        };
+        if self.grammars.is_none() {
+            let vocab = self.engine.decoder().config().vocab_size;
+            self.grammars = Some(Grammars::new(&self.tokenizer, vocab, &self.stop_ids)?);
+        }
+        let grammars = self.grammars.as_ref().expect("built above");
+        grammars
+            .constraint(&format.grammar(request.thinking))
+            .map(Some)
+    }
+
+    /// Generates after `prompt`, passing text deltas to `on_text`.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        prompt: &[u32],
+        max_new_tokens: usize,
+        sampling: SamplingParams,
+        stop: &[String],
+        interrupt: &std::sync::atomic::AtomicBool,
+        constraint: Option<&mut Constraint>,
+        on_text: impl FnMut(&str),
+    ) -> Result<(Generation, String)> {
+        self.engine.generate_text(
+            &self.tokenizer,
+            prompt,
+            max_new_tokens,
+            sampling,
+            &self.stop_ids,
+            stop,
+            Some(interrupt),
+            constraint,
+            on_text,
+        )
     }
 }
 
@@ -43,13 +112,11 @@ impl Backend for LocalBackend {
     }
 
     fn measure(&self, request: &BackendRequest) -> Result<Option<ContextUse>> {
-        let prompt = self
-            .tokenizer
-            .encode(&render_prompt(&self.template, request)?)?;
-        Ok(Some(ContextUse {
-            prompt_tokens: prompt.len(),
-            context_length: self.engine.context_length(),
-        }))
+        self.measure_prompt(render_prompt(&self.template, request)?)
+    }
+
+    fn measure_text(&self, prompt: &str) -> Result<Option<ContextUse>> {
+        self.measure_prompt(prompt.to_string())
     }
 
     fn complete(
@@ -58,19 +125,16 @@ impl Backend for LocalBackend {
         on_event: &mut dyn FnMut(&ParseEvent),
     ) -> Result<BackendResponse> {
         let prompt_text = render_prompt(&self.template, request)?;
-        let prompt = self.tokenizer.encode(&prompt_text)?;
-        let mut parser = OutputParser::new(request.thinking);
-        if !request.parse_tool_calls {
-            parser = parser.text_only_calls();
-        }
-        let (generation, raw) = self.engine.generate_text(
-            &self.tokenizer,
+        let prompt = self.prompt_ids(&prompt_text)?;
+        let mut constraint = self.constraint(request)?;
+        let mut parser = output_parser(request);
+        let (generation, raw) = self.run(
             &prompt,
             request.max_new_tokens,
             request.sampling,
-            &self.stop_ids,
             request.stop,
-            Some(request.interrupt),
+            request.interrupt,
+            constraint.as_mut(),
             |delta| parser.feed(delta).iter().for_each(&mut *on_event),
         )?;
         let finish_reason = generation.finish_reason;
@@ -84,6 +148,39 @@ impl Backend for LocalBackend {
             completion_tokens: generation.token_ids.len(),
             prompt_text: Some(prompt_text),
             raw_output: raw,
+            timings: Some(generation.timings),
+        })
+    }
+
+    fn complete_text(
+        &mut self,
+        request: &TextRequest,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<BackendResponse> {
+        let prompt = self.prompt_ids(request.prompt)?;
+        let (generation, text) = self.run(
+            &prompt,
+            request.max_new_tokens,
+            request.sampling,
+            request.stop,
+            request.interrupt,
+            None,
+            |delta| {
+                if !delta.is_empty() {
+                    on_text(delta)
+                }
+            },
+        )?;
+        Ok(BackendResponse {
+            output: ParsedOutput {
+                content: text.clone(),
+                ..ParsedOutput::default()
+            },
+            finish_reason: generation.finish_reason,
+            prompt_tokens: prompt.len(),
+            completion_tokens: generation.token_ids.len(),
+            prompt_text: Some(request.prompt.to_string()),
+            raw_output: text,
             timings: Some(generation.timings),
         })
     }

@@ -10,7 +10,10 @@ pub use local::LocalBackend;
 pub use openai::OpenAiBackend;
 pub use scripted::ScriptedBackend;
 
-use crate::chat::{ChatTemplate, FinishReason, Message, ParseEvent, ParsedOutput, RenderRequest};
+use crate::chat::{
+    AnswerFormat, ChatTemplate, FinishReason, Message, OutputParser, ParseEvent, ParsedOutput,
+    RenderRequest,
+};
 use crate::engine::{SamplingParams, Timings};
 use anyhow::Result;
 use serde::Serialize;
@@ -31,10 +34,47 @@ pub struct BackendRequest<'a> {
     /// Set from outside (Ctrl-C) to stop generating; what was generated so far is returned, and an
     /// unfinished tool call in it never runs.
     pub interrupt: &'a AtomicBool,
-    /// Whether `<tool_call>` blocks in the output are parsed into calls. A server answering a request
-    /// without tools turns this off, so the blocks stay in the text for a client that parses them
-    /// itself. Remote backends ignore it (the server they call decides).
-    pub parse_tool_calls: bool,
+    /// What becomes of `<tool_call>` blocks in the output. Remote backends ignore it (the server they
+    /// call decides).
+    pub calls: CallParsing,
+    /// A form the answer must take, enforced by constrained decoding (the local engine); the scripted
+    /// backend replays its script regardless, and remote backends ignore it.
+    pub format: Option<&'a AnswerFormat>,
+}
+
+/// What becomes of `<tool_call>` blocks in the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallParsing {
+    /// Blocks are calls; one that is not a valid call is an error fed back to the model (the agent).
+    Calls,
+    /// Blocks are calls; one that is not a valid call stays in the content as the model wrote it (a
+    /// server answering a request with tools: its client sees the text, not nothing).
+    CallsElseText,
+    /// Blocks stay text: a server answering a request without tools, whose client renders and parses
+    /// tools itself (Qwen-Agent's default), as vLLM does without a tool parser.
+    Text,
+}
+
+/// The streaming parser for a request's output, as its `thinking` and `calls` ask.
+fn output_parser(request: &BackendRequest) -> OutputParser {
+    let parser = OutputParser::new(request.thinking);
+    match request.calls {
+        CallParsing::Calls => parser,
+        CallParsing::CallsElseText => parser.malformed_calls_as_text(),
+        CallParsing::Text => parser.text_only_calls(),
+    }
+}
+
+/// A raw prompt to continue (`/v1/completions`): no template, no parsing of the output.
+#[derive(Debug, Clone)]
+pub struct TextRequest<'a> {
+    pub prompt: &'a str,
+    pub sampling: SamplingParams,
+    pub max_new_tokens: usize,
+    /// Texts that end the answer (not included).
+    pub stop: &'a [String],
+    /// As `BackendRequest::interrupt`.
+    pub interrupt: &'a AtomicBool,
 }
 
 /// What a call produced.
@@ -61,6 +101,25 @@ pub trait Backend {
     /// The prompt length in tokens and the context size, where the backend knows them (the agent then
     /// keeps prompts within `context − max_new_tokens`). Remote servers manage their own context.
     fn measure(&self, _request: &BackendRequest) -> Result<Option<ContextUse>> {
+        Ok(None)
+    }
+
+    /// Continues a raw prompt: `on_text` receives the text as it comes, and the response's
+    /// `output.content` is the whole text exactly as generated (no think split, no trimming, no
+    /// calls). Only backends that own a tokenizer can.
+    fn complete_text(
+        &mut self,
+        _request: &TextRequest,
+        _on_text: &mut dyn FnMut(&str),
+    ) -> Result<BackendResponse> {
+        anyhow::bail!(
+            "this backend continues conversations only: raw prompts need the local engine or the \
+             scripted backend"
+        )
+    }
+
+    /// A raw prompt's length in tokens and the context size, where the backend knows them.
+    fn measure_text(&self, _prompt: &str) -> Result<Option<ContextUse>> {
         Ok(None)
     }
 

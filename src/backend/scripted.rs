@@ -1,8 +1,10 @@
 //! A test backend: replays raw model outputs written in the agent file, through the real template and
 //! the real streaming parser. Used to test agent definitions and the loop deterministically.
 
-use super::{Backend, BackendRequest, BackendResponse, ContextUse, render_prompt};
-use crate::chat::{ChatTemplate, FinishReason, OutputParser, ParseEvent, Tokenizer};
+use super::{
+    Backend, BackendRequest, BackendResponse, ContextUse, TextRequest, output_parser, render_prompt,
+};
+use crate::chat::{ChatTemplate, FinishReason, ParseEvent, ParsedOutput, Tokenizer};
 use anyhow::{Result, bail};
 use std::collections::VecDeque;
 
@@ -32,28 +34,9 @@ impl ScriptedBackend {
         self.budget = Some((tokenizer, context_length));
         self
     }
-}
 
-impl Backend for ScriptedBackend {
-    fn measure(&self, request: &BackendRequest) -> Result<Option<ContextUse>> {
-        let Some((tokenizer, context_length)) = &self.budget else {
-            return Ok(None);
-        };
-        let prompt_tokens = tokenizer
-            .encode(&render_prompt(&self.template, request)?)?
-            .len();
-        Ok(Some(ContextUse {
-            prompt_tokens,
-            context_length: *context_length,
-        }))
-    }
-
-    fn complete(
-        &mut self,
-        request: &BackendRequest,
-        on_event: &mut dyn FnMut(&ParseEvent),
-    ) -> Result<BackendResponse> {
-        let prompt_text = render_prompt(&self.template, request)?;
+    /// The next scripted output, streamed to `on_text` in small pieces.
+    fn next_output(&mut self, on_text: &mut dyn FnMut(&str)) -> Result<String> {
         let Some(raw) = self.script.pop_front() else {
             bail!(
                 "the scripted backend has no output left for model call {} (its script has {} entries)",
@@ -62,16 +45,65 @@ impl Backend for ScriptedBackend {
             );
         };
         self.used += 1;
-        let mut parser = OutputParser::new(request.thinking);
-        if !request.parse_tool_calls {
-            parser = parser.text_only_calls();
-        }
         let chars: Vec<char> = raw.chars().collect();
         for piece in chars.chunks(CHUNK_CHARS) {
-            for event in parser.feed(&piece.iter().collect::<String>()) {
-                on_event(&event);
-            }
+            on_text(&piece.iter().collect::<String>());
         }
+        Ok(raw)
+    }
+
+    fn measure_prompt(&self, text: &str) -> Result<Option<ContextUse>> {
+        let Some((tokenizer, context_length)) = &self.budget else {
+            return Ok(None);
+        };
+        Ok(Some(ContextUse {
+            prompt_tokens: tokenizer.encode(text)?.len(),
+            context_length: *context_length,
+        }))
+    }
+}
+
+impl Backend for ScriptedBackend {
+    fn measure(&self, request: &BackendRequest) -> Result<Option<ContextUse>> {
+        if self.budget.is_none() {
+            return Ok(None);
+        }
+        self.measure_prompt(&render_prompt(&self.template, request)?)
+    }
+
+    fn measure_text(&self, prompt: &str) -> Result<Option<ContextUse>> {
+        self.measure_prompt(prompt)
+    }
+
+    fn complete_text(
+        &mut self,
+        request: &TextRequest,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<BackendResponse> {
+        let raw = self.next_output(on_text)?;
+        Ok(BackendResponse {
+            output: ParsedOutput {
+                content: raw.clone(),
+                ..ParsedOutput::default()
+            },
+            finish_reason: FinishReason::Stop,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            prompt_text: Some(request.prompt.to_string()),
+            raw_output: raw,
+            timings: None,
+        })
+    }
+
+    fn complete(
+        &mut self,
+        request: &BackendRequest,
+        on_event: &mut dyn FnMut(&ParseEvent),
+    ) -> Result<BackendResponse> {
+        let prompt_text = render_prompt(&self.template, request)?;
+        let mut parser = output_parser(request);
+        let raw =
+            self.next_output(&mut |piece| parser.feed(piece).iter().for_each(&mut *on_event))?;
         for event in parser.finish(FinishReason::Stop) {
             on_event(&event);
         }

@@ -84,6 +84,9 @@ pub struct OutputParser {
     output: ParsedOutput,
     /// Whether `<tool_call>` blocks are calls; off, they are text like any other (see `text_only_calls`).
     tool_calls: bool,
+    /// Whether a block that is not a valid call stays in the content as text (see
+    /// `malformed_calls_as_text`) rather than becoming an error for the model.
+    malformed_as_text: bool,
 }
 
 impl OutputParser {
@@ -103,6 +106,7 @@ impl OutputParser {
                 ..ParsedOutput::default()
             },
             tool_calls: true,
+            malformed_as_text: false,
         }
     }
 
@@ -111,6 +115,14 @@ impl OutputParser {
     /// (Qwen-Agent's default), as vLLM does without a tool parser.
     pub fn text_only_calls(mut self) -> Self {
         self.tool_calls = false;
+        self
+    }
+
+    /// A parser that leaves a block that is not a valid call (bad JSON, no name, cut off) in the
+    /// content as the model wrote it, tags included: for a server, whose client should see what the
+    /// model wrote rather than nothing, as vLLM's hermes parser leaves an unparsable call.
+    pub fn malformed_calls_as_text(mut self) -> Self {
+        self.malformed_as_text = true;
         self
     }
 
@@ -146,24 +158,29 @@ impl OutputParser {
         match self.mode {
             Mode::ReasoningStart | Mode::Reasoning => self.emit_reasoning(&rest, &mut events),
             Mode::Content => self.emit_content(&rest, &mut events),
-            Mode::ToolCall => {
-                let event = match reason {
-                    FinishReason::Stop => match parse_call(&rest, false) {
-                        Ok(call) => ParseEvent::ToolCall(call),
-                        Err(why) => ParseEvent::Error(format!(
+            Mode::ToolCall => match reason {
+                FinishReason::Stop => match parse_call(&rest, false) {
+                    Ok(call) => self.record(ParseEvent::ToolCall(call), &mut events),
+                    Err(why) => self.reject_call(
+                        format!(
                             "unfinished tool call: generation ended before </tool_call> and {why}. \
                              The block was: {}",
                             rest.trim()
-                        )),
-                    },
-                    FinishReason::Length => ParseEvent::Error(format!(
-                        "truncated tool call: the output limit was reached before </tool_call>, so it \
-                         was not run. The block was: {}",
+                        ),
+                        &rest,
+                        &mut events,
+                    ),
+                },
+                FinishReason::Length => self.reject_call(
+                    format!(
+                        "truncated tool call: the output limit was reached before </tool_call>, so \
+                         it was not run. The block was: {}",
                         rest.trim()
-                    )),
-                };
-                self.record(event, &mut events);
-            }
+                    ),
+                    &rest,
+                    &mut events,
+                ),
+            },
             Mode::ReasoningAtCall => unreachable!("switched to content above"),
         }
         events
@@ -250,21 +267,34 @@ impl OutputParser {
                 Some(end) => {
                     let block: String = self.pending.drain(..end + CALL_CLOSE.len()).collect();
                     let body = &block[..end];
-                    let event = match parse_call(body, true) {
-                        Ok(call) => ParseEvent::ToolCall(call),
-                        Err(why) => ParseEvent::Error(format!(
-                            "invalid tool call: {why}. Write the call as <tool_call>\n{{\"name\": \
-                             <function-name>, \"arguments\": <args-json-object>}}\n</tool_call>. The \
-                             block was: {}",
-                            body.trim()
-                        )),
-                    };
-                    self.record(event, events);
+                    match parse_call(body, true) {
+                        Ok(call) => self.record(ParseEvent::ToolCall(call), events),
+                        Err(why) => self.reject_call(
+                            format!(
+                                "invalid tool call: {why}. Write the call as <tool_call>\n{{\"name\": \
+                                 <function-name>, \"arguments\": <args-json-object>}}\n</tool_call>. \
+                                 The block was: {}",
+                                body.trim()
+                            ),
+                            &block,
+                            events,
+                        ),
+                    }
                     self.mode = Mode::Content;
                     true
                 }
                 None => false,
             },
+        }
+    }
+
+    /// A block that is not a valid call: an error for the model, or (`malformed_calls_as_text`) its
+    /// text, opening tag included, back in the content. `block` is the text after `<tool_call>`.
+    fn reject_call(&mut self, message: String, block: &str, events: &mut Vec<ParseEvent>) {
+        if self.malformed_as_text {
+            self.emit_content(&format!("{CALL_OPEN}{block}"), events);
+        } else {
+            self.record(ParseEvent::Error(message), events);
         }
     }
 

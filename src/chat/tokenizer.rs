@@ -4,6 +4,7 @@ use anyhow::{Result, anyhow};
 use std::path::Path;
 
 /// The model's tokenizer plus the ids of the tokens the runtime must recognise.
+#[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// `eos_token` of tokenizer_config.json (`<|im_end|>` for Qwen3 chat models): ends a turn.
@@ -61,6 +62,38 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// Every token's bytes, by id, and whether it is a control token (an added token marked
+    /// `special`, such as `<|im_end|>`: it stands for no text). Tags the model writes as text
+    /// (`<think>`, `<tool_call>`: added but not special) are their text. Constrained decoding matches
+    /// grammars against these bytes. Needs a byte-level BPE vocabulary (GPT-2's byte-to-character map,
+    /// as Qwen's).
+    pub fn vocabulary(&self) -> Result<Vec<(Vec<u8>, bool)>> {
+        let bytes_of = byte_level_decoding();
+        let added = self.inner.get_added_tokens_decoder();
+        let size = self.inner.get_vocab_size(true) as u32;
+        (0..size)
+            .map(|id| {
+                if let Some(token) = added.get(&id) {
+                    return Ok((token.content.as_bytes().to_vec(), token.special));
+                }
+                let Some(text) = self.inner.id_to_token(id) else {
+                    return Ok((Vec::new(), true));
+                };
+                let bytes = text
+                    .chars()
+                    .map(|c| bytes_of.get(&c).copied())
+                    .collect::<Option<Vec<u8>>>()
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "token {id} ({text:?}) is not byte-level BPE: constrained decoding needs a \
+                             byte-level vocabulary like Qwen's"
+                        )
+                    })?;
+                Ok((bytes, false))
+            })
+            .collect()
+    }
+
     /// A streaming decoder for one generation.
     pub fn incremental_decoder(&self) -> IncrementalDecoder<'_> {
         IncrementalDecoder {
@@ -69,6 +102,23 @@ impl Tokenizer {
             pending: Vec::new(),
         }
     }
+}
+
+/// GPT-2's byte-level map reversed: the character a vocabulary entry uses for each byte. Printable
+/// bytes stand for themselves; the others were moved to U+0100 and up, in byte order.
+fn byte_level_decoding() -> std::collections::HashMap<char, u8> {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let mut moved = 0u32;
+    (0..=255u8)
+        .map(|b| {
+            if printable(b) {
+                (char::from(b), b)
+            } else {
+                moved += 1;
+                (char::from_u32(0xFF + moved).unwrap_or_default(), b)
+            }
+        })
+        .collect()
 }
 
 /// The decoding state the `tokenizers` crate keeps between streamed ids.

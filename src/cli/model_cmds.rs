@@ -234,6 +234,7 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
         &stop_ids,
         &args.stop,
         None,
+        None,
         |delta| {
             if stream {
                 let _ = stdout.write_all(delta.as_bytes());
@@ -476,9 +477,9 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
     };
     // Warm-up: the first pass pays for one-time setup (GPU module load, cuBLAS plans, page faults).
     let warm: Vec<u32> = (0..16).map(|i| i % vocab as u32).collect();
-    engine.generate(&warm, 4, sampling, &[], |_| ControlFlow::Continue(()))?;
+    engine.generate(&warm, 4, sampling, &[], None, |_| ControlFlow::Continue(()))?;
     engine.clear_cache();
-    let generation = engine.generate(&prompt, args.gen_tokens, sampling, &[], |_| {
+    let generation = engine.generate(&prompt, args.gen_tokens, sampling, &[], None, |_| {
         ControlFlow::Continue(())
     })?;
     let t = &generation.timings;
@@ -487,7 +488,9 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
         let mut history = prompt.clone();
         for round in 0..4 {
             history.extend((0..200).map(|_| (rng.next_u64() % vocab.min(150000)) as u32));
-            let g = engine.generate(&history, 8, sampling, &[], |_| ControlFlow::Continue(()))?;
+            let g = engine.generate(&history, 8, sampling, &[], None, |_| {
+                ControlFlow::Continue(())
+            })?;
             rounds.push(json!({"round": round + 1, "prompt_tokens": history.len(),
                 "reused_tokens": g.timings.reused_tokens, "prefilled_tokens": g.timings.prefill_tokens,
                 "prefill_ms": g.timings.prefill_ms}));

@@ -1,6 +1,7 @@
 //! Generation on the local model: prefix-reusing prefill, the decode loop (one token per pass, or drafts
 //! verified several per pass: `speculation`), stopping, timings.
 
+pub mod constraint;
 pub mod sampler;
 pub mod speculation;
 pub mod speculation_bench;
@@ -10,6 +11,7 @@ use crate::chat::{FinishReason, Tokenizer};
 use crate::model::decoder::TopKRequest;
 use crate::model::{CpuDecoder, Decoder, Qwen3};
 use anyhow::Result;
+pub use constraint::{Constraint, GrammarError, Grammars};
 pub use sampler::{Sampler, SamplingParams};
 use serde::Serialize;
 pub use speculation::{PromptLookup, Speculation};
@@ -151,12 +153,16 @@ impl Engine {
     /// still sampled as sequential decoding samples it (the penalties over the output so far, one draw
     /// from the seeded stream per token): the ids are sequential decoding's wherever the multi-token
     /// pass gives the same logits as one-token passes (the CPU engine's do, row for row).
+    ///
+    /// With a `constraint`, every token is drawn from the full logits it masked (never the decoder's
+    /// own pick, which could not know the mask), one per pass: speculation is not used.
     pub fn generate(
         &mut self,
         prompt: &[u32],
         max_new_tokens: usize,
         params: SamplingParams,
         stop_ids: &[u32],
+        constraint: Option<&mut Constraint>,
         mut on_token: impl FnMut(u32) -> ControlFlow<()>,
     ) -> Result<Generation> {
         let mut timings = Timings::default();
@@ -172,6 +178,7 @@ impl Engine {
             sampler: Sampler::new(params),
             prompt,
             fresh: true,
+            constraint,
         };
         let mut output = Output {
             ids: Vec::new(),
@@ -182,13 +189,13 @@ impl Engine {
         };
         let decode_start = Instant::now();
         if output.max > 0 {
-            let first = state.sampler.sample(&mut logits, prompt, &[]);
+            let first = state.sample(&mut logits, &[])?;
             match self.speculation {
-                Speculation::Off => {
-                    self.decode_sequential(first, &mut state, &mut output, &mut timings)?
-                }
-                Speculation::PromptLookup => {
+                Speculation::PromptLookup if state.constraint.is_none() => {
                     self.decode_speculative(first, &mut state, &mut output, &mut timings)?
+                }
+                Speculation::Off | Speculation::PromptLookup => {
+                    self.decode_sequential(first, &mut state, &mut output, &mut timings)?
                 }
             }
         }
@@ -218,6 +225,9 @@ impl Engine {
         timings: &mut Timings,
     ) -> Result<()> {
         while output.take(next).is_continue() {
+            if let Some(constraint) = state.constraint.as_deref_mut() {
+                constraint.commit(next)?;
+            }
             next = self.step(next, state, &output.ids, timings)?;
         }
         Ok(())
@@ -278,7 +288,7 @@ impl Engine {
 
     /// Runs `id` (the last of `generated`) and samples the token after it: picked by the decoder where
     /// its logits are when it can (`Decoder::forward_argmax`, or candidates from
-    /// `Decoder::forward_top_k`), else by the host from downloaded logits.
+    /// `Decoder::forward_top_k`) and no constraint masks them, else by the host from downloaded logits.
     fn step(
         &mut self,
         id: u32,
@@ -287,7 +297,9 @@ impl Engine {
         timings: &mut Timings,
     ) -> Result<u32> {
         let params = *state.sampler.params();
-        let picked = if params.is_greedy() {
+        let picked = if state.constraint.is_some() {
+            None
+        } else if params.is_greedy() {
             self.decoder.forward_argmax(id)?
         } else {
             let request = TopKRequest {
@@ -312,7 +324,7 @@ impl Engine {
             }
             None => {
                 let mut logits = self.decoder.forward(&[id], false)?;
-                Ok(state.sampler.sample(&mut logits, state.prompt, generated))
+                state.sample(&mut logits, generated)
             }
         }
     }
@@ -330,6 +342,7 @@ impl Engine {
         stop_ids: &[u32],
         stop_strings: &[String],
         interrupt: Option<&AtomicBool>,
+        constraint: Option<&mut Constraint>,
         mut on_text: impl FnMut(&str),
     ) -> Result<(Generation, String)> {
         let mut decoder = tokenizer.incremental_decoder();
@@ -337,27 +350,28 @@ impl Engine {
         let mut text = String::new();
         let mut failure = None;
         let interrupted = || interrupt.is_some_and(|flag| flag.load(Ordering::Relaxed));
-        let mut generation = self.generate(prompt, max_new_tokens, params, stop_ids, |id| {
-            if interrupted() {
-                return ControlFlow::Break(());
-            }
-            match decoder.push(id) {
-                Ok(delta) => {
-                    let (delta, stopped) = stops.push(&delta);
-                    on_text(&delta);
-                    text.push_str(&delta);
-                    if stopped {
+        let mut generation =
+            self.generate(prompt, max_new_tokens, params, stop_ids, constraint, |id| {
+                if interrupted() {
+                    return ControlFlow::Break(());
+                }
+                match decoder.push(id) {
+                    Ok(delta) => {
+                        let (delta, stopped) = stops.push(&delta);
+                        on_text(&delta);
+                        text.push_str(&delta);
+                        if stopped {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(e);
                         ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
                     }
                 }
-                Err(e) => {
-                    failure = Some(e);
-                    ControlFlow::Break(())
-                }
-            }
-        })?;
+            })?;
         if let Some(e) = failure {
             return Err(e);
         }
@@ -373,11 +387,23 @@ impl Engine {
 }
 
 /// What sampling carries from token to token within one `generate` call.
-struct DecodeState<'a> {
+struct DecodeState<'a, 'c> {
     sampler: Sampler,
     prompt: &'a [u32],
     /// The next `Decoder::forward_top_k` request starts the decoder's counted tokens afresh.
     fresh: bool,
+    /// The grammar every emitted token must follow (it is committed to as each is emitted).
+    constraint: Option<&'c mut Constraint>,
+}
+
+impl DecodeState<'_, '_> {
+    /// Samples the token after `generated` from full logits, masked by the constraint if any.
+    fn sample(&mut self, logits: &mut [f32], generated: &[u32]) -> Result<u32> {
+        if let Some(constraint) = self.constraint.as_deref_mut() {
+            constraint.mask(logits)?;
+        }
+        Ok(self.sampler.sample(logits, self.prompt, generated))
+    }
 }
 
 /// The output of one `generate` call and the rules every sampled token passes, whichever loop

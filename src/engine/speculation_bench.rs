@@ -55,7 +55,7 @@ pub fn compare(
             let mut ids = Vec::new();
             totals = Timings::default();
             for prompt in prompts {
-                let g = engine.generate(prompt, gen_tokens, sampling, stop_ids, |_| {
+                let g = engine.generate(prompt, gen_tokens, sampling, stop_ids, None, |_| {
                     ControlFlow::Continue(())
                 })?;
                 tokens += g.token_ids.len();

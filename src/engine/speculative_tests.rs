@@ -120,6 +120,7 @@ fn run(
             max_new_tokens,
             SamplingParams::greedy(),
             &[STOP],
+            None,
             |_| {
                 seen += 1;
                 if seen == break_after {
@@ -270,7 +271,14 @@ fn the_cpu_engine_gives_sequential_ids_greedy_and_seeded() {
             let mut engine = Engine::new(parity_model(), 256);
             engine.set_speculation(speculation);
             let generation = engine
-                .generate(&prompt, 48, params, &[], |_| ControlFlow::Continue(()))
+                .generate(
+                    &prompt,
+                    48,
+                    params,
+                    &[],
+                    None,
+                    |_| ControlFlow::Continue(()),
+                )
                 .expect("generation runs");
             verified += generation.timings.verify_steps;
             ids.push(generation.token_ids);

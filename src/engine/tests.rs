@@ -102,7 +102,7 @@ fn engines(max_k: usize, refuse_every: usize) -> (Engine, Engine, Arc<AtomicUsiz
 
 /// The ids generated, and how many the decoder picked (`Timings::device_picked_tokens`).
 fn generate(engine: &mut Engine, prompt: &[u32], params: SamplingParams) -> (Vec<u32>, usize) {
-    let generation = engine.generate(prompt, 40, params, &[], |_| ControlFlow::Continue(()));
+    let generation = engine.generate(prompt, 40, params, &[], None, |_| ControlFlow::Continue(()));
     let generation = generation.expect("generation runs");
     (
         generation.token_ids,
@@ -178,4 +178,40 @@ fn refused_requests_fall_back_to_host_sampling() {
         ids(&mut host, &prompt, params)
     );
     assert!(served.load(Ordering::Relaxed) > 20);
+}
+
+/// With a constraint every token is drawn on the host from the masked full logits: the decoder is
+/// never asked to pick (it could not know the mask), and the output follows the grammar.
+#[test]
+fn a_constraint_keeps_decoding_on_the_masked_host_path() {
+    use crate::chat::{AnswerFormat, Tokenizer};
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3-tokenizer");
+    let tokenizer = Tokenizer::from_model_dir(&dir).unwrap();
+    let grammars = Grammars::new(&tokenizer, 0, &[151645]).unwrap();
+    // One digit in brackets: every byte the grammar forces is a token of the fixture's 512.
+    let schema = serde_json::json!({"type": "array", "minItems": 1, "maxItems": 1,
+                                    "items": {"type": "integer", "minimum": 0, "maximum": 9}});
+    let grammar = AnswerFormat::Json(Some(schema)).grammar(false);
+    let close = tokenizer.token_id("]").unwrap();
+    let prompt: Vec<u32> = (0..16).map(|i| (i * 13 % 500) as u32).collect();
+    for params in [settings()[0], settings()[3]] {
+        let (_, mut device, served) = engines(64, 0);
+        let mut constraint = grammars.constraint(&grammar).unwrap();
+        // The fixture's 512-token vocabulary has no end-of-turn token: stop at the closing bracket.
+        let generation = device
+            .generate(&prompt, 40, params, &[], Some(&mut constraint), |id| {
+                if id == close {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+        assert_eq!(served.load(Ordering::Relaxed), 0, "{params:?}");
+        assert_eq!(generation.timings.device_picked_tokens, 0);
+        let text = tokenizer.decode(&generation.token_ids).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(value[0].as_u64().is_some_and(|d| d <= 9), "{text}");
+    }
 }

@@ -1,7 +1,8 @@
 //! `serve`: the OpenAI-compatible HTTP server, one more consumer of the library's backend API. A model
-//! (or an agent file's `model` and `generate`) is served on `/v1/chat/completions` (plain and SSE),
-//! `/v1/models`, `/health` and `/metrics`. One engine answers requests one at a time from a bounded
-//! queue (`worker`); a client that goes away cancels its request.
+//! (or an agent file's `model` and `generate`) is served on `/v1/chat/completions` and
+//! `/v1/completions` (plain and SSE), `/v1/models`, `/health` and `/metrics`. One engine answers
+//! requests one at a time from a bounded queue (`worker`); a client that goes away cancels its
+//! request.
 
 mod error;
 mod metrics;
@@ -10,7 +11,7 @@ mod response;
 mod worker;
 
 pub use error::ApiError;
-pub use request::ChatRequest;
+pub use request::{ChatRequest, CompletionRequest};
 
 use crate::agent::assemble::AssembleOptions;
 use crate::config::{self, BackendKind, ResolvedAgent};
@@ -25,6 +26,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics::Metrics;
+use response::Kind;
 use serde_json::json;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -32,7 +34,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use worker::{Job, Worker, WorkerEvent};
+use worker::{Job, Work, Worker, WorkerEvent};
 
 /// How the server listens and whom it answers.
 pub struct ServeOptions {
@@ -144,6 +146,7 @@ pub fn serve(
 fn router(served: Arc<Served>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
@@ -191,8 +194,8 @@ async fn not_found(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!(
-            "no route {} {}: this server has POST /v1/chat/completions, GET /v1/models, GET /health \
-             and GET /metrics",
+            "no route {} {}: this server has POST /v1/chat/completions, POST /v1/completions, GET \
+             /v1/models, GET /health and GET /metrics",
             request.method(),
             request.uri().path()
         ),
@@ -226,6 +229,18 @@ async fn chat_completions(
     State(served): State<Arc<Served>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    answer(served, body, Kind::Chat).await
+}
+
+async fn completions(
+    State(served): State<Arc<Served>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    answer(served, body, Kind::Text).await
+}
+
+/// Either endpoint: the body read, parsed and queued, then the answer plain or streamed.
+async fn answer(served: Arc<Served>, body: Result<Bytes, BytesRejection>, kind: Kind) -> Response {
     let started = Instant::now();
     let body = body.map_err(|rejection| {
         ApiError::new(
@@ -237,9 +252,9 @@ async fn chat_completions(
             ),
         )
     });
-    match body.and_then(|body| start(&served, &body)) {
+    match body.and_then(|body| start(&served, &body, kind)) {
         Ok(queued) if queued.stream => stream(served, queued, started).await,
-        Ok(queued) => complete(served, queued.events, queued.cancel, started).await,
+        Ok(queued) => complete(served, queued, started).await,
         Err(error) => {
             served
                 .metrics
@@ -253,6 +268,7 @@ type Events = tokio::sync::mpsc::UnboundedReceiver<WorkerEvent>;
 
 /// A request in the engine's queue, as its handler holds it.
 struct Queued {
+    kind: Kind,
     stream: bool,
     include_usage: bool,
     events: Events,
@@ -260,9 +276,16 @@ struct Queued {
 }
 
 /// Parses and queues a request.
-fn start(served: &Served, body: &[u8]) -> Result<Queued, ApiError> {
-    let request = ChatRequest::parse(body)?;
-    if let Some(model) = &request.model
+fn start(served: &Served, body: &[u8], kind: Kind) -> Result<Queued, ApiError> {
+    let work = match kind {
+        Kind::Chat => Work::Chat(ChatRequest::parse(body)?),
+        Kind::Text => Work::Text(CompletionRequest::parse(body)?),
+    };
+    let settings = match &work {
+        Work::Chat(request) => &request.settings,
+        Work::Text(request) => &request.settings,
+    };
+    if let Some(model) = &settings.model
         && *model != served.model
     {
         return Err(ApiError {
@@ -279,13 +302,14 @@ fn start(served: &Served, body: &[u8]) -> Result<Queued, ApiError> {
     }
     let (sender, events) = tokio::sync::mpsc::unbounded_channel();
     let cancel = Arc::new(AtomicBool::new(false));
-    let (stream, include_usage) = (request.stream, request.include_usage);
+    let (stream, include_usage) = (settings.stream, settings.include_usage);
     served.worker.submit(Job {
-        request,
+        work,
         events: sender,
         cancel: cancel.clone(),
     })?;
     Ok(Queued {
+        kind,
         stream,
         include_usage,
         events,
@@ -313,12 +337,10 @@ fn record(
     }
 }
 
-async fn complete(
-    served: Arc<Served>,
-    mut events: Events,
-    _cancel: CancelOnDrop,
-    started: Instant,
-) -> Response {
+async fn complete(served: Arc<Served>, queued: Queued, started: Instant) -> Response {
+    let Queued {
+        mut events, kind, ..
+    } = queued;
     let outcome = loop {
         match events.recv().await {
             Some(WorkerEvent::Parse(_)) => continue,
@@ -328,11 +350,14 @@ async fn complete(
     };
     record(&served, &outcome, started);
     match outcome {
-        Ok(response) => axum::Json(response::completion(
-            &response::new_id("chatcmpl-"),
-            &served.model,
-            &response,
-        ))
+        Ok(response) => axum::Json(match kind {
+            Kind::Chat => {
+                response::completion(&response::new_id("chatcmpl-"), &served.model, &response)
+            }
+            Kind::Text => {
+                response::text_completion(&response::new_id("cmpl-"), &served.model, &response)
+            }
+        })
         .into_response(),
         Err(error) => error.into_response(),
     }
@@ -354,6 +379,7 @@ async fn stream(served: Arc<Served>, queued: Queued, started: Instant) -> Respon
         mut events,
         cancel,
         include_usage,
+        kind,
         ..
     } = queued;
     struct State {
@@ -376,15 +402,19 @@ async fn stream(served: Arc<Served>, queued: Queued, started: Instant) -> Respon
         }
         first => first,
     };
-    let chunks = response::Chunks::new(&response::new_id("chatcmpl-"), &served.model);
-    let role = chunks.role().to_string();
+    let prefix = match kind {
+        Kind::Chat => "chatcmpl-",
+        Kind::Text => "cmpl-",
+    };
+    let chunks = response::Chunks::new(&response::new_id(prefix), &served.model, kind);
+    let role = chunks.role().map(|r| r.to_string());
     let mut state = State {
         served,
         events,
         chunks,
         include_usage,
         started,
-        pending: [role].into(),
+        pending: role.into_iter().collect(),
         done: false,
         _cancel: cancel,
     };

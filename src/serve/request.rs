@@ -2,22 +2,16 @@
 //! on its own so a wrong type or range names its `param`; unknown fields are ignored, as OpenAI does.
 
 use super::error::ApiError;
-use crate::chat::Message;
+use crate::chat::{AnswerFormat, Message};
 use crate::config::{GenerateSpec, check, check_generate};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value as Json};
 
-/// A `POST /v1/chat/completions` body, checked.
+/// What both endpoints read the same way: the model, sampling and length, streaming.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ChatRequest {
+pub struct Settings {
     /// The model the client named, if any (checked against the served name).
     pub model: Option<String>,
-    pub messages: Vec<Message>,
-    /// Tool schemas in the OpenAI shape, rendered by the template as given; empty when the request
-    /// sent none or `tool_choice` is `"none"`.
-    pub tools: Vec<Json>,
-    /// `enable_thinking` from `chat_template_kwargs` (or the top level); None leaves the served default.
-    pub thinking: Option<bool>,
     /// Sampling, `max_tokens` and `stop`, over the served defaults.
     pub generate: GenerateSpec,
     /// Whether `max_tokens` was given (then a prompt leaving less room is refused, not shortened).
@@ -27,42 +21,48 @@ pub struct ChatRequest {
     pub include_usage: bool,
 }
 
+/// A `POST /v1/chat/completions` body, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    /// Tool schemas in the OpenAI shape, rendered by the template as given; empty when the request
+    /// sent none or `tool_choice` is `"none"`.
+    pub tools: Vec<Json>,
+    /// `enable_thinking` from `chat_template_kwargs` (or the top level); None leaves the served default.
+    pub thinking: Option<bool>,
+    /// What the answer must be, from `tool_choice` (`required`, a named function) or
+    /// `response_format` (`json_object`, `json_schema`): enforced by constrained decoding.
+    pub format: Option<AnswerFormat>,
+    pub settings: Settings,
+}
+
+/// A `POST /v1/completions` body, checked: a raw prompt the model continues, no template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionRequest {
+    pub prompt: String,
+    pub settings: Settings,
+}
+
+/// OpenAI's default `max_tokens` for `/v1/completions` (vLLM's too).
+pub const COMPLETION_MAX_TOKENS: usize = 16;
+
 impl ChatRequest {
     /// Reads a request body; malformed JSON, wrong types and values out of range are 400s.
     pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
-        let value: Json = serde_json::from_slice(body).map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                format!("the request body is not valid JSON ({e}): send a JSON object"),
-            )
-        })?;
-        let Json::Object(body) = value else {
-            return Err(ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "the request body must be a JSON object with `messages`",
-            ));
-        };
+        let body = object(body, "messages")?;
         let messages = messages(&body)?;
-        let n: Option<u64> = field(&body, "n")?;
-        if n.is_some_and(|n| n != 1) {
-            return Err(ApiError::invalid(
-                "n",
-                "only n=1 is supported: send one request per completion",
-            ));
-        }
+        let settings = settings(&body)?;
         unsupported(&body)?;
-        let tools = tools(&body)?;
-        let stream: Option<bool> = field(&body, "stream")?;
-        let options: Option<Map<String, Json>> = field(&body, "stream_options")?;
-        let include_usage = match options.as_ref().and_then(|o| o.get("include_usage")) {
-            None | Some(Json::Null) => false,
-            Some(Json::Bool(b)) => *b,
-            Some(_) => {
+        let (tools, forced) = tools(&body)?;
+        let format = match (forced, response_format(&body)?) {
+            (Some(_), Some(_)) => {
                 return Err(ApiError::invalid(
-                    "stream_options.include_usage",
-                    "stream_options.include_usage must be a boolean",
+                    "response_format",
+                    "a forced tool_choice and a response_format cannot both shape the answer: send \
+                     one of them",
                 ));
             }
+            (forced, format) => forced.or(format),
         };
         let kwargs: Option<Map<String, Json>> = field(&body, "chat_template_kwargs")?;
         let thinking = match kwargs.as_ref().and_then(|k| k.get("enable_thinking")) {
@@ -75,18 +75,114 @@ impl ChatRequest {
                 ));
             }
         };
-        let (generate, max_tokens_given) = generate(&body)?;
         Ok(ChatRequest {
-            model: field(&body, "model")?,
             messages,
             tools,
             thinking,
-            generate,
-            max_tokens_given,
-            stream: stream.unwrap_or(false),
-            include_usage,
+            format,
+            settings,
         })
     }
+}
+
+impl CompletionRequest {
+    /// Reads a request body: `prompt` is a string or a list of one string; `echo`, `suffix` and
+    /// `best_of` above 1 are refused (they would change what the answer must be).
+    pub fn parse(body: &[u8]) -> Result<CompletionRequest, ApiError> {
+        let body = object(body, "prompt")?;
+        let prompt = match body.get("prompt") {
+            Some(Json::String(text)) => text.clone(),
+            Some(Json::Array(list)) if list.len() == 1 && list[0].is_string() => {
+                list[0].as_str().unwrap_or_default().to_string()
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "prompt",
+                    "`prompt` must be a string (or a list of one string; token ids and several \
+                     prompts are not supported: send one request per prompt, as text)",
+                ));
+            }
+        };
+        if field::<bool>(&body, "echo")? == Some(true) {
+            return Err(ApiError::invalid(
+                "echo",
+                "echo is not supported: leave it out and prepend the prompt yourself",
+            ));
+        }
+        if field::<String>(&body, "suffix")?.is_some_and(|s| !s.is_empty()) {
+            return Err(ApiError::invalid(
+                "suffix",
+                "suffix (fill-in-the-middle) is not supported: leave it out",
+            ));
+        }
+        if field::<u64>(&body, "best_of")?.is_some_and(|n| n != 1) {
+            return Err(ApiError::invalid(
+                "best_of",
+                "only best_of=1 is supported: leave it out",
+            ));
+        }
+        // The completions API's `logprobs` is a count; any count asks for what we do not report.
+        if field::<u64>(&body, "logprobs")?.is_some() {
+            return Err(ApiError::invalid(
+                "logprobs",
+                "logprobs are not supported yet: leave `logprobs` out",
+            ));
+        }
+        let mut settings = settings(&body)?;
+        settings
+            .generate
+            .max_new_tokens
+            .get_or_insert(COMPLETION_MAX_TOKENS);
+        Ok(CompletionRequest { prompt, settings })
+    }
+}
+
+/// The body as a JSON object; `key` names the field a client most needs to send.
+fn object(body: &[u8], key: &str) -> Result<Map<String, Json>, ApiError> {
+    let value: Json = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("the request body is not valid JSON ({e}): send a JSON object"),
+        )
+    })?;
+    match value {
+        Json::Object(body) => Ok(body),
+        _ => Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("the request body must be a JSON object with `{key}`"),
+        )),
+    }
+}
+
+/// The fields both endpoints share: `model`, `n`, `stream`, `stream_options`, sampling and length.
+fn settings(body: &Map<String, Json>) -> Result<Settings, ApiError> {
+    let n: Option<u64> = field(body, "n")?;
+    if n.is_some_and(|n| n != 1) {
+        return Err(ApiError::invalid(
+            "n",
+            "only n=1 is supported: send one request per completion",
+        ));
+    }
+    let stream: Option<bool> = field(body, "stream")?;
+    let options: Option<Map<String, Json>> = field(body, "stream_options")?;
+    let include_usage = match options.as_ref().and_then(|o| o.get("include_usage")) {
+        None | Some(Json::Null) => false,
+        Some(Json::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "stream_options.include_usage",
+                "stream_options.include_usage must be a boolean",
+            ));
+        }
+    };
+    let (generate, max_tokens_given) = generate(body)?;
+    Ok(Settings {
+        model: field(body, "model")?,
+        generate,
+        max_tokens_given,
+        stream: stream.unwrap_or(false),
+        include_usage,
+    })
 }
 
 /// The field `name` as a `T`; absent or null is None, anything else of the wrong type a 400.
@@ -148,21 +244,9 @@ fn generate(body: &Map<String, Json>) -> Result<(GenerateSpec, bool), ApiError> 
     Ok((spec, max_tokens.is_some()))
 }
 
-/// Options that would change what the answer must be, which this server cannot honour yet: refused
-/// rather than ignored, so a client never takes free text for schema-checked output.
+/// Options that would change the answer, which this server cannot honour yet: refused rather than
+/// ignored.
 fn unsupported(body: &Map<String, Json>) -> Result<(), ApiError> {
-    let format: Option<Map<String, Json>> = field(body, "response_format")?;
-    if let Some(kind) = format.as_ref().and_then(|f| f.get("type"))
-        && kind != "text"
-    {
-        return Err(ApiError::invalid(
-            "response_format",
-            format!(
-                "response_format {kind} is not supported yet (it needs constrained decoding): leave \
-                 it out, or describe the format in the prompt"
-            ),
-        ));
-    }
     if field::<bool>(body, "logprobs")? == Some(true) {
         return Err(ApiError::invalid(
             "logprobs",
@@ -172,8 +256,41 @@ fn unsupported(body: &Map<String, Json>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The tools to render: none when `tool_choice` is "none"; forced choices need constrained decoding.
-fn tools(body: &Map<String, Json>) -> Result<Vec<Json>, ApiError> {
+/// `response_format`: `text` (or none) leaves the answer free; `json_object` asks for any JSON
+/// object, `json_schema` for one valid against `json_schema.schema` (enforced whether or not
+/// `strict` is set, as vLLM does).
+fn response_format(body: &Map<String, Json>) -> Result<Option<AnswerFormat>, ApiError> {
+    let Some(format) = field::<Map<String, Json>>(body, "response_format")? else {
+        return Ok(None);
+    };
+    match format.get("type").and_then(Json::as_str) {
+        None | Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(AnswerFormat::Json(None))),
+        Some("json_schema") => match &format.get("json_schema").map(|s| &s["schema"]) {
+            Some(Json::Object(schema)) => {
+                Ok(Some(AnswerFormat::Json(Some(Json::Object(schema.clone())))))
+            }
+            Some(Json::Bool(true)) | Some(Json::Null) => Ok(Some(AnswerFormat::Json(None))),
+            _ => Err(ApiError::invalid(
+                "response_format.json_schema.schema",
+                "response_format json_schema needs `json_schema: {\"name\": ..., \"schema\": {...}}` \
+                 with the schema as an object",
+            )),
+        },
+        Some(other) => Err(ApiError::invalid(
+            "response_format.type",
+            format!(
+                "response_format type `{other}` is not supported: send text, json_object or \
+                 json_schema"
+            ),
+        )),
+    }
+}
+
+/// The tools to render, and the calls a forced `tool_choice` demands: none rendered for `"none"`;
+/// `"required"`: one or more calls of any tool (more only with `parallel_tool_calls`, default true);
+/// a named function: one call of it.
+fn tools(body: &Map<String, Json>) -> Result<(Vec<Json>, Option<AnswerFormat>), ApiError> {
     let tools: Vec<Json> = field(body, "tools")?.unwrap_or_default();
     for (i, tool) in tools.iter().enumerate() {
         let named = tool["function"]["name"]
@@ -189,15 +306,79 @@ fn tools(body: &Map<String, Json>) -> Result<Vec<Json>, ApiError> {
             ));
         }
     }
+    let parallel = field::<bool>(body, "parallel_tool_calls")?.unwrap_or(true);
+    let names = || {
+        tools
+            .iter()
+            .map(|t| t["function"]["name"].to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let auto = || {
+        let strict = |t: &Json| t["function"]["strict"] == Json::Bool(true);
+        if !tools.iter().any(strict) {
+            return None;
+        }
+        // Only strict tools' arguments are held to their schemas; any tool may be named.
+        let tools = tools
+            .iter()
+            .map(|t| {
+                let mut tool = t.clone();
+                if !strict(t) {
+                    tool["function"]["parameters"] = serde_json::json!({"type": "object"});
+                }
+                tool
+            })
+            .collect();
+        Some(AnswerFormat::ToolCalls {
+            tools,
+            parallel,
+            optional: true,
+        })
+    };
     match body.get("tool_choice") {
-        None | Some(Json::Null) => Ok(tools),
-        Some(Json::String(choice)) if choice == "auto" => Ok(tools),
-        Some(Json::String(choice)) if choice == "none" => Ok(Vec::new()),
+        None | Some(Json::Null) => Ok((tools.clone(), auto())),
+        Some(Json::String(choice)) if choice == "auto" => Ok((tools.clone(), auto())),
+        Some(Json::String(choice)) if choice == "none" => Ok((Vec::new(), None)),
+        Some(Json::String(choice)) if choice == "required" => {
+            if tools.is_empty() {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    "tool_choice \"required\" needs `tools` to choose from",
+                ));
+            }
+            let format = AnswerFormat::ToolCalls {
+                tools: tools.clone(),
+                parallel,
+                optional: false,
+            };
+            Ok((tools, Some(format)))
+        }
+        Some(Json::Object(choice))
+            if choice.get("type").and_then(Json::as_str) == Some("function") =>
+        {
+            let name = &choice.get("function").unwrap_or(&Json::Null)["name"];
+            let Some(tool) = tools.iter().find(|t| &t["function"]["name"] == name) else {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    format!(
+                        "tool_choice names the function {name}, which is not among `tools` ({})",
+                        names()
+                    ),
+                ));
+            };
+            let format = AnswerFormat::ToolCalls {
+                tools: vec![tool.clone()],
+                parallel: false,
+                optional: false,
+            };
+            Ok((tools, Some(format)))
+        }
         Some(choice) => Err(ApiError::invalid(
             "tool_choice",
             format!(
-                "tool_choice {choice} is not supported yet (it needs constrained decoding): send \
-                 \"auto\" or \"none\""
+                "tool_choice {choice} is not understood: send \"auto\", \"none\", \"required\" or \
+                 {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}"
             ),
         )),
     }
@@ -320,11 +501,12 @@ mod tests {
         };
         assert_eq!(reasoning_content.as_deref(), Some("think"));
         assert_eq!(tool_calls[0].function.arguments["a"], 1);
-        assert_eq!(request.generate.stop, Some(vec!["END".to_string()]));
-        assert_eq!(request.generate.top_k, Some(0));
-        assert_eq!(request.generate.max_new_tokens, Some(9));
+        let settings = &request.settings;
+        assert_eq!(settings.generate.stop, Some(vec!["END".to_string()]));
+        assert_eq!(settings.generate.top_k, Some(0));
+        assert_eq!(settings.generate.max_new_tokens, Some(9));
         assert_eq!(request.thinking, Some(false));
-        assert!(request.stream && request.include_usage && request.max_tokens_given);
+        assert!(settings.stream && settings.include_usage && settings.max_tokens_given);
     }
 
     #[test]
@@ -345,6 +527,22 @@ mod tests {
                 "tool_choice",
             ),
             (
+                format!(
+                    "{{{user}, \"tool_choice\": {{\"type\": \"function\", \"function\": {{\"name\": \"g\"}}}}, \"tools\": [{{\"type\": \"function\", \"function\": {{\"name\": \"f\"}}}}]}}"
+                ),
+                "tool_choice",
+            ),
+            (
+                format!(
+                    "{{{user}, \"response_format\": {{\"type\": \"json_schema\", \"json_schema\": {{\"schema\": 3}}}}}}"
+                ),
+                "response_format.json_schema.schema",
+            ),
+            (
+                format!("{{{user}, \"response_format\": {{\"type\": \"yaml\"}}}}"),
+                "response_format.type",
+            ),
+            (
                 format!("{{{user}, \"tools\": [{{\"type\": \"function\"}}]}}"),
                 "tools",
             ),
@@ -353,10 +551,6 @@ mod tests {
                 "messages[0]",
             ),
             (r#"{"messages": []}"#.into(), "messages"),
-            (
-                format!("{{{user}, \"response_format\": {{\"type\": \"json_object\"}}}}"),
-                "response_format",
-            ),
             (format!("{{{user}, \"logprobs\": true}}"), "logprobs"),
         ] {
             let error = parse(&body).unwrap_err();
@@ -365,6 +559,100 @@ mod tests {
         }
         assert_eq!(parse("{not json").unwrap_err().status, 400);
         assert_eq!(parse("[1]").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn completions_take_one_text_prompt_and_refuse_what_they_cannot_honour() {
+        let request =
+            CompletionRequest::parse(br#"{"prompt": ["Once upon"], "stop": ".", "seed": 3}"#)
+                .unwrap();
+        assert_eq!(request.prompt, "Once upon");
+        assert_eq!(
+            request.settings.generate.max_new_tokens,
+            Some(COMPLETION_MAX_TOKENS)
+        );
+        assert!(!request.settings.max_tokens_given);
+        assert_eq!(request.settings.generate.seed, Some(3));
+        for (body, param) in [
+            (r#"{"prompt": [1, 2]}"#, "prompt"),
+            (r#"{"prompt": ["a", "b"]}"#, "prompt"),
+            (r#"{"messages": []}"#, "prompt"),
+            (r#"{"prompt": "a", "echo": true}"#, "echo"),
+            (r#"{"prompt": "a", "suffix": "z"}"#, "suffix"),
+            (r#"{"prompt": "a", "best_of": 2}"#, "best_of"),
+            (r#"{"prompt": "a", "logprobs": 1}"#, "logprobs"),
+            (r#"{"prompt": "a", "n": 3}"#, "n"),
+            (r#"{"prompt": "a", "max_tokens": 0}"#, "max_tokens"),
+        ] {
+            let error = CompletionRequest::parse(body.as_bytes()).unwrap_err();
+            assert_eq!(error.param.as_deref(), Some(param), "{body}: {error:?}");
+        }
+        let echo_off = CompletionRequest::parse(br#"{"prompt": "a", "echo": false}"#);
+        assert!(echo_off.is_ok());
+    }
+
+    #[test]
+    fn forced_choices_and_formats_become_answer_formats() {
+        let tool = |name: &str| serde_json::json!({"type": "function", "function": {"name": name, "parameters": {}}});
+        let body = |extra: &str| {
+            format!(
+                r#"{{"messages": [{{"role": "user", "content": "hi"}}], "tools": [{}, {}] {extra}}}"#,
+                tool("f"),
+                tool("g")
+            )
+        };
+        let format = |extra: &str| parse(&body(extra)).unwrap().format;
+        assert_eq!(format(""), None);
+        assert_eq!(
+            format(r#", "tool_choice": "required", "parallel_tool_calls": false"#),
+            Some(AnswerFormat::ToolCalls {
+                tools: vec![tool("f"), tool("g")],
+                parallel: false,
+                optional: false
+            })
+        );
+        assert_eq!(
+            format(r#", "tool_choice": {"type": "function", "function": {"name": "g"}}"#),
+            Some(AnswerFormat::ToolCalls {
+                tools: vec![tool("g")],
+                parallel: false,
+                optional: false
+            })
+        );
+        assert_eq!(
+            format(r#", "response_format": {"type": "json_object"}"#),
+            Some(AnswerFormat::Json(None))
+        );
+        let schema = r#"{"type": "object", "properties": {"a": {"type": "integer"}}}"#;
+        assert_eq!(
+            format(&format!(
+                r#", "response_format": {{"type": "json_schema", "json_schema": {{"name": "x", "strict": true, "schema": {schema}}}}}"#
+            )),
+            Some(AnswerFormat::Json(Some(
+                serde_json::from_str(schema).unwrap()
+            )))
+        );
+        let strict = serde_json::json!({"type": "function", "function": {"name": "s",
+            "strict": true, "parameters": {"type": "object", "properties": {}}}});
+        let request = parse(&format!(
+            r#"{{"messages": [{{"role": "user", "content": "hi"}}], "tools": [{}, {strict}]}}"#,
+            tool("f")
+        ))
+        .unwrap();
+        let loose = serde_json::json!({"type": "function", "function": {"name": "f",
+            "parameters": {"type": "object"}}});
+        assert_eq!(
+            request.format,
+            Some(AnswerFormat::ToolCalls {
+                tools: vec![loose, strict],
+                parallel: true,
+                optional: true
+            })
+        );
+        let both = parse(&body(
+            r#", "tool_choice": "required", "response_format": {"type": "json_object"}"#,
+        ));
+        assert_eq!(both.unwrap_err().param.as_deref(), Some("response_format"));
     }
 
     #[test]

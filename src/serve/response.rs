@@ -101,42 +101,82 @@ pub fn completion(id: &str, model: &str, response: &BackendResponse) -> Json {
     })
 }
 
-/// The chunks of one streamed answer, in order: the role, then one per parse event, then the finish
-/// and (when asked) the usage.
+/// The non-streamed `text_completion` object of `/v1/completions`: the text exactly as generated.
+pub fn text_completion(id: &str, model: &str, response: &BackendResponse) -> Json {
+    json!({
+        "id": id,
+        "object": "text_completion",
+        "created": now_seconds(),
+        "model": model,
+        "choices": [{"index": 0, "text": response.output.content, "logprobs": null,
+                     "finish_reason": finish_reason(response)}],
+        "usage": usage(response),
+    })
+}
+
+/// Which endpoint's shapes an answer takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `chat.completion` and `chat.completion.chunk`.
+    Chat,
+    /// `text_completion`, streamed as the same object with text pieces.
+    Text,
+}
+
+/// The chunks of one streamed answer, in order: the role (chat only), then one per parse event, then
+/// the finish and (when asked) the usage.
 pub struct Chunks {
     id: String,
     model: String,
     created: u64,
     calls: usize,
+    kind: Kind,
 }
 
 impl Chunks {
-    pub fn new(id: &str, model: &str) -> Self {
+    pub fn new(id: &str, model: &str, kind: Kind) -> Self {
         Chunks {
             id: id.to_string(),
             model: model.to_string(),
             created: now_seconds(),
             calls: 0,
+            kind,
         }
     }
 
+    fn object(&self) -> &'static str {
+        match self.kind {
+            Kind::Chat => "chat.completion.chunk",
+            Kind::Text => "text_completion",
+        }
+    }
+
+    /// A chunk of one choice; a text completion's choice carries the delta's content as `text`.
     fn chunk(&self, delta: Json, finish_reason: Option<&str>) -> Json {
+        let mut choice = json!({"index": 0, "logprobs": null, "finish_reason": finish_reason});
+        match self.kind {
+            Kind::Chat => choice["delta"] = delta,
+            Kind::Text => choice["text"] = delta.get("content").cloned().unwrap_or(json!("")),
+        }
         json!({
             "id": self.id,
-            "object": "chat.completion.chunk",
+            "object": self.object(),
             "created": self.created,
             "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
+            "choices": [choice],
         })
     }
 
-    /// The first chunk: the role, with empty content as OpenAI sends it.
-    pub fn role(&self) -> Json {
-        self.chunk(json!({"role": "assistant", "content": ""}), None)
+    /// The first chunk of a chat answer: the role, with empty content as OpenAI sends it. A text
+    /// completion has none.
+    pub fn role(&self) -> Option<Json> {
+        (self.kind == Kind::Chat)
+            .then(|| self.chunk(json!({"role": "assistant", "content": ""}), None))
     }
 
     /// The chunks for one parse event. A call is sent as OpenAI streams one: its id, type and name
-    /// first, then its arguments; parse errors (blocks that are not valid calls) send nothing.
+    /// first, then its arguments. Parse errors send nothing: the server's parser keeps blocks that
+    /// are not valid calls in the content (`CallParsing::CallsElseText`), so none come.
     pub fn event(&mut self, event: &ParseEvent) -> Vec<Json> {
         match event {
             ParseEvent::ReasoningDelta(text) => vec![self.chunk(reasoning(text), None)],
@@ -165,7 +205,7 @@ impl Chunks {
     pub fn usage(&self, response: &BackendResponse) -> Json {
         json!({
             "id": self.id,
-            "object": "chat.completion.chunk",
+            "object": self.object(),
             "created": self.created,
             "model": self.model,
             "choices": [],

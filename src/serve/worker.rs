@@ -4,12 +4,15 @@
 
 use super::error::ApiError;
 use super::metrics::Metrics;
-use super::request::ChatRequest;
+use super::request::{ChatRequest, CompletionRequest, Settings};
 use crate::agent::assemble::{AssembleOptions, build_backend};
 use crate::agent::{DEFAULT_MAX_NEW_TOKENS, soft_switch_allows_thinking};
-use crate::backend::{Backend, BackendRequest, BackendResponse};
-use crate::chat::ParseEvent;
+use crate::backend::{
+    Backend, BackendRequest, BackendResponse, CallParsing, ContextUse, TextRequest,
+};
+use crate::chat::{AnswerFormat, ParseEvent};
 use crate::config::{GenerateSpec, ResolvedAgent};
+use crate::engine::{GrammarError, SamplingParams};
 use anyhow::{Context, Result};
 use axum::http::StatusCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,9 +26,18 @@ pub enum WorkerEvent {
     Done(Box<Result<BackendResponse, ApiError>>),
 }
 
+/// What a request asks the engine for.
+#[derive(Debug)]
+pub enum Work {
+    /// `/v1/chat/completions`: a conversation through the template and the parser.
+    Chat(ChatRequest),
+    /// `/v1/completions`: a raw prompt continued as text.
+    Text(CompletionRequest),
+}
+
 /// One queued request.
 pub struct Job {
-    pub request: ChatRequest,
+    pub work: Work,
     pub events: UnboundedSender<WorkerEvent>,
     /// Set when the client goes away: a queued job is skipped, a running one stops generating.
     pub cancel: Arc<AtomicBool>,
@@ -113,60 +125,119 @@ fn answer(
     defaults: &GenerateSpec,
     job: &Job,
 ) -> Result<BackendResponse, ApiError> {
-    let request = &job.request;
-    let mut spec = defaults.clone();
-    spec.overlay(&request.generate);
-    let thinking = request.thinking.or(spec.thinking).unwrap_or(true);
-    let mode = thinking && soft_switch_allows_thinking(&request.messages);
-    let mut call = BackendRequest {
-        messages: &request.messages,
-        tools: &request.tools,
-        thinking,
-        sampling: spec.sampling(backend.default_sampling(mode)),
-        max_new_tokens: spec.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS),
-        stop: spec.stop.as_deref().unwrap_or_default(),
-        interrupt: &job.cancel,
-        parse_tool_calls: !request.tools.is_empty(),
+    let forward = &mut |event: ParseEvent| {
+        if job.events.send(WorkerEvent::Parse(event)).is_err() {
+            job.cancel.store(true, Ordering::Relaxed);
+        }
     };
-    let measured = backend.measure(&call).map_err(|e| {
-        ApiError::invalid(
-            "messages",
-            format!("the conversation cannot be rendered: {e:#}"),
+    let failed = |e: anyhow::Error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("generation failed: {e:#}"),
         )
-    })?;
-    if let Some(used) = measured {
-        let room = used.context_length.saturating_sub(used.prompt_tokens);
-        let refuse = |message: String| {
-            Err(ApiError::invalid("messages", message).with_code("context_length_exceeded"))
-        };
-        if room == 0 {
-            return refuse(format!(
-                "the prompt is {} tokens and the context holds {}: shorten the conversation, or serve \
-                 with a larger model.context_length",
-                used.prompt_tokens, used.context_length
-            ));
+    };
+    match &job.work {
+        Work::Chat(request) => {
+            let spec = spec(defaults, &request.settings);
+            let thinking = request.thinking.or(spec.thinking).unwrap_or(true);
+            let mode = thinking && soft_switch_allows_thinking(&request.messages);
+            let mut call = BackendRequest {
+                messages: &request.messages,
+                tools: &request.tools,
+                thinking,
+                sampling: spec.sampling(backend.default_sampling(mode)),
+                max_new_tokens: spec.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS),
+                stop: spec.stop.as_deref().unwrap_or_default(),
+                interrupt: &job.cancel,
+                calls: if request.tools.is_empty() {
+                    CallParsing::Text
+                } else {
+                    CallParsing::CallsElseText
+                },
+                format: request.format.as_ref(),
+            };
+            let measured = backend.measure(&call).map_err(|e| {
+                ApiError::invalid(
+                    "messages",
+                    format!("the conversation cannot be rendered: {e:#}"),
+                )
+            })?;
+            call.max_new_tokens =
+                room(measured, call.max_new_tokens, &request.settings, "messages")?;
+            backend
+                .complete(&call, &mut |event| forward(event.clone()))
+                .map_err(|e| match e.downcast_ref::<GrammarError>() {
+                    Some(error) => ApiError::invalid(
+                        match request.format {
+                            Some(AnswerFormat::Json(_)) => "response_format",
+                            _ => "tools",
+                        },
+                        format!("the requested output format cannot be enforced: {error}"),
+                    ),
+                    None => failed(e),
+                })
         }
-        if request.max_tokens_given && call.max_new_tokens > room {
-            return refuse(format!(
-                "the prompt is {} tokens and max_tokens asks for {} more, beyond the context of {}: \
-                 ask for at most {room}",
-                used.prompt_tokens, call.max_new_tokens, used.context_length
-            ));
+        Work::Text(request) => {
+            let spec = spec(defaults, &request.settings);
+            let sampling: SamplingParams =
+                spec.sampling(backend.default_sampling(spec.thinking.unwrap_or(true)));
+            let measured = backend.measure_text(&request.prompt).map_err(|e| {
+                ApiError::invalid("prompt", format!("the prompt cannot be tokenized: {e:#}"))
+            })?;
+            let max_new_tokens = spec.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS);
+            let call = TextRequest {
+                prompt: &request.prompt,
+                sampling,
+                max_new_tokens: room(measured, max_new_tokens, &request.settings, "prompt")?,
+                stop: spec.stop.as_deref().unwrap_or_default(),
+                interrupt: &job.cancel,
+            };
+            backend
+                .complete_text(&call, &mut |text| {
+                    forward(ParseEvent::ContentDelta(text.to_string()))
+                })
+                .map_err(failed)
         }
-        call.max_new_tokens = call.max_new_tokens.min(room);
     }
-    backend
-        .complete(&call, &mut |event| {
-            if job.events.send(WorkerEvent::Parse(event.clone())).is_err() {
-                job.cancel.store(true, Ordering::Relaxed);
-            }
-        })
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("generation failed: {e:#}"),
-            )
-        })
+}
+
+/// The served `generate` defaults with the request's settings laid over them.
+fn spec(defaults: &GenerateSpec, settings: &Settings) -> GenerateSpec {
+    let mut spec = defaults.clone();
+    spec.overlay(&settings.generate);
+    spec
+}
+
+/// The tokens the answer may take: `max_new_tokens` within what the prompt leaves of the context. A
+/// prompt that fills it, or an explicit `max_tokens` beyond it, is a 400 naming `param`.
+fn room(
+    measured: Option<ContextUse>,
+    max_new_tokens: usize,
+    settings: &Settings,
+    param: &str,
+) -> Result<usize, ApiError> {
+    let Some(used) = measured else {
+        return Ok(max_new_tokens);
+    };
+    let room = used.context_length.saturating_sub(used.prompt_tokens);
+    let refuse = |message: String| {
+        Err(ApiError::invalid(param, message).with_code("context_length_exceeded"))
+    };
+    if room == 0 {
+        return refuse(format!(
+            "the prompt is {} tokens and the context holds {}: shorten it, or serve with a larger \
+             model.context_length",
+            used.prompt_tokens, used.context_length
+        ));
+    }
+    if settings.max_tokens_given && max_new_tokens > room {
+        return refuse(format!(
+            "the prompt is {} tokens and max_tokens asks for {max_new_tokens} more, beyond the \
+             context of {}: ask for at most {room}",
+            used.prompt_tokens, used.context_length
+        ));
+    }
+    Ok(max_new_tokens.min(room))
 }
 
 #[cfg(test)]
@@ -177,7 +248,7 @@ mod tests {
         let request = ChatRequest::parse(br#"{"messages": [{"role": "user", "content": "hi"}]}"#)
             .expect("a valid request");
         Job {
-            request,
+            work: Work::Chat(request),
             events: tokio::sync::mpsc::unbounded_channel().0,
             cancel: Arc::default(),
         }
