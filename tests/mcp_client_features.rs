@@ -439,3 +439,101 @@ fn resources_are_listed_and_read_and_resource_links_can_be_followed() {
         "{no_uri:?}"
     );
 }
+
+/// The Python SDK server that records the calls it starts and the cancellations it receives in
+/// `record`.
+fn cancel_server(record: &Path) -> McpServerSpec {
+    McpServerSpec {
+        command: Some(python()),
+        args: vec![
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/mcp/cancel_server.py"
+            )
+            .into(),
+            format!("--record={}", record.display()),
+        ],
+        ..Default::default()
+    }
+}
+
+/// The lines of `record` once one starts with `prefix` (polled for up to 10 s).
+fn recorded(record: &Path, prefix: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines: Vec<String> = std::fs::read_to_string(record)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if lines.iter().any(|l| l.starts_with(prefix)) || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The request id of the one call `record` saw start.
+fn started_id(lines: &[String]) -> String {
+    let started: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("started "))
+        .collect();
+    assert_eq!(started.len(), 1, "{lines:?}");
+    started[0].to_string()
+}
+
+#[test]
+fn a_call_that_times_out_is_cancelled_on_the_server() {
+    let dir = scratch("client-features", "cancel-timeout");
+    let record = dir.join("record.txt");
+    let mut spec = cancel_server(&record);
+    spec.tool_timeouts.insert("slow".into(), 1.0);
+    let (registry, _) = started("slow", spec, settings(Duration::from_secs(30)));
+    let output = call(&registry, "slow", json!({"seconds": 60}));
+    assert!(output.is_error, "{output:?}");
+    assert!(
+        output
+            .text
+            .contains("did not answer within 1 s; the call was cancelled"),
+        "{output:?}"
+    );
+    let lines = recorded(&record, "cancelled ");
+    let id = started_id(&lines);
+    assert!(
+        lines.contains(&format!("cancelled {id}: request timeout")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn an_interrupted_call_is_cancelled_on_the_server_and_its_result_says_so() {
+    let dir = scratch("client-features", "cancel-interrupt");
+    let record = dir.join("record.txt");
+    let (registry, _) = started(
+        "slow",
+        cancel_server(&record),
+        settings(Duration::from_secs(30)),
+    );
+    let cancel = qwen3_agent::tools::Cancel::default();
+    let watched = cancel.clone();
+    let calls = vec![(
+        "slow".to_string(),
+        json!({"seconds": 60}).as_object().unwrap().clone(),
+    )];
+    let running = std::thread::spawn(move || registry.dispatch_cancellable(&calls, &watched));
+    let lines = recorded(&record, "started ");
+    let id = started_id(&lines);
+    cancel.cancel();
+    let record_of_call = running.join().unwrap().remove(0);
+    assert_eq!(
+        record_of_call.output.text,
+        "Error: slow on MCP server slow was interrupted by the user before it answered; the server \
+         was told to stop (notifications/cancelled)."
+    );
+    let lines = recorded(&record, "cancelled ");
+    assert!(
+        lines.contains(&format!("cancelled {id}: interrupted by the user")),
+        "{lines:?}"
+    );
+}

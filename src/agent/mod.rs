@@ -11,7 +11,7 @@ use crate::backend::{Backend, BackendRequest, BackendResponse};
 use crate::chat::{FinishReason, Message, ParseEvent, ToolCall};
 use crate::config::GenerateSpec;
 use crate::engine::SamplingParams;
-use crate::tools::{CallRecord, ToolOutput, ToolRegistry};
+use crate::tools::{CallRecord, Cancel, ToolOutput, ToolRegistry};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use std::sync::Arc;
@@ -100,6 +100,10 @@ pub const DEFAULT_MAX_NEW_TOKENS: usize = 2048;
 /// How often the loop looks at the tools' notices and the interrupt flag while calls run.
 const DISPATCH_POLL: Duration = Duration::from_millis(100);
 
+/// How long interrupted calls get to stop and say so (an MCP call: to send `notifications/cancelled`)
+/// before they are abandoned.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
 /// The conversation and counters of a run in progress (kept when it fails).
 struct Progress {
     messages: Vec<Message>,
@@ -126,8 +130,8 @@ impl Agent {
     }
 
     /// A flag that stops the run at its next safe point when set (from a Ctrl-C or signal handler, or a
-    /// server cancelling a request): generation stops, calls still running are abandoned (their results
-    /// read "interrupted"), and the run returns `StopReason::Interrupted`. Set while no run is going, it
+    /// server cancelling a request): generation stops, calls still running are cancelled (MCP servers
+    /// are told) or, after a grace, abandoned (their results read "interrupted"), and the run returns `StopReason::Interrupted`. Set while no run is going, it
     /// stops the next run before its first model call. The run that honours it clears it.
     pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
         self.interrupt.clone()
@@ -266,10 +270,8 @@ impl Agent {
                     name: Some(record.name.clone()),
                 });
             }
-            if interrupted {
-                on_event(AgentEvent::Notice(
-                    "interrupted: the tool calls still running were abandoned",
-                ));
+            if let Some(notice) = interrupted {
+                on_event(AgentEvent::Notice(notice));
                 return Ok(StopReason::Interrupted);
             }
             for error in &output.errors {
@@ -290,29 +292,39 @@ impl Agent {
     }
 
     /// Runs the calls on a thread of their own while this one reports the tools' notices as they come
-    /// and watches the interrupt flag. When it is set the calls are abandoned (each gets an
-    /// "interrupted" error result, so the history stays well formed) and the second value is true.
+    /// and watches the interrupt flag. When it is set the calls are cancelled (MCP servers are told
+    /// with `notifications/cancelled`) and get `CANCEL_GRACE` to say so; calls that still run then are
+    /// abandoned (each gets an "interrupted" error result, so the history stays well formed). The
+    /// second value, when the run was interrupted, is the notice that says how the calls ended.
     fn dispatch(
         &self,
         requests: Vec<(String, Map<String, Json>)>,
         on_event: &mut dyn FnMut(AgentEvent),
-    ) -> anyhow::Result<(Vec<CallRecord>, bool)> {
+    ) -> anyhow::Result<(Vec<CallRecord>, Option<&'static str>)> {
         let start = Instant::now();
         let (sender, receiver) = mpsc::channel();
         let tools = self.tools.clone();
+        let cancel = Cancel::default();
         let names: Vec<String> = requests.iter().map(|(name, _)| name.clone()).collect();
         let arguments: Vec<Map<String, Json>> = requests.iter().map(|(_, a)| a.clone()).collect();
+        let watched = cancel.clone();
         std::thread::Builder::new()
             .name("tool-dispatch".into())
             .spawn(move || {
-                let _ = sender.send(tools.dispatch(&requests));
+                let _ = sender.send(tools.dispatch_cancellable(&requests, &watched));
             })?;
         loop {
             let received = receiver.recv_timeout(DISPATCH_POLL);
             self.report_notices(on_event);
             match received {
-                Ok(records) => return Ok((records, false)),
+                Ok(records) => return Ok((records, None)),
                 Err(RecvTimeoutError::Timeout) if self.interrupt.swap(false, Ordering::Relaxed) => {
+                    cancel.cancel();
+                    let told = receiver.recv_timeout(CANCEL_GRACE);
+                    self.report_notices(on_event);
+                    if let Ok(records) = told {
+                        return Ok((records, Some("interrupted: the tool calls were cancelled")));
+                    }
                     let duration_ms = start.elapsed().as_secs_f64() * 1e3;
                     let records = names
                         .into_iter()
@@ -326,7 +338,8 @@ impl Agent {
                             duration_ms,
                         })
                         .collect();
-                    return Ok((records, true));
+                    let notice = "interrupted: the tool calls still running were abandoned";
+                    return Ok((records, Some(notice)));
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {

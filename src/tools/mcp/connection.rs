@@ -11,10 +11,11 @@ use super::policy::CallError;
 use super::process::{Launch, ServerProcess, resolve_command};
 use super::stderr;
 use crate::config::{McpServerSpec, expand_env};
+use crate::tools::Cancel;
 use anyhow::{Context, Result, bail};
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ProtocolVersion,
-    ServerResult, SubscriptionFilter,
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
+    ClientRequest, ProtocolVersion, ServerResult, SubscriptionFilter,
 };
 use rmcp::service::{ClientLifecycleMode, ClientServiceExt, PeerRequestOptions, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -242,7 +243,7 @@ impl Endpoint {
     }
 }
 
-/// Sends `tools/call` (see [`send`]). A 2026-07-28 server that needs input first answers with an
+/// Sends `tools/call` (see [`send`], which `cancel` may cut short). A 2026-07-28 server that needs input first answers with an
 /// input_required result: `client` answers its requests and the call is sent again with the answers
 /// and the server's state, at most `MAX_INPUT_ROUNDS` times.
 pub(super) async fn call_tool(
@@ -251,11 +252,12 @@ pub(super) async fn call_tool(
     tool: &str,
     arguments: &Map<String, Json>,
     timeout: Duration,
+    cancel: &Cancel,
 ) -> Result<CallToolResult, CallError> {
     let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments.clone());
     for _ in 0..MAX_INPUT_ROUNDS {
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params.clone()));
-        match send(peer, request, timeout).await? {
+        match send(peer, request, timeout, cancel).await? {
             ServerResult::CallToolResult(result) => return Ok(result),
             // A result with nothing but (optional) metadata, as rmcp's own call_tool accepts it.
             ServerResult::EmptyResult(_) => return Ok(CallToolResult::default()),
@@ -276,23 +278,41 @@ pub(super) async fn call_tool(
     ))
 }
 
-/// Sends a request and waits at most `timeout`. When the time is up the server is told with
-/// `notifications/cancelled` for the request (written before this returns), so it can stop working
-/// on it; a transport too wedged to take even that is given up on after a few more seconds. rmcp puts
-/// a progress token on every request, so servers may report progress (see `client`).
+/// Sends a request and waits at most `timeout`, or until `cancel` (the user interrupted the run). Either
+/// way the server is told with `notifications/cancelled` for the request (written before this returns),
+/// so it can stop working on it; a transport too wedged to take even that is given up on after a few
+/// more seconds. rmcp puts a progress token on every request, so servers may report progress (see
+/// `client`).
 pub(super) async fn send(
     peer: &Peer<RoleClient>,
     request: ClientRequest,
     timeout: Duration,
+    cancel: &Cancel,
 ) -> Result<ServerResult, CallError> {
-    let exchange = async {
-        peer.send_request_with_option(request, PeerRequestOptions::with_timeout(timeout))
-            .await?
-            .await_response()
-            .await
-    };
-    tokio::time::timeout(timeout.saturating_add(Duration::from_secs(3)), exchange)
-        .await
-        .map_err(|_| CallError::Unanswered(timeout))?
-        .map_err(CallError::Service)
+    if cancel.is_cancelled() {
+        return Err(CallError::Interrupted { told: false });
+    }
+    let grace = Duration::from_secs(3);
+    let handle = tokio::time::timeout(
+        grace,
+        peer.send_request_with_option(request, PeerRequestOptions::with_timeout(timeout)),
+    )
+    .await
+    .map_err(|_| CallError::Unanswered(timeout))?
+    .map_err(CallError::Service)?;
+    let id = handle.id.clone();
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => {
+            let notice = CancelledNotificationParam::new(
+                Some(id),
+                Some("interrupted by the user".to_string()),
+            );
+            let told = tokio::time::timeout(grace, peer.notify_cancelled(notice)).await;
+            Err(CallError::Interrupted { told: matches!(told, Ok(Ok(()))) })
+        }
+        reply = tokio::time::timeout(timeout.saturating_add(grace), handle.await_response()) => {
+            reply.map_err(|_| CallError::Unanswered(timeout))?.map_err(CallError::Service)
+        }
+    }
 }

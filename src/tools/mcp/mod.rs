@@ -17,8 +17,8 @@
 //! - `policy` — what a failed call does: a JSON-RPC error reply is the model's tool error, a closed
 //!   transport or a timeout restarts the server once per connection generation, repeated restarts
 //!   disable it;
-//! - `server` — one configured server: its current connection, calls (timed out calls send
-//!   `notifications/cancelled`), restarts;
+//! - `server` — one configured server: its current connection, calls (timed out and interrupted calls
+//!   send `notifications/cancelled`), restarts;
 //! - `prompts` — a server's prompts listed for the front ends;
 //! - `result` — a CallToolResult as text for a text-only model, blobs saved under unique names;
 //! - `resources` — a server's resources as two tools, `{server}-list_resources` and

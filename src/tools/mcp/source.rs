@@ -6,7 +6,7 @@
 use super::prompts;
 use super::resources::{self, ResourceTool};
 use super::server::{Listing, McpServer};
-use crate::tools::{Tool, ToolOutput, ToolSource};
+use crate::tools::{Cancel, Tool, ToolOutput, ToolSource};
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,8 +33,11 @@ impl Tool for McpTool {
     fn parameters(&self) -> &Json {
         &self.parameters
     }
-    /// Arguments that break the schema are an error for the model, not a call.
     fn call(&self, arguments: &Map<String, Json>) -> ToolOutput {
+        self.call_cancellable(arguments, &Cancel::default())
+    }
+    /// Arguments that break the schema are an error for the model, not a call.
+    fn call_cancellable(&self, arguments: &Map<String, Json>, cancel: &Cancel) -> ToolOutput {
         if let Some(validator) = &self.validator {
             let instance = Json::Object(arguments.clone());
             let problems: Vec<String> = validator
@@ -51,7 +54,7 @@ impl Tool for McpTool {
                 ));
             }
         }
-        self.server.call(&self.remote_name, arguments)
+        self.server.call(&self.remote_name, arguments, cancel)
     }
 }
 
