@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    KillOnDrop, TOKENIZER, call, everything_server, free_port, python, scratch, settings,
-    tool_names, wait_for_port, write,
+    KillOnDrop, TOKENIZER, call, everything_server, free_port, python, read_jsonl, run_cli,
+    run_json, scratch, settings, tool_names, wait_for_port, write,
 };
 use qwen3_agent::config::{ElicitationChoice, ElicitationSpec, McpServerSpec};
 use qwen3_agent::tools::mcp::McpSettings;
@@ -536,4 +536,137 @@ fn an_interrupted_call_is_cancelled_on_the_server_and_its_result_says_so() {
         lines.contains(&format!("cancelled {id}: interrupted by the user")),
         "{lines:?}"
     );
+}
+
+#[test]
+fn prompts_are_listed_and_run_in_chat() {
+    let marker = format!("everything-chat-prompts-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let dir = scratch("client-features", "chat-prompts");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let agent = agent_with(&dir, &spec, "");
+    let input =
+        "/prompts\n/prompt args-prompt\n/prompt everything/args-prompt city=\"New York\"\n/exit\n";
+    let (stdout, stderr, ok) = run_cli(&["chat", agent.to_str().unwrap()], input);
+    assert!(ok, "{stderr}");
+    for line in [
+        "everything/args-prompt — Arguments Prompt: A prompt with two arguments, one required and one optional",
+        "    city (required): Name of the city",
+        "    state",
+        "everything/simple-prompt — Simple Prompt: A prompt with no arguments",
+    ] {
+        assert!(
+            stdout.contains(&format!("{line}\n")),
+            "{line:?} not in {stdout}"
+        );
+    }
+    assert!(
+        stderr.contains(
+            "error: the prompt \"args-prompt\" of the MCP server everything needs the argument city; \
+             it takes city (Name of the city, required), state"
+        ),
+        "{stderr}"
+    );
+    let asked = stdout
+        .find("[user] What's weather in New York?\n")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        stdout[asked..].contains("done"),
+        "the model answered the prompt: {stdout}"
+    );
+}
+
+#[test]
+fn a_task_starts_from_a_prompt_with_its_embedded_resource() {
+    let marker = format!("everything-task-prompt-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let dir = scratch("client-features", "task-prompt");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    agent_with(&dir, &spec, "");
+    write(
+        &dir,
+        "task.yaml",
+        "agent: agent.yaml\nprompt_from:\n  server: everything\n  name: resource-prompt\n  \
+         arguments: {resourceType: Text, resourceId: 2}\n",
+    );
+    let transcript = dir.join("t.jsonl");
+    let result = run_json(&dir, "task.yaml", &transcript);
+    assert_eq!(result["rounds"], 1, "{result}");
+    let messages = result["messages"].as_array().unwrap();
+    assert_eq!(
+        messages[0]["content"],
+        "This prompt includes the Text resource with id: 2. Please analyze the following resource:"
+    );
+    let resource = messages[1]["content"].as_str().unwrap();
+    assert!(
+        resource.starts_with("Resource 2: This is a plaintext resource"),
+        "{resource}"
+    );
+    let call = read_jsonl(&transcript)
+        .into_iter()
+        .find(|l| l["event"] == "model_call")
+        .unwrap();
+    assert!(
+        call["prompt"]
+            .as_str()
+            .unwrap()
+            .contains("Resource 2: This is a plaintext resource"),
+        "{call}"
+    );
+
+    write(
+        &dir,
+        "missing.yaml",
+        "agent: agent.yaml\nprompt_from: {server: everything, name: args-prompt}\n",
+    );
+    let (_, stderr, ok) = run_cli(&["run", dir.join("missing.yaml").to_str().unwrap()], "");
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "missing.yaml:2:1: prompt_from: the prompt \"args-prompt\" of the MCP server \
+                         everything needs the argument city"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn prompt_from_is_checked_at_load_with_its_line() {
+    let dir = scratch("client-features", "bad-prompt-from");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let spec = McpServerSpec {
+        command: Some("unused".into()),
+        ..Default::default()
+    };
+    agent_with(&dir, &spec, "");
+    let error = |task: &str| {
+        let path = write(&dir, "task.yaml", task);
+        format!("{:#}", qwen3_agent::config::load_task(&path).unwrap_err())
+    };
+    let unknown = error("agent: agent.yaml\nprompt_from:\n  server: other\n  name: p\n");
+    assert!(
+        unknown.contains(
+            "task.yaml:3:3: prompt_from.server names \"other\", which is not an enabled \
+                          MCP server of the agent; the agent's servers: everything"
+        ),
+        "{unknown}"
+    );
+    let both = error("agent: agent.yaml\nprompt: hi\nprompt_from: {server: everything, name: p}\n");
+    assert!(
+        both.contains("task.yaml:3:1: give one of prompt, messages or prompt_from, not several"),
+        "{both}"
+    );
+    let nested = error(
+        "agent: agent.yaml\nprompt_from:\n  server: everything\n  name: p\n  arguments:\n    city: [a, b]\n",
+    );
+    assert!(
+        nested.contains("task.yaml:6:5: prompt_from.arguments.city must be a string"),
+        "{nested}"
+    );
+    let typo = error("agent: agent.yaml\nprompt_from: {server: everything, nam: p}\n");
+    assert!(typo.contains("task.yaml:2:"), "{typo}");
 }

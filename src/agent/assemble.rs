@@ -96,14 +96,18 @@ pub fn build_agent(definition: &ResolvedAgent, options: &AssembleOptions) -> Res
         );
     }
     let backend = build_backend(definition, options)?;
-    let tools = build_tools(definition, options)?;
-    Ok(Agent::new(
+    let (tools, servers) = tools_and_servers(definition, options)?;
+    let agent = Agent::new(
         backend,
         tools,
         a.generate.clone(),
         a.system.clone(),
         a.max_rounds,
-    ))
+    );
+    Ok(match servers {
+        Some(servers) => agent.with_mcp_servers(servers),
+        None => agent,
+    })
 }
 
 /// The backend a definition's `model` describes; a local model is loaded here (progress reported as
@@ -212,6 +216,14 @@ fn seconds(value: f64, definition: &ResolvedAgent, field: &str) -> Result<Durati
 /// The tools of a definition (the code interpreter, the MCP servers started), as the prompt will show
 /// them; `qwen3-agent tools` lists or calls them without a model.
 pub fn build_tools(definition: &ResolvedAgent, options: &AssembleOptions) -> Result<ToolRegistry> {
+    Ok(tools_and_servers(definition, options)?.0)
+}
+
+/// The tools of a definition and, when it has any, its started MCP servers (for their prompts).
+fn tools_and_servers(
+    definition: &ResolvedAgent,
+    options: &AssembleOptions,
+) -> Result<(ToolRegistry, Option<Arc<McpToolSource>>)> {
     let a = &definition.agent;
     let timeout = seconds(a.timeout, definition, "timeout")?;
     let code_timeout = match &a.tools.code_interpreter {
@@ -226,14 +238,14 @@ pub fn build_tools(definition: &ResolvedAgent, options: &AssembleOptions) -> Res
         let interpreter = CodeInterpreter::new(runtime, session).with_notices(registry.notices());
         registry.register(Arc::new(interpreter))?;
     }
-    add_mcp_servers(
+    let servers = add_mcp_servers(
         &mut registry,
         &config::mcp_servers(definition)?,
         timeout,
         Some(a),
         options,
     )?;
-    Ok(registry)
+    Ok((registry, servers))
 }
 
 /// The tools of MCP servers alone (an MCP config file's), each call bounded by `call_timeout`.
@@ -269,20 +281,21 @@ pub fn start_mcp_servers(
 }
 
 /// Starts the enabled servers and registers their tools; a server that fails (and is not `required`)
-/// is reported as a notice and left out.
+/// is reported as a notice and left out. Returns the servers started (`None` when none are enabled).
 fn add_mcp_servers(
     registry: &mut ToolRegistry,
     servers: &BTreeMap<String, McpServerSpec>,
     call_timeout: Duration,
     agent: Option<&AgentFile>,
     options: &AssembleOptions,
-) -> Result<()> {
+) -> Result<Option<Arc<McpToolSource>>> {
     let notices = registry.notices();
-    if let Some(source) = start_servers(servers, call_timeout, agent, options, &notices)? {
-        registry.add_source(source)?;
+    let source = start_servers(servers, call_timeout, agent, options, &notices)?;
+    if let Some(source) = &source {
+        registry.add_source(source.clone())?;
     }
     report(&notices, options);
-    Ok(())
+    Ok(source)
 }
 
 /// Starts the enabled servers (`None` when there are none); those that fail and are not `required` are

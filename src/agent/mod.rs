@@ -11,6 +11,7 @@ use crate::backend::{Backend, BackendRequest, BackendResponse};
 use crate::chat::{FinishReason, Message, ParseEvent, ToolCall};
 use crate::config::GenerateSpec;
 use crate::engine::SamplingParams;
+use crate::tools::mcp::McpToolSource;
 use crate::tools::{CallRecord, Cancel, ToolOutput, ToolRegistry};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
@@ -92,6 +93,8 @@ pub struct Agent {
     system: Option<String>,
     max_rounds: usize,
     interrupt: Arc<AtomicBool>,
+    /// The MCP servers among the tools, for what they offer besides tools (prompts).
+    mcp: Option<Arc<McpToolSource>>,
 }
 
 /// Tokens per answer when the agent file does not say.
@@ -126,6 +129,35 @@ impl Agent {
             system,
             max_rounds,
             interrupt: Arc::new(AtomicBool::new(false)),
+            mcp: None,
+        }
+    }
+
+    /// Names the MCP servers whose tools are among the agent's, so their prompts can be used.
+    pub fn with_mcp_servers(mut self, servers: Arc<McpToolSource>) -> Self {
+        self.mcp = Some(servers);
+        self
+    }
+
+    /// The MCP servers' prompts (see `McpToolSource::prompts`); none without servers.
+    pub fn prompts(&self) -> Vec<Json> {
+        self.mcp
+            .as_ref()
+            .map(|servers| servers.prompts())
+            .unwrap_or_default()
+    }
+
+    /// The messages of an MCP server's prompt, to start a conversation from (see
+    /// `McpToolSource::prompt_messages`).
+    pub fn prompt_messages(
+        &self,
+        server: Option<&str>,
+        name: &str,
+        arguments: &Map<String, Json>,
+    ) -> anyhow::Result<Vec<Message>> {
+        match &self.mcp {
+            Some(servers) => servers.prompt_messages(server, name, arguments),
+            None => anyhow::bail!("the agent has no MCP servers, so it has no prompts"),
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod assembly;
 mod chat;
+mod chat_prompts;
 mod eval;
 mod inspect;
 mod model_cmds;

@@ -6,7 +6,9 @@
 use super::prompts;
 use super::resources::{self, ResourceTool};
 use super::server::{Listing, McpServer};
+use crate::chat::Message;
 use crate::tools::{Cancel, Tool, ToolOutput, ToolSource};
+use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -95,6 +97,51 @@ impl McpToolSource {
             .iter()
             .flat_map(|server| prompts::listing(server))
             .collect()
+    }
+
+    /// The messages of the prompt `name` (see `prompts::get`) of `server`, or, when no server is
+    /// named, of the one server that offers a prompt by that name.
+    pub fn prompt_messages(
+        &self,
+        server: Option<&str>,
+        name: &str,
+        arguments: &Map<String, Json>,
+    ) -> Result<Vec<Message>> {
+        let found = match server {
+            Some(wanted) => self
+                .servers
+                .iter()
+                .find(|s| s.name() == wanted)
+                .with_context(|| {
+                    let names: Vec<&str> = self.servers.iter().map(|s| s.name()).collect();
+                    format!(
+                        "no MCP server named {wanted:?} is running; the running ones: {}",
+                        names.join(", ")
+                    )
+                })?,
+            None => {
+                let offering: Vec<&Arc<McpServer>> = self
+                    .servers
+                    .iter()
+                    .filter(|s| prompts::listing(s).iter().any(|p| p["name"] == name))
+                    .collect();
+                match offering[..] {
+                    [one] => one,
+                    [] => bail!("no MCP server offers a prompt named {name:?}"),
+                    _ => {
+                        let names: Vec<String> = offering
+                            .iter()
+                            .map(|s| format!("{}/{name}", s.name()))
+                            .collect();
+                        bail!(
+                            "several MCP servers offer a prompt named {name:?}: name one of {}",
+                            names.join(", ")
+                        )
+                    }
+                }
+            }
+        };
+        prompts::get(found, name, arguments)
     }
 
     /// The listed tools and the resource tools, as the registry takes them. A resource tool whose
