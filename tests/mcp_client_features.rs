@@ -11,6 +11,7 @@ use common::{
 use qwen3_agent::config::{ElicitationChoice, ElicitationSpec, McpServerSpec};
 use qwen3_agent::tools::mcp::McpSettings;
 use qwen3_agent::tools::mcp::start_servers;
+use qwen3_agent::tools::sampling::{SampleQueue, Sampled};
 use qwen3_agent::tools::{Notices, ToolRegistry};
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
@@ -669,4 +670,149 @@ fn prompt_from_is_checked_at_load_with_its_line() {
     );
     let typo = error("agent: agent.yaml\nprompt_from: {server: everything, nam: p}\n");
     assert!(typo.contains("task.yaml:2:"), "{typo}");
+}
+
+/// What a sampling request asked: (max_tokens, system, stop, messages as JSON).
+type Asked = (usize, Option<String>, Vec<String>, Json);
+
+/// Answers the first request on `queue` with `text` (waiting up to 30 s for it) and returns it.
+fn answer_one(queue: SampleQueue, text: &str) -> std::thread::JoinHandle<Option<Asked>> {
+    let text = text.to_string();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(request) = queue.take() {
+                let ask = &request.ask;
+                let asked = (
+                    ask.max_tokens,
+                    ask.system.clone(),
+                    ask.stop.clone(),
+                    serde_json::to_value(&ask.messages).unwrap(),
+                );
+                request.answer(Ok(Sampled { text, cut: false }));
+                return Some(asked);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    })
+}
+
+#[test]
+fn a_python_sdk_server_samples_the_model_within_a_call_capped() {
+    let spec = McpServerSpec {
+        command: Some(python()),
+        args: vec![
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/mcp/input_server.py"
+            )
+            .into(),
+            format!("--marker=sampling-{}", std::process::id()),
+        ],
+        ..Default::default()
+    };
+    let queue = SampleQueue::default();
+    let mut settings = settings(Duration::from_secs(30));
+    settings.sampling = Some(queue.clone());
+    let (registry, notices) = started("input", spec, settings);
+    let model = answer_one(queue, "Blue");
+    let said = call(&registry, "colour", json!({}));
+    assert_eq!(
+        said.text, "The model said: Blue (model qwen3-agent, endTurn)",
+        "{said:?}"
+    );
+    let (max_tokens, system, stop, messages) = model.join().unwrap().expect("no request came");
+    assert_eq!(max_tokens, 1024, "5000 asked, capped by the default");
+    assert_eq!(system.as_deref(), Some("One word."));
+    assert_eq!(stop, ["END"]);
+    assert_eq!(
+        messages,
+        json!([{"role": "user", "content": "Name a colour."}])
+    );
+    let seen = notices.drain();
+    assert!(
+        seen.iter().any(|n| n
+            == "[input] asked the agent's model for a completion (1 messages, up to 1024 tokens)"),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn sampling_is_declared_only_where_the_model_answers_and_the_entry_allows() {
+    let marker = format!("everything-no-sampling-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let offered = |spec: McpServerSpec, queue: Option<SampleQueue>| {
+        let mut settings = settings(Duration::from_secs(30));
+        settings.sampling = queue;
+        let (registry, _) = started("everything", spec, settings);
+        tool_names(&registry).contains(&"trigger-sampling-request".to_string())
+    };
+    assert!(offered(spec.clone(), Some(SampleQueue::default())));
+    assert!(!offered(spec.clone(), None), "no model: not declared");
+    let refused = McpServerSpec {
+        sampling: Some(false),
+        ..spec
+    };
+    assert!(!offered(refused, Some(SampleQueue::default())));
+}
+
+#[test]
+fn server_everything_samples_the_agents_model_during_a_run_and_the_transcript_logs_it() {
+    let marker = format!("everything-sampling-run-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let dir = scratch("client-features", "sampling-run");
+    let call = r#"<tool_call>\n{\"name\": \"trigger-sampling-request\", \"arguments\": {\"prompt\": \"Say hi\", \"maxTokens\": 5000}}\n</tool_call>"#;
+    let args: Vec<Json> = spec.args.iter().map(|a| json!(a)).collect();
+    write(
+        &dir,
+        "agent.yaml",
+        &format!(
+            "name: sampler\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\n  script: [\"{call}\", \
+             \"Hi from the model\", \"done\"]\ngenerate: {{thinking: false}}\nmcpServers:\n  everything:\n    \
+             command: node\n    args: {}\n    sampling_max_tokens: 64\n",
+            Json::Array(args)
+        ),
+    );
+    write(&dir, "task.yaml", "agent: agent.yaml\nprompt: Ask.\n");
+    let transcript = dir.join("t.jsonl");
+    let result = run_json(&dir, "task.yaml", &transcript);
+    assert_eq!(result["content"], "done", "{result}");
+    let lines = read_jsonl(&transcript);
+    let tool = lines.iter().find(|l| l["event"] == "tool_call").unwrap();
+    let text = tool["result"].as_str().unwrap();
+    assert!(
+        tool["is_error"] == false
+            && text.contains("\"text\": \"Hi from the model\"")
+            && text.contains("\"model\": \"qwen3-agent\""),
+        "{tool}"
+    );
+    let sampling = lines
+        .iter()
+        .find(|l| l["event"] == "sampling")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!(sampling["server"], "everything");
+    assert_eq!(
+        sampling["max_tokens"], 64,
+        "5000 asked, capped by the entry"
+    );
+    assert_eq!(sampling["system"], "You are a helpful test server.");
+    assert_eq!(
+        sampling["messages"],
+        json!([{"role": "user", "content": "Resource trigger-sampling-request context: Say hi"}])
+    );
+    assert_eq!(sampling["content"], "Hi from the model");
+    let temperature = sampling["temperature"].as_f64().unwrap();
+    assert!((temperature - 0.7).abs() < 1e-6, "{sampling}");
+    assert!(
+        sampling["prompt"]
+            .as_str()
+            .unwrap()
+            .starts_with("<|im_start|>system\nYou are a helpful test server.<|im_end|>"),
+        "{sampling}"
+    );
 }

@@ -16,6 +16,7 @@ use crate::tools::mcp::{self, McpSettings, McpToolSource};
 use crate::tools::python::CodeInterpreter;
 use crate::tools::python::runtime::Runtime;
 use crate::tools::python::sandbox::SessionOptions;
+use crate::tools::sampling::SampleQueue;
 use crate::tools::{Notices, ToolRegistry};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -96,7 +97,7 @@ pub fn build_agent(definition: &ResolvedAgent, options: &AssembleOptions) -> Res
         );
     }
     let backend = build_backend(definition, options)?;
-    let (tools, servers) = tools_and_servers(definition, options)?;
+    let (tools, servers) = tools_and_servers(definition, options, true)?;
     let agent = Agent::new(
         backend,
         tools,
@@ -216,13 +217,16 @@ fn seconds(value: f64, definition: &ResolvedAgent, field: &str) -> Result<Durati
 /// The tools of a definition (the code interpreter, the MCP servers started), as the prompt will show
 /// them; `qwen3-agent tools` lists or calls them without a model.
 pub fn build_tools(definition: &ResolvedAgent, options: &AssembleOptions) -> Result<ToolRegistry> {
-    Ok(tools_and_servers(definition, options)?.0)
+    Ok(tools_and_servers(definition, options, false)?.0)
 }
 
 /// The tools of a definition and, when it has any, its started MCP servers (for their prompts).
+/// `with_model`: the agent's model answers the servers' sampling requests (the registry's
+/// `samples()`), so sampling is declared to them.
 fn tools_and_servers(
     definition: &ResolvedAgent,
     options: &AssembleOptions,
+    with_model: bool,
 ) -> Result<(ToolRegistry, Option<Arc<McpToolSource>>)> {
     let a = &definition.agent;
     let timeout = seconds(a.timeout, definition, "timeout")?;
@@ -238,12 +242,14 @@ fn tools_and_servers(
         let interpreter = CodeInterpreter::new(runtime, session).with_notices(registry.notices());
         registry.register(Arc::new(interpreter))?;
     }
+    let samples = with_model.then(|| registry.samples());
     let servers = add_mcp_servers(
         &mut registry,
         &config::mcp_servers(definition)?,
         timeout,
         Some(a),
         options,
+        samples,
     )?;
     Ok((registry, servers))
 }
@@ -255,7 +261,7 @@ pub fn build_mcp_tools(
     options: &AssembleOptions,
 ) -> Result<ToolRegistry> {
     let mut registry = ToolRegistry::new(call_timeout.saturating_add(CANCEL_GRACE));
-    add_mcp_servers(&mut registry, servers, call_timeout, None, options)?;
+    add_mcp_servers(&mut registry, servers, call_timeout, None, options, None)?;
     Ok(registry)
 }
 
@@ -275,6 +281,7 @@ pub fn start_mcp_servers(
         Some(a),
         options,
         &notices,
+        None,
     )?;
     report(&notices, options);
     Ok(source)
@@ -288,9 +295,10 @@ fn add_mcp_servers(
     call_timeout: Duration,
     agent: Option<&AgentFile>,
     options: &AssembleOptions,
+    samples: Option<SampleQueue>,
 ) -> Result<Option<Arc<McpToolSource>>> {
     let notices = registry.notices();
-    let source = start_servers(servers, call_timeout, agent, options, &notices)?;
+    let source = start_servers(servers, call_timeout, agent, options, &notices, samples)?;
     if let Some(source) = &source {
         registry.add_source(source.clone())?;
     }
@@ -300,13 +308,15 @@ fn add_mcp_servers(
 
 /// Starts the enabled servers (`None` when there are none); those that fail and are not `required` are
 /// reported and left out. Servers are given the working directory and the agent's `roots:` as roots,
-/// their requests for input are answered as its `elicitation:` says, and they report to `notices`.
+/// their requests for input are answered as its `elicitation:` says, their sampling requests go to
+/// `samples` (not declared without it), and they report to `notices`.
 fn start_servers(
     servers: &BTreeMap<String, McpServerSpec>,
     call_timeout: Duration,
     agent: Option<&AgentFile>,
     options: &AssembleOptions,
     notices: &Notices,
+    samples: Option<SampleQueue>,
 ) -> Result<Option<Arc<McpToolSource>>> {
     let names: Vec<String> = servers
         .iter()
@@ -332,6 +342,7 @@ fn start_servers(
             .cloned()
             .collect(),
         elicitation: agent.map(|a| a.elicitation.clone()).unwrap_or_default(),
+        sampling: samples,
     };
     let started = mcp::start_servers(servers, &settings)?;
     for failure in &started.failures {

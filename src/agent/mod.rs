@@ -12,6 +12,7 @@ use crate::chat::{FinishReason, Message, ParseEvent, ToolCall};
 use crate::config::GenerateSpec;
 use crate::engine::SamplingParams;
 use crate::tools::mcp::McpToolSource;
+use crate::tools::sampling::{SampleAsk, Sampled};
 use crate::tools::{CallRecord, Cancel, ToolOutput, ToolRegistry};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
@@ -33,6 +34,12 @@ pub enum AgentEvent<'a> {
     },
     /// Something the user should know (a cut context, a stopped run, a tool's own notice).
     Notice(&'a str),
+    /// A tool's request for a completion (an MCP server's sampling) answered by the model while its
+    /// call ran: what was asked, and the model's response or why there is none.
+    Sampling {
+        ask: &'a SampleAsk,
+        outcome: Result<&'a BackendResponse, &'a str>,
+    },
 }
 
 /// Token counts over the whole run.
@@ -329,7 +336,7 @@ impl Agent {
     /// abandoned (each gets an "interrupted" error result, so the history stays well formed). The
     /// second value, when the run was interrupted, is the notice that says how the calls ended.
     fn dispatch(
-        &self,
+        &mut self,
         requests: Vec<(String, Map<String, Json>)>,
         on_event: &mut dyn FnMut(AgentEvent),
     ) -> anyhow::Result<(Vec<CallRecord>, Option<&'static str>)> {
@@ -348,10 +355,14 @@ impl Agent {
         loop {
             let received = receiver.recv_timeout(DISPATCH_POLL);
             self.report_notices(on_event);
+            self.answer_samples(on_event);
             match received {
                 Ok(records) => return Ok((records, None)),
                 Err(RecvTimeoutError::Timeout) if self.interrupt.swap(false, Ordering::Relaxed) => {
                     cancel.cancel();
+                    while let Some(request) = self.tools.samples().take() {
+                        request.answer(Err("the user interrupted the run".into()));
+                    }
                     let told = receiver.recv_timeout(CANCEL_GRACE);
                     self.report_notices(on_event);
                     if let Ok(records) = told {
@@ -378,6 +389,54 @@ impl Agent {
                     anyhow::bail!("the tool dispatch thread ended without results")
                 }
             }
+        }
+    }
+
+    /// Answers the tools' requests for a completion (MCP sampling) with the agent's own backend: the
+    /// request's system prompt and messages, no tools, thinking off (a server wants the answer within
+    /// its token budget), the agent's non-thinking sampling with the request's temperature, its stop
+    /// texts, and the interrupt flag watched. Each is reported as an `AgentEvent::Sampling`.
+    fn answer_samples(&mut self, on_event: &mut dyn FnMut(AgentEvent)) {
+        while let Some(request) = self.tools.samples().take() {
+            let ask = &request.ask;
+            let mut messages: Vec<Message> =
+                ask.system.iter().cloned().map(Message::system).collect();
+            messages.extend(ask.messages.iter().cloned());
+            let mut sampling = self.sampling(false);
+            if let Some(temperature) = ask.temperature {
+                sampling.temperature = temperature;
+            }
+            let completion = BackendRequest {
+                messages: &messages,
+                tools: &[],
+                thinking: false,
+                sampling,
+                max_new_tokens: ask.max_tokens,
+                stop: &ask.stop,
+                interrupt: &self.interrupt,
+                parse_tool_calls: false,
+            };
+            let answer = match self.backend.complete(&completion, &mut |_| {}) {
+                Ok(response) => {
+                    on_event(AgentEvent::Sampling {
+                        ask,
+                        outcome: Ok(&response),
+                    });
+                    Ok(Sampled {
+                        text: response.output.content.clone(),
+                        cut: response.finish_reason == FinishReason::Length,
+                    })
+                }
+                Err(e) => {
+                    let error = format!("the agent's model failed: {e:#}");
+                    on_event(AgentEvent::Sampling {
+                        ask,
+                        outcome: Err(&error),
+                    });
+                    Err(error)
+                }
+            };
+            request.answer(answer);
         }
     }
 

@@ -175,6 +175,14 @@ pub struct McpServerSpec {
     /// Name this server's tools `{server}-{tool}`.
     #[serde(default)]
     pub prefix: bool,
+    /// Whether the server may ask the agent's model for completions (`sampling/createMessage`); unset:
+    /// yes. `false`: sampling is not declared to it and its requests are refused.
+    #[serde(default)]
+    pub sampling: Option<bool>,
+    /// Most tokens one of its sampling requests may generate, whatever `maxTokens` it asks for
+    /// (default 1024; validated like `max_new_tokens`).
+    #[serde(default)]
+    pub sampling_max_tokens: Option<usize>,
     #[serde(default)]
     pub disabled: bool,
 }

@@ -166,6 +166,11 @@ pub fn mcp_servers(servers: &BTreeMap<String, McpServerSpec>, root: &str) -> Res
             ));
         }
         optional(&[root, name, "timeout"], server.timeout, check::seconds)?;
+        optional(
+            &[root, name, "sampling_max_tokens"],
+            server.sampling_max_tokens,
+            check::tokens,
+        )?;
         for (tool, &seconds) in &server.tool_timeouts {
             // Written as `tool_timeouts`, the location falls back to the server's entry.
             field(

@@ -5,9 +5,11 @@ mod cancel;
 pub mod mcp;
 mod notice;
 pub mod python;
+pub mod sampling;
 
 pub use cancel::Cancel;
 pub use notice::Notices;
+use sampling::SampleQueue;
 
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
@@ -85,6 +87,8 @@ pub struct ToolRegistry {
     sources: Vec<(Arc<dyn ToolSource>, Vec<String>)>,
     /// Where the tools leave notices for the user (see `Notices`).
     notices: Notices,
+    /// Where tools ask the agent's model for completions (see `sampling`).
+    samples: SampleQueue,
 }
 
 impl ToolRegistry {
@@ -96,7 +100,14 @@ impl ToolRegistry {
             timeout: Some(timeout),
             sources: Vec::new(),
             notices: Notices::default(),
+            samples: SampleQueue::default(),
         }
+    }
+
+    /// The queue this registry's tools ask the model through: hand a clone to the tools that may ask
+    /// (MCP servers' sampling), and answer what it holds while calls run (the agent loop does).
+    pub fn samples(&self) -> SampleQueue {
+        self.samples.clone()
     }
 
     /// The queue this registry's tools report notices to: hand a clone to each tool or source when

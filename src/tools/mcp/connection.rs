@@ -7,8 +7,9 @@ use super::McpRuntime;
 use super::McpSettings;
 use super::client::{Client, Roots};
 use super::environment::server_environment;
-use super::policy::CallError;
+use super::policy::{self, CallError};
 use super::process::{Launch, ServerProcess, resolve_command};
+use super::sampling::{self, Sampler};
 use super::stderr;
 use crate::config::{McpServerSpec, expand_env};
 use crate::tools::Cancel;
@@ -117,7 +118,29 @@ impl Endpoint {
             self.roots.clone(),
             self.settings.notices.clone(),
             Arc::new(self.settings.elicitation.clone()),
+            self.sampler(),
         )
+    }
+
+    /// Where this server's sampling requests go: the agent's queue, unless there is no model to answer
+    /// or its entry says `sampling: false`.
+    fn sampler(&self) -> Option<Arc<Sampler>> {
+        let queue = self.settings.sampling.clone()?;
+        if self.spec.sampling == Some(false) {
+            return None;
+        }
+        Some(Arc::new(Sampler {
+            queue,
+            max_tokens: self
+                .spec
+                .sampling_max_tokens
+                .unwrap_or(sampling::DEFAULT_MAX_TOKENS),
+            wait: policy::call_timeout(
+                &self.spec,
+                "sampling/createMessage",
+                self.settings.call_timeout,
+            ),
+        }))
     }
 
     /// Waits for the handshake, bounded by the connect timeout.
@@ -264,6 +287,7 @@ pub(super) async fn call_tool(
             ServerResult::InputRequiredResult(asked) => {
                 let answers = client
                     .answer_all(asked.input_requests.unwrap_or_default())
+                    .await
                     .map_err(|e| CallError::Service(ServiceError::McpError(e)))?;
                 params.input_responses = Some(answers);
                 params.request_state = asked.request_state;

@@ -8,10 +8,11 @@
 //!   variables its config opts into, its `env`; never our whole environment unasked;
 //! - `stderr` — a server's stderr drained (an undrained pipe blocks it) and, when asked, forwarded as
 //!   notices, bounded per line and per second;
-//! - `client` — our side of a connection: the capabilities we declare (roots, elicitation), the answers
-//!   to the server's requests (`roots/list`, elicitation) and its log and progress notifications as
-//!   notices;
+//! - `client` — our side of a connection: the capabilities we declare (roots, elicitation, sampling),
+//!   the answers to the server's requests (`roots/list`, elicitation, sampling) and its log and progress
+//!   notifications as notices;
 //! - `elicitation` — a request for input answered without asking anyone, as the agent file says;
+//! - `sampling` — a request for a completion checked, capped and queued for the agent's model;
 //! - `connection` — one rmcp connection (stdio or Streamable HTTP) with lifecycle probing (modern and
 //!   legacy servers) and the tool-list-change watch;
 //! - `policy` — what a failed call does: a JSON-RPC error reply is the model's tool error, a closed
@@ -34,6 +35,7 @@ mod process;
 mod prompts;
 mod resources;
 mod result;
+mod sampling;
 mod server;
 mod source;
 mod stderr;
@@ -43,6 +45,7 @@ pub use source::McpToolSource;
 
 use crate::config::{ElicitationSpec, McpServerSpec};
 use crate::tools::Notices;
+use crate::tools::sampling::SampleQueue;
 use anyhow::{Context, Result};
 use server::McpServer;
 use std::collections::BTreeMap;
@@ -73,6 +76,9 @@ pub struct McpSettings {
     pub roots: Vec<PathBuf>,
     /// How servers' requests for input are answered (the agent's `elicitation:`).
     pub elicitation: ElicitationSpec,
+    /// Where servers' sampling requests go (the registry's `samples()`, served by the agent loop with
+    /// its model); `None` where no model answers, and then sampling is not declared.
+    pub sampling: Option<SampleQueue>,
 }
 
 /// The tokio runtime that drives every MCP connection of a run; tools call into it from their threads.
