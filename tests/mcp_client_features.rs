@@ -816,3 +816,124 @@ fn server_everything_samples_the_agents_model_during_a_run_and_the_transcript_lo
         "{sampling}"
     );
 }
+
+/// A fixture server of tests/fixtures/mcp run with `args`.
+fn fixture(script: &str, args: &[String]) -> McpServerSpec {
+    McpServerSpec {
+        command: Some(python()),
+        args: std::iter::once(format!(
+            "{}/tests/fixtures/mcp/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .chain(args.iter().cloned())
+        .collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_2025_server_that_declares_logging_is_sent_the_entrys_log_level() {
+    let dir = scratch("client-features", "set-level");
+    let record = dir.join("record.jsonl");
+    let args = |logging: bool| {
+        let mut args = vec![
+            format!("--marker=set-level-{}", std::process::id()),
+            format!("--record={}", record.display()),
+        ];
+        if logging {
+            args.push("--logging".into());
+        }
+        args
+    };
+    let set_levels = || -> Vec<Json> {
+        std::fs::read_to_string(&record)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Json>(l).unwrap())
+            .filter(|e| e["method"] == "logging/setLevel")
+            .collect()
+    };
+    let mut spec = fixture("fault_server.py", &args(true));
+    spec.log_level = Some(qwen3_agent::config::LogLevel::Info);
+    drop(started(
+        "fault",
+        spec.clone(),
+        settings(Duration::from_secs(30)),
+    ));
+    let sent = set_levels();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["params"]["level"], "info");
+
+    std::fs::remove_file(&record).unwrap();
+    spec.args = fixture("fault_server.py", &args(false)).args;
+    drop(started("fault", spec, settings(Duration::from_secs(30))));
+    assert!(
+        set_levels().is_empty(),
+        "a server without the logging capability is not asked"
+    );
+}
+
+#[test]
+fn a_2026_server_sends_the_log_levels_each_request_opts_into() {
+    let logged = |level: Option<qwen3_agent::config::LogLevel>| {
+        let mut spec = fixture(
+            "log_server.py",
+            &[format!("--marker=log-{}", std::process::id())],
+        );
+        spec.log_level = level;
+        let (registry, notices) = started("log", spec, settings(Duration::from_secs(30)));
+        let done = call(&registry, "chatter", json!({}));
+        assert_eq!(done.text, "logged", "{done:?}");
+        // Notifications may trail the result: wait for the error message, the last one sent.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline && !seen.iter().any(|n: &String| n.contains("an error")) {
+            std::thread::sleep(Duration::from_millis(20));
+            seen.extend(notices.drain());
+        }
+        seen.retain(|n| n.contains(" message"));
+        seen
+    };
+    assert_eq!(
+        logged(None),
+        [
+            "[log] warning a warning message",
+            "[log] error an error message"
+        ],
+        "warning and above by default"
+    );
+    assert_eq!(
+        logged(Some(qwen3_agent::config::LogLevel::Info)),
+        [
+            "[log] info an info message",
+            "[log] warning a warning message",
+            "[log] error an error message"
+        ]
+    );
+}
+
+#[test]
+fn server_entry_client_settings_are_checked_at_their_line() {
+    let dir = scratch("client-features", "bad-entry");
+    let agent = |entry: &str| {
+        let path = write(
+            &dir,
+            "agent.yaml",
+            &format!(
+                "name: features\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\nmcpServers:\n  s:\n    \
+                 command: x\n{entry}"
+            ),
+        );
+        format!("{:#}", qwen3_agent::config::load_agent(&path).unwrap_err())
+    };
+    let level = agent("    log_level: loud\n");
+    assert!(
+        level.contains("agent.yaml:8:16:") && level.contains("warning"),
+        "{level}"
+    );
+    let tokens = agent("    sampling_max_tokens: 0\n");
+    assert!(
+        tokens.contains("agent.yaml:8:5: mcpServers.s.sampling_max_tokens must be at least 1"),
+        "{tokens}"
+    );
+}

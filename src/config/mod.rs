@@ -183,8 +183,26 @@ pub struct McpServerSpec {
     /// (default 1024; validated like `max_new_tokens`).
     #[serde(default)]
     pub sampling_max_tokens: Option<usize>,
+    /// The lowest level of the server's log messages it should send and we show as notices (unset:
+    /// the server's own choice is asked for nothing, and warning and above are shown).
+    #[serde(default)]
+    pub log_level: Option<LogLevel>,
     #[serde(default)]
     pub disabled: bool,
+}
+
+/// An MCP log level (RFC 5424's, lowest first), for `log_level:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Notice,
+    Warning,
+    Error,
+    Critical,
+    Alert,
+    Emergency,
 }
 
 /// `inherit_env` of an MCP server: `false` (the default: only the MCP SDKs' short list), `true` (our

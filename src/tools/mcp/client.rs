@@ -9,15 +9,16 @@
 #![expect(deprecated, reason = "roots and logging are what 2025-era servers use")]
 
 use super::elicitation;
+use super::logging;
 use super::sampling::Sampler;
 use super::stderr::Limiter;
-use crate::config::ElicitationSpec;
+use crate::config::{ElicitationSpec, LogLevel};
 use crate::tools::Notices;
 use anyhow::{Context, Result};
 use rmcp::model::{
     ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
     ElicitRequestParams, ElicitResult, ElicitationCapability, ErrorData, FormElicitationCapability,
-    Implementation, InputRequest, InputRequests, InputResponses, ListRootsResult, LoggingLevel,
+    Implementation, InputRequest, InputRequests, InputResponses, ListRootsResult,
     LoggingMessageNotificationParam, ProgressNotificationParam, Root, RootsCapabilities,
     SamplingCapability,
 };
@@ -48,6 +49,8 @@ pub(super) struct Client {
     elicitation: Arc<ElicitationSpec>,
     /// Where sampling requests go; `None`: sampling is not declared and requests are refused.
     sampler: Option<Arc<Sampler>>,
+    /// The entry's `log_level`: the lowest level shown as a notice (see `logging`).
+    log_level: Option<LogLevel>,
 }
 
 impl Client {
@@ -58,6 +61,7 @@ impl Client {
         notices: Notices,
         elicitation: Arc<ElicitationSpec>,
         sampler: Option<Arc<Sampler>>,
+        log_level: Option<LogLevel>,
     ) -> Self {
         Client {
             server: server.to_string(),
@@ -67,6 +71,7 @@ impl Client {
             limiter: Arc::new(Mutex::new(Limiter::new(Instant::now(), "notifications"))),
             elicitation,
             sampler,
+            log_level,
         }
     }
 
@@ -224,8 +229,7 @@ impl ClientHandler for Client {
         params: LoggingMessageNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
-        use LoggingLevel::{Alert, Critical, Emergency, Error, Warning};
-        if matches!(params.level, Warning | Error | Critical | Alert | Emergency) {
+        if logging::shown(params.level, self.log_level) {
             let level = serde_json::to_value(params.level).unwrap_or_default();
             let data = match &params.data {
                 serde_json::Value::String(text) => text.clone(),
@@ -294,6 +298,7 @@ mod tests {
             Default::default(),
             notices.clone(),
             Default::default(),
+            None,
             None,
         );
         client.notice(&format!("evil\x1b[2J\nline {}", "x".repeat(2000)));

@@ -13,6 +13,7 @@
 //!   notifications as notices;
 //! - `elicitation` — a request for input answered without asking anyone, as the agent file says;
 //! - `sampling` — a request for a completion checked, capped and queued for the agent's model;
+//! - `logging` — a server's `log_level`, by protocol version: `logging/setLevel` or per-request `_meta`;
 //! - `connection` — one rmcp connection (stdio or Streamable HTTP) with lifecycle probing (modern and
 //!   legacy servers) and the tool-list-change watch;
 //! - `policy` — what a failed call does: a JSON-RPC error reply is the model's tool error, a closed
@@ -30,6 +31,7 @@ mod client;
 mod connection;
 mod elicitation;
 mod environment;
+mod logging;
 mod policy;
 mod process;
 mod prompts;

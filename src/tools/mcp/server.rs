@@ -3,7 +3,7 @@
 //! wait and then use the new connection.
 
 use super::client::{Client, Roots};
-use super::connection::{Connection, Endpoint, call_tool, send};
+use super::connection::{Connection, Endpoint, Sending, call_tool, send};
 use super::policy::CallError;
 use super::policy::{self, Health, Verdict};
 use super::result;
@@ -145,7 +145,12 @@ impl McpServer {
             self.endpoint.settings.call_timeout,
         );
         let reply = self.exchange(tool, |peer, client| async move {
-            call_tool(&peer, &client, tool, arguments, timeout, cancel).await
+            let sending = Sending {
+                timeout,
+                cancel,
+                log_level: self.endpoint.spec.log_level,
+            };
+            call_tool(&peer, &client, tool, arguments, &sending).await
         });
         match reply {
             Ok(reply) => match serde_json::to_value(&reply) {
@@ -162,7 +167,12 @@ impl McpServer {
         let settings = &self.endpoint.settings;
         let timeout = policy::call_timeout(&self.endpoint.spec, label, settings.call_timeout);
         match self.exchange(label, |peer, _| async move {
-            send(&peer, request, timeout, &Cancel::default()).await
+            let sending = Sending {
+                timeout,
+                cancel: &Cancel::default(),
+                log_level: self.endpoint.spec.log_level,
+            };
+            send(&peer, request, &sending).await
         })? {
             ServerResult::InputRequiredResult(_) => Err(ToolOutput::error(format!(
                 "Error: the MCP server {} answered {label} with a request for input (the 2026-07-28 \
