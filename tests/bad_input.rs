@@ -163,7 +163,7 @@ fn task_overrides_and_inline_agents_are_checked_where_they_are_written() {
         ),
         (
             "agent: agent.yaml\nprompt: hi\nmessages: [{role: user, content: hi}]\n",
-            "3:1: give either prompt or messages, not both",
+            "3:1: give one of prompt, messages or prompt_from, not several",
         ),
         (
             "agent: agent.yaml\nmessages: []\n",
@@ -171,7 +171,7 @@ fn task_overrides_and_inline_agents_are_checked_where_they_are_written() {
         ),
         (
             "agent: agent.yaml\n",
-            "1:1: the task needs a prompt (or messages)",
+            "1:1: the task needs a prompt (or messages, or prompt_from: {server, name, arguments})",
         ),
         (
             &format!(

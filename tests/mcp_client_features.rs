@@ -5,12 +5,13 @@
 mod common;
 
 use common::{
-    KillOnDrop, TOKENIZER, call, everything_server, free_port, python, scratch, settings,
-    tool_names, wait_for_port, write,
+    KillOnDrop, TOKENIZER, call, everything_server, free_port, python, read_jsonl, run_cli,
+    run_json, scratch, settings, tool_names, wait_for_port, write,
 };
 use qwen3_agent::config::{ElicitationChoice, ElicitationSpec, McpServerSpec};
 use qwen3_agent::tools::mcp::McpSettings;
 use qwen3_agent::tools::mcp::start_servers;
+use qwen3_agent::tools::sampling::{SampleQueue, Sampled};
 use qwen3_agent::tools::{Notices, ToolRegistry};
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
@@ -437,5 +438,502 @@ fn resources_are_listed_and_read_and_resource_links_can_be_followed() {
     assert!(
         no_uri.is_error && no_uri.text.contains("needs a uri"),
         "{no_uri:?}"
+    );
+}
+
+/// The Python SDK server that records the calls it starts and the cancellations it receives in
+/// `record`.
+fn cancel_server(record: &Path) -> McpServerSpec {
+    McpServerSpec {
+        command: Some(python()),
+        args: vec![
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/mcp/cancel_server.py"
+            )
+            .into(),
+            format!("--record={}", record.display()),
+        ],
+        ..Default::default()
+    }
+}
+
+/// The lines of `record` once one starts with `prefix` (polled for up to 10 s).
+fn recorded(record: &Path, prefix: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines: Vec<String> = std::fs::read_to_string(record)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if lines.iter().any(|l| l.starts_with(prefix)) || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The request id of the one call `record` saw start.
+fn started_id(lines: &[String]) -> String {
+    let started: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("started "))
+        .collect();
+    assert_eq!(started.len(), 1, "{lines:?}");
+    started[0].to_string()
+}
+
+#[test]
+fn a_call_that_times_out_is_cancelled_on_the_server() {
+    let dir = scratch("client-features", "cancel-timeout");
+    let record = dir.join("record.txt");
+    let mut spec = cancel_server(&record);
+    spec.tool_timeouts.insert("slow".into(), 1.0);
+    let (registry, _) = started("slow", spec, settings(Duration::from_secs(30)));
+    let output = call(&registry, "slow", json!({"seconds": 60}));
+    assert!(output.is_error, "{output:?}");
+    assert!(
+        output
+            .text
+            .contains("did not answer within 1 s; the call was cancelled"),
+        "{output:?}"
+    );
+    let lines = recorded(&record, "cancelled ");
+    let id = started_id(&lines);
+    assert!(
+        lines.contains(&format!("cancelled {id}: request timeout")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn an_interrupted_call_is_cancelled_on_the_server_and_its_result_says_so() {
+    let dir = scratch("client-features", "cancel-interrupt");
+    let record = dir.join("record.txt");
+    let (registry, _) = started(
+        "slow",
+        cancel_server(&record),
+        settings(Duration::from_secs(30)),
+    );
+    let cancel = qwen3_agent::tools::Cancel::default();
+    let watched = cancel.clone();
+    let calls = vec![(
+        "slow".to_string(),
+        json!({"seconds": 60}).as_object().unwrap().clone(),
+    )];
+    let running = std::thread::spawn(move || registry.dispatch_cancellable(&calls, &watched));
+    let lines = recorded(&record, "started ");
+    let id = started_id(&lines);
+    cancel.cancel();
+    let record_of_call = running.join().unwrap().remove(0);
+    assert_eq!(
+        record_of_call.output.text,
+        "Error: slow on MCP server slow was interrupted by the user before it answered; the server \
+         was told to stop (notifications/cancelled)."
+    );
+    let lines = recorded(&record, "cancelled ");
+    assert!(
+        lines.contains(&format!("cancelled {id}: interrupted by the user")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn prompts_are_listed_and_run_in_chat() {
+    let marker = format!("everything-chat-prompts-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let dir = scratch("client-features", "chat-prompts");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let agent = agent_with(&dir, &spec, "");
+    let input =
+        "/prompts\n/prompt args-prompt\n/prompt everything/args-prompt city=\"New York\"\n/exit\n";
+    let (stdout, stderr, ok) = run_cli(&["chat", agent.to_str().unwrap()], input);
+    assert!(ok, "{stderr}");
+    for line in [
+        "everything/args-prompt — Arguments Prompt: A prompt with two arguments, one required and one optional",
+        "    city (required): Name of the city",
+        "    state",
+        "everything/simple-prompt — Simple Prompt: A prompt with no arguments",
+    ] {
+        assert!(
+            stdout.contains(&format!("{line}\n")),
+            "{line:?} not in {stdout}"
+        );
+    }
+    assert!(
+        stderr.contains(
+            "error: the prompt \"args-prompt\" of the MCP server everything needs the argument city; \
+             it takes city (Name of the city, required), state"
+        ),
+        "{stderr}"
+    );
+    let asked = stdout
+        .find("[user] What's weather in New York?\n")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        stdout[asked..].contains("done"),
+        "the model answered the prompt: {stdout}"
+    );
+}
+
+#[test]
+fn a_task_starts_from_a_prompt_with_its_embedded_resource() {
+    let marker = format!("everything-task-prompt-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let dir = scratch("client-features", "task-prompt");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    agent_with(&dir, &spec, "");
+    write(
+        &dir,
+        "task.yaml",
+        "agent: agent.yaml\nprompt_from:\n  server: everything\n  name: resource-prompt\n  \
+         arguments: {resourceType: Text, resourceId: 2}\n",
+    );
+    let transcript = dir.join("t.jsonl");
+    let result = run_json(&dir, "task.yaml", &transcript);
+    assert_eq!(result["rounds"], 1, "{result}");
+    let messages = result["messages"].as_array().unwrap();
+    assert_eq!(
+        messages[0]["content"],
+        "This prompt includes the Text resource with id: 2. Please analyze the following resource:"
+    );
+    let resource = messages[1]["content"].as_str().unwrap();
+    assert!(
+        resource.starts_with("Resource 2: This is a plaintext resource"),
+        "{resource}"
+    );
+    let call = read_jsonl(&transcript)
+        .into_iter()
+        .find(|l| l["event"] == "model_call")
+        .unwrap();
+    assert!(
+        call["prompt"]
+            .as_str()
+            .unwrap()
+            .contains("Resource 2: This is a plaintext resource"),
+        "{call}"
+    );
+
+    write(
+        &dir,
+        "missing.yaml",
+        "agent: agent.yaml\nprompt_from: {server: everything, name: args-prompt}\n",
+    );
+    let (_, stderr, ok) = run_cli(&["run", dir.join("missing.yaml").to_str().unwrap()], "");
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "missing.yaml:2:1: prompt_from: the prompt \"args-prompt\" of the MCP server \
+                         everything needs the argument city"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn prompt_from_is_checked_at_load_with_its_line() {
+    let dir = scratch("client-features", "bad-prompt-from");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let spec = McpServerSpec {
+        command: Some("unused".into()),
+        ..Default::default()
+    };
+    agent_with(&dir, &spec, "");
+    let error = |task: &str| {
+        let path = write(&dir, "task.yaml", task);
+        format!("{:#}", qwen3_agent::config::load_task(&path).unwrap_err())
+    };
+    let unknown = error("agent: agent.yaml\nprompt_from:\n  server: other\n  name: p\n");
+    assert!(
+        unknown.contains(
+            "task.yaml:3:3: prompt_from.server names \"other\", which is not an enabled \
+                          MCP server of the agent; the agent's servers: everything"
+        ),
+        "{unknown}"
+    );
+    let both = error("agent: agent.yaml\nprompt: hi\nprompt_from: {server: everything, name: p}\n");
+    assert!(
+        both.contains("task.yaml:3:1: give one of prompt, messages or prompt_from, not several"),
+        "{both}"
+    );
+    let nested = error(
+        "agent: agent.yaml\nprompt_from:\n  server: everything\n  name: p\n  arguments:\n    city: [a, b]\n",
+    );
+    assert!(
+        nested.contains("task.yaml:6:5: prompt_from.arguments.city must be a string"),
+        "{nested}"
+    );
+    let typo = error("agent: agent.yaml\nprompt_from: {server: everything, nam: p}\n");
+    assert!(typo.contains("task.yaml:2:"), "{typo}");
+}
+
+/// What a sampling request asked: (max_tokens, system, stop, messages as JSON).
+type Asked = (usize, Option<String>, Vec<String>, Json);
+
+/// Answers the first request on `queue` with `text` (waiting up to 30 s for it) and returns it.
+fn answer_one(queue: SampleQueue, text: &str) -> std::thread::JoinHandle<Option<Asked>> {
+    let text = text.to_string();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(request) = queue.take() {
+                let ask = &request.ask;
+                let asked = (
+                    ask.max_tokens,
+                    ask.system.clone(),
+                    ask.stop.clone(),
+                    serde_json::to_value(&ask.messages).unwrap(),
+                );
+                request.answer(Ok(Sampled { text, cut: false }));
+                return Some(asked);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    })
+}
+
+#[test]
+fn a_python_sdk_server_samples_the_model_within_a_call_capped() {
+    let spec = McpServerSpec {
+        command: Some(python()),
+        args: vec![
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/mcp/input_server.py"
+            )
+            .into(),
+            format!("--marker=sampling-{}", std::process::id()),
+        ],
+        ..Default::default()
+    };
+    let queue = SampleQueue::default();
+    let mut settings = settings(Duration::from_secs(30));
+    settings.sampling = Some(queue.clone());
+    let (registry, notices) = started("input", spec, settings);
+    let model = answer_one(queue, "Blue");
+    let said = call(&registry, "colour", json!({}));
+    assert_eq!(
+        said.text, "The model said: Blue (model qwen3-agent, endTurn)",
+        "{said:?}"
+    );
+    let (max_tokens, system, stop, messages) = model.join().unwrap().expect("no request came");
+    assert_eq!(max_tokens, 1024, "5000 asked, capped by the default");
+    assert_eq!(system.as_deref(), Some("One word."));
+    assert_eq!(stop, ["END"]);
+    assert_eq!(
+        messages,
+        json!([{"role": "user", "content": "Name a colour."}])
+    );
+    let seen = notices.drain();
+    assert!(
+        seen.iter().any(|n| n
+            == "[input] asked the agent's model for a completion (1 messages, up to 1024 tokens)"),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn sampling_is_declared_only_where_the_model_answers_and_the_entry_allows() {
+    let marker = format!("everything-no-sampling-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let offered = |spec: McpServerSpec, queue: Option<SampleQueue>| {
+        let mut settings = settings(Duration::from_secs(30));
+        settings.sampling = queue;
+        let (registry, _) = started("everything", spec, settings);
+        tool_names(&registry).contains(&"trigger-sampling-request".to_string())
+    };
+    assert!(offered(spec.clone(), Some(SampleQueue::default())));
+    assert!(!offered(spec.clone(), None), "no model: not declared");
+    let refused = McpServerSpec {
+        sampling: Some(false),
+        ..spec
+    };
+    assert!(!offered(refused, Some(SampleQueue::default())));
+}
+
+#[test]
+fn server_everything_samples_the_agents_model_during_a_run_and_the_transcript_logs_it() {
+    let marker = format!("everything-sampling-run-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let dir = scratch("client-features", "sampling-run");
+    let call = r#"<tool_call>\n{\"name\": \"trigger-sampling-request\", \"arguments\": {\"prompt\": \"Say hi\", \"maxTokens\": 5000}}\n</tool_call>"#;
+    let args: Vec<Json> = spec.args.iter().map(|a| json!(a)).collect();
+    write(
+        &dir,
+        "agent.yaml",
+        &format!(
+            "name: sampler\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\n  script: [\"{call}\", \
+             \"Hi from the model\", \"done\"]\ngenerate: {{thinking: false}}\nmcpServers:\n  everything:\n    \
+             command: node\n    args: {}\n    sampling_max_tokens: 64\n",
+            Json::Array(args)
+        ),
+    );
+    write(&dir, "task.yaml", "agent: agent.yaml\nprompt: Ask.\n");
+    let transcript = dir.join("t.jsonl");
+    let result = run_json(&dir, "task.yaml", &transcript);
+    assert_eq!(result["content"], "done", "{result}");
+    let lines = read_jsonl(&transcript);
+    let tool = lines.iter().find(|l| l["event"] == "tool_call").unwrap();
+    let text = tool["result"].as_str().unwrap();
+    assert!(
+        tool["is_error"] == false
+            && text.contains("\"text\": \"Hi from the model\"")
+            && text.contains("\"model\": \"qwen3-agent\""),
+        "{tool}"
+    );
+    let sampling = lines
+        .iter()
+        .find(|l| l["event"] == "sampling")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!(sampling["server"], "everything");
+    assert_eq!(
+        sampling["max_tokens"], 64,
+        "5000 asked, capped by the entry"
+    );
+    assert_eq!(sampling["system"], "You are a helpful test server.");
+    assert_eq!(
+        sampling["messages"],
+        json!([{"role": "user", "content": "Resource trigger-sampling-request context: Say hi"}])
+    );
+    assert_eq!(sampling["content"], "Hi from the model");
+    let temperature = sampling["temperature"].as_f64().unwrap();
+    assert!((temperature - 0.7).abs() < 1e-6, "{sampling}");
+    assert!(
+        sampling["prompt"]
+            .as_str()
+            .unwrap()
+            .starts_with("<|im_start|>system\nYou are a helpful test server.<|im_end|>"),
+        "{sampling}"
+    );
+}
+
+/// A fixture server of tests/fixtures/mcp run with `args`.
+fn fixture(script: &str, args: &[String]) -> McpServerSpec {
+    McpServerSpec {
+        command: Some(python()),
+        args: std::iter::once(format!(
+            "{}/tests/fixtures/mcp/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .chain(args.iter().cloned())
+        .collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_2025_server_that_declares_logging_is_sent_the_entrys_log_level() {
+    let dir = scratch("client-features", "set-level");
+    let record = dir.join("record.jsonl");
+    let args = |logging: bool| {
+        let mut args = vec![
+            format!("--marker=set-level-{}", std::process::id()),
+            format!("--record={}", record.display()),
+        ];
+        if logging {
+            args.push("--logging".into());
+        }
+        args
+    };
+    let set_levels = || -> Vec<Json> {
+        std::fs::read_to_string(&record)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Json>(l).unwrap())
+            .filter(|e| e["method"] == "logging/setLevel")
+            .collect()
+    };
+    let mut spec = fixture("fault_server.py", &args(true));
+    spec.log_level = Some(qwen3_agent::config::LogLevel::Info);
+    drop(started(
+        "fault",
+        spec.clone(),
+        settings(Duration::from_secs(30)),
+    ));
+    let sent = set_levels();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["params"]["level"], "info");
+
+    std::fs::remove_file(&record).unwrap();
+    spec.args = fixture("fault_server.py", &args(false)).args;
+    drop(started("fault", spec, settings(Duration::from_secs(30))));
+    assert!(
+        set_levels().is_empty(),
+        "a server without the logging capability is not asked"
+    );
+}
+
+#[test]
+fn a_2026_server_sends_the_log_levels_each_request_opts_into() {
+    let logged = |level: Option<qwen3_agent::config::LogLevel>| {
+        let mut spec = fixture(
+            "log_server.py",
+            &[format!("--marker=log-{}", std::process::id())],
+        );
+        spec.log_level = level;
+        let (registry, notices) = started("log", spec, settings(Duration::from_secs(30)));
+        let done = call(&registry, "chatter", json!({}));
+        assert_eq!(done.text, "logged", "{done:?}");
+        // Notifications may trail the result: wait for the error message, the last one sent.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline && !seen.iter().any(|n: &String| n.contains("an error")) {
+            std::thread::sleep(Duration::from_millis(20));
+            seen.extend(notices.drain());
+        }
+        seen.retain(|n| n.contains(" message"));
+        seen
+    };
+    assert_eq!(
+        logged(None),
+        [
+            "[log] warning a warning message",
+            "[log] error an error message"
+        ],
+        "warning and above by default"
+    );
+    assert_eq!(
+        logged(Some(qwen3_agent::config::LogLevel::Info)),
+        [
+            "[log] info an info message",
+            "[log] warning a warning message",
+            "[log] error an error message"
+        ]
+    );
+}
+
+#[test]
+fn server_entry_client_settings_are_checked_at_their_line() {
+    let dir = scratch("client-features", "bad-entry");
+    let agent = |entry: &str| {
+        let path = write(
+            &dir,
+            "agent.yaml",
+            &format!(
+                "name: features\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\nmcpServers:\n  s:\n    \
+                 command: x\n{entry}"
+            ),
+        );
+        format!("{:#}", qwen3_agent::config::load_agent(&path).unwrap_err())
+    };
+    let level = agent("    log_level: loud\n");
+    assert!(
+        level.contains("agent.yaml:8:16:") && level.contains("warning"),
+        "{level}"
+    );
+    let tokens = agent("    sampling_max_tokens: 0\n");
+    assert!(
+        tokens.contains("agent.yaml:8:5: mcpServers.s.sampling_max_tokens must be at least 1"),
+        "{tokens}"
     );
 }

@@ -203,14 +203,23 @@ fn in_chat_the_first_ctrl_c_stops_the_turn_and_ctrl_c_at_the_prompt_quits() {
         "the call never started"
     );
     send(&child, libc::SIGINT);
-    // The notice, the end of the turn, the next prompt.
-    let abandoned = "note: interrupted: the tool calls still running were abandoned\n\n\n> ";
+    // The call's result, the notice, the end of the turn, the next prompt: the server was sent
+    // notifications/cancelled (it ignores it, but the call ends with it).
+    let cancelled = "note: interrupted: the tool calls were cancelled\n\n\n> ";
     assert!(
         wait_until(Duration::from_secs(10), || stdout
             .lock()
             .unwrap()
-            .ends_with(abandoned)),
+            .ends_with(cancelled)),
         "the turn did not stop: {:?}",
+        stdout.lock().unwrap()
+    );
+    assert!(
+        stdout
+            .lock()
+            .unwrap()
+            .contains("interrupted by the user before it answered; the server was told to stop"),
+        "{:?}",
         stdout.lock().unwrap()
     );
     assert!(child.try_wait().unwrap().is_none(), "chat went on");

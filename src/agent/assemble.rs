@@ -16,6 +16,7 @@ use crate::tools::mcp::{self, McpSettings, McpToolSource};
 use crate::tools::python::CodeInterpreter;
 use crate::tools::python::runtime::Runtime;
 use crate::tools::python::sandbox::SessionOptions;
+use crate::tools::sampling::SampleQueue;
 use crate::tools::{Notices, ToolRegistry};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -96,14 +97,18 @@ pub fn build_agent(definition: &ResolvedAgent, options: &AssembleOptions) -> Res
         );
     }
     let backend = build_backend(definition, options)?;
-    let tools = build_tools(definition, options)?;
-    Ok(Agent::new(
+    let (tools, servers) = tools_and_servers(definition, options, true)?;
+    let agent = Agent::new(
         backend,
         tools,
         a.generate.clone(),
         a.system.clone(),
         a.max_rounds,
-    ))
+    );
+    Ok(match servers {
+        Some(servers) => agent.with_mcp_servers(servers),
+        None => agent,
+    })
 }
 
 /// The backend a definition's `model` describes; a local model is loaded here (progress reported as
@@ -216,6 +221,17 @@ fn seconds(value: f64, definition: &ResolvedAgent, field: &str) -> Result<Durati
 /// The tools of a definition (the code interpreter, the MCP servers started), as the prompt will show
 /// them; `qwen3-agent tools` lists or calls them without a model.
 pub fn build_tools(definition: &ResolvedAgent, options: &AssembleOptions) -> Result<ToolRegistry> {
+    Ok(tools_and_servers(definition, options, false)?.0)
+}
+
+/// The tools of a definition and, when it has any, its started MCP servers (for their prompts).
+/// `with_model`: the agent's model answers the servers' sampling requests (the registry's
+/// `samples()`), so sampling is declared to them.
+fn tools_and_servers(
+    definition: &ResolvedAgent,
+    options: &AssembleOptions,
+    with_model: bool,
+) -> Result<(ToolRegistry, Option<Arc<McpToolSource>>)> {
     let a = &definition.agent;
     let timeout = seconds(a.timeout, definition, "timeout")?;
     let code_timeout = match &a.tools.code_interpreter {
@@ -230,14 +246,16 @@ pub fn build_tools(definition: &ResolvedAgent, options: &AssembleOptions) -> Res
         let interpreter = CodeInterpreter::new(runtime, session).with_notices(registry.notices());
         registry.register(Arc::new(interpreter))?;
     }
-    add_mcp_servers(
+    let samples = with_model.then(|| registry.samples());
+    let servers = add_mcp_servers(
         &mut registry,
         &config::mcp_servers(definition)?,
         timeout,
         Some(a),
         options,
+        samples,
     )?;
-    Ok(registry)
+    Ok((registry, servers))
 }
 
 /// The tools of MCP servers alone (an MCP config file's), each call bounded by `call_timeout`.
@@ -247,7 +265,7 @@ pub fn build_mcp_tools(
     options: &AssembleOptions,
 ) -> Result<ToolRegistry> {
     let mut registry = ToolRegistry::new(call_timeout.saturating_add(CANCEL_GRACE));
-    add_mcp_servers(&mut registry, servers, call_timeout, None, options)?;
+    add_mcp_servers(&mut registry, servers, call_timeout, None, options, None)?;
     Ok(registry)
 }
 
@@ -267,37 +285,42 @@ pub fn start_mcp_servers(
         Some(a),
         options,
         &notices,
+        None,
     )?;
     report(&notices, options);
     Ok(source)
 }
 
 /// Starts the enabled servers and registers their tools; a server that fails (and is not `required`)
-/// is reported as a notice and left out.
+/// is reported as a notice and left out. Returns the servers started (`None` when none are enabled).
 fn add_mcp_servers(
     registry: &mut ToolRegistry,
     servers: &BTreeMap<String, McpServerSpec>,
     call_timeout: Duration,
     agent: Option<&AgentFile>,
     options: &AssembleOptions,
-) -> Result<()> {
+    samples: Option<SampleQueue>,
+) -> Result<Option<Arc<McpToolSource>>> {
     let notices = registry.notices();
-    if let Some(source) = start_servers(servers, call_timeout, agent, options, &notices)? {
-        registry.add_source(source)?;
+    let source = start_servers(servers, call_timeout, agent, options, &notices, samples)?;
+    if let Some(source) = &source {
+        registry.add_source(source.clone())?;
     }
     report(&notices, options);
-    Ok(())
+    Ok(source)
 }
 
 /// Starts the enabled servers (`None` when there are none); those that fail and are not `required` are
 /// reported and left out. Servers are given the working directory and the agent's `roots:` as roots,
-/// their requests for input are answered as its `elicitation:` says, and they report to `notices`.
+/// their requests for input are answered as its `elicitation:` says, their sampling requests go to
+/// `samples` (not declared without it), and they report to `notices`.
 fn start_servers(
     servers: &BTreeMap<String, McpServerSpec>,
     call_timeout: Duration,
     agent: Option<&AgentFile>,
     options: &AssembleOptions,
     notices: &Notices,
+    samples: Option<SampleQueue>,
 ) -> Result<Option<Arc<McpToolSource>>> {
     let names: Vec<String> = servers
         .iter()
@@ -323,6 +346,7 @@ fn start_servers(
             .cloned()
             .collect(),
         elicitation: agent.map(|a| a.elicitation.clone()).unwrap_or_default(),
+        sampling: samples,
     };
     let started = mcp::start_servers(servers, &settings)?;
     for failure in &started.failures {

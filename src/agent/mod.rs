@@ -11,7 +11,9 @@ use crate::backend::{Backend, BackendRequest, BackendResponse, CallParsing};
 use crate::chat::{FinishReason, Message, ParseEvent, ToolCall};
 use crate::config::GenerateSpec;
 use crate::engine::SamplingParams;
-use crate::tools::{CallRecord, ToolOutput, ToolRegistry};
+use crate::tools::mcp::McpToolSource;
+use crate::tools::sampling::{SampleAsk, Sampled};
+use crate::tools::{CallRecord, Cancel, ToolOutput, ToolRegistry};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use std::sync::Arc;
@@ -32,6 +34,12 @@ pub enum AgentEvent<'a> {
     },
     /// Something the user should know (a cut context, a stopped run, a tool's own notice).
     Notice(&'a str),
+    /// A tool's request for a completion (an MCP server's sampling) answered by the model while its
+    /// call ran: what was asked, and the model's response or why there is none.
+    Sampling {
+        ask: &'a SampleAsk,
+        outcome: Result<&'a BackendResponse, &'a str>,
+    },
 }
 
 /// Token counts over the whole run.
@@ -92,6 +100,8 @@ pub struct Agent {
     system: Option<String>,
     max_rounds: usize,
     interrupt: Arc<AtomicBool>,
+    /// The MCP servers among the tools, for what they offer besides tools (prompts).
+    mcp: Option<Arc<McpToolSource>>,
 }
 
 /// Tokens per answer when the agent file does not say.
@@ -99,6 +109,10 @@ pub const DEFAULT_MAX_NEW_TOKENS: usize = 2048;
 
 /// How often the loop looks at the tools' notices and the interrupt flag while calls run.
 const DISPATCH_POLL: Duration = Duration::from_millis(100);
+
+/// How long interrupted calls get to stop and say so (an MCP call: to send `notifications/cancelled`)
+/// before they are abandoned.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 /// The conversation and counters of a run in progress (kept when it fails).
 struct Progress {
@@ -122,12 +136,41 @@ impl Agent {
             system,
             max_rounds,
             interrupt: Arc::new(AtomicBool::new(false)),
+            mcp: None,
+        }
+    }
+
+    /// Names the MCP servers whose tools are among the agent's, so their prompts can be used.
+    pub fn with_mcp_servers(mut self, servers: Arc<McpToolSource>) -> Self {
+        self.mcp = Some(servers);
+        self
+    }
+
+    /// The MCP servers' prompts (see `McpToolSource::prompts`); none without servers.
+    pub fn prompts(&self) -> Vec<Json> {
+        self.mcp
+            .as_ref()
+            .map(|servers| servers.prompts())
+            .unwrap_or_default()
+    }
+
+    /// The messages of an MCP server's prompt, to start a conversation from (see
+    /// `McpToolSource::prompt_messages`).
+    pub fn prompt_messages(
+        &self,
+        server: Option<&str>,
+        name: &str,
+        arguments: &Map<String, Json>,
+    ) -> anyhow::Result<Vec<Message>> {
+        match &self.mcp {
+            Some(servers) => servers.prompt_messages(server, name, arguments),
+            None => anyhow::bail!("the agent has no MCP servers, so it has no prompts"),
         }
     }
 
     /// A flag that stops the run at its next safe point when set (from a Ctrl-C or signal handler, or a
-    /// server cancelling a request): generation stops, calls still running are abandoned (their results
-    /// read "interrupted"), and the run returns `StopReason::Interrupted`. Set while no run is going, it
+    /// server cancelling a request): generation stops, calls still running are cancelled (MCP servers
+    /// are told) or, after a grace, abandoned (their results read "interrupted"), and the run returns `StopReason::Interrupted`. Set while no run is going, it
     /// stops the next run before its first model call. The run that honours it clears it.
     pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
         self.interrupt.clone()
@@ -267,10 +310,8 @@ impl Agent {
                     name: Some(record.name.clone()),
                 });
             }
-            if interrupted {
-                on_event(AgentEvent::Notice(
-                    "interrupted: the tool calls still running were abandoned",
-                ));
+            if let Some(notice) = interrupted {
+                on_event(AgentEvent::Notice(notice));
                 return Ok(StopReason::Interrupted);
             }
             for error in &output.errors {
@@ -291,29 +332,43 @@ impl Agent {
     }
 
     /// Runs the calls on a thread of their own while this one reports the tools' notices as they come
-    /// and watches the interrupt flag. When it is set the calls are abandoned (each gets an
-    /// "interrupted" error result, so the history stays well formed) and the second value is true.
+    /// and watches the interrupt flag. When it is set the calls are cancelled (MCP servers are told
+    /// with `notifications/cancelled`) and get `CANCEL_GRACE` to say so; calls that still run then are
+    /// abandoned (each gets an "interrupted" error result, so the history stays well formed). The
+    /// second value, when the run was interrupted, is the notice that says how the calls ended.
     fn dispatch(
-        &self,
+        &mut self,
         requests: Vec<(String, Map<String, Json>)>,
         on_event: &mut dyn FnMut(AgentEvent),
-    ) -> anyhow::Result<(Vec<CallRecord>, bool)> {
+    ) -> anyhow::Result<(Vec<CallRecord>, Option<&'static str>)> {
         let start = Instant::now();
         let (sender, receiver) = mpsc::channel();
         let tools = self.tools.clone();
+        let cancel = Cancel::default();
         let names: Vec<String> = requests.iter().map(|(name, _)| name.clone()).collect();
         let arguments: Vec<Map<String, Json>> = requests.iter().map(|(_, a)| a.clone()).collect();
+        let watched = cancel.clone();
         std::thread::Builder::new()
             .name("tool-dispatch".into())
             .spawn(move || {
-                let _ = sender.send(tools.dispatch(&requests));
+                let _ = sender.send(tools.dispatch_cancellable(&requests, &watched));
             })?;
         loop {
             let received = receiver.recv_timeout(DISPATCH_POLL);
             self.report_notices(on_event);
+            self.answer_samples(on_event);
             match received {
-                Ok(records) => return Ok((records, false)),
+                Ok(records) => return Ok((records, None)),
                 Err(RecvTimeoutError::Timeout) if self.interrupt.swap(false, Ordering::Relaxed) => {
+                    cancel.cancel();
+                    while let Some(request) = self.tools.samples().take() {
+                        request.answer(Err("the user interrupted the run".into()));
+                    }
+                    let told = receiver.recv_timeout(CANCEL_GRACE);
+                    self.report_notices(on_event);
+                    if let Ok(records) = told {
+                        return Ok((records, Some("interrupted: the tool calls were cancelled")));
+                    }
                     let duration_ms = start.elapsed().as_secs_f64() * 1e3;
                     let records = names
                         .into_iter()
@@ -327,13 +382,63 @@ impl Agent {
                             duration_ms,
                         })
                         .collect();
-                    return Ok((records, true));
+                    let notice = "interrupted: the tool calls still running were abandoned";
+                    return Ok((records, Some(notice)));
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     anyhow::bail!("the tool dispatch thread ended without results")
                 }
             }
+        }
+    }
+
+    /// Answers the tools' requests for a completion (MCP sampling) with the agent's own backend: the
+    /// request's system prompt and messages, no tools, thinking off (a server wants the answer within
+    /// its token budget), the agent's non-thinking sampling with the request's temperature, its stop
+    /// texts, and the interrupt flag watched. Each is reported as an `AgentEvent::Sampling`.
+    fn answer_samples(&mut self, on_event: &mut dyn FnMut(AgentEvent)) {
+        while let Some(request) = self.tools.samples().take() {
+            let ask = &request.ask;
+            let mut messages: Vec<Message> =
+                ask.system.iter().cloned().map(Message::system).collect();
+            messages.extend(ask.messages.iter().cloned());
+            let mut sampling = self.sampling(false);
+            if let Some(temperature) = ask.temperature {
+                sampling.temperature = temperature;
+            }
+            let completion = BackendRequest {
+                messages: &messages,
+                tools: &[],
+                thinking: false,
+                sampling,
+                max_new_tokens: ask.max_tokens,
+                stop: &ask.stop,
+                interrupt: &self.interrupt,
+                calls: CallParsing::Text,
+                format: None,
+            };
+            let answer = match self.backend.complete(&completion, &mut |_| {}) {
+                Ok(response) => {
+                    on_event(AgentEvent::Sampling {
+                        ask,
+                        outcome: Ok(&response),
+                    });
+                    Ok(Sampled {
+                        text: response.output.content.clone(),
+                        cut: response.finish_reason == FinishReason::Length,
+                    })
+                }
+                Err(e) => {
+                    let error = format!("the agent's model failed: {e:#}");
+                    on_event(AgentEvent::Sampling {
+                        ask,
+                        outcome: Err(&error),
+                    });
+                    Err(error)
+                }
+            };
+            request.answer(answer);
         }
     }
 

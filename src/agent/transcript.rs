@@ -1,6 +1,6 @@
 //! The JSON-lines transcript of a run: what started it (the agent, secrets redacted), every model call
-//! with its exact prompt and raw output, every tool call, every notice, and one `run_end` line saying
-//! why the run stopped. Each line is flushed as it is written, so a crash or a signal loses nothing.
+//! with its exact prompt and raw output, every tool call, every completion a server asked the model
+//! for (sampling), every notice, and one `run_end` line saying why the run stopped. Each line is flushed as it is written, so a crash or a signal loses nothing.
 
 use super::AgentEvent;
 use crate::config::ResolvedAgent;
@@ -49,6 +49,25 @@ impl Transcript {
                 "duration_ms": record.duration_ms,
             })),
             AgentEvent::Notice(text) => self.write(json!({"event": "notice", "text": text})),
+            AgentEvent::Sampling { ask, outcome } => {
+                let mut line = json!({
+                    "event": "sampling", "server": ask.source, "system": ask.system,
+                    "messages": ask.messages, "max_tokens": ask.max_tokens,
+                    "temperature": ask.temperature, "stop": ask.stop,
+                });
+                match outcome {
+                    Ok(response) => {
+                        line["prompt"] = json!(response.prompt_text);
+                        line["raw_output"] = json!(response.raw_output);
+                        line["content"] = json!(response.output.content);
+                        line["finish_reason"] = json!(response.finish_reason);
+                        line["prompt_tokens"] = json!(response.prompt_tokens);
+                        line["completion_tokens"] = json!(response.completion_tokens);
+                    }
+                    Err(error) => line["error"] = json!(error),
+                }
+                self.write(line)
+            }
             AgentEvent::Stream(_) => Ok(()),
         }
     }

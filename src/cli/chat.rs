@@ -1,9 +1,11 @@
 //! `chat`: an interactive conversation with an agent. History is kept between turns, and kept when a
-//! turn fails (a server down): `/retry` answers the last message again. `/think` and `/no_think` in a
+//! turn fails (a server down): `/retry` answers the last message again. `/prompts` lists the MCP
+//! servers' prompts; `/prompt NAME key=value …` adds one's messages to the conversation and answers. `/think` and `/no_think` in a
 //! message switch thinking for that turn; Ctrl-C stops the current answer, and at the prompt (or a
 //! second time before the answer has stopped) ends the program, as SIGTERM does.
 
 use super::assembly::{EngineFlags, assemble_options, print_notice};
+use super::chat_prompts;
 use super::printer::{Printer, printable};
 use super::signals::{Mode, Signals};
 use anyhow::Result;
@@ -38,8 +40,9 @@ pub fn chat(args: ChatArgs) -> Result<()> {
     let interrupt = agent.interrupt_flag();
     signals.watch(interrupt.clone());
     eprintln!(
-        "chatting with {} — /reset clears the history, /retry answers the last message again, /exit or \
-         Ctrl-D quits, Ctrl-C stops an answer",
+        "chatting with {} — /reset clears the history, /retry answers the last message again, /prompts \
+         lists MCP prompts and /prompt NAME key=value … runs one, /exit or Ctrl-D quits, Ctrl-C stops an \
+         answer",
         definition.agent.name
     );
     let mut history: Vec<Message> = Vec::new();
@@ -64,6 +67,28 @@ pub fn chat(args: ChatArgs) -> Result<()> {
                 continue;
             }
             "/retry" => {}
+            "/prompts" => {
+                println!("{}", chat_prompts::listing(&agent.prompts()));
+                continue;
+            }
+            command if command == "/prompt" || command.starts_with("/prompt ") => {
+                let messages = chat_prompts::parse(&command["/prompt".len()..]).and_then(|call| {
+                    agent.prompt_messages(call.server.as_deref(), &call.name, &call.arguments)
+                });
+                match messages {
+                    Ok(messages) => {
+                        for message in messages.iter().map(Message::to_json) {
+                            let text = |key: &str| message[key].as_str().unwrap_or_default();
+                            println!("[{}] {}", text("role"), printable(text("content")));
+                        }
+                        history.extend(messages);
+                    }
+                    Err(e) => {
+                        eprintln!("error: {}", printable(&format!("{e:#}")));
+                        continue;
+                    }
+                }
+            }
             _ => history.push(Message::user(line)),
         }
         interrupt.store(false, Ordering::SeqCst);

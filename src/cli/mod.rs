@@ -4,6 +4,7 @@
 mod assembly;
 mod bench_speculation;
 mod chat;
+mod chat_prompts;
 mod eval;
 mod inspect;
 mod model_cmds;

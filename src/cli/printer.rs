@@ -89,13 +89,6 @@ impl Printer {
                 writeln!(out, "\n{}", self.paint("31", &printable(&format!("✗ {e}"))))
             }
             AgentEvent::ToolResult { record, .. } => {
-                let text = &record.output.text;
-                let shown: String = text.chars().take(DISPLAY_CHARS).collect();
-                let more = if text.chars().count() > DISPLAY_CHARS {
-                    " …"
-                } else {
-                    ""
-                };
                 let code = if record.output.is_error { "31" } else { "33" };
                 writeln!(
                     out,
@@ -103,9 +96,25 @@ impl Printer {
                     self.paint(
                         code,
                         &printable(&format!(
-                            "← {}: {shown}{more} ({:.0} ms)",
-                            record.name, record.duration_ms
+                            "← {}: {} ({:.0} ms)",
+                            record.name,
+                            shortened(&record.output.text),
+                            record.duration_ms
                         ))
+                    )
+                )
+            }
+            AgentEvent::Sampling { ask, outcome } => {
+                let said = match outcome {
+                    Ok(response) => shortened(&response.output.content),
+                    Err(error) => format!("failed: {error}"),
+                };
+                writeln!(
+                    out,
+                    "{}",
+                    self.paint(
+                        "2",
+                        &printable(&format!("⇄ the model answered {}: {said}", ask.source))
                     )
                 )
             }
@@ -126,6 +135,15 @@ impl Printer {
             println!();
         }
     }
+}
+
+/// `text` cut to `DISPLAY_CHARS` characters, with " …" when it was longer.
+fn shortened(text: &str) -> String {
+    let mut shown: String = text.chars().take(DISPLAY_CHARS).collect();
+    if text.chars().count() > DISPLAY_CHARS {
+        shown.push_str(" …");
+    }
+    shown
 }
 
 #[cfg(test)]

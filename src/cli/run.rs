@@ -75,11 +75,17 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
     })?;
     let mut agent = build_agent(&agent_def, &options)?;
+    let input = match &task.prompt_from {
+        Some(from) => agent
+            .prompt_messages(Some(&from.server), &from.name, &from.arguments)
+            .with_context(|| format!("{}: prompt_from", from.at))?,
+        None => task.messages.clone(),
+    };
     signals.watch(agent.interrupt_flag());
     let mut printer = Printer::new(!args.json && !args.quiet);
     let mut transcript_error = None;
     let outcome = signals.busy(|| {
-        agent.run(task.messages.clone(), &mut |event| {
+        agent.run(input, &mut |event| {
             printer.show(&event);
             if let Some(t) = lock(&transcript).as_mut()
                 && let Err(e) = t.record(&event)

@@ -175,8 +175,34 @@ pub struct McpServerSpec {
     /// Name this server's tools `{server}-{tool}`.
     #[serde(default)]
     pub prefix: bool,
+    /// Whether the server may ask the agent's model for completions (`sampling/createMessage`); unset:
+    /// yes. `false`: sampling is not declared to it and its requests are refused.
+    #[serde(default)]
+    pub sampling: Option<bool>,
+    /// Most tokens one of its sampling requests may generate, whatever `maxTokens` it asks for
+    /// (default 1024; validated like `max_new_tokens`).
+    #[serde(default)]
+    pub sampling_max_tokens: Option<usize>,
+    /// The lowest level of the server's log messages it should send and we show as notices (unset:
+    /// the server's own choice is asked for nothing, and warning and above are shown).
+    #[serde(default)]
+    pub log_level: Option<LogLevel>,
     #[serde(default)]
     pub disabled: bool,
+}
+
+/// An MCP log level (RFC 5424's, lowest first), for `log_level:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Notice,
+    Warning,
+    Error,
+    Critical,
+    Alert,
+    Emergency,
 }
 
 /// `inherit_env` of an MCP server: `false` (the default: only the MCP SDKs' short list), `true` (our
@@ -335,6 +361,9 @@ pub struct TaskFile {
     pub prompt: Option<String>,
     #[serde(default)]
     pub messages: Option<Vec<crate::chat::Message>>,
+    /// The input as one of the agent's MCP servers' prompts makes it (got when the run starts).
+    #[serde(default)]
+    pub prompt_from: Option<PromptFrom>,
     /// Overrides of the agent's generation settings.
     #[serde(default)]
     pub generate: Option<GenerateSpec>,
@@ -342,6 +371,21 @@ pub struct TaskFile {
     pub max_rounds: Option<usize>,
     #[serde(default)]
     pub expect: Option<Expect>,
+}
+
+/// A task's input taken from an MCP prompt: `{server, name, arguments}`. The server must be one of the
+/// agent's (checked at load); the prompt and its arguments are checked against the server's listing
+/// when the run starts. Argument values are strings (numbers and booleans are written as text).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptFrom {
+    pub server: String,
+    pub name: String,
+    #[serde(default)]
+    pub arguments: Map<String, Json>,
+    /// `file:line:column` of `prompt_from`, for the errors only the server can reveal.
+    #[serde(skip)]
+    pub at: String,
 }
 
 /// Checks on the final result (`run` exits non-zero when one fails).
@@ -397,7 +441,10 @@ pub struct ResolvedAgent {
 #[derive(Debug, Clone)]
 pub struct ResolvedTask {
     pub agent: ResolvedAgent,
+    /// The input; empty when it comes from `prompt_from`.
     pub messages: Vec<crate::chat::Message>,
+    /// The MCP prompt the input comes from, its argument values as strings.
+    pub prompt_from: Option<PromptFrom>,
     pub expect: Option<Expect>,
     pub source: PathBuf,
 }
@@ -538,6 +585,45 @@ fn resolve_model_path(dir: &Path, path: &Path) -> PathBuf {
     }
 }
 
+/// `prompt_from` with its server checked against the agent's (enabled) servers, its arguments as
+/// strings and its location noted.
+fn resolve_prompt_from(
+    mut from: PromptFrom,
+    agent: &ResolvedAgent,
+    file: &Path,
+    text: &str,
+) -> Result<PromptFrom> {
+    let servers = mcp_servers(agent)?;
+    let enabled: Vec<&str> = servers
+        .iter()
+        .filter(|(_, spec)| !spec.disabled)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !enabled.contains(&from.server.as_str()) {
+        let known = if enabled.is_empty() {
+            "the agent has no enabled MCP servers".to_string()
+        } else {
+            format!("the agent's servers: {}", enabled.join(", "))
+        };
+        let problem = Problem {
+            path: vec!["prompt_from".into(), "server".into()],
+            message: format!(
+                "prompt_from.server names {:?}, which is not an enabled MCP server of the agent; {known}",
+                from.server
+            ),
+        };
+        return Err(located(file, text, &[], problem));
+    }
+    for value in from.arguments.values_mut() {
+        if !value.is_string() {
+            *value = Json::String(value.to_string());
+        }
+    }
+    let at = locate::locate(text, &["prompt_from"]).map_or((1, 1), |l| (l.line(), l.column()));
+    from.at = format!("{}:{}:{}", file.display(), at.0, at.1);
+    Ok(from)
+}
+
 /// Loads a task file and the agent it names, checking both.
 pub fn load_task(file: &Path) -> Result<ResolvedTask> {
     parse_task(&read(file)?, file)
@@ -574,6 +660,10 @@ pub fn parse_task(text: &str, file: &Path) -> Result<ResolvedTask> {
     if let Some(rounds) = task.max_rounds {
         agent.agent.max_rounds = rounds;
     }
+    let prompt_from = match task.prompt_from {
+        Some(from) => Some(resolve_prompt_from(from, &agent, file, text)?),
+        None => None,
+    };
     // `validate::task` saw exactly one of them, and a non-empty list.
     let messages = match task.prompt {
         Some(prompt) => vec![crate::chat::Message::user(prompt)],
@@ -582,6 +672,7 @@ pub fn parse_task(text: &str, file: &Path) -> Result<ResolvedTask> {
     Ok(ResolvedTask {
         agent,
         messages,
+        prompt_from,
         expect: task.expect,
         source: file.to_path_buf(),
     })

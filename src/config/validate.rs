@@ -166,6 +166,11 @@ pub fn mcp_servers(servers: &BTreeMap<String, McpServerSpec>, root: &str) -> Res
             ));
         }
         optional(&[root, name, "timeout"], server.timeout, check::seconds)?;
+        optional(
+            &[root, name, "sampling_max_tokens"],
+            server.sampling_max_tokens,
+            check::tokens,
+        )?;
         for (tool, &seconds) in &server.tool_timeouts {
             // Written as `tool_timeouts`, the location falls back to the server's entry.
             field(
@@ -196,21 +201,46 @@ pub fn roots(roots: &[std::path::PathBuf]) -> Result<(), Problem> {
 
 /// A task's own fields (its agent is checked by [`agent`]).
 pub fn task(task: &TaskFile) -> Result<(), Problem> {
-    match (&task.prompt, &task.messages) {
-        (Some(_), Some(_)) => {
+    let given = [
+        task.prompt.is_some(),
+        task.messages.is_some(),
+        task.prompt_from.is_some(),
+    ];
+    match (&task.prompt, &task.messages, &task.prompt_from) {
+        _ if given.iter().filter(|g| **g).count() > 1 => {
+            let second = if task.prompt.is_some() && task.messages.is_some() {
+                "messages"
+            } else {
+                "prompt_from"
+            };
             return Err(Problem::new(
-                &["messages"],
-                "give either prompt or messages, not both",
+                &[second],
+                "give one of prompt, messages or prompt_from, not several",
             ));
         }
-        (None, Some(messages)) if messages.is_empty() => {
+        (None, Some(messages), None) if messages.is_empty() => {
             return Err(Problem::new(
                 &["messages"],
                 "messages is empty: the task needs a prompt or at least one message",
             ));
         }
-        (None, None) => {
-            return Err(Problem::new(&[], "the task needs a prompt (or messages)"));
+        (None, None, None) => {
+            return Err(Problem::new(
+                &[],
+                "the task needs a prompt (or messages, or prompt_from: {server, name, arguments})",
+            ));
+        }
+        (_, _, Some(from)) => {
+            for (key, value) in &from.arguments {
+                if value.is_object() || value.is_array() || value.is_null() {
+                    return Err(Problem::new(
+                        &["prompt_from", "arguments", key],
+                        format!(
+                            "prompt_from.arguments.{key} must be a string (MCP prompt arguments are text)"
+                        ),
+                    ));
+                }
+            }
         }
         _ => {}
     }

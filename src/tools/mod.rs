@@ -1,11 +1,15 @@
 //! Tool dispatch: the registry of everything the model may call, validation, concurrent calls with
 //! timeouts, and results shaped for a text-only model.
 
+mod cancel;
 pub mod mcp;
 mod notice;
 pub mod python;
+pub mod sampling;
 
+pub use cancel::Cancel;
 pub use notice::Notices;
+use sampling::SampleQueue;
 
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
@@ -21,6 +25,13 @@ pub trait Tool: Send + Sync {
     fn parameters(&self) -> &Json;
     /// Runs one call. Errors are results too (`is_error`), so the model can react to them.
     fn call(&self, arguments: &Map<String, Json>) -> ToolOutput;
+    /// Runs one call that `cancel` may stop (the user interrupted the run). Tools that can stop early
+    /// and tell the other side (MCP: `notifications/cancelled`) override it; by default the call runs
+    /// on and the caller abandons it.
+    fn call_cancellable(&self, arguments: &Map<String, Json>, cancel: &Cancel) -> ToolOutput {
+        let _ = cancel;
+        self.call(arguments)
+    }
 }
 
 /// A provider of several tools whose list can change while the agent runs (an MCP server that sends
@@ -76,6 +87,8 @@ pub struct ToolRegistry {
     sources: Vec<(Arc<dyn ToolSource>, Vec<String>)>,
     /// Where the tools leave notices for the user (see `Notices`).
     notices: Notices,
+    /// Where tools ask the agent's model for completions (see `sampling`).
+    samples: SampleQueue,
 }
 
 impl ToolRegistry {
@@ -87,7 +100,14 @@ impl ToolRegistry {
             timeout: Some(timeout),
             sources: Vec::new(),
             notices: Notices::default(),
+            samples: SampleQueue::default(),
         }
+    }
+
+    /// The queue this registry's tools ask the model through: hand a clone to the tools that may ask
+    /// (MCP servers' sampling), and answer what it holds while calls run (the agent loop does).
+    pub fn samples(&self) -> SampleQueue {
+        self.samples.clone()
     }
 
     /// The queue this registry's tools report notices to: hand a clone to each tool or source when
@@ -154,10 +174,22 @@ impl ToolRegistry {
 
     /// Runs the calls concurrently and returns their records in call order.
     pub fn dispatch(&self, calls: &[(String, Map<String, Json>)]) -> Vec<CallRecord> {
+        self.dispatch_cancellable(calls, &Cancel::default())
+    }
+
+    /// Runs the calls concurrently, each watching `cancel` (see `Tool::call_cancellable`), and returns
+    /// their records in call order.
+    pub fn dispatch_cancellable(
+        &self,
+        calls: &[(String, Map<String, Json>)],
+        cancel: &Cancel,
+    ) -> Vec<CallRecord> {
         std::thread::scope(|scope| {
             let handles: Vec<_> = calls
                 .iter()
-                .map(|(name, arguments)| scope.spawn(move || self.call_one(name, arguments)))
+                .map(|(name, arguments)| {
+                    scope.spawn(move || self.call_one(name, arguments, cancel))
+                })
                 .collect();
             handles
                 .into_iter()
@@ -166,7 +198,7 @@ impl ToolRegistry {
         })
     }
 
-    fn call_one(&self, name: &str, arguments: &Map<String, Json>) -> CallRecord {
+    fn call_one(&self, name: &str, arguments: &Map<String, Json>, cancel: &Cancel) -> CallRecord {
         let start = Instant::now();
         let output = match self.tools.iter().find(|t| t.name() == name) {
             None => {
@@ -180,7 +212,7 @@ impl ToolRegistry {
                     }
                 ))
             }
-            Some(tool) => self.call_with_timeout(tool.clone(), arguments.clone()),
+            Some(tool) => self.call_with_timeout(tool.clone(), arguments.clone(), cancel.clone()),
         };
         CallRecord {
             name: name.to_string(),
@@ -191,12 +223,18 @@ impl ToolRegistry {
     }
 
     /// Runs the tool on its own thread so a hung call cannot hold the agent past the timeout.
-    fn call_with_timeout(&self, tool: Arc<dyn Tool>, arguments: Map<String, Json>) -> ToolOutput {
+    fn call_with_timeout(
+        &self,
+        tool: Arc<dyn Tool>,
+        arguments: Map<String, Json>,
+        cancel: Cancel,
+    ) -> ToolOutput {
         let (sender, receiver) = std::sync::mpsc::channel();
         let name = tool.name().to_string();
         std::thread::spawn(move || {
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tool.call(&arguments)));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                tool.call_cancellable(&arguments, &cancel)
+            }));
             let _ = sender.send(result);
         });
         let received = match self.timeout {

@@ -133,6 +133,7 @@ pub fn settings(call_timeout: Duration) -> McpSettings {
         forward_stderr: false,
         roots: Vec::new(),
         elicitation: Default::default(),
+        sampling: None,
     }
 }
 

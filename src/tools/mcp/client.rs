@@ -1,24 +1,26 @@
 //! Our side of a connection (rmcp's `ClientHandler`): what we declare to servers and how we answer what
-//! they send us. Declared: roots (the directories the user gave) and elicitation (form mode, answered
-//! at once as `elicitation` says). Sampling is not declared: the agent's backend cannot be
-//! reached from here yet, so servers do not offer the tools that need it. Log messages at warning or
-//! above and progress reports become notices, rate-limited; the tool-list-change flag is set when the
-//! server says so.
+//! they send us. Declared: roots (the directories the user gave), elicitation (form mode, answered
+//! at once as `elicitation` says) and, where the agent's model can answer and the server's entry allows
+//! it, sampling (see `sampling`). Log messages at warning or above and progress reports become notices,
+//! rate-limited; the tool-list-change flag is set when the server says so.
 //!
 //! Roots, sampling and logging are deprecated by the 2026-07-28 spec but are what 2025-era servers
 //! (the reference TypeScript SDK's among them) use; rmcp marks them deprecated.
 #![expect(deprecated, reason = "roots and logging are what 2025-era servers use")]
 
 use super::elicitation;
+use super::logging;
+use super::sampling::Sampler;
 use super::stderr::Limiter;
-use crate::config::ElicitationSpec;
+use crate::config::{ElicitationSpec, LogLevel};
 use crate::tools::Notices;
 use anyhow::{Context, Result};
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationCapability,
-    ErrorData, FormElicitationCapability, Implementation, InputRequest, InputRequests,
-    InputResponses, ListRootsResult, LoggingLevel, LoggingMessageNotificationParam,
-    ProgressNotificationParam, Root, RootsCapabilities,
+    ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
+    ElicitRequestParams, ElicitResult, ElicitationCapability, ErrorData, FormElicitationCapability,
+    Implementation, InputRequest, InputRequests, InputResponses, ListRootsResult,
+    LoggingMessageNotificationParam, ProgressNotificationParam, Root, RootsCapabilities,
+    SamplingCapability,
 };
 use rmcp::service::{MaybeSendFuture, NotificationContext, RequestContext};
 use rmcp::{ClientHandler, RoleClient};
@@ -45,6 +47,10 @@ pub(super) struct Client {
     limiter: Arc<Mutex<Limiter>>,
     /// How requests for input are answered.
     elicitation: Arc<ElicitationSpec>,
+    /// Where sampling requests go; `None`: sampling is not declared and requests are refused.
+    sampler: Option<Arc<Sampler>>,
+    /// The entry's `log_level`: the lowest level shown as a notice (see `logging`).
+    log_level: Option<LogLevel>,
 }
 
 impl Client {
@@ -54,6 +60,8 @@ impl Client {
         roots: Roots,
         notices: Notices,
         elicitation: Arc<ElicitationSpec>,
+        sampler: Option<Arc<Sampler>>,
+        log_level: Option<LogLevel>,
     ) -> Self {
         Client {
             server: server.to_string(),
@@ -62,6 +70,8 @@ impl Client {
             notices,
             limiter: Arc::new(Mutex::new(Limiter::new(Instant::now(), "notifications"))),
             elicitation,
+            sampler,
+            log_level,
         }
     }
 
@@ -93,28 +103,66 @@ impl Client {
         ListRootsResult::new(self.roots.0.to_vec())
     }
 
-    /// The answers to a 2026-07-28 input_required result's requests, by their keys. Sampling is not
-    /// declared, so a server that asks for it anyway gets an error for the whole call.
-    pub fn answer_all(&self, requests: InputRequests) -> Result<InputResponses, ErrorData> {
-        requests
-            .into_iter()
-            .map(|(key, request)| {
-                let answer = match request {
-                    InputRequest::Elicitation(request) => {
-                        serde_json::to_value(self.elicit(&request.params))
-                    }
-                    InputRequest::ListRoots(_) => serde_json::to_value(self.root_list()),
-                    _ => {
-                        return Err(ErrorData::invalid_request(
-                            "the server asked this client for sampling, which it did not declare",
-                            None,
-                        ));
-                    }
-                };
-                let answer = answer.map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-                Ok((key, answer))
-            })
-            .collect()
+    /// The agent's model's answer to a sampling request (see `sampling`), or the refusal: the server's
+    /// entry says `sampling: false`, or no model answers here.
+    pub async fn sample(
+        &self,
+        params: &CreateMessageRequestParams,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        match &self.sampler {
+            Some(sampler) => {
+                sampler
+                    .answer(&self.server, params, &|text| self.notice(text))
+                    .await
+            }
+            None => {
+                self.notice("sampling refused: not enabled for this server");
+                Err(ErrorData::invalid_request(
+                    "this client does not answer sampling requests from this server",
+                    None,
+                ))
+            }
+        }
+    }
+
+    /// The answers to a 2026-07-28 input_required result's requests, by their keys; one that fails
+    /// fails the whole call.
+    pub async fn answer_all(&self, requests: InputRequests) -> Result<InputResponses, ErrorData> {
+        let mut answers = InputResponses::new();
+        for (key, request) in requests {
+            let answer = match request {
+                InputRequest::Elicitation(request) => {
+                    serde_json::to_value(self.elicit(&request.params))
+                }
+                InputRequest::ListRoots(_) => serde_json::to_value(self.root_list()),
+                InputRequest::CreateMessage(request) => {
+                    serde_json::to_value(self.sample(&request.params).await?)
+                }
+                _ => {
+                    return Err(ErrorData::invalid_request(
+                        "the server asked this client for input of a kind it does not know",
+                        None,
+                    ));
+                }
+            };
+            let answer = answer.map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+            answers.insert(key, answer);
+        }
+        Ok(answers)
+    }
+
+    fn capabilities(&self) -> ClientCapabilities {
+        let mut roots = RootsCapabilities::default();
+        roots.list_changed = Some(true);
+        let mut elicitation = ElicitationCapability::new();
+        elicitation.form = Some(FormElicitationCapability::new());
+        let mut capabilities = ClientCapabilities::default();
+        capabilities.roots = Some(roots);
+        capabilities.elicitation = Some(elicitation);
+        if self.sampler.is_some() {
+            capabilities.sampling = Some(SamplingCapability::default());
+        }
+        capabilities
     }
 }
 
@@ -143,23 +191,20 @@ pub(super) fn roots(dirs: &[PathBuf]) -> Result<Roots> {
     Ok(Roots(Arc::new(roots)))
 }
 
-fn capabilities() -> ClientCapabilities {
-    let mut roots = RootsCapabilities::default();
-    roots.list_changed = Some(true);
-    let mut elicitation = ElicitationCapability::new();
-    elicitation.form = Some(FormElicitationCapability::new());
-    let mut capabilities = ClientCapabilities::default();
-    capabilities.roots = Some(roots);
-    capabilities.elicitation = Some(elicitation);
-    capabilities
-}
-
 impl ClientHandler for Client {
     fn get_info(&self) -> ClientConfig {
         ClientConfig::new(
-            capabilities(),
+            self.capabilities(),
             Implementation::new("qwen3-agent", env!("CARGO_PKG_VERSION")),
         )
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        self.sample(&params).await
     }
 
     fn list_roots(
@@ -184,8 +229,7 @@ impl ClientHandler for Client {
         params: LoggingMessageNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
-        use LoggingLevel::{Alert, Critical, Emergency, Error, Warning};
-        if matches!(params.level, Warning | Error | Critical | Alert | Emergency) {
+        if logging::shown(params.level, self.log_level) {
             let level = serde_json::to_value(params.level).unwrap_or_default();
             let data = match &params.data {
                 serde_json::Value::String(text) => text.clone(),
@@ -254,6 +298,8 @@ mod tests {
             Default::default(),
             notices.clone(),
             Default::default(),
+            None,
+            None,
         );
         client.notice(&format!("evil\x1b[2J\nline {}", "x".repeat(2000)));
         let got = notices.drain();

@@ -7,14 +7,17 @@ use super::McpRuntime;
 use super::McpSettings;
 use super::client::{Client, Roots};
 use super::environment::server_environment;
-use super::policy::CallError;
+use super::logging;
+use super::policy::{self, CallError};
 use super::process::{Launch, ServerProcess, resolve_command};
+use super::sampling::{self, Sampler};
 use super::stderr;
-use crate::config::{McpServerSpec, expand_env};
+use crate::config::{LogLevel, McpServerSpec, expand_env};
+use crate::tools::Cancel;
 use anyhow::{Context, Result, bail};
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ProtocolVersion,
-    ServerResult, SubscriptionFilter,
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
+    ClientRequest, ProtocolVersion, ServerResult, SubscriptionFilter,
 };
 use rmcp::service::{ClientLifecycleMode, ClientServiceExt, PeerRequestOptions, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -116,7 +119,30 @@ impl Endpoint {
             self.roots.clone(),
             self.settings.notices.clone(),
             Arc::new(self.settings.elicitation.clone()),
+            self.sampler(),
+            self.spec.log_level,
         )
+    }
+
+    /// Where this server's sampling requests go: the agent's queue, unless there is no model to answer
+    /// or its entry says `sampling: false`.
+    fn sampler(&self) -> Option<Arc<Sampler>> {
+        let queue = self.settings.sampling.clone()?;
+        if self.spec.sampling == Some(false) {
+            return None;
+        }
+        Some(Arc::new(Sampler {
+            queue,
+            max_tokens: self
+                .spec
+                .sampling_max_tokens
+                .unwrap_or(sampling::DEFAULT_MAX_TOKENS),
+            wait: policy::call_timeout(
+                &self.spec,
+                "sampling/createMessage",
+                self.settings.call_timeout,
+            ),
+        }))
     }
 
     /// Waits for the handshake, bounded by the connect timeout.
@@ -126,7 +152,7 @@ impl Endpoint {
         E: std::error::Error + Send + Sync + 'static,
     {
         let timeout = self.settings.connect_timeout;
-        tokio::time::timeout(
+        let service = tokio::time::timeout(
             timeout,
             self.client().serve_with_lifecycle(transport, lifecycle()),
         )
@@ -137,7 +163,23 @@ impl Endpoint {
                 timeout.as_secs_f64()
             )
         })?
-        .context("the MCP handshake failed")
+        .context("the MCP handshake failed")?;
+        let level = tokio::time::timeout(
+            timeout,
+            logging::set_level(service.peer(), self.spec.log_level),
+        )
+        .await;
+        if !matches!(level, Ok(Ok(()))) {
+            let why = match level {
+                Ok(Err(e)) => e.to_string(),
+                _ => "no answer".to_string(),
+            };
+            self.settings.notices.push(format!(
+                "[{}] logging/setLevel failed ({why}); the server logs at its own level",
+                self.name
+            ));
+        }
+        Ok(service)
     }
 
     /// On 2026-07-28 connections servers announce tool changes only to a `subscriptions/listen`
@@ -242,6 +284,15 @@ impl Endpoint {
     }
 }
 
+/// How one request is sent (see [`send`]).
+pub(super) struct Sending<'a> {
+    pub timeout: Duration,
+    /// Set when the user interrupts the run.
+    pub cancel: &'a Cancel,
+    /// The entry's `log_level`, asked for per request on 2026-07-28 connections (see `logging`).
+    pub log_level: Option<LogLevel>,
+}
+
 /// Sends `tools/call` (see [`send`]). A 2026-07-28 server that needs input first answers with an
 /// input_required result: `client` answers its requests and the call is sent again with the answers
 /// and the server's state, at most `MAX_INPUT_ROUNDS` times.
@@ -250,18 +301,19 @@ pub(super) async fn call_tool(
     client: &Client,
     tool: &str,
     arguments: &Map<String, Json>,
-    timeout: Duration,
+    sending: &Sending<'_>,
 ) -> Result<CallToolResult, CallError> {
     let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments.clone());
     for _ in 0..MAX_INPUT_ROUNDS {
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params.clone()));
-        match send(peer, request, timeout).await? {
+        match send(peer, request, sending).await? {
             ServerResult::CallToolResult(result) => return Ok(result),
             // A result with nothing but (optional) metadata, as rmcp's own call_tool accepts it.
             ServerResult::EmptyResult(_) => return Ok(CallToolResult::default()),
             ServerResult::InputRequiredResult(asked) => {
                 let answers = client
                     .answer_all(asked.input_requests.unwrap_or_default())
+                    .await
                     .map_err(|e| CallError::Service(ServiceError::McpError(e)))?;
                 params.input_responses = Some(answers);
                 params.request_state = asked.request_state;
@@ -276,23 +328,40 @@ pub(super) async fn call_tool(
     ))
 }
 
-/// Sends a request and waits at most `timeout`. When the time is up the server is told with
-/// `notifications/cancelled` for the request (written before this returns), so it can stop working
-/// on it; a transport too wedged to take even that is given up on after a few more seconds. rmcp puts
-/// a progress token on every request, so servers may report progress (see `client`).
+/// Sends a request and waits at most its timeout, or until its `cancel` (the user interrupted the
+/// run). Either way the server is told with `notifications/cancelled` for the request (written before
+/// this returns), so it can stop working on it; a transport too wedged to take even that is given up
+/// on after a few more seconds. rmcp puts a progress token on every request, so servers may report
+/// progress (see `client`).
 pub(super) async fn send(
     peer: &Peer<RoleClient>,
     request: ClientRequest,
-    timeout: Duration,
+    sending: &Sending<'_>,
 ) -> Result<ServerResult, CallError> {
-    let exchange = async {
-        peer.send_request_with_option(request, PeerRequestOptions::with_timeout(timeout))
-            .await?
-            .await_response()
-            .await
-    };
-    tokio::time::timeout(timeout.saturating_add(Duration::from_secs(3)), exchange)
+    let (timeout, cancel) = (sending.timeout, sending.cancel);
+    if cancel.is_cancelled() {
+        return Err(CallError::Interrupted { told: false });
+    }
+    let grace = Duration::from_secs(3);
+    let mut options = PeerRequestOptions::with_timeout(timeout);
+    options.meta = logging::request_meta(peer, sending.log_level);
+    let handle = tokio::time::timeout(grace, peer.send_request_with_option(request, options))
         .await
         .map_err(|_| CallError::Unanswered(timeout))?
-        .map_err(CallError::Service)
+        .map_err(CallError::Service)?;
+    let id = handle.id.clone();
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => {
+            let notice = CancelledNotificationParam::new(
+                Some(id),
+                Some("interrupted by the user".to_string()),
+            );
+            let told = tokio::time::timeout(grace, peer.notify_cancelled(notice)).await;
+            Err(CallError::Interrupted { told: matches!(told, Ok(Ok(()))) })
+        }
+        reply = tokio::time::timeout(timeout.saturating_add(grace), handle.await_response()) => {
+            reply.map_err(|_| CallError::Unanswered(timeout))?.map_err(CallError::Service)
+        }
+    }
 }

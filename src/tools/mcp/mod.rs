@@ -8,17 +8,19 @@
 //!   variables its config opts into, its `env`; never our whole environment unasked;
 //! - `stderr` — a server's stderr drained (an undrained pipe blocks it) and, when asked, forwarded as
 //!   notices, bounded per line and per second;
-//! - `client` — our side of a connection: the capabilities we declare (roots, elicitation), the answers
-//!   to the server's requests (`roots/list`, elicitation) and its log and progress notifications as
-//!   notices;
+//! - `client` — our side of a connection: the capabilities we declare (roots, elicitation, sampling),
+//!   the answers to the server's requests (`roots/list`, elicitation, sampling) and its log and progress
+//!   notifications as notices;
 //! - `elicitation` — a request for input answered without asking anyone, as the agent file says;
+//! - `sampling` — a request for a completion checked, capped and queued for the agent's model;
+//! - `logging` — a server's `log_level`, by protocol version: `logging/setLevel` or per-request `_meta`;
 //! - `connection` — one rmcp connection (stdio or Streamable HTTP) with lifecycle probing (modern and
 //!   legacy servers) and the tool-list-change watch;
 //! - `policy` — what a failed call does: a JSON-RPC error reply is the model's tool error, a closed
 //!   transport or a timeout restarts the server once per connection generation, repeated restarts
 //!   disable it;
-//! - `server` — one configured server: its current connection, calls (timed out calls send
-//!   `notifications/cancelled`), restarts;
+//! - `server` — one configured server: its current connection, calls (timed out and interrupted calls
+//!   send `notifications/cancelled`), restarts;
 //! - `prompts` — a server's prompts listed for the front ends;
 //! - `result` — a CallToolResult as text for a text-only model, blobs saved under unique names;
 //! - `resources` — a server's resources as two tools, `{server}-list_resources` and
@@ -29,11 +31,13 @@ mod client;
 mod connection;
 mod elicitation;
 mod environment;
+mod logging;
 mod policy;
 mod process;
 mod prompts;
 mod resources;
 mod result;
+mod sampling;
 mod server;
 mod source;
 mod stderr;
@@ -43,6 +47,7 @@ pub use source::McpToolSource;
 
 use crate::config::{ElicitationSpec, McpServerSpec};
 use crate::tools::Notices;
+use crate::tools::sampling::SampleQueue;
 use anyhow::{Context, Result};
 use server::McpServer;
 use std::collections::BTreeMap;
@@ -73,6 +78,9 @@ pub struct McpSettings {
     pub roots: Vec<PathBuf>,
     /// How servers' requests for input are answered (the agent's `elicitation:`).
     pub elicitation: ElicitationSpec,
+    /// Where servers' sampling requests go (the registry's `samples()`, served by the agent loop with
+    /// its model); `None` where no model answers, and then sampling is not declared.
+    pub sampling: Option<SampleQueue>,
 }
 
 /// The tokio runtime that drives every MCP connection of a run; tools call into it from their threads.

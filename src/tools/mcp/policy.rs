@@ -21,6 +21,8 @@ pub(super) enum CallError {
     Service(ServiceError),
     /// Not even the cancellation could be sent within a grace after the timeout.
     Unanswered(Duration),
+    /// The user interrupted the run; `told` when `notifications/cancelled` reached the transport.
+    Interrupted { told: bool },
 }
 
 /// What to do about a failed call; each carries the text for the model.
@@ -44,6 +46,14 @@ pub(super) fn judge(server: &str, tool: &str, error: CallError) -> Verdict {
         CallError::Unanswered(timeout) | CallError::Service(ServiceError::Timeout { timeout }) => {
             timed_out(timeout)
         }
+        CallError::Interrupted { told } => Verdict::ToolError(format!(
+            "Error: {tool} on MCP server {server} was interrupted by the user before it answered{}.",
+            if told {
+                "; the server was told to stop (notifications/cancelled)"
+            } else {
+                ""
+            }
+        )),
         CallError::Service(ServiceError::McpError(reply)) => {
             let data = match &reply.data {
                 Some(data) => format!(" (data: {})", cut(&data.to_string(), 500)),
@@ -191,6 +201,24 @@ mod tests {
                 Verdict::ToolError(_)
             ));
         }
+    }
+
+    #[test]
+    fn an_interrupted_call_keeps_the_server_and_says_whether_it_was_told() {
+        let told = judge("s", "t", CallError::Interrupted { told: true });
+        assert_eq!(
+            told,
+            Verdict::ToolError(
+                "Error: t on MCP server s was interrupted by the user before it answered; the server \
+                 was told to stop (notifications/cancelled)."
+                    .into()
+            )
+        );
+        let Verdict::ToolError(text) = judge("s", "t", CallError::Interrupted { told: false })
+        else {
+            panic!("an interrupt never restarts the server")
+        };
+        assert!(!text.contains("told"), "{text}");
     }
 
     #[test]

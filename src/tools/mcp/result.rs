@@ -161,6 +161,7 @@ mod tests {
             forward_stderr: false,
             roots: Vec::new(),
             elicitation: Default::default(),
+            sampling: None,
         }
     }
 

@@ -3,13 +3,13 @@
 //! wait and then use the new connection.
 
 use super::client::{Client, Roots};
-use super::connection::{Connection, Endpoint, call_tool, send};
+use super::connection::{Connection, Endpoint, Sending, call_tool, send};
 use super::policy::CallError;
 use super::policy::{self, Health, Verdict};
 use super::result;
 use super::{McpRuntime, McpSettings};
 use crate::config::McpServerSpec;
-use crate::tools::ToolOutput;
+use crate::tools::{Cancel, ToolOutput};
 use anyhow::{Context, Result};
 use rmcp::model::{ClientRequest, PaginatedRequestParams, ServerCapabilities, ServerResult};
 use rmcp::{Peer, RoleClient};
@@ -135,16 +135,22 @@ impl McpServer {
             .collect())
     }
 
-    /// Calls a tool. Every failure is a result for the model; the policy decides whether the server is
-    /// restarted for the next call.
-    pub fn call(&self, tool: &str, arguments: &Map<String, Json>) -> ToolOutput {
+    /// Calls a tool until it answers, times out or `cancel` (both send `notifications/cancelled`). Every
+    /// failure is a result for the model; the policy decides whether the server is restarted for the
+    /// next call.
+    pub fn call(&self, tool: &str, arguments: &Map<String, Json>, cancel: &Cancel) -> ToolOutput {
         let timeout = policy::call_timeout(
             &self.endpoint.spec,
             tool,
             self.endpoint.settings.call_timeout,
         );
         let reply = self.exchange(tool, |peer, client| async move {
-            call_tool(&peer, &client, tool, arguments, timeout).await
+            let sending = Sending {
+                timeout,
+                cancel,
+                log_level: self.endpoint.spec.log_level,
+            };
+            call_tool(&peer, &client, tool, arguments, &sending).await
         });
         match reply {
             Ok(reply) => match serde_json::to_value(&reply) {
@@ -161,7 +167,12 @@ impl McpServer {
         let settings = &self.endpoint.settings;
         let timeout = policy::call_timeout(&self.endpoint.spec, label, settings.call_timeout);
         match self.exchange(label, |peer, _| async move {
-            send(&peer, request, timeout).await
+            let sending = Sending {
+                timeout,
+                cancel: &Cancel::default(),
+                log_level: self.endpoint.spec.log_level,
+            };
+            send(&peer, request, &sending).await
         })? {
             ServerResult::InputRequiredResult(_) => Err(ToolOutput::error(format!(
                 "Error: the MCP server {} answered {label} with a request for input (the 2026-07-28 \

@@ -6,7 +6,9 @@
 use super::prompts;
 use super::resources::{self, ResourceTool};
 use super::server::{Listing, McpServer};
-use crate::tools::{Tool, ToolOutput, ToolSource};
+use crate::chat::Message;
+use crate::tools::{Cancel, Tool, ToolOutput, ToolSource};
+use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,8 +35,11 @@ impl Tool for McpTool {
     fn parameters(&self) -> &Json {
         &self.parameters
     }
-    /// Arguments that break the schema are an error for the model, not a call.
     fn call(&self, arguments: &Map<String, Json>) -> ToolOutput {
+        self.call_cancellable(arguments, &Cancel::default())
+    }
+    /// Arguments that break the schema are an error for the model, not a call.
+    fn call_cancellable(&self, arguments: &Map<String, Json>, cancel: &Cancel) -> ToolOutput {
         if let Some(validator) = &self.validator {
             let instance = Json::Object(arguments.clone());
             let problems: Vec<String> = validator
@@ -51,7 +56,7 @@ impl Tool for McpTool {
                 ));
             }
         }
-        self.server.call(&self.remote_name, arguments)
+        self.server.call(&self.remote_name, arguments, cancel)
     }
 }
 
@@ -92,6 +97,51 @@ impl McpToolSource {
             .iter()
             .flat_map(|server| prompts::listing(server))
             .collect()
+    }
+
+    /// The messages of the prompt `name` (see `prompts::get`) of `server`, or, when no server is
+    /// named, of the one server that offers a prompt by that name.
+    pub fn prompt_messages(
+        &self,
+        server: Option<&str>,
+        name: &str,
+        arguments: &Map<String, Json>,
+    ) -> Result<Vec<Message>> {
+        let found = match server {
+            Some(wanted) => self
+                .servers
+                .iter()
+                .find(|s| s.name() == wanted)
+                .with_context(|| {
+                    let names: Vec<&str> = self.servers.iter().map(|s| s.name()).collect();
+                    format!(
+                        "no MCP server named {wanted:?} is running; the running ones: {}",
+                        names.join(", ")
+                    )
+                })?,
+            None => {
+                let offering: Vec<&Arc<McpServer>> = self
+                    .servers
+                    .iter()
+                    .filter(|s| prompts::listing(s).iter().any(|p| p["name"] == name))
+                    .collect();
+                match offering[..] {
+                    [one] => one,
+                    [] => bail!("no MCP server offers a prompt named {name:?}"),
+                    _ => {
+                        let names: Vec<String> = offering
+                            .iter()
+                            .map(|s| format!("{}/{name}", s.name()))
+                            .collect();
+                        bail!(
+                            "several MCP servers offer a prompt named {name:?}: name one of {}",
+                            names.join(", ")
+                        )
+                    }
+                }
+            }
+        };
+        prompts::get(found, name, arguments)
     }
 
     /// The listed tools and the resource tools, as the registry takes them. A resource tool whose
