@@ -327,3 +327,31 @@ fn device_choice_runs_on_the_cpu_and_explains_a_missing_gpu() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// The bytes a decoded token reads (bench's CPU roofline) are the checkpoint's tensors as stored,
+/// except the embedding (one row per token) and the norms (held as f32), in both precisions: the
+/// int8 engine's repacked 4-bit weights take as many bytes as the checkpoint's qweight.
+#[test]
+fn decode_bytes_per_token_counts_every_weight_read() {
+    let dir = fixture("awq-untied-gqa");
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let expected: usize = metadata
+        .tensors()
+        .iter()
+        .filter(|(name, _)| !name.contains("embed_tokens"))
+        .map(|(name, info)| {
+            let stored = info.data_offsets.1 - info.data_offsets.0;
+            let values: usize = info.shape.iter().product();
+            if name.ends_with("norm.weight") {
+                values * 4
+            } else {
+                stored
+            }
+        })
+        .sum();
+    for precision in [Precision::Fast, Precision::Exact] {
+        let model = load_dir(&dir, precision, None, |_, _| {}).unwrap();
+        assert_eq!(model.decode_bytes_per_token(), expected, "{precision:?}");
+    }
+}

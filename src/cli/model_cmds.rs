@@ -8,7 +8,9 @@ use qwen3_agent::chat::{ChatTemplate, OutputParser, ParseEvent, RenderRequest, T
 use qwen3_agent::config::check::{self, flag};
 use qwen3_agent::engine::{Engine, SamplingParams, Speculation};
 use qwen3_agent::model::config::RopeScaling;
-use qwen3_agent::model::{self, Decoder, Device, GenerationConfig, LoadOptions, Precision, npy};
+use qwen3_agent::model::{
+    self, Decoder, Device, GenerationConfig, LoadOptions, Precision, bandwidth, npy,
+};
 use serde_json::json;
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -507,12 +509,20 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
         None => (None, None),
     };
     let gpu = engine.decoder_mut().gpu_report()?;
+    // On the CPU: the weights the engine reads per token over the read bandwidth of this pool.
+    let cpu = engine
+        .decoder()
+        .host_decode_bytes_per_token()
+        .map(|bytes| (bytes, bandwidth::read_bytes_per_s()));
     let roofline = gpu
         .as_ref()
-        .map(|g| g.copy_bytes_per_s / g.checkpoint_bytes_per_token as f64);
+        .map(|g| g.copy_bytes_per_s / g.checkpoint_bytes_per_token as f64)
+        .or(cpu.map(|(bytes, rate)| rate / bytes as f64));
     let report = json!({
         "model": args.model.display().to_string(),
         "gpu": gpu,
+        "cpu_decode_bytes_per_token": cpu.map(|(bytes, _)| bytes),
+        "cpu_read_bytes_per_s": cpu.map(|(_, rate)| rate),
         "decode_roofline_tok_per_s": roofline,
         "decode_fraction_of_roofline": roofline.map(|r| t.decode_tok_per_s / r),
         "threads": rayon::current_num_threads(),
@@ -577,6 +587,17 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
         }
         if let Some(text) = speculation_text {
             println!("{text}");
+        }
+        if let (Some((bytes, rate)), Some(r)) = (cpu, roofline) {
+            println!(
+                "CPU | read bandwidth {:.1} GB/s ({} threads, 1 GiB, best of 5) | weights {:.2} GB per \
+                 token → roofline {:.2} tok/s; decode is {:.0}% of it",
+                rate / 1e9,
+                report["threads"],
+                bytes as f64 / 1e9,
+                r,
+                100.0 * t.decode_tok_per_s / r
+            );
         }
         for r in &rounds {
             println!(

@@ -43,6 +43,13 @@ pub struct AwqLinear {
 const STRIP_WORDS: usize = 16;
 
 impl AwqLinear {
+    /// Bytes of its tensors: what one pass over the layer reads.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of_val(&self.qweight[..])
+            + std::mem::size_of_val(&self.qzeros[..])
+            + std::mem::size_of_val(&self.scales[..])
+    }
+
     /// # Panics
     /// When the tensors' lengths do not match the shape (qweight [in][out/8], qzeros [in/group][out/8],
     /// scales [in/group][out]), or out is not a multiple of 8 or in of the group size: the kernels

@@ -37,6 +37,13 @@ struct QuantizedRows {
 }
 
 impl Int8AwqLinear {
+    /// Bytes of its repacked weights, zeros and scales: what one pass over the layer reads.
+    pub fn bytes(&self) -> usize {
+        self.packed.len()
+            + std::mem::size_of_val(&self.qzeros[..])
+            + std::mem::size_of_val(&self.scales[..])
+    }
+
     /// Repacks the mapped AWQ tensors; the original qweight pages are released afterwards so the
     /// weights stay in memory once.
     ///

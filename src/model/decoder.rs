@@ -46,6 +46,11 @@ pub trait Decoder: Send {
     fn prefill_step(&self) -> usize {
         PREFILL_STEP
     }
+    /// Weight bytes one decoded token reads, where the decoder knows them on the host (the CPU
+    /// engine; a GPU decoder reports its own in `gpu_report`): `bench`'s bandwidth roofline.
+    fn host_decode_bytes_per_token(&self) -> Option<usize> {
+        None
+    }
     /// For GPU decoders: the device, its memory in use, and a measured copy bandwidth (what `bench`
     /// reports); None on the CPU.
     fn gpu_report(&mut self) -> Result<Option<GpuReport>> {
@@ -122,5 +127,9 @@ impl Decoder for CpuDecoder {
 
     fn forward(&mut self, ids: &[u32], all_logits: bool) -> Result<Vec<f32>> {
         self.model.forward(ids, &mut self.cache, all_logits)
+    }
+
+    fn host_decode_bytes_per_token(&self) -> Option<usize> {
+        Some(self.model.decode_bytes_per_token())
     }
 }

@@ -23,6 +23,14 @@ pub struct DenseMatrix {
 const ROWS_PER_TASK: usize = 64;
 
 impl DenseMatrix {
+    /// Bytes of its values as stored (f16 mapped, or f32).
+    pub fn bytes(&self) -> usize {
+        match &self.storage {
+            Storage::F16(w) => std::mem::size_of_val(&w[..]),
+            Storage::F32(w) => std::mem::size_of_val(&w[..]),
+        }
+    }
+
     pub fn from_tensor(tensor: &TensorRef, rows: usize, cols: usize) -> Result<Self> {
         let storage = match tensor.dtype {
             Dtype::F16 => Storage::F16(tensor.mapped_f16()?),

@@ -36,6 +36,11 @@ pub struct Int8Matrix {
 }
 
 impl Int8Matrix {
+    /// Bytes of its int8 values and f32 scales.
+    pub fn bytes(&self) -> usize {
+        self.weights.len() + std::mem::size_of_val(&self.scales[..])
+    }
+
     /// Quantizes an f16 [rows, cols] tensor (cols a multiple of 128); None for other shapes or dtypes,
     /// which then stay in their dense form.
     pub fn from_f16_tensor(tensor: &TensorRef, rows: usize, cols: usize) -> Result<Option<Self>> {

@@ -3,6 +3,7 @@
 
 pub mod awq;
 pub mod awq_int8;
+pub mod bandwidth;
 pub mod checkpoint;
 pub mod config;
 #[cfg(feature = "cuda")]

@@ -69,6 +69,14 @@ impl Linear {
         }
     }
 
+    fn bytes(&self) -> usize {
+        match self {
+            Linear::Awq(l) => l.bytes(),
+            Linear::AwqInt8(l) => l.bytes(),
+            Linear::Dense(l) => l.bytes(),
+        }
+    }
+
     fn forward(&self, x: &[f32], m: usize, y: &mut [f32]) {
         match self {
             Linear::Awq(l) => l.forward(x, m, y),
@@ -265,6 +273,40 @@ impl Qwen3 {
             )?)),
         };
         Ok((Embedding::Dense(embed_tokens), lm_head))
+    }
+
+    /// Weight bytes one decoded token reads: every layer's matrices and norms, the final norm and the
+    /// lm_head (the embedding row is negligible): the numerator of decode's bandwidth roofline.
+    pub fn decode_bytes_per_token(&self) -> usize {
+        let floats = |v: &Vec<f32>| std::mem::size_of_val(&v[..]);
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                [
+                    &l.q_proj,
+                    &l.k_proj,
+                    &l.v_proj,
+                    &l.o_proj,
+                    &l.gate_proj,
+                    &l.up_proj,
+                    &l.down_proj,
+                ]
+                .iter()
+                .map(|m| m.bytes())
+                .sum::<usize>()
+                    + floats(&l.input_norm)
+                    + floats(&l.post_attention_norm)
+                    + floats(&l.q_norm)
+                    + floats(&l.k_norm)
+            })
+            .sum();
+        let lm_head = match &self.lm_head {
+            LmHead::Dense(m) => m.bytes(),
+            LmHead::Int8(m) => m.bytes(),
+            LmHead::Packed(l) => l.bytes(),
+        };
+        layers + floats(&self.norm) + lm_head
     }
 
     /// A cache sized for `capacity` positions.
