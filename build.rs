@@ -1,5 +1,5 @@
-//! With feature `cuda`, compiles src/model/cuda/kernels.cu (and the .cuh files it includes) into a fatbin (sm_90 machine code plus
-//! compute_90 PTX for newer GPUs) that the binary embeds. nvcc comes from $NVCC, $CUDA_HOME/bin or PATH;
+//! With feature `cuda`, compiles src/model/cuda/kernels.cu (and the .cuh files it includes) into a
+//! fatbin (sm_90 machine code plus compute_90 PTX for newer GPUs) that the binary embeds. nvcc comes from $NVCC, $CUDA_HOME/bin or PATH;
 //! scripts/build-cuda.sh sets all of it up from pip.
 
 use std::path::PathBuf;

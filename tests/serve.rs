@@ -436,6 +436,8 @@ fn raw_completions_through_the_sdk_return_the_text_exactly() {
     for (body, status, param) in [
         (r#"{"prompt": "a", "echo": true}"#.to_string(), 400, "echo"),
         (r#"{"prompt": [[1, 2]]}"#.to_string(), 400, "prompt"),
+        (r#"{"prompt": ""}"#.to_string(), 400, "prompt"),
+        (r#"{"prompt": [""]}"#.to_string(), 400, "prompt"),
         (r#"{"prompt": "a", "n": 2}"#.to_string(), 400, "n"),
         (
             r#"{"prompt": "a", "max_tokens": 64}"#.to_string(),

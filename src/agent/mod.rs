@@ -419,6 +419,15 @@ impl Agent {
                 format: None,
             };
             let answer = match self.backend.complete(&completion, &mut |_| {}) {
+                // A cut-short answer is not the server's completion: tell it why there is none.
+                Ok(_) if self.interrupt.load(Ordering::Relaxed) => {
+                    let error = "interrupted by the user before the model finished".to_string();
+                    on_event(AgentEvent::Sampling {
+                        ask,
+                        outcome: Err(&error),
+                    });
+                    Err(error)
+                }
                 Ok(response) => {
                     on_event(AgentEvent::Sampling {
                         ask,

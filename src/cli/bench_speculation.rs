@@ -88,10 +88,22 @@ impl SpeculationArgs {
         Ok(CopyPrompts { prompts, stop_ids })
     }
 
-    /// Positions the comparison and the verify timing need.
-    pub fn context_needed(&self, copy: &CopyPrompts, gen_tokens: usize) -> usize {
+    /// Positions the comparison and the verify timing (drafts after the bench's prompt of
+    /// `prompt_tokens`, which must be longer than the longest draft) need.
+    pub fn context_needed(
+        &self,
+        copy: &CopyPrompts,
+        prompt_tokens: usize,
+        gen_tokens: usize,
+    ) -> Result<usize> {
+        anyhow::ensure!(
+            prompt_tokens > MAX_DRAFT,
+            "bench --speculation times drafts of up to {MAX_DRAFT} tokens after the prompt: use \
+             --prompt-tokens {} or more",
+            MAX_DRAFT + 1
+        );
         let longest = copy.prompts.iter().map(Vec::len).max().unwrap_or(0);
-        longest + gen_tokens + MAX_DRAFT + 1
+        Ok((longest + gen_tokens).max(prompt_tokens) + MAX_DRAFT + 1)
     }
 
     /// Runs the comparison and the verify timing (after `context`): the fields of the JSON report,

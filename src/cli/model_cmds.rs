@@ -448,12 +448,15 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
         true => Some(args.speculation.copy_prompts(&args.model)?),
         false => None,
     };
+    let speculation_needed = match &copy {
+        Some(c) => args
+            .speculation
+            .context_needed(c, args.prompt_tokens, args.gen_tokens)?,
+        None => 0,
+    };
     let needed =
         (args.prompt_tokens + args.gen_tokens + 1 + if args.agent_rounds { 4 * 256 } else { 0 })
-            .max(
-                copy.as_ref()
-                    .map_or(0, |c| args.speculation.context_needed(c, args.gen_tokens)),
-            );
+            .max(speculation_needed);
     let options = LoadOptions {
         device: args.device,
         precision: args.precision,

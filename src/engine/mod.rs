@@ -245,6 +245,10 @@ impl Engine {
         output: &mut Output,
         timings: &mut Timings,
     ) -> Result<()> {
+        debug_assert!(
+            state.constraint.is_none(),
+            "drafts are sampled unmasked: a constraint decodes sequentially"
+        );
         let mut lookup = PromptLookup::default();
         'emit: while output.take(next).is_continue() {
             // Room for the drafts and the token after them: the pass never runs past `max` (which the

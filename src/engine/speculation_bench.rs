@@ -53,17 +53,23 @@ pub fn compare(
             engine.set_speculation([Speculation::Off, Speculation::PromptLookup][way]);
             let (mut tokens, mut ms) = (0, 0.0);
             let mut ids = Vec::new();
-            totals = Timings::default();
+            // The counts describe one speculative pass over the prompts (the last one run).
+            let speculative = way == 1;
+            if speculative {
+                totals = Timings::default();
+            }
             for prompt in prompts {
                 let g = engine.generate(prompt, gen_tokens, sampling, stop_ids, None, |_| {
                     ControlFlow::Continue(())
                 })?;
                 tokens += g.token_ids.len();
                 ms += g.timings.decode_ms;
-                totals.verify_steps += g.timings.verify_steps;
-                totals.drafted_tokens += g.timings.drafted_tokens;
-                totals.accepted_tokens += g.timings.accepted_tokens;
-                totals.decode_tokens += g.token_ids.len();
+                if speculative {
+                    totals.verify_steps += g.timings.verify_steps;
+                    totals.drafted_tokens += g.timings.drafted_tokens;
+                    totals.accepted_tokens += g.timings.accepted_tokens;
+                    totals.decode_tokens += g.token_ids.len();
+                }
                 ids.push(g.token_ids);
             }
             speeds[way].push(tokens as f64 / (ms / 1e3).max(1e-9));

@@ -103,6 +103,12 @@ impl CompletionRequest {
                 ));
             }
         };
+        if prompt.is_empty() {
+            return Err(ApiError::invalid(
+                "prompt",
+                "`prompt` is empty: send the text the model should continue",
+            ));
+        }
         if field::<bool>(&body, "echo")? == Some(true) {
             return Err(ApiError::invalid(
                 "echo",

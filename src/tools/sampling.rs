@@ -65,8 +65,15 @@ impl SampleQueue {
         answer
     }
 
-    /// The oldest waiting request.
+    /// The oldest request still awaited: one whose asker gave up (its call timed out or was
+    /// cancelled) is dropped unanswered rather than run for nobody.
     pub fn take(&self) -> Option<SampleRequest> {
-        self.lock().pop_front()
+        let mut queue = self.lock();
+        while let Some(request) = queue.pop_front() {
+            if !request.reply.is_closed() {
+                return Some(request);
+            }
+        }
+        None
     }
 }

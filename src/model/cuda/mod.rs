@@ -10,8 +10,9 @@
 //! is an f16 GEMV, or an int8 one (`Precision::Fast`, untied heads), or the AWQ GEMV (a packed tied
 //! table); greedy decoding picks the token on the device (`argmax_logits`).
 //! Prefill dequantizes each AWQ matrix to f16 and multiplies with cuBLAS (tensor cores), in chunks of
-//! 2048 positions (or QWEN3_AGENT_CUDA_PREFILL_CHUNK); its attention is a flash-attention kernel on tensor cores (attn_prefill.cuh)
-//! that never writes the score matrix, so a chunk costs the same memory at any context length.
+//! 2048 positions (or QWEN3_AGENT_CUDA_PREFILL_CHUNK); its attention is a flash-attention kernel on
+//! tensor cores (attn_prefill.cuh) that never writes the score matrix, so a chunk costs the same
+//! memory at any context length.
 //!
 //! The CUDA libraries are loaded when the engine starts (cudarc's dynamic loading), so a binary built with
 //! the feature runs on machines without a GPU until `--device cuda` is asked for.

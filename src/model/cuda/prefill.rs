@@ -1,5 +1,6 @@
-//! Prefill: many positions at once, in chunks of up to `CudaQwen3::prefill_chunk` positions, with cuBLAS products over dequantized
-//! weights and flash attention (attn_prefill.cuh) that never materializes the scores.
+//! Prefill: many positions at once, in chunks of up to `CudaQwen3::prefill_chunk` positions, with
+//! cuBLAS products over dequantized weights and flash attention (attn_prefill.cuh) that never
+//! materializes the scores.
 
 use super::decode::ATTN_CHUNK;
 use super::device::{Arg, Buf, grid, int};

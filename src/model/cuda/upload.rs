@@ -28,6 +28,8 @@ const ATTN_SPLITS_ENV: &str = "QWEN3_AGENT_CUDA_ATTN_SPLITS";
 /// Positions per prefill chunk (a positive number; default `DEFAULT_CHUNK`): larger chunks spread each
 /// matrix's dequantization over more rows and cost scratch memory in proportion.
 const PREFILL_CHUNK_ENV: &str = "QWEN3_AGENT_CUDA_PREFILL_CHUNK";
+/// The largest chunk that variable may ask for.
+const MAX_CHUNK: usize = 16384;
 /// Decode attention blocks per multiprocessor the cap aims for (each stages 35 KB of K and V rows).
 const ATTN_BLOCKS_PER_SM: usize = 4;
 
@@ -179,6 +181,11 @@ impl CudaQwen3 {
         let chunk = positive_env(PREFILL_CHUNK_ENV, "positions")?
             .unwrap_or(DEFAULT_CHUNK)
             .min(capacity);
+        // The all-logits lm_head launches a grid row per position (at most 65,535).
+        ensure!(
+            chunk <= MAX_CHUNK,
+            "{PREFILL_CHUNK_ENV} may be at most {MAX_CHUNK} positions, not {chunk}"
+        );
         let scratch = Scratch {
             ids: Buf::zeros(&stream, chunk)?,
             step: Buf::zeros(&stream, 2)?,
