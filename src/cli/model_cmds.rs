@@ -512,6 +512,8 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
         None => (None, None),
     };
     let gpu = engine.decoder_mut().gpu_report()?;
+    // Read before the bandwidth probe, whose 1 GiB buffer is not the engine's memory.
+    let peak_rss = peak_rss_gb();
     // On the CPU: the weights the engine reads per token over the read bandwidth of this pool.
     let cpu = engine
         .decoder()
@@ -544,7 +546,7 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
         "speculation_report": speculation,
         // The ids decoded, so runs of two builds or two sampling paths can be compared.
         "token_ids": generation.token_ids,
-        "peak_rss_gb": peak_rss_gb(),
+        "peak_rss_gb": peak_rss,
         "agent_rounds": rounds,
     });
     if args.json {
