@@ -11,7 +11,7 @@ use crate::chat::{ChatTemplate, Tokenizer};
 use crate::config::{self, AgentFile, BackendKind, McpServerSpec, ResolvedAgent};
 use crate::engine::{Engine, PrefillProgress, Speculation};
 use crate::model::hub::Download;
-use crate::model::{GenerationConfig, LoadOptions};
+use crate::model::{Decoder, GenerationConfig, LoadOptions};
 use crate::tools::mcp::{self, McpSettings, McpToolSource};
 use crate::tools::python::CodeInterpreter;
 use crate::tools::python::runtime::Runtime;
@@ -89,14 +89,29 @@ impl AssembleOptions {
 
 /// The agent a definition describes: its backend, tools and settings.
 pub fn build_agent(definition: &ResolvedAgent, options: &AssembleOptions) -> Result<Agent> {
-    let a = &definition.agent;
-    if a.max_rounds == 0 {
+    check_rounds(definition)?;
+    agent_with_backend(definition, options, build_backend(definition, options)?)
+}
+
+/// Refuses an agent that may never call its model (before a model is loaded for it).
+pub fn check_rounds(definition: &ResolvedAgent) -> Result<()> {
+    if definition.agent.max_rounds == 0 {
         bail!(
             "{}: max_rounds must be at least 1 (the agent may call the model max_rounds times)",
             definition.source.display()
         );
     }
-    let backend = build_backend(definition, options)?;
+    Ok(())
+}
+
+/// The agent a definition describes, answering with `backend` (one of a `BackendPool`'s).
+pub fn agent_with_backend(
+    definition: &ResolvedAgent,
+    options: &AssembleOptions,
+    backend: Box<dyn Backend>,
+) -> Result<Agent> {
+    check_rounds(definition)?;
+    let a = &definition.agent;
     let (tools, servers) = tools_and_servers(definition, options, true)?;
     let agent = Agent::new(
         backend,
@@ -135,37 +150,11 @@ pub fn build_backend(
             }))
         }
         BackendKind::Local => {
-            let path = required(
-                spec.path.as_deref(),
-                definition,
-                "model.path",
-                "the local backend loads the model from this directory or hub id",
-            )?;
-            let dir = &crate::model::hub::resolve_model_dir_reporting(path, &mut |download| {
-                (options.on_event)(AssembleEvent::Downloading(download))
-            })
-            .with_context(|| format!("{source}: model.path"))?;
-            let template = ChatTemplate::from_model_dir(dir)?;
-            let tokenizer = Tokenizer::from_model_dir(dir)?;
-            let load = LoadOptions {
-                device: spec.device,
-                precision: spec.precision.unwrap_or_default(),
-                rope_scaling: spec.rope_scaling.clone(),
-                context_length: spec.context_length,
-            };
-            let decoder = crate::model::load_decoder(dir, &load, |done, total| {
-                (options.on_event)(AssembleEvent::LoadingModel { dir, done, total })
+            let local = LocalModel::resolve(definition, options)?;
+            let decoder = crate::model::load_decoder(&local.dir, &local.load, |done, total| {
+                local.report_loading(options, done, total)
             })?;
-            let generation = GenerationConfig::load(dir)?;
-            let mut engine = Engine::from_decoder(decoder);
-            engine.set_prefill_progress(options.prefill_progress.map(|make| make()));
-            engine.set_speculation(
-                spec.speculation
-                    .unwrap_or_else(|| Speculation::default_for(spec.device)),
-            );
-            Ok(Box::new(LocalBackend::new(
-                template, tokenizer, engine, generation,
-            )))
+            Ok(Box::new(local.backend(decoder, definition, options)))
         }
         BackendKind::Openai => {
             let api_key = match (&spec.api_key, &spec.api_key_env) {
@@ -188,6 +177,76 @@ pub fn build_backend(
                 None => backend,
             }))
         }
+    }
+}
+
+/// A local model's directory (downloaded if it was a hub id), what the backend reads beside the weights,
+/// and how to load them: everything but the decoder, so one loaded model can serve several backends
+/// (`BackendPool`).
+pub(super) struct LocalModel {
+    pub dir: PathBuf,
+    template: ChatTemplate,
+    tokenizer: Tokenizer,
+    generation: GenerationConfig,
+    pub load: LoadOptions,
+}
+
+impl LocalModel {
+    pub fn resolve(definition: &ResolvedAgent, options: &AssembleOptions) -> Result<Self> {
+        let spec = &definition.agent.model;
+        let path = required(
+            spec.path.as_deref(),
+            definition,
+            "model.path",
+            "the local backend loads the model from this directory or hub id",
+        )?;
+        let dir = crate::model::hub::resolve_model_dir_reporting(path, &mut |download| {
+            (options.on_event)(AssembleEvent::Downloading(download))
+        })
+        .with_context(|| format!("{}: model.path", definition.source.display()))?;
+        Ok(LocalModel {
+            template: ChatTemplate::from_model_dir(&dir)?,
+            tokenizer: Tokenizer::from_model_dir(&dir)?,
+            generation: GenerationConfig::load(&dir)?,
+            load: LoadOptions {
+                device: spec.device,
+                precision: spec.precision.unwrap_or_default(),
+                rope_scaling: spec.rope_scaling.clone(),
+                context_length: spec.context_length,
+            },
+            dir,
+        })
+    }
+
+    pub fn report_loading(&self, options: &AssembleOptions, done: usize, total: usize) {
+        (options.on_event)(AssembleEvent::LoadingModel {
+            dir: &self.dir,
+            done,
+            total,
+        })
+    }
+
+    /// A backend generating on `decoder` with the definition's speculation and the caller's prefill
+    /// reporting.
+    pub fn backend(
+        &self,
+        decoder: Box<dyn Decoder>,
+        definition: &ResolvedAgent,
+        options: &AssembleOptions,
+    ) -> LocalBackend {
+        let spec = &definition.agent.model;
+        let mut engine = Engine::from_decoder(decoder);
+        engine.set_prefill_progress(options.prefill_progress.map(|make| make()));
+        engine.set_speculation(
+            spec.speculation
+                .unwrap_or_else(|| Speculation::default_for(spec.device)),
+        );
+        LocalBackend::new(
+            self.template.clone(),
+            self.tokenizer.clone(),
+            engine,
+            self.generation.clone(),
+        )
     }
 }
 

@@ -4,6 +4,7 @@
 //! the tools queue) leaves as an `AgentEvent`.
 
 pub mod assemble;
+pub mod backend_pool;
 mod context;
 pub mod transcript;
 

@@ -65,6 +65,7 @@ impl RenderRequest {
 }
 
 /// A compiled chat template plus the special-token variables transformers passes alongside it.
+#[derive(Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
     special_tokens: Map<String, Json>,

@@ -11,7 +11,9 @@ use super::assembly::{EngineFlags, assemble_options, print_notice};
 use super::signals::{Mode, Signals, StoppedBy};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use qwen3_agent::agent::assemble::build_agent;
+use qwen3_agent::agent::assemble::{agent_with_backend, check_rounds};
+use qwen3_agent::agent::backend_pool::BackendPool;
+use qwen3_agent::config::check::{self, flag};
 use qwen3_agent::agent::{RunError, RunResult, StopReason};
 use qwen3_agent::chat::Message;
 use qwen3_agent::config::{self, ResolvedAgent};
@@ -21,7 +23,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Score an agent on held-out cases: right tool with right arguments, and answers that contain the
@@ -39,6 +42,17 @@ pub struct EvalArgs {
     /// Fail (exit 1) when the share of answers containing the tool's result is below this.
     #[arg(long, default_value_t = 0.0)]
     min_answer_accuracy: f64,
+    /// Cases run at once, each by its own agent; a local model on the CPU is loaded once and their
+    /// passes batched. 1: one case after another.
+    #[arg(long, default_value_t = 1, value_parser = flag(|n| check::count(n, 256)))]
+    parallel: usize,
+    /// Sampling temperature for every case (over the agent's `generate`); 0 decodes greedily, so two
+    /// evals (say, sequential and --parallel) can be compared verdict by verdict.
+    #[arg(long, value_parser = flag(check::temperature))]
+    temperature: Option<f32>,
+    /// Sampling seed for every case (over the agent's `generate`).
+    #[arg(long)]
+    seed: Option<u64>,
     #[command(flatten)]
     engine: EngineFlags,
 }
@@ -95,43 +109,18 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let mut definition = config::load_agent(&args.agent)?;
     route_servers_through(&mut definition, &proxy)?;
     args.engine.apply(&mut definition);
-    let mut agent = build_agent(&definition, &assemble_options(print_notice)?)?;
-    signals.watch(agent.interrupt_flag());
-    let verdicts = signals.busy(|| {
-        let mut verdicts = Vec::new();
-        for (i, case) in cases.iter().enumerate() {
-            if signals.received().is_some() {
-                break;
-            }
-            let start = Instant::now();
-            let outcome = agent.run(vec![Message::user(case.prompt.clone())], &mut |_| {});
-            let verdict = judge(case, outcome, start.elapsed().as_secs_f64());
-            eprintln!(
-                "[{}/{}] {} {} {:.1}s  {}{}",
-                i + 1,
-                cases.len(),
-                if verdict.right_call {
-                    "call:ok "
-                } else {
-                    "call:BAD"
-                },
-                if verdict.answer_has_result {
-                    "answer:ok "
-                } else {
-                    "answer:BAD"
-                },
-                verdict.seconds,
-                case.prompt,
-                verdict
-                    .error
-                    .as_deref()
-                    .map(|e| format!("\n    error: {e}"))
-                    .unwrap_or_default()
-            );
-            verdicts.push(verdict);
-        }
-        verdicts
-    });
+    let generate = &mut definition.agent.generate;
+    generate.temperature = args.temperature.or(generate.temperature);
+    generate.seed = args.seed.or(generate.seed);
+    check_rounds(&definition)?;
+    let pool = BackendPool::new(
+        definition,
+        assemble_options(print_notice)?,
+        args.parallel.min(cases.len().max(1)),
+    )?;
+    let started = Instant::now();
+    let verdicts = signals.busy(|| run_cases(&pool, &cases, &signals))?;
+    let wall_seconds = started.elapsed().as_secs_f64();
     let n = verdicts.len().max(1) as f64;
     let tool_accuracy = verdicts.iter().filter(|v| v.right_call).count() as f64 / n;
     let answer_accuracy = verdicts.iter().filter(|v| v.answer_has_result).count() as f64 / n;
@@ -143,6 +132,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         "answer_accuracy": answer_accuracy,
         "mean_seconds_per_case": mean_seconds,
         "failed_runs": failed_runs,
+        "parallel": pool.size(),
+        "wall_seconds": wall_seconds,
     });
     let stopped_by = signals.received();
     if let Some(signal) = stopped_by {
@@ -168,6 +159,75 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs the cases on `pool.size()` threads, each with its own agent taking the next case; the
+/// verdicts come back in the cases' order, without the cases a signal kept from starting.
+/// One thread: a signal interrupts the running case; several: running cases finish.
+fn run_cases(pool: &BackendPool, cases: &[Case], signals: &Signals) -> Result<Vec<Verdict>> {
+    let next = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
+    let verdicts: Mutex<Vec<Option<Verdict>>> = Mutex::new(cases.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..pool.size())
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    let mut agent = agent_with_backend(
+                        pool.definition(),
+                        pool.options(),
+                        pool.backend()?,
+                    )?;
+                    if pool.size() == 1 {
+                        signals.watch(agent.interrupt_flag());
+                    }
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= cases.len() || signals.received().is_some() {
+                            return Ok(());
+                        }
+                        let case = &cases[i];
+                        let start = Instant::now();
+                        let outcome =
+                            agent.run(vec![Message::user(case.prompt.clone())], &mut |_| {});
+                        let verdict = judge(case, outcome, start.elapsed().as_secs_f64());
+                        let done = finished.fetch_add(1, Ordering::Relaxed) + 1;
+                        print_verdict(&verdict, done, cases.len());
+                        verdicts.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(verdict);
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("an eval thread panicked"))
+            .collect::<Result<Vec<()>>>()
+    })?;
+    let verdicts = verdicts.into_inner().unwrap_or_else(|e| e.into_inner());
+    Ok(verdicts.into_iter().flatten().collect())
+}
+
+/// One line per finished case on stderr: `[done/total]`, the two verdicts, the time, the prompt.
+fn print_verdict(verdict: &Verdict, done: usize, total: usize) {
+    eprintln!(
+        "[{done}/{total}] {} {} {:.1}s  {}{}",
+        if verdict.right_call {
+            "call:ok "
+        } else {
+            "call:BAD"
+        },
+        if verdict.answer_has_result {
+            "answer:ok "
+        } else {
+            "answer:BAD"
+        },
+        verdict.seconds,
+        verdict.prompt,
+        verdict
+            .error
+            .as_deref()
+            .map(|e| format!("\n    error: {e}"))
+            .unwrap_or_default()
+    );
 }
 
 /// Scores one case's run; a run that failed is a failed case with its error.

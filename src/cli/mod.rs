@@ -2,6 +2,7 @@
 //! (the terminal printer, agent assembly with progress, signal handling). The library does the work.
 
 mod assembly;
+mod bench_batch;
 mod bench_speculation;
 mod chat;
 mod chat_prompts;

@@ -1,5 +1,6 @@
 //! Commands that run or write models: `logits`, `generate`, `synth`, `quantize`, `bench`.
 
+use super::bench_batch::BatchArgs;
 use super::bench_speculation::SpeculationArgs;
 use super::progress;
 use anyhow::{Context, Result, bail};
@@ -434,6 +435,8 @@ pub struct BenchArgs {
     rope_scaling_factor: Option<f64>,
     #[command(flatten)]
     speculation: SpeculationArgs,
+    #[command(flatten)]
+    batch: BatchArgs,
     #[arg(long)]
     json: bool,
 }
@@ -444,6 +447,38 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
     }
     set_threads(args.threads)?;
     args.model = resolve_model(&args.model)?;
+    let sampling = SamplingParams {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        presence_penalty: args.presence_penalty,
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed,
+    };
+    if args.batch.enabled() {
+        if args.speculation.enabled() || args.agent_rounds {
+            bail!("--batch measures plain decoding: leave out --speculation and --agent-rounds");
+        }
+        let options = LoadOptions {
+            device: args.device,
+            precision: args.precision,
+            rope_scaling: args.rope_scaling_factor.map(yarn),
+            context_length: Some(
+                args.context_length
+                    .unwrap_or(0)
+                    .max(args.prompt_tokens + args.gen_tokens + 1),
+            ),
+        };
+        return args.batch.run(
+            &args.model,
+            &options,
+            args.prompt_tokens,
+            args.gen_tokens,
+            sampling,
+            args.json,
+        );
+    }
     let copy = match args.speculation.enabled() {
         true => Some(args.speculation.copy_prompts(&args.model)?),
         false => None,
@@ -471,15 +506,6 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
         .collect();
     let mut engine = Engine::from_decoder(decoder);
     engine.set_speculation(args.speculation.speculation.unwrap_or_default());
-    let sampling = SamplingParams {
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        min_p: args.min_p,
-        presence_penalty: args.presence_penalty,
-        repetition_penalty: args.repetition_penalty,
-        seed: args.seed,
-    };
     // Warm-up: the first pass pays for one-time setup (GPU module load, cuBLAS plans, page faults).
     let warm: Vec<u32> = (0..16).map(|i| i % vocab as u32).collect();
     engine.generate(&warm, 4, sampling, &[], None, |_| ControlFlow::Continue(()))?;
@@ -619,7 +645,7 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
 }
 
 /// Peak resident memory of this process (VmHWM), in GB; 0 where /proc is unavailable.
-fn peak_rss_gb() -> f64 {
+pub fn peak_rss_gb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -21,9 +21,13 @@ pub struct ServeArgs {
     /// The environment variable holding the API key clients must send as `Authorization: Bearer KEY`.
     #[arg(long, value_name = "VAR")]
     api_key_env: Option<String>,
-    /// Requests that may wait while one is answered; more get 503 with Retry-After.
+    /// Requests that may wait while others are answered; more get 503 with Retry-After.
     #[arg(long, default_value_t = 64, value_parser = check::flag(|n| check::count(n, 1 << 16)))]
     queue: usize,
+    /// Requests answered at once. A local model on the CPU runs them batched (each pass reads the
+    /// weights once for all of them); a GPU model or a scripted backend answers one at a time.
+    #[arg(long, default_value_t = 4, value_parser = check::flag(|n| check::count(n, 256)))]
+    parallel: usize,
     /// The model id clients send and /v1/models lists (default: the model's directory name or hub id,
     /// or the agent's name).
     #[arg(long, value_name = "NAME")]
@@ -51,6 +55,7 @@ pub fn serve_command(args: ServeArgs) -> Result<()> {
         port: args.port,
         api_key,
         queue: args.queue,
+        parallel: args.parallel,
         model_name: args.served_model_name,
     };
     serve(

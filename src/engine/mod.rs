@@ -1,6 +1,7 @@
 //! Generation on the local model: prefix-reusing prefill, the decode loop (one token per pass, or drafts
 //! verified several per pass: `speculation`), stopping, timings.
 
+pub mod batch;
 pub mod constraint;
 pub mod sampler;
 pub mod speculation;
@@ -115,6 +116,7 @@ impl Engine {
     /// Brings the cache to `prompt` and returns the logits after its last token.
     pub fn prefill(&mut self, prompt: &[u32], timings: &mut Timings) -> Result<Vec<f32>> {
         anyhow::ensure!(!prompt.is_empty(), "the prompt is empty");
+        self.decoder.prepare_for(prompt)?;
         let common = self
             .decoder
             .cached_tokens()
@@ -157,6 +159,28 @@ impl Engine {
     /// With a `constraint`, every token is drawn from the full logits it masked (never the decoder's
     /// own pick, which could not know the mask), one per pass: speculation is not used.
     pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        max_new_tokens: usize,
+        params: SamplingParams,
+        stop_ids: &[u32],
+        constraint: Option<&mut Constraint>,
+        on_token: impl FnMut(u32) -> ControlFlow<()>,
+    ) -> Result<Generation> {
+        let generation = self.generate_unannounced(
+            prompt,
+            max_new_tokens,
+            params,
+            stop_ids,
+            constraint,
+            on_token,
+        );
+        self.decoder.generation_done();
+        generation
+    }
+
+    /// `generate` without telling the decoder that it ended.
+    fn generate_unannounced(
         &mut self,
         prompt: &[u32],
         max_new_tokens: usize,

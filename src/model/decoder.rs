@@ -51,6 +51,16 @@ pub trait Decoder: Send {
     fn host_decode_bytes_per_token(&self) -> Option<usize> {
         None
     }
+    /// Told which prompt is about to be prefilled, before `cached_tokens` is compared with it: a
+    /// decoder holding several sequences' caches may hand this sequence the idle cache sharing the
+    /// longest prefix with it (a server's next request of a conversation lands on any engine).
+    fn prepare_for(&mut self, _prompt: &[u32]) -> Result<()> {
+        Ok(())
+    }
+    /// Told that a generation ended and no `forward` follows soon (the agent now runs tools or
+    /// waits for a person): a decoder that shares its model with other sequences stops holding their
+    /// next batched pass for this one.
+    fn generation_done(&mut self) {}
     /// For GPU decoders: the device, its memory in use, and a measured copy bandwidth (what `bench`
     /// reports); None on the CPU.
     fn gpu_report(&mut self) -> Result<Option<GpuReport>> {

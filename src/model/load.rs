@@ -2,7 +2,7 @@
 
 use super::config::{Qwen3Config, RopeScaling};
 use super::decoder::{CpuDecoder, Decoder};
-use super::qwen3::Precision;
+use super::qwen3::{Precision, Qwen3};
 use anyhow::Result;
 use std::path::Path;
 
@@ -51,6 +51,29 @@ pub fn load_decoder(
     options: &LoadOptions,
     progress: impl FnMut(usize, usize),
 ) -> Result<Box<dyn Decoder>> {
+    let (config, capacity) = config_and_capacity(dir, options)?;
+    match options.device {
+        Device::Cpu => load_cpu(dir, config, options, capacity, progress),
+        Device::Cuda => load_cuda(dir, config, options, capacity, progress),
+        Device::Auto if cuda_available() => load_cuda(dir, config, options, capacity, progress),
+        Device::Auto => load_cpu(dir, config, options, capacity, progress),
+    }
+}
+
+/// The CPU model alone and the context each sequence gets, for a model shared by several sequences
+/// (`engine::batch`).
+pub fn load_cpu_model(
+    dir: &Path,
+    options: &LoadOptions,
+    progress: impl FnMut(usize, usize),
+) -> Result<(Qwen3, usize)> {
+    let (config, capacity) = config_and_capacity(dir, options)?;
+    let model = super::qwen3::load_with_config(dir, config, options.precision, progress)?;
+    Ok((model, capacity))
+}
+
+/// config.json with the requested rope scaling, and the context to allocate.
+fn config_and_capacity(dir: &Path, options: &LoadOptions) -> Result<(Qwen3Config, usize)> {
     let mut config = Qwen3Config::load(dir)?;
     if options.rope_scaling.is_some() {
         config.rope_scaling = options.rope_scaling.clone();
@@ -58,12 +81,7 @@ pub fn load_decoder(
     let capacity = options
         .context_length
         .unwrap_or(DEFAULT_CONTEXT.min(config.max_position_embeddings));
-    match options.device {
-        Device::Cpu => load_cpu(dir, config, options, capacity, progress),
-        Device::Cuda => load_cuda(dir, config, options, capacity, progress),
-        Device::Auto if cuda_available() => load_cuda(dir, config, options, capacity, progress),
-        Device::Auto => load_cpu(dir, config, options, capacity, progress),
-    }
+    Ok((config, capacity))
 }
 
 fn load_cpu(

@@ -310,6 +310,12 @@ impl Qwen3 {
     }
 
     /// A cache sized for `capacity` positions.
+    /// Bytes one cached position takes (keys and values of every layer, f32).
+    pub fn kv_bytes_per_position(&self) -> usize {
+        let c = &self.config;
+        2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim() * std::mem::size_of::<f32>()
+    }
+
     pub fn new_cache(&self, capacity: usize) -> KvCache {
         let c = &self.config;
         KvCache::new(
@@ -321,53 +327,84 @@ impl Qwen3 {
     }
 
     /// Runs `ids` at the positions after those in `cache`, appends them to it, and returns logits
-    /// ([vocab] for the last id, or [ids.len(), vocab] when `all_logits`).
+    /// ([vocab] for the last id, or [ids.len(), vocab] when `all_logits`): a batch of one segment.
     pub fn forward(&self, ids: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Vec<f32>> {
+        let mut logits = self.forward_batch(&mut [Segment {
+            ids,
+            cache,
+            all_logits,
+        }])?;
+        Ok(logits.pop().expect("one segment in, one out"))
+    }
+
+    /// Runs several sequences' new ids in one pass: every weight is read once for all their rows
+    /// (decoding is bandwidth-bound, so a few sequences cost little more than one), each segment
+    /// attends over its own cache. Returns each segment's logits as `forward` does. Every row is
+    /// computed as it would be alone (the matmuls treat rows independently), so batching never
+    /// changes a sequence's logits.
+    pub fn forward_batch(&self, segments: &mut [Segment<'_>]) -> Result<Vec<Vec<f32>>> {
         // Run on a pool thread: the ~250 parallel matmuls of a decode step then start from inside the
         // pool instead of each waking it from outside (which cost tens of microseconds per call).
         let mut result = None;
-        rayon::scope(|_| result = Some(self.forward_in_pool(ids, cache, all_logits)));
+        rayon::scope(|_| result = Some(self.forward_in_pool(segments)));
         result.expect("the scope ran the forward pass")
     }
 
-    fn forward_in_pool(
-        &self,
-        ids: &[u32],
-        cache: &mut KvCache,
-        all_logits: bool,
-    ) -> Result<Vec<f32>> {
+    /// Checks one segment before anything runs, so a bad one leaves every cache untouched.
+    fn check_segment(&self, segment: &Segment<'_>) -> Result<()> {
+        let (m, start, capacity) = (
+            segment.ids.len(),
+            segment.cache.len(),
+            segment.cache.capacity(),
+        );
+        if m == 0 {
+            bail!("forward needs at least one token");
+        }
+        if start + m > capacity {
+            bail!(
+                "the context is full: {start} cached + {m} new tokens exceed the {capacity} positions \
+                 allocated (raise context_length)"
+            );
+        }
+        let vocab = self.config.vocab_size;
+        if let Some(&bad) = segment.ids.iter().find(|&&id| id as usize >= vocab) {
+            bail!("token id {bad} is outside the vocabulary (size {vocab})");
+        }
+        Ok(())
+    }
+
+    fn forward_in_pool(&self, segments: &mut [Segment<'_>]) -> Result<Vec<Vec<f32>>> {
         let c = &self.config;
-        let (m, h, hd) = (ids.len(), c.hidden_size, c.head_dim());
+        let (h, hd) = (c.hidden_size, c.head_dim());
         let (nh, nkv, inter) = (
             c.num_attention_heads,
             c.num_key_value_heads,
             c.intermediate_size,
         );
-        let start = cache.len();
-        if m == 0 {
-            bail!("forward needs at least one token");
+        for segment in segments.iter() {
+            self.check_segment(segment)?;
         }
-        if start + m > cache.capacity() {
-            bail!(
-                "the context is full: {} cached + {m} new tokens exceed the {} positions allocated \
-                 (raise context_length)",
-                start,
-                cache.capacity()
-            );
+        // Rows of all segments, one after another; `bounds[s]..bounds[s + 1]` are segment s's.
+        let mut bounds = vec![0];
+        for segment in segments.iter() {
+            bounds.push(bounds.last().copied().unwrap_or(0) + segment.ids.len());
         }
-        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= c.vocab_size) {
-            bail!(
-                "token id {bad} is outside the vocabulary (size {})",
-                c.vocab_size
-            );
-        }
+        let m = bounds[segments.len()];
+        let rows_of = |s: usize| bounds[s]..bounds[s + 1];
         let eps = c.rms_norm_eps as f32;
         let mut hidden = vec![0f32; m * h];
-        for (t, &id) in ids.iter().enumerate() {
-            self.embed_tokens
-                .row_into(id as usize, &mut hidden[t * h..(t + 1) * h]);
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for (s, segment) in segments.iter().enumerate() {
+            for (t, &id) in segment.ids.iter().enumerate() {
+                let row = bounds[s] + t;
+                self.embed_tokens
+                    .row_into(id as usize, &mut hidden[row * h..(row + 1) * h]);
+            }
+            let start = segment.cache.len();
+            let (c, s) = self.rope.tables(start..start + segment.ids.len());
+            cos.extend(c);
+            sin.extend(s);
         }
-        let (cos, sin) = self.rope.tables(start..start + m);
         let mut normed = vec![0f32; m * h];
         let mut q = vec![0f32; m * nh * hd];
         let mut k = vec![0f32; m * nkv * hd];
@@ -400,8 +437,24 @@ impl Qwen3 {
                     &sin[t * half..(t + 1) * half],
                 );
             }
-            cache.write(li, start, &k, &v);
-            attention(cache, li, &q, start, nh, nkv, hd, &mut attn);
+            for (s, segment) in segments.iter_mut().enumerate() {
+                let (rows, start) = (rows_of(s), segment.cache.len());
+                let kv = rows.start * nkv * hd..rows.end * nkv * hd;
+                segment
+                    .cache
+                    .write(li, start, &k[kv.clone()], &v[kv.clone()]);
+                let qo = rows.start * nh * hd..rows.end * nh * hd;
+                attention(
+                    segment.cache,
+                    li,
+                    &q[qo.clone()],
+                    start,
+                    nh,
+                    nkv,
+                    hd,
+                    &mut attn[qo],
+                );
+            }
             layer.o_proj.forward(&attn, m, &mut proj);
             hidden.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
             rms_norm_rows(&hidden, &layer.post_attention_norm, eps, &mut normed);
@@ -413,19 +466,49 @@ impl Qwen3 {
             layer.down_proj.forward(&gate, m, &mut proj);
             hidden.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
         }
-        cache.commit(ids);
-        let rows = if all_logits { 0..m } else { m - 1..m };
-        let last = &hidden[rows.start * h..rows.end * h];
-        let mut final_normed = vec![0f32; last.len()];
-        rms_norm_rows(last, &self.norm, eps, &mut final_normed);
-        let mut logits = vec![0f32; rows.len() * c.vocab_size];
-        match &self.lm_head {
-            LmHead::Dense(matrix) => matrix.matmul(&final_normed, rows.len(), &mut logits),
-            LmHead::Int8(matrix) => matrix.matmul(&final_normed, rows.len(), &mut logits),
-            LmHead::Packed(linear) => linear.forward(&final_normed, rows.len(), &mut logits),
+        // The rows whose logits are wanted, all in one lm_head pass (its weights read once too).
+        let mut wanted = Vec::new();
+        for (s, segment) in segments.iter_mut().enumerate() {
+            segment.cache.commit(segment.ids);
+            let rows = rows_of(s);
+            wanted.push(if segment.all_logits {
+                rows
+            } else {
+                rows.end - 1..rows.end
+            });
         }
-        Ok(logits)
+        let count: usize = wanted.iter().map(|rows| rows.len()).sum();
+        let mut last = Vec::with_capacity(count * h);
+        for rows in &wanted {
+            last.extend_from_slice(&hidden[rows.start * h..rows.end * h]);
+        }
+        let mut final_normed = vec![0f32; last.len()];
+        rms_norm_rows(&last, &self.norm, eps, &mut final_normed);
+        let vocab = c.vocab_size;
+        let mut logits = vec![0f32; count * vocab];
+        match &self.lm_head {
+            LmHead::Dense(matrix) => matrix.matmul(&final_normed, count, &mut logits),
+            LmHead::Int8(matrix) => matrix.matmul(&final_normed, count, &mut logits),
+            LmHead::Packed(linear) => linear.forward(&final_normed, count, &mut logits),
+        }
+        let mut rest = logits.as_slice();
+        Ok(wanted
+            .iter()
+            .map(|rows| {
+                let (mine, after) = rest.split_at(rows.len() * vocab);
+                rest = after;
+                mine.to_vec()
+            })
+            .collect())
     }
+}
+
+/// One sequence's part of `Qwen3::forward_batch`: its new ids, the cache they follow (and are
+/// appended to), and whether every row's logits are wanted or only the last.
+pub struct Segment<'a> {
+    pub ids: &'a [u32],
+    pub cache: &'a mut KvCache,
+    pub all_logits: bool,
 }
 
 /// Qwen3RMSNorm: x / sqrt(mean(x²) + eps) · w, per row.

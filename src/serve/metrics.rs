@@ -1,6 +1,7 @@
 //! Counters for `GET /metrics` in Prometheus' text format: requests by status, tokens, the queue and
 //! request latency (from arrival to the last byte of the answer).
 
+use crate::engine::batch::BatchStats;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -111,4 +112,38 @@ impl Metrics {
         );
         out
     }
+}
+
+/// The shared model's batching counters, when the engine threads share one (`serve --parallel`).
+pub fn render_batch(stats: &BatchStats) -> String {
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let mut out = String::new();
+    for (name, help, value) in [
+        (
+            "qwen3_agent_batch_passes_total",
+            "Forward passes of the shared model.",
+            load(&stats.passes),
+        ),
+        (
+            "qwen3_agent_batch_rows_total",
+            "Rows those passes ran (prompt pieces, decoded tokens, recomputed positions).",
+            load(&stats.rows),
+        ),
+        (
+            "qwen3_agent_batch_evictions_total",
+            "Idle sequences' caches dropped for room.",
+            load(&stats.evictions),
+        ),
+        (
+            "qwen3_agent_batch_preemptions_total",
+            "Running sequences' caches dropped for room (recomputed when they run again).",
+            load(&stats.preemptions),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    out
 }

@@ -14,6 +14,7 @@ pub use error::ApiError;
 pub use request::{ChatRequest, CompletionRequest};
 
 use crate::agent::assemble::AssembleOptions;
+use crate::agent::backend_pool::BackendPool;
 use crate::config::{self, BackendKind, ResolvedAgent};
 use anyhow::{Context, Result, bail};
 use axum::Router;
@@ -42,8 +43,11 @@ pub struct ServeOptions {
     pub port: u16,
     /// Requests must carry `Authorization: Bearer <key>`; required for a non-loopback bind.
     pub api_key: Option<String>,
-    /// Requests that may wait behind the one being answered; more get 503.
+    /// Requests that may wait behind those being answered; more get 503.
     pub queue: usize,
+    /// Requests answered at once (a local CPU model batches them; a GPU model or a script answers one
+    /// at a time whatever this says).
+    pub parallel: usize,
     /// The model id clients must name (vLLM's `--served-model-name`); None: `served_name`.
     pub model_name: Option<String>,
 }
@@ -117,7 +121,8 @@ pub fn serve(
         .model_name
         .unwrap_or_else(|| served_name(&definition));
     let metrics = Arc::new(Metrics::default());
-    let worker = Worker::start(definition, assemble, options.queue, metrics.clone())?;
+    let pool = BackendPool::new(definition, assemble, options.parallel)?;
+    let worker = Worker::start(pool, options.queue, metrics.clone())?;
     let served = Arc::new(Served {
         worker,
         model,
@@ -209,9 +214,12 @@ async fn models(State(served): State<Arc<Served>>) -> Response {
 }
 
 async fn metrics(State(served): State<Arc<Served>>) -> Response {
-    let text = served
+    let mut text = served
         .metrics
         .render(served.worker.queued.load(Ordering::Relaxed));
+    if let Some(batcher) = &served.worker.batcher {
+        text.push_str(&metrics::render_batch(batcher.stats()));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

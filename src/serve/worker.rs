@@ -1,22 +1,24 @@
-//! The engine's thread: it owns the one backend and answers queued requests one at a time, in arrival
-//! order. Backend calls block (the CPU engine, the scripted replay), so they never run on the async
+//! The engine threads: each owns a backend and answers queued requests one at a time, taking them in
+//! arrival order from one queue; with a model shared through `engine::batch` their passes run
+//! together. Backend calls block (the CPU engine, the scripted replay), so they never run on the async
 //! executor; the handlers wait on a channel instead.
 
 use super::error::ApiError;
 use super::metrics::Metrics;
 use super::request::{ChatRequest, CompletionRequest, Settings};
-use crate::agent::assemble::{AssembleOptions, build_backend};
+use crate::agent::backend_pool::BackendPool;
 use crate::agent::{DEFAULT_MAX_NEW_TOKENS, soft_switch_allows_thinking};
 use crate::backend::{
     Backend, BackendRequest, BackendResponse, CallParsing, ContextUse, TextRequest,
 };
 use crate::chat::{AnswerFormat, ParseEvent};
-use crate::config::{GenerateSpec, ResolvedAgent};
+use crate::config::GenerateSpec;
+use crate::engine::batch::Batcher;
 use crate::engine::{GrammarError, SamplingParams};
 use anyhow::{Context, Result};
 use axum::http::StatusCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// What the engine thread reports about one request.
@@ -46,53 +48,72 @@ pub struct Job {
 /// The handle handlers queue on.
 pub struct Worker {
     jobs: mpsc::SyncSender<Job>,
-    /// Requests waiting (not counting the one being answered).
+    /// Requests waiting (not counting those being answered).
     pub queued: Arc<AtomicUsize>,
+    /// The shared model's batcher, when the engine threads share one.
+    pub batcher: Option<Arc<Batcher>>,
+}
+
+/// The next job from the shared queue; None once the server is gone.
+fn next_job(inbox: &Mutex<mpsc::Receiver<Job>>) -> Option<Job> {
+    let inbox = inbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    inbox.recv().ok()
 }
 
 impl Worker {
-    /// Builds the backend on a new thread (so it never has to move between threads) and waits until
-    /// it is ready; at most `queue` requests wait behind the one being answered.
-    pub fn start(
-        definition: ResolvedAgent,
-        options: AssembleOptions,
-        queue: usize,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self> {
+    /// Starts `pool.size()` engine threads, each building its backend where it runs (backends never
+    /// move between threads), and waits until all are ready; at most `queue` requests wait behind
+    /// the ones being answered. The threads take jobs from one queue, so a request goes to whichever
+    /// is free; with a shared model their passes are batched.
+    pub fn start(pool: BackendPool, queue: usize, metrics: Arc<Metrics>) -> Result<Self> {
         let (jobs, inbox) = mpsc::sync_channel::<Job>(queue);
+        let inbox = Arc::new(Mutex::new(inbox));
         let (ready, started) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        let depth = queued.clone();
-        std::thread::Builder::new()
-            .name("engine".into())
-            .spawn(move || {
-                let mut backend = match build_backend(&definition, &options) {
-                    Ok(backend) => {
-                        let _ = ready.send(Ok(()));
-                        backend
+        let pool = Arc::new(pool);
+        for index in 0..pool.size() {
+            let (pool, inbox, ready) = (pool.clone(), inbox.clone(), ready.clone());
+            let (depth, metrics) = (queued.clone(), metrics.clone());
+            std::thread::Builder::new()
+                .name(format!("engine-{index}"))
+                .spawn(move || {
+                    let mut backend = match pool.backend() {
+                        Ok(backend) => {
+                            let _ = ready.send(Ok(()));
+                            backend
+                        }
+                        Err(error) => return ready.send(Err(error)).unwrap_or(()),
+                    };
+                    let defaults = &pool.definition().agent.generate;
+                    // The lock is held only while waiting for the next job, never while answering.
+                    while let Some(job) = next_job(&inbox) {
+                        depth.fetch_sub(1, Ordering::Relaxed);
+                        if job.cancel.load(Ordering::Relaxed) {
+                            metrics.cancelled();
+                            continue;
+                        }
+                        let result = answer(backend.as_mut(), defaults, &job);
+                        // Until `Done` is sent the handler holds the flag, so it is set only if the
+                        // client left.
+                        if job.cancel.load(Ordering::Relaxed) {
+                            metrics.cancelled();
+                        }
+                        let _ = job.events.send(WorkerEvent::Done(Box::new(result)));
                     }
-                    Err(error) => return ready.send(Err(error)).unwrap_or(()),
-                };
-                let defaults = definition.agent.generate;
-                for job in inbox {
-                    depth.fetch_sub(1, Ordering::Relaxed);
-                    if job.cancel.load(Ordering::Relaxed) {
-                        metrics.cancelled();
-                        continue;
-                    }
-                    let result = answer(backend.as_mut(), &defaults, &job);
-                    // Until `Done` is sent the handler holds the flag, so it is set only if the client left.
-                    if job.cancel.load(Ordering::Relaxed) {
-                        metrics.cancelled();
-                    }
-                    let _ = job.events.send(WorkerEvent::Done(Box::new(result)));
-                }
-            })
-            .context("starting the engine thread")?;
-        started
-            .recv()
-            .context("the engine thread ended while loading the model")??;
-        Ok(Worker { jobs, queued })
+                })
+                .context("starting an engine thread")?;
+        }
+        drop(ready);
+        for _ in 0..pool.size() {
+            started
+                .recv()
+                .context("an engine thread ended while loading the model")??;
+        }
+        Ok(Worker {
+            jobs,
+            queued,
+            batcher: pool.batcher().cloned(),
+        })
     }
 
     /// Queues a job; a full queue is a 503 the client may retry.
@@ -260,6 +281,7 @@ mod tests {
         let worker = Worker {
             jobs,
             queued: Arc::default(),
+            batcher: None,
         };
         worker.submit(job()).unwrap();
         worker.submit(job()).unwrap();

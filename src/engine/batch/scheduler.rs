@@ -1,0 +1,490 @@
+//! The executor thread: owns the model and every sequence's cache, collects the sequences' forward
+//! requests, and runs them in shared passes. It decides when a pass starts (once every sequence that
+//! is mid-generation has asked for its next one, or a short wait has passed), which rows it runs
+//! (oldest sequences first, within `step_tokens`), and whose cache goes when the pool is full.
+
+use super::{BatchOptions, BatchStats};
+use crate::model::{KvCache, Qwen3, Segment};
+use anyhow::{Result, anyhow};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// What a `SequenceDecoder` asks of the executor; one sequence's messages arrive in order.
+pub(super) enum Message {
+    Forward {
+        sequence: u64,
+        ids: Vec<u32>,
+        all_logits: bool,
+        reply: mpsc::Sender<Result<Vec<f32>>>,
+    },
+    Truncate {
+        sequence: u64,
+        len: usize,
+    },
+    /// A prompt is about to be prefilled: take over the idle cache sharing the longest prefix with
+    /// it, if that beats the sequence's own, and reply with the ids now cached.
+    Adopt {
+        sequence: u64,
+        prompt: Vec<u32>,
+        reply: mpsc::Sender<Vec<u32>>,
+    },
+    /// The sequence's generation ended: do not wait for its next request.
+    Idle {
+        sequence: u64,
+    },
+    Close {
+        sequence: u64,
+    },
+}
+
+/// A forward request being served, possibly over several passes.
+struct Request {
+    ids: Vec<u32>,
+    /// Ids already run.
+    done: usize,
+    all_logits: bool,
+    logits: Vec<f32>,
+    reply: mpsc::Sender<Result<Vec<f32>>>,
+}
+
+enum Activity {
+    /// Between generations: nothing to wait for.
+    Idle,
+    /// Its last pass was answered and it is mid-generation: its next request is probably coming.
+    Answered,
+    Waiting(Request),
+}
+
+/// One sequence as the executor keeps it.
+struct Slot {
+    /// What the sequence has cached, as it believes (plus the rows of its current request run so
+    /// far). The cache holds the first `cache.len()` of them; the rest are recomputed first.
+    tokens: Vec<u32>,
+    cache: Option<KvCache>,
+    /// Positions of pool memory the cache has written (its high-water mark; truncating keeps it).
+    touched: usize,
+    activity: Activity,
+    /// When it last became busy after being idle: older sequences are served (and kept) first.
+    admitted: u64,
+    /// The pass it last ran in (idle caches are dropped least recently used first).
+    last_pass: u64,
+}
+
+impl Slot {
+    fn cached(&self) -> usize {
+        self.cache.as_ref().map_or(0, KvCache::len)
+    }
+
+    /// Rows still to run before its request is answered: recomputation, then the request's ids.
+    fn remaining(&self) -> usize {
+        match &self.activity {
+            Activity::Waiting(request) => {
+                self.tokens.len() - self.cached() + request.ids.len() - request.done
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// One sequence's rows in a pass.
+struct Piece {
+    sequence: u64,
+    ids: Vec<u32>,
+    /// Rows of the request (false: positions recomputed, their logits unused).
+    of_request: bool,
+    all_logits: bool,
+}
+
+pub(super) struct Executor {
+    model: Qwen3,
+    options: BatchOptions,
+    stats: Arc<BatchStats>,
+    slots: HashMap<u64, Slot>,
+    /// Positions all caches have written together.
+    pool_used: usize,
+    admissions: u64,
+    passes: u64,
+    /// How long the last pass took: a slow sequence is waited for at most a quarter of it.
+    last_pass_time: Duration,
+    /// When the oldest unserved request arrived.
+    waiting_since: Option<Instant>,
+}
+
+impl Executor {
+    pub(super) fn new(model: Qwen3, options: BatchOptions, stats: Arc<BatchStats>) -> Self {
+        Executor {
+            model,
+            options,
+            stats,
+            slots: HashMap::new(),
+            pool_used: 0,
+            admissions: 0,
+            passes: 0,
+            last_pass_time: Duration::ZERO,
+            waiting_since: None,
+        }
+    }
+
+    /// Serves messages until every sender is gone.
+    pub(super) fn run(mut self, inbox: mpsc::Receiver<Message>) {
+        loop {
+            let message = if self.waiting_since.is_none() {
+                match inbox.recv() {
+                    Ok(message) => Some(message),
+                    Err(_) => return,
+                }
+            } else if self.all_asked() {
+                match inbox.try_recv() {
+                    Ok(message) => Some(message),
+                    Err(mpsc::TryRecvError::Empty) => None,
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                }
+            } else {
+                let wait = self.gather_deadline().saturating_duration_since(Instant::now());
+                match inbox.recv_timeout(wait) {
+                    Ok(message) => Some(message),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            };
+            match message {
+                Some(message) => self.handle(message),
+                None => self.pass(),
+            }
+        }
+    }
+
+    /// Whether no sequence mid-generation is still to ask for its next pass.
+    fn all_asked(&self) -> bool {
+        !self
+            .slots
+            .values()
+            .any(|slot| matches!(slot.activity, Activity::Answered))
+    }
+
+    /// When to stop waiting for sequences mid-generation that have not asked yet (sampling, a
+    /// grammar's mask, or a caller that will not come back soon): a quarter of a pass, 1–50 ms.
+    fn gather_deadline(&self) -> Instant {
+        let patience = (self.last_pass_time / 4).clamp(
+            Duration::from_millis(1),
+            Duration::from_millis(50),
+        );
+        self.waiting_since.unwrap_or_else(Instant::now) + patience
+    }
+
+    fn handle(&mut self, message: Message) {
+        match message {
+            Message::Forward {
+                sequence,
+                ids,
+                all_logits,
+                reply,
+            } => self.accept(sequence, ids, all_logits, reply),
+            Message::Truncate { sequence, len } => {
+                if let Some(slot) = self.slots.get_mut(&sequence) {
+                    slot.tokens.truncate(len);
+                    if let Some(cache) = &mut slot.cache {
+                        cache.truncate(len.min(cache.len()));
+                    }
+                }
+            }
+            Message::Adopt {
+                sequence,
+                prompt,
+                reply,
+            } => {
+                self.adopt(sequence, &prompt);
+                let _ = reply.send(self.slots[&sequence].tokens.clone());
+            }
+            Message::Idle { sequence } => {
+                if let Some(slot) = self.slots.get_mut(&sequence)
+                    && matches!(slot.activity, Activity::Answered)
+                {
+                    slot.activity = Activity::Idle;
+                }
+            }
+            Message::Close { sequence } => {
+                if let Some(slot) = self.slots.remove(&sequence) {
+                    self.pool_used -= slot.touched;
+                }
+            }
+        }
+    }
+
+    /// Swaps `sequence`'s cache with the idle one holding the longest prefix of `prompt`, when that
+    /// prefix is longer than what its own cache holds of it. The other sequence finds out at its
+    /// own next prompt (it is idle, so nothing of its runs meanwhile).
+    fn adopt(&mut self, sequence: u64, prompt: &[u32]) {
+        let resident = |slot: &Slot| {
+            slot.tokens[..slot.cached()]
+                .iter()
+                .zip(prompt)
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        let own = self.slot(sequence);
+        let mine = resident(own);
+        let best = self
+            .slots
+            .iter()
+            .filter(|&(&other, slot)| other != sequence && matches!(slot.activity, Activity::Idle))
+            .map(|(&other, slot)| (resident(slot), other))
+            .max();
+        if let Some((shared, other)) = best
+            && shared > mine
+        {
+            let mut theirs = self.slots.remove(&other).expect("found above");
+            let own = self.slots.get_mut(&sequence).expect("made above");
+            std::mem::swap(&mut own.tokens, &mut theirs.tokens);
+            std::mem::swap(&mut own.cache, &mut theirs.cache);
+            std::mem::swap(&mut own.touched, &mut theirs.touched);
+            self.slots.insert(other, theirs);
+            self.stats.adopted.fetch_add(shared as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// The slot of `sequence`, made empty on its first message.
+    fn slot(&mut self, sequence: u64) -> &mut Slot {
+        self.slots.entry(sequence).or_insert_with(|| Slot {
+            tokens: Vec::new(),
+            cache: None,
+            touched: 0,
+            activity: Activity::Idle,
+            admitted: 0,
+            last_pass: 0,
+        })
+    }
+
+    /// Queues a request, or answers it with an error at once when it could never run.
+    fn accept(
+        &mut self,
+        sequence: u64,
+        ids: Vec<u32>,
+        all_logits: bool,
+        reply: mpsc::Sender<Result<Vec<f32>>>,
+    ) {
+        let (context, vocab) = (self.options.context_length, self.model.config.vocab_size);
+        let admission = self.admissions + 1;
+        let slot = self.slot(sequence);
+        let problem = if ids.is_empty() {
+            Some("forward needs at least one token".to_string())
+        } else if slot.tokens.len() + ids.len() > context {
+            Some(format!(
+                "the context is full: {} cached + {} new tokens exceed the {context} positions \
+                 allocated (raise context_length)",
+                slot.tokens.len(),
+                ids.len()
+            ))
+        } else {
+            ids.iter()
+                .find(|&&id| id as usize >= vocab)
+                .map(|bad| format!("token id {bad} is outside the vocabulary (size {vocab})"))
+        };
+        if let Some(problem) = problem {
+            let _ = reply.send(Err(anyhow!(problem)));
+            return;
+        }
+        let admitted = matches!(slot.activity, Activity::Idle);
+        if admitted {
+            slot.admitted = admission;
+        }
+        slot.activity = Activity::Waiting(Request {
+            ids,
+            done: 0,
+            all_logits,
+            logits: Vec::new(),
+            reply,
+        });
+        if admitted {
+            self.admissions = admission;
+        }
+        self.waiting_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Runs one pass over the waiting sequences and answers those it finished.
+    fn pass(&mut self) {
+        let pieces = self.plan();
+        if pieces.is_empty() {
+            self.waiting_since = None;
+            return;
+        }
+        let started = Instant::now();
+        let mut caches: Vec<KvCache> = pieces
+            .iter()
+            .map(|piece| {
+                let slot = self.slots.get_mut(&piece.sequence).expect("planned slot");
+                slot.cache.take().expect("the plan gave it a cache")
+            })
+            .collect();
+        let mut segments: Vec<Segment<'_>> = pieces
+            .iter()
+            .zip(caches.iter_mut())
+            .map(|(piece, cache)| Segment {
+                ids: &piece.ids,
+                cache,
+                all_logits: piece.all_logits,
+            })
+            .collect();
+        let outcome = self.model.forward_batch(&mut segments);
+        drop(segments);
+        self.passes += 1;
+        self.last_pass_time = started.elapsed();
+        let rows: usize = pieces.iter().map(|piece| piece.ids.len()).sum();
+        self.stats.passes.fetch_add(1, Ordering::Relaxed);
+        self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        self.stats
+            .max_sequences
+            .fetch_max(pieces.len(), Ordering::Relaxed);
+        match outcome {
+            Ok(logits) => {
+                for ((piece, cache), logits) in pieces.into_iter().zip(caches).zip(logits) {
+                    self.advance(piece, cache, logits);
+                }
+            }
+            Err(error) => {
+                // Only a bug gets here (requests are checked on arrival): fail the pass's requests and
+                // drop their caches, so nothing half-written is ever read.
+                for piece in &pieces {
+                    let slot = self.slots.get_mut(&piece.sequence).expect("planned slot");
+                    self.pool_used -= slot.touched;
+                    slot.touched = 0;
+                    if let Activity::Waiting(request) =
+                        std::mem::replace(&mut slot.activity, Activity::Answered)
+                    {
+                        slot.tokens.truncate(slot.tokens.len() - request.done);
+                        let _ = request.reply.send(Err(anyhow!("{error:#}")));
+                    }
+                }
+            }
+        }
+        self.waiting_since = self
+            .slots
+            .values()
+            .any(|slot| matches!(slot.activity, Activity::Waiting(_)))
+            .then(Instant::now);
+    }
+
+    /// Puts a piece's cache back and moves its request on; a finished request is answered.
+    fn advance(&mut self, piece: Piece, cache: KvCache, logits: Vec<f32>) {
+        let slot = self.slots.get_mut(&piece.sequence).expect("planned slot");
+        slot.cache = Some(cache);
+        slot.last_pass = self.passes;
+        if !piece.of_request {
+            self.stats
+                .recomputed
+                .fetch_add(piece.ids.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        let Activity::Waiting(request) = &mut slot.activity else {
+            unreachable!("a request's rows ran for a sequence that was not waiting");
+        };
+        slot.tokens.extend_from_slice(&piece.ids);
+        request.done += piece.ids.len();
+        if request.all_logits {
+            request.logits.extend(logits);
+        } else {
+            request.logits = logits;
+        }
+        if request.done == request.ids.len()
+            && let Activity::Waiting(request) =
+                std::mem::replace(&mut slot.activity, Activity::Answered)
+        {
+            // The caller may have given up (its thread ended); nothing else waits on this.
+            let _ = request.reply.send(Ok(request.logits));
+        }
+    }
+
+    /// The next pass's pieces: waiting sequences oldest first, each as many rows as the pass has
+    /// room for, each given cache memory (dropping others' caches when the pool is full).
+    fn plan(&mut self) -> Vec<Piece> {
+        let mut order: Vec<(u64, u64)> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.remaining() > 0)
+            .map(|(&sequence, slot)| (slot.admitted, sequence))
+            .collect();
+        order.sort_unstable();
+        let mut budget = self.options.step_tokens;
+        let mut planned: Vec<u64> = Vec::new();
+        let mut pieces = Vec::new();
+        for (_, sequence) in order {
+            if budget == 0 {
+                break;
+            }
+            let slot = &self.slots[&sequence];
+            let take = slot.remaining().min(budget);
+            let needed = (slot.cached() + take).saturating_sub(slot.touched);
+            planned.push(sequence);
+            if !self.make_room(needed, &planned) {
+                planned.pop();
+                break;
+            }
+            budget -= take;
+            pieces.push(self.piece(sequence, take, needed));
+        }
+        pieces
+    }
+
+    /// Drops caches until `needed` more positions fit the pool: idle sequences' least recently used
+    /// first, then the newest busy sequences' (never those in `keep`). False when nothing is left to
+    /// drop.
+    fn make_room(&mut self, needed: usize, keep: &[u64]) -> bool {
+        while self.pool_used + needed > self.options.pool_positions {
+            let victim = self
+                .slots
+                .iter()
+                .filter(|(sequence, slot)| slot.touched > 0 && !keep.contains(sequence))
+                .max_by_key(|(_, slot)| match slot.activity {
+                    Activity::Idle => (1, u64::MAX - slot.last_pass),
+                    _ => (0, slot.admitted),
+                })
+                .map(|(&sequence, _)| sequence);
+            let Some(victim) = victim else {
+                return false;
+            };
+            let slot = self.slots.get_mut(&victim).expect("chosen from the slots");
+            let counter = match slot.activity {
+                Activity::Idle => &self.stats.evictions,
+                _ => &self.stats.preemptions,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            self.pool_used -= slot.touched;
+            slot.touched = 0;
+            slot.cache = None;
+        }
+        true
+    }
+
+    /// `take` rows of a waiting sequence: the recomputation its cache lacks first, else its request's
+    /// next ids. `needed` positions of the pool are now its.
+    fn piece(&mut self, sequence: u64, take: usize, needed: usize) -> Piece {
+        let capacity = self.options.context_length;
+        let model = &self.model;
+        let slot = self.slots.get_mut(&sequence).expect("planned slot");
+        slot.touched += needed;
+        self.pool_used += needed;
+        let cache = slot.cache.get_or_insert_with(|| model.new_cache(capacity));
+        let cached = cache.len();
+        if cached < slot.tokens.len() {
+            let end = slot.tokens.len().min(cached + take);
+            return Piece {
+                sequence,
+                ids: slot.tokens[cached..end].to_vec(),
+                of_request: false,
+                all_logits: false,
+            };
+        }
+        let Activity::Waiting(request) = &slot.activity else {
+            unreachable!("only waiting sequences are planned");
+        };
+        Piece {
+            sequence,
+            ids: request.ids[request.done..request.done + take].to_vec(),
+            of_request: true,
+            all_logits: request.all_logits,
+        }
+    }
+}
