@@ -780,3 +780,78 @@ fn qwen_agent_runs_a_tool_round_in_both_modes() {
         );
     }
 }
+
+/// The non-streamed chat answer's text and calls, for comparing two servers' answers.
+fn answer_of(response: &Json) -> Json {
+    let message = &response["choices"][0]["message"];
+    json!([message["content"], message["reasoning_content"], message["tool_calls"]
+        .as_array()
+        .map(|calls| calls.iter().map(|c| &c["function"]).collect::<Vec<_>>())])
+}
+
+#[test]
+fn concurrent_clients_get_the_answers_they_get_one_at_a_time() {
+    let model = Path::new(ROOT).join("models/qwen3-agent-demo");
+    let system =
+        std::fs::read_to_string(Path::new(ROOT).join("scripts/demo/system_prompt.txt")).unwrap();
+    let questions = [
+        "What time is it in Tokyo?",
+        "Compute 17 * 23 with Python.",
+        "Tell me a short joke.",
+        "Convert 9:00 in London to New York time.",
+        "What is the capital of France?",
+        "What time is it in Sydney?",
+    ];
+    let requests: Vec<String> = questions
+        .iter()
+        .enumerate()
+        .map(|(i, question)| {
+            json!({"model": "qwen3-agent-demo", "temperature": 0.7, "seed": i, "max_tokens": 60,
+                "messages": [{"role": "system", "content": system.trim()},
+                             {"role": "user", "content": question}]})
+            .to_string()
+        })
+        .collect();
+    let one_at_a_time = start(&model, &["--parallel", "1"], &[]);
+    let expected: Vec<Json> = requests
+        .iter()
+        .map(|body| {
+            let (status, response, _) =
+                http(one_at_a_time.port, "POST", "/v1/chat/completions", &[], body);
+            assert_eq!(status, 200, "{response}");
+            answer_of(&response)
+        })
+        .collect();
+    drop(one_at_a_time);
+    let batched = start(&model, &["--parallel", "4"], &[]);
+    let answers: Vec<Json> = std::thread::scope(|scope| {
+        let clients: Vec<_> = requests
+            .iter()
+            .map(|body| {
+                scope.spawn(|| {
+                    let (status, response, _) =
+                        http(batched.port, "POST", "/v1/chat/completions", &[], body);
+                    assert_eq!(status, 200, "{response}");
+                    answer_of(&response)
+                })
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert_eq!(answers, expected);
+    let mut stream = TcpStream::connect(("127.0.0.1", batched.port)).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut metrics = String::new();
+    stream.read_to_string(&mut metrics).unwrap();
+    let together: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("qwen3_agent_batch_max_sequences "))
+        .expect("the batch gauge is served")
+        .parse()
+        .unwrap();
+    assert!(together >= 2, "no pass ran two requests together:\n{metrics}");
+}

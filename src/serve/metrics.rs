@@ -145,5 +145,11 @@ pub fn render_batch(stats: &BatchStats) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP qwen3_agent_batch_max_sequences The most sequences one pass has run.\n\
+         # TYPE qwen3_agent_batch_max_sequences gauge\nqwen3_agent_batch_max_sequences {}",
+        stats.max_sequences.load(Ordering::Relaxed)
+    );
     out
 }
