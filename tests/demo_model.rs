@@ -74,15 +74,16 @@ fn the_demo_agent_renders_exactly_the_tools_the_model_was_trained_on() {
     );
 }
 
-#[test]
-fn held_out_evaluation_stays_at_its_measured_level() {
+/// `eval` of the held-out cases with `extra` flags: the summary and each case's verdict.
+fn evaluate(extra: &[&str]) -> (serde_json::Value, Vec<serde_json::Value>) {
     let report = std::env::temp_dir().join(format!(
-        "qwen3-agent-demo-report-{}.json",
-        std::process::id()
+        "qwen3-agent-demo-report-{}-{}.json",
+        std::process::id(),
+        extra.join("")
     ));
     // Measured 0.92–0.93 / 0.92–0.93 over four sampling seeds on this machine (see
     // models/qwen3-agent-demo/README.md); the floors are issue 8's acceptance targets.
-    let (stdout, stderr, ok) = qwen3_agent(&[
+    let mut args = vec![
         "eval",
         "agents/demo.yaml",
         "tests/fixtures/demo/eval_cases.jsonl",
@@ -92,13 +93,41 @@ fn held_out_evaluation_stays_at_its_measured_level() {
         "0.9",
         "--min-answer-accuracy",
         "0.85",
-    ]);
+    ];
+    args.extend(extra);
+    let (stdout, stderr, ok) = qwen3_agent(&args);
     assert!(ok, "{stdout}\n{stderr}");
     let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(summary["cases"], 100);
     assert_eq!(
         summary["failed_runs"], 0,
         "every case's run ended without an error"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    (summary, report["cases"].as_array().unwrap().clone())
+}
+
+#[test]
+fn held_out_evaluation_stays_at_its_measured_level_sequential_and_parallel() {
+    let (sequential, one_by_one) = evaluate(&[]);
+    // Four agents at once on one batched model: the same ids, so the same verdicts.
+    let (parallel, batched) = evaluate(&["--parallel", "4"]);
+    assert_eq!(parallel["parallel"], 4);
+    for (alone, together) in one_by_one.iter().zip(&batched) {
+        assert_eq!(alone["prompt"], together["prompt"]);
+        assert_eq!(alone["calls"][0], together["calls"][0], "{}", alone["prompt"]);
+        assert_eq!(alone["right_call"], together["right_call"]);
+        // The current time differs between the two runs, and so may what follows it.
+        let task = alone["task"].as_str().unwrap();
+        if !matches!(task, "task_time_now" | "task_time_two") {
+            assert_eq!(alone["answer"], together["answer"], "{}", alone["prompt"]);
+            assert_eq!(alone["answer_has_result"], together["answer_has_result"]);
+        }
+    }
+    eprintln!(
+        "eval wall clock: sequential {:.1} s, --parallel 4 {:.1} s",
+        sequential["wall_seconds"], parallel["wall_seconds"]
     );
 }
 
