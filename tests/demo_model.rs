@@ -116,7 +116,11 @@ fn held_out_evaluation_stays_at_its_measured_level_sequential_and_parallel() {
     assert_eq!(parallel["parallel"], 4);
     for (alone, together) in one_by_one.iter().zip(&batched) {
         assert_eq!(alone["prompt"], together["prompt"]);
-        assert_eq!(alone["calls"][0], together["calls"][0], "{}", alone["prompt"]);
+        assert_eq!(
+            alone["calls"][0], together["calls"][0],
+            "{}",
+            alone["prompt"]
+        );
         assert_eq!(alone["right_call"], together["right_call"]);
         // The current time differs between the two runs, and so may what follows it.
         let task = alone["task"].as_str().unwrap();

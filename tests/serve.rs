@@ -784,9 +784,13 @@ fn qwen_agent_runs_a_tool_round_in_both_modes() {
 /// The non-streamed chat answer's text and calls, for comparing two servers' answers.
 fn answer_of(response: &Json) -> Json {
     let message = &response["choices"][0]["message"];
-    json!([message["content"], message["reasoning_content"], message["tool_calls"]
-        .as_array()
-        .map(|calls| calls.iter().map(|c| &c["function"]).collect::<Vec<_>>())])
+    json!([
+        message["content"],
+        message["reasoning_content"],
+        message["tool_calls"]
+            .as_array()
+            .map(|calls| calls.iter().map(|c| &c["function"]).collect::<Vec<_>>())
+    ])
 }
 
 #[test]
@@ -816,8 +820,13 @@ fn concurrent_clients_get_the_answers_they_get_one_at_a_time() {
     let expected: Vec<Json> = requests
         .iter()
         .map(|body| {
-            let (status, response, _) =
-                http(one_at_a_time.port, "POST", "/v1/chat/completions", &[], body);
+            let (status, response, _) = http(
+                one_at_a_time.port,
+                "POST",
+                "/v1/chat/completions",
+                &[],
+                body,
+            );
             assert_eq!(status, 200, "{response}");
             answer_of(&response)
         })
@@ -853,5 +862,8 @@ fn concurrent_clients_get_the_answers_they_get_one_at_a_time() {
         .expect("the batch gauge is served")
         .parse()
         .unwrap();
-    assert!(together >= 2, "no pass ran two requests together:\n{metrics}");
+    assert!(
+        together >= 2,
+        "no pass ran two requests together:\n{metrics}"
+    );
 }

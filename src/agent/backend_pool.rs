@@ -3,7 +3,7 @@
 //! remote server gets a client per backend; a GPU model or a scripted replay can only be one backend
 //! (one decoder on the device; a script answers in order), so the pool then holds one.
 
-use super::assemble::{AssembleOptions, LocalModel, build_backend};
+use super::assemble::{AssembleEvent, AssembleOptions, LocalModel, build_backend};
 use crate::backend::Backend;
 use crate::config::{BackendKind, ResolvedAgent};
 use crate::engine::batch::{BatchOptions, Batcher};
@@ -22,7 +22,11 @@ pub struct BackendPool {
 
 impl BackendPool {
     /// A pool of up to `parallel` backends; a local CPU model is loaded here.
-    pub fn new(definition: ResolvedAgent, options: AssembleOptions, parallel: usize) -> Result<Self> {
+    pub fn new(
+        definition: ResolvedAgent,
+        options: AssembleOptions,
+        parallel: usize,
+    ) -> Result<Self> {
         let model = &definition.agent.model;
         let on_cpu = match model.device {
             Device::Cpu => true,
@@ -42,6 +46,15 @@ impl BackendPool {
             BackendKind::Openai => (None, parallel.max(1)),
             BackendKind::Local | BackendKind::Scripted => (None, 1),
         };
+        if size < parallel {
+            let why = match model.backend {
+                BackendKind::Scripted => "a scripted backend answers in its script's order",
+                _ => "the GPU engine decodes one sequence at a time",
+            };
+            (options.on_event)(AssembleEvent::Notice(&format!(
+                "answering one request at a time, not {parallel}: {why}"
+            )));
+        }
         Ok(BackendPool {
             definition,
             options,

@@ -56,7 +56,12 @@ impl BatchArgs {
                 .collect()
         };
         // Warm-up: page faults and the pool's first wake-up are not the batch's cost.
-        bench::measure(&batcher, &[prompt()[..prompt_tokens.min(16)].to_vec()], 4, sampling)?;
+        bench::measure(
+            &batcher,
+            &[prompt()[..prompt_tokens.min(16)].to_vec()],
+            4,
+            sampling,
+        )?;
         let mut rows = Vec::new();
         for &n in &self.batch {
             let prompts: Vec<Vec<u32>> = (0..n).map(|_| prompt()).collect();

@@ -13,9 +13,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use qwen3_agent::agent::assemble::{agent_with_backend, check_rounds};
 use qwen3_agent::agent::backend_pool::BackendPool;
-use qwen3_agent::config::check::{self, flag};
 use qwen3_agent::agent::{RunError, RunResult, StopReason};
 use qwen3_agent::chat::Message;
+use qwen3_agent::config::check::{self, flag};
 use qwen3_agent::config::{self, ResolvedAgent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
@@ -172,11 +172,8 @@ fn run_cases(pool: &BackendPool, cases: &[Case], signals: &Signals) -> Result<Ve
         let workers: Vec<_> = (0..pool.size())
             .map(|_| {
                 scope.spawn(|| -> Result<()> {
-                    let mut agent = agent_with_backend(
-                        pool.definition(),
-                        pool.options(),
-                        pool.backend()?,
-                    )?;
+                    let mut agent =
+                        agent_with_backend(pool.definition(), pool.options(), pool.backend()?)?;
                     if pool.size() == 1 {
                         signals.watch(agent.interrupt_flag());
                     }

@@ -56,7 +56,9 @@ pub struct Worker {
 
 /// The next job from the shared queue; None once the server is gone.
 fn next_job(inbox: &Mutex<mpsc::Receiver<Job>>) -> Option<Job> {
-    let inbox = inbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let inbox = inbox
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     inbox.recv().ok()
 }
 

@@ -31,6 +31,14 @@ pub struct BatchRun {
     pub token_ids: Vec<Vec<u32>>,
 }
 
+/// One sequence of a run: when its decoding began and ended, its own decode speed, its ids.
+struct SequenceRun {
+    decode_start: Instant,
+    end: Instant,
+    decode_tok_per_s: f64,
+    token_ids: Vec<u32>,
+}
+
 /// Runs every prompt on its own thread and engine, all released at once, and measures the batch.
 pub fn measure(
     batcher: &Arc<Batcher>,
@@ -42,7 +50,7 @@ pub fn measure(
     batcher.stats().max_sequences.store(0, Ordering::Relaxed);
     let start = Barrier::new(prompts.len());
     let began = Instant::now();
-    let results: Vec<Result<(Instant, Instant, f64, Vec<u32>)>> = std::thread::scope(|scope| {
+    let results: Vec<Result<SequenceRun>> = std::thread::scope(|scope| {
         let handles: Vec<_> = prompts
             .iter()
             .map(|prompt| {
@@ -57,7 +65,12 @@ pub fn measure(
                     let end = Instant::now();
                     let t = &generation.timings;
                     let decode_start = end - std::time::Duration::from_secs_f64(t.decode_ms / 1e3);
-                    Ok((decode_start, end, t.decode_tok_per_s, generation.token_ids))
+                    Ok(SequenceRun {
+                        decode_start,
+                        end,
+                        decode_tok_per_s: t.decode_tok_per_s,
+                        token_ids: generation.token_ids,
+                    })
                 })
             })
             .collect();
@@ -68,11 +81,22 @@ pub fn measure(
     });
     let results = results.into_iter().collect::<Result<Vec<_>>>()?;
     let wall_s = began.elapsed().as_secs_f64();
-    let first_decode = results.iter().map(|r| r.0).min().unwrap_or(began);
-    let last_prefill = results.iter().map(|r| r.0).max().unwrap_or(began);
-    let last_end = results.iter().map(|r| r.1).max().unwrap_or(began);
+    let first_decode = results
+        .iter()
+        .map(|r| r.decode_start)
+        .min()
+        .unwrap_or(began);
+    let last_prefill = results
+        .iter()
+        .map(|r| r.decode_start)
+        .max()
+        .unwrap_or(began);
+    let last_end = results.iter().map(|r| r.end).max().unwrap_or(began);
     // As `Timings::decode_tok_per_s`: the first token of each comes from its prefill's logits.
-    let decoded: usize = results.iter().map(|r| r.3.len().saturating_sub(1)).sum();
+    let decoded: usize = results
+        .iter()
+        .map(|r| r.token_ids.len().saturating_sub(1))
+        .sum();
     let prompt_tokens: usize = prompts.iter().map(Vec::len).sum();
     let stats = batcher.stats();
     Ok(BatchRun {
@@ -82,12 +106,15 @@ pub fn measure(
         prefill_tok_per_s: prompt_tokens as f64
             / last_prefill.duration_since(began).as_secs_f64().max(1e-9),
         decode_tok_per_s: decoded as f64
-            / last_end.duration_since(first_decode).as_secs_f64().max(1e-9),
-        per_sequence_decode_tok_per_s: results.iter().map(|r| r.2).sum::<f64>()
+            / last_end
+                .duration_since(first_decode)
+                .as_secs_f64()
+                .max(1e-9),
+        per_sequence_decode_tok_per_s: results.iter().map(|r| r.decode_tok_per_s).sum::<f64>()
             / results.len().max(1) as f64,
         wall_s,
         passes: stats.passes.load(Ordering::Relaxed) - passes_before,
         max_sequences: stats.max_sequences.load(Ordering::Relaxed),
-        token_ids: results.into_iter().map(|r| r.3).collect(),
+        token_ids: results.into_iter().map(|r| r.token_ids).collect(),
     })
 }

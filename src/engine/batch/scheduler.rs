@@ -143,7 +143,9 @@ impl Executor {
                     Err(mpsc::TryRecvError::Disconnected) => return,
                 }
             } else {
-                let wait = self.gather_deadline().saturating_duration_since(Instant::now());
+                let wait = self
+                    .gather_deadline()
+                    .saturating_duration_since(Instant::now());
                 match inbox.recv_timeout(wait) {
                     Ok(message) => Some(message),
                     Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -168,10 +170,8 @@ impl Executor {
     /// When to stop waiting for sequences mid-generation that have not asked yet (sampling, a
     /// grammar's mask, or a caller that will not come back soon): a quarter of a pass, 1–50 ms.
     fn gather_deadline(&self) -> Instant {
-        let patience = (self.last_pass_time / 4).clamp(
-            Duration::from_millis(1),
-            Duration::from_millis(50),
-        );
+        let patience =
+            (self.last_pass_time / 4).clamp(Duration::from_millis(1), Duration::from_millis(50));
         self.waiting_since.unwrap_or_else(Instant::now) + patience
     }
 
@@ -242,7 +242,9 @@ impl Executor {
             std::mem::swap(&mut own.cache, &mut theirs.cache);
             std::mem::swap(&mut own.touched, &mut theirs.touched);
             self.slots.insert(other, theirs);
-            self.stats.adopted.fetch_add(shared as u64, Ordering::Relaxed);
+            self.stats
+                .adopted
+                .fetch_add(shared as u64, Ordering::Relaxed);
         }
     }
 

@@ -129,7 +129,8 @@ fn a_full_pool_preempts_and_recomputes_without_changing_any_id() {
         }
     }
     let stats = batcher.stats();
-    let dropped = stats.preemptions.load(Ordering::Relaxed) + stats.evictions.load(Ordering::Relaxed);
+    let dropped =
+        stats.preemptions.load(Ordering::Relaxed) + stats.evictions.load(Ordering::Relaxed);
     assert!(dropped > 0, "the pool never ran out");
     assert!(stats.recomputed.load(Ordering::Relaxed) > 0);
 }
@@ -140,7 +141,12 @@ fn speculation_through_a_batch_gives_the_same_ids() {
     let cases: Vec<_> = cases()
         .into_iter()
         .map(|(prompt, params)| {
-            let repeated: Vec<u32> = prompt.iter().cycle().take(prompt.len() * 2).copied().collect();
+            let repeated: Vec<u32> = prompt
+                .iter()
+                .cycle()
+                .take(prompt.len() * 2)
+                .copied()
+                .collect();
             (repeated, params)
         })
         .collect();
@@ -157,7 +163,10 @@ fn a_bad_request_fails_alone() {
     let batcher = Batcher::start(parity_model(), options(4 * 128)).expect("starts");
     let mut bad = batcher.sequence();
     let error = bad.forward(&[1, 2, 1_000_000], false).unwrap_err();
-    assert!(error.to_string().contains("outside the vocabulary"), "{error}");
+    assert!(
+        error.to_string().contains("outside the vocabulary"),
+        "{error}"
+    );
     assert!(bad.cached_tokens().is_empty());
     let too_long = vec![1u32; 129];
     let error = bad.forward(&too_long, false).unwrap_err();
