@@ -81,10 +81,17 @@ impl Slot {
     /// Rows still to run before its request is answered: recomputation, then the request's ids.
     fn remaining(&self) -> usize {
         match &self.activity {
-            Activity::Waiting(request) => {
-                self.tokens.len() - self.cached() + request.ids.len() - request.done
-            }
+            Activity::Waiting(request) => self.next_rows() + request.ids.len() - request.done,
             _ => 0,
+        }
+    }
+
+    /// Rows its next piece may hold at most: the recomputation its cache lacks, which must run
+    /// alone (its logits are not the request's), else the request's ids left.
+    fn next_rows(&self) -> usize {
+        match (&self.activity, self.tokens.len() - self.cached()) {
+            (Activity::Waiting(request), 0) => request.ids.len() - request.done,
+            (_, missing) => missing,
         }
     }
 }
@@ -417,7 +424,7 @@ impl Executor {
                 break;
             }
             let slot = &self.slots[&sequence];
-            let take = slot.remaining().min(budget);
+            let take = slot.next_rows().min(budget);
             let needed = (slot.cached() + take).saturating_sub(slot.touched);
             planned.push(sequence);
             if !self.make_room(needed, &planned) {
@@ -471,10 +478,9 @@ impl Executor {
         let cache = slot.cache.get_or_insert_with(|| model.new_cache(capacity));
         let cached = cache.len();
         if cached < slot.tokens.len() {
-            let end = slot.tokens.len().min(cached + take);
             return Piece {
                 sequence,
-                ids: slot.tokens[cached..end].to_vec(),
+                ids: slot.tokens[cached..cached + take].to_vec(),
                 of_request: false,
                 all_logits: false,
             };
