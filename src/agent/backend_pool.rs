@@ -11,6 +11,10 @@ use crate::model::{Device, load::cuda_available};
 use anyhow::Result;
 use std::sync::Arc;
 
+/// Backends a pool makes when the caller does not say: a few sequences batch well on a CPU
+/// (decoding reads the weights once per pass for all of them) without much memory for their caches.
+pub const DEFAULT_PARALLEL: usize = 4;
+
 /// Makes the backends of one definition; each thread calls `backend` for its own (backends are not
 /// `Send`: they are built where they run).
 pub struct BackendPool {
@@ -21,12 +25,15 @@ pub struct BackendPool {
 }
 
 impl BackendPool {
-    /// A pool of up to `parallel` backends; a local CPU model is loaded here.
+    /// A pool of up to `parallel` backends (None: `DEFAULT_PARALLEL` where the model can be shared,
+    /// else one, without a notice); a local CPU model is loaded here.
     pub fn new(
         definition: ResolvedAgent,
         options: AssembleOptions,
-        parallel: usize,
+        parallel: Option<usize>,
     ) -> Result<Self> {
+        let asked = parallel;
+        let parallel = parallel.unwrap_or(DEFAULT_PARALLEL);
         let model = &definition.agent.model;
         let on_cpu = match model.device {
             Device::Cpu => true,
@@ -46,7 +53,7 @@ impl BackendPool {
             BackendKind::Openai => (None, parallel.max(1)),
             BackendKind::Local | BackendKind::Scripted => (None, 1),
         };
-        if size < parallel {
+        if asked.is_some_and(|asked| size < asked) {
             let why = match model.backend {
                 BackendKind::Scripted => "a scripted backend answers in its script's order",
                 _ => "the GPU engine decodes one sequence at a time",

@@ -23,8 +23,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
 /// Score an agent on held-out cases: right tool with right arguments, and answers that contain the
@@ -116,10 +116,10 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let pool = BackendPool::new(
         definition,
         assemble_options(print_notice)?,
-        args.parallel.min(cases.len().max(1)),
+        Some(args.parallel.min(cases.len().max(1))),
     )?;
     let started = Instant::now();
-    let verdicts = signals.busy(|| run_cases(&pool, &cases, &signals))?;
+    let verdicts = run_cases(&pool, &cases, &signals)?;
     let wall_seconds = started.elapsed().as_secs_f64();
     let n = verdicts.len().max(1) as f64;
     let tool_accuracy = verdicts.iter().filter(|v| v.right_call).count() as f64 / n;
@@ -162,25 +162,34 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 }
 
 /// Runs the cases on `pool.size()` threads, each with its own agent taking the next case; the
-/// verdicts come back in the cases' order, without the cases a signal kept from starting.
-/// One thread: a signal interrupts the running case; several: running cases finish.
+/// verdicts come back in the cases' order, without the cases a signal kept from starting. Every agent
+/// is built (model loaded, servers started) before any case runs, so a failure there runs nothing and
+/// a signal during it exits at once; once cases run, a signal interrupts every running agent.
 fn run_cases(pool: &BackendPool, cases: &[Case], signals: &Signals) -> Result<Vec<Verdict>> {
-    let next = AtomicUsize::new(0);
-    let finished = AtomicUsize::new(0);
-    let verdicts: Mutex<Vec<Option<Verdict>>> = Mutex::new(cases.iter().map(|_| None).collect());
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..pool.size())
+    let (next, finished) = (&AtomicUsize::new(0), &AtomicUsize::new(0));
+    let verdicts: &Mutex<Vec<Option<Verdict>>> = &Mutex::new(cases.iter().map(|_| None).collect());
+    std::thread::scope(|scope| -> Result<()> {
+        let (ready, built) = mpsc::channel::<Result<Arc<AtomicBool>>>();
+        let (starts, workers): (Vec<mpsc::Sender<bool>>, Vec<_>) = (0..pool.size())
             .map(|_| {
-                scope.spawn(|| -> Result<()> {
-                    let mut agent =
-                        agent_with_backend(pool.definition(), pool.options(), pool.backend()?)?;
-                    if pool.size() == 1 {
-                        signals.watch(agent.interrupt_flag());
+                let (start, go) = mpsc::channel::<bool>();
+                let ready = ready.clone();
+                let worker = scope.spawn(move || {
+                    let agent = pool.backend().and_then(|backend| {
+                        agent_with_backend(pool.definition(), pool.options(), backend)
+                    });
+                    let mut agent = match agent {
+                        Ok(agent) => agent,
+                        Err(error) => return ready.send(Err(error)).unwrap_or(()),
+                    };
+                    let _ = ready.send(Ok(agent.interrupt_flag()));
+                    if go.recv() != Ok(true) {
+                        return;
                     }
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= cases.len() || signals.received().is_some() {
-                            return Ok(());
+                            return;
                         }
                         let case = &cases[i];
                         let start = Instant::now();
@@ -191,15 +200,31 @@ fn run_cases(pool: &BackendPool, cases: &[Case], signals: &Signals) -> Result<Ve
                         print_verdict(&verdict, done, cases.len());
                         verdicts.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(verdict);
                     }
-                })
+                });
+                (start, worker)
             })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("an eval thread panicked"))
-            .collect::<Result<Vec<()>>>()
+            .unzip();
+        drop(ready);
+        let mut failure = None;
+        // One message per worker (each keeps its sender while it waits for the start).
+        for agent in built.iter().take(pool.size()) {
+            match agent {
+                Ok(interrupt) => signals.watch(interrupt),
+                Err(error) => failure = failure.or(Some(error)),
+            }
+        }
+        let go = failure.is_none();
+        signals.busy(|| {
+            starts.iter().for_each(|start| {
+                let _ = start.send(go);
+            });
+            workers
+                .into_iter()
+                .for_each(|w| w.join().expect("an eval thread panicked"));
+        });
+        failure.map_or(Ok(()), Err)
     })?;
-    let verdicts = verdicts.into_inner().unwrap_or_else(|e| e.into_inner());
+    let verdicts = std::mem::take(&mut *verdicts.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(verdicts.into_iter().flatten().collect())
 }
 

@@ -24,10 +24,11 @@ pub struct ServeArgs {
     /// Requests that may wait while others are answered; more get 503 with Retry-After.
     #[arg(long, default_value_t = 64, value_parser = check::flag(|n| check::count(n, 1 << 16)))]
     queue: usize,
-    /// Requests answered at once. A local model on the CPU runs them batched (each pass reads the
-    /// weights once for all of them); a GPU model or a scripted backend answers one at a time.
-    #[arg(long, default_value_t = 4, value_parser = check::flag(|n| check::count(n, 256)))]
-    parallel: usize,
+    /// Requests answered at once (default 4). A local model on the CPU runs them batched (each pass
+    /// reads the weights once for all of them); a GPU model or a scripted backend answers one at a
+    /// time.
+    #[arg(long, value_parser = check::flag(|n| check::count(n, 256)))]
+    parallel: Option<usize>,
     /// The model id clients send and /v1/models lists (default: the model's directory name or hub id,
     /// or the agent's name).
     #[arg(long, value_name = "NAME")]

@@ -74,8 +74,8 @@ struct Shared {
     received: Mutex<Option<Signal>>,
     /// Signals received by a batch command (the second one exits at once).
     count: AtomicUsize,
-    /// The running agent's interrupt flag.
-    interrupt: Mutex<Option<Arc<AtomicBool>>>,
+    /// The running agents' interrupt flags.
+    interrupt: Mutex<Vec<Arc<AtomicBool>>>,
     /// The main thread is in a section that watches `interrupt` (an agent run) and will stop soon.
     busy: AtomicBool,
     /// Run before exiting from the handler.
@@ -93,7 +93,7 @@ impl Signals {
             mode,
             received: Mutex::new(None),
             count: AtomicUsize::new(0),
-            interrupt: Mutex::new(None),
+            interrupt: Mutex::new(Vec::new()),
             busy: AtomicBool::new(false),
             last_words: Mutex::new(None),
         });
@@ -115,9 +115,10 @@ impl Signals {
         Ok(Signals { shared })
     }
 
-    /// The flag a signal sets to stop the agent (its `interrupt_flag`).
+    /// Adds a flag a signal sets to stop an agent (its `interrupt_flag`); `eval --parallel` watches
+    /// every running agent's.
     pub fn watch(&self, interrupt: Arc<AtomicBool>) {
-        *lock(&self.shared.interrupt) = Some(interrupt);
+        lock(&self.shared.interrupt).push(interrupt);
     }
 
     /// What to do before exiting straight from the handler (e.g. write the transcript's last line).
@@ -164,11 +165,11 @@ impl Shared {
         }
     }
 
-    /// Sets the agent's flag; true if it was set already (nobody has honoured it yet).
+    /// Sets the agents' flags; true if one was set already (nobody has honoured it yet).
     fn set_interrupt(&self) -> bool {
-        lock(&self.interrupt)
-            .as_ref()
-            .is_some_and(|flag| flag.swap(true, Ordering::SeqCst))
+        lock(&self.interrupt).iter().fold(false, |already, flag| {
+            flag.swap(true, Ordering::SeqCst) || already
+        })
     }
 
     fn exit_now(&self, signal: Signal) -> ! {

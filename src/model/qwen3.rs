@@ -309,13 +309,13 @@ impl Qwen3 {
         layers + floats(&self.norm) + lm_head
     }
 
-    /// A cache sized for `capacity` positions.
     /// Bytes one cached position takes (keys and values of every layer, f32).
     pub fn kv_bytes_per_position(&self) -> usize {
         let c = &self.config;
         2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim() * std::mem::size_of::<f32>()
     }
 
+    /// A cache sized for `capacity` positions.
     pub fn new_cache(&self, capacity: usize) -> KvCache {
         let c = &self.config;
         KvCache::new(
@@ -490,6 +490,9 @@ impl Qwen3 {
             LmHead::Dense(matrix) => matrix.matmul(&final_normed, count, &mut logits),
             LmHead::Int8(matrix) => matrix.matmul(&final_normed, count, &mut logits),
             LmHead::Packed(linear) => linear.forward(&final_normed, count, &mut logits),
+        }
+        if let [_] = wanted.as_slice() {
+            return Ok(vec![logits]);
         }
         let mut rest = logits.as_slice();
         Ok(wanted

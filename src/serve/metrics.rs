@@ -139,6 +139,16 @@ pub fn render_batch(stats: &BatchStats) -> String {
             "Running sequences' caches dropped for room (recomputed when they run again).",
             load(&stats.preemptions),
         ),
+        (
+            "qwen3_agent_batch_recomputed_total",
+            "Positions recomputed after an eviction or preemption.",
+            load(&stats.recomputed),
+        ),
+        (
+            "qwen3_agent_batch_adopted_total",
+            "Prompt positions reused from another idle sequence's cache.",
+            load(&stats.adopted),
+        ),
     ] {
         let _ = writeln!(
             out,

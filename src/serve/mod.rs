@@ -45,9 +45,9 @@ pub struct ServeOptions {
     pub api_key: Option<String>,
     /// Requests that may wait behind those being answered; more get 503.
     pub queue: usize,
-    /// Requests answered at once (a local CPU model batches them; a GPU model or a script answers one
-    /// at a time whatever this says).
-    pub parallel: usize,
+    /// Requests answered at once (None: `backend_pool::DEFAULT_PARALLEL`; a local CPU model batches
+    /// them, a GPU model or a script answers one at a time whatever this says).
+    pub parallel: Option<usize>,
     /// The model id clients must name (vLLM's `--served-model-name`); None: `served_name`.
     pub model_name: Option<String>,
 }

@@ -38,13 +38,18 @@ impl BatchOptions {
     /// `context_length` per sequence, passes of up to `PREFILL_STEP` rows, and a pool of what half
     /// the memory now available holds (never less than one full context, never more than
     /// `sequences` full ones).
+    /// Where the available memory cannot be read, one full context per sequence. Caches are
+    /// allocated zeroed for a whole context and the pages are committed as positions are written,
+    /// which is what the pool counts.
     pub fn for_memory(model: &Qwen3, context_length: usize, sequences: usize) -> Self {
-        let available = available_memory_bytes().unwrap_or(0) / 2;
-        let fits = available / model.kv_bytes_per_position().max(1);
+        let most = context_length * sequences.max(1);
+        let fits = available_memory_bytes().map_or(most, |bytes| {
+            bytes / 2 / model.kv_bytes_per_position().max(1)
+        });
         BatchOptions {
             context_length,
             step_tokens: crate::model::decoder::PREFILL_STEP,
-            pool_positions: fits.clamp(context_length, context_length * sequences.max(1)),
+            pool_positions: fits.clamp(context_length, most),
         }
     }
 }
@@ -153,9 +158,9 @@ pub struct SequenceDecoder {
 
 impl SequenceDecoder {
     fn send(&self, message: Message) -> Result<()> {
-        self.messages
-            .send(message)
-            .map_err(|_| anyhow!("the batch executor has stopped (see the error before this one)"))
+        self.messages.send(message).map_err(|_| {
+            anyhow!("the batch executor has stopped (a bug; please report it with the log above)")
+        })
     }
 }
 

@@ -81,7 +81,9 @@ impl Slot {
     /// Rows still to run before its request is answered: recomputation, then the request's ids.
     fn remaining(&self) -> usize {
         match &self.activity {
-            Activity::Waiting(request) => self.next_rows() + request.ids.len() - request.done,
+            Activity::Waiting(request) => {
+                self.tokens.len() - self.cached() + request.ids.len() - request.done
+            }
             _ => 0,
         }
     }
@@ -204,18 +206,32 @@ impl Executor {
                 reply,
             } => {
                 self.adopt(sequence, &prompt);
-                let _ = reply.send(self.slots[&sequence].tokens.clone());
+                // Its generation has begun: from here no other sequence may take its cache, and its
+                // age counts from now.
+                self.admissions += 1;
+                let admission = self.admissions;
+                let slot = self.slot(sequence);
+                if matches!(slot.activity, Activity::Idle) {
+                    slot.activity = Activity::Answered;
+                    slot.admitted = admission;
+                }
+                let _ = reply.send(slot.tokens.clone());
             }
             Message::Idle { sequence } => {
                 if let Some(slot) = self.slots.get_mut(&sequence)
                     && matches!(slot.activity, Activity::Answered)
                 {
                     slot.activity = Activity::Idle;
+                    // Its cache may now make room for a request that waited on it.
+                    self.waiting_since =
+                        self.waiting_since.or(self.any_waiting().then(Instant::now));
                 }
             }
             Message::Close { sequence } => {
                 if let Some(slot) = self.slots.remove(&sequence) {
                     self.pool_used -= slot.touched;
+                    self.waiting_since =
+                        self.waiting_since.or(self.any_waiting().then(Instant::now));
                 }
             }
         }
@@ -317,7 +333,8 @@ impl Executor {
     fn pass(&mut self) {
         let pieces = self.plan();
         if pieces.is_empty() {
-            self.waiting_since = None;
+            // Only older sequences' caches stand in the way: wait for their next request or their end.
+            self.waiting_since = self.any_waiting().then(Instant::now);
             return;
         }
         let started = Instant::now();
@@ -337,7 +354,20 @@ impl Executor {
                 all_logits: piece.all_logits,
             })
             .collect();
-        let outcome = self.model.forward_batch(&mut segments);
+        // A panic in the pass (a bug) fails this pass's requests, not every later one.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.model.forward_batch(&mut segments)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(anyhow!(
+                "the batched forward pass panicked (a bug; please report it): {what}"
+            ))
+        });
         drop(segments);
         self.passes += 1;
         self.last_pass_time = started.elapsed();
@@ -369,11 +399,13 @@ impl Executor {
                 }
             }
         }
-        self.waiting_since = self
-            .slots
+        self.waiting_since = self.any_waiting().then(Instant::now);
+    }
+
+    fn any_waiting(&self) -> bool {
+        self.slots
             .values()
             .any(|slot| matches!(slot.activity, Activity::Waiting(_)))
-            .then(Instant::now);
     }
 
     /// Puts a piece's cache back and moves its request on; a finished request is answered.
@@ -425,9 +457,12 @@ impl Executor {
             }
             let slot = &self.slots[&sequence];
             let take = slot.next_rows().min(budget);
-            let needed = (slot.cached() + take).saturating_sub(slot.touched);
+            let (needed, admitted) = (
+                (slot.cached() + take).saturating_sub(slot.touched),
+                slot.admitted,
+            );
             planned.push(sequence);
-            if !self.make_room(needed, &planned) {
+            if !self.make_room(needed, &planned, admitted) {
                 planned.pop();
                 break;
             }
@@ -438,14 +473,19 @@ impl Executor {
     }
 
     /// Drops caches until `needed` more positions fit the pool: idle sequences' least recently used
-    /// first, then the newest busy sequences' (never those in `keep`). False when nothing is left to
-    /// drop.
-    fn make_room(&mut self, needed: usize, keep: &[u64]) -> bool {
+    /// first, then the newest busy sequences' admitted after `admitted` (an older one is never
+    /// preempted for a newer one, so two sequences cannot take turns recomputing), never those in
+    /// `keep`. False when nothing is left to drop: the request waits for an older one to finish.
+    fn make_room(&mut self, needed: usize, keep: &[u64], admitted: u64) -> bool {
         while self.pool_used + needed > self.options.pool_positions {
             let victim = self
                 .slots
                 .iter()
-                .filter(|(sequence, slot)| slot.touched > 0 && !keep.contains(sequence))
+                .filter(|(sequence, slot)| {
+                    slot.touched > 0
+                        && !keep.contains(sequence)
+                        && (matches!(slot.activity, Activity::Idle) || slot.admitted > admitted)
+                })
                 .max_by_key(|(_, slot)| match slot.activity {
                     Activity::Idle => (1, u64::MAX - slot.last_pass),
                     _ => (0, slot.admitted),

@@ -210,3 +210,46 @@ fn a_sequence_takes_over_an_idle_cache_that_holds_its_prompt() {
     assert_eq!(again.token_ids, expected[0]);
     assert_eq!(again.timings.reused_tokens, prompt.len() - 1);
 }
+
+#[test]
+fn sequences_sharing_a_prefix_take_over_caches_without_mixing_them() {
+    // One long shared prefix (a system prompt) and different questions; each round every engine asks
+    // the question another engine asked the round before, all at once, so each may take over the
+    // idle cache holding its question — and must never take one another engine is using.
+    let shared: Vec<u32> = (0..40).map(|j| (j * 13 + 5) % 500).collect();
+    let cases: Vec<_> = cases()
+        .into_iter()
+        .map(|(prompt, params)| {
+            let question = prompt.iter().rev().take(6).copied();
+            (
+                shared.iter().copied().chain(question).collect::<Vec<u32>>(),
+                params,
+            )
+        })
+        .collect();
+    let expected = sequential(&cases);
+    let batcher = Batcher::start(parity_model(), options(4 * 128)).expect("starts");
+    let round_start = Barrier::new(cases.len());
+    std::thread::scope(|scope| {
+        for engine_index in 0..cases.len() {
+            let (batcher, cases, expected, round_start) =
+                (&batcher, &cases, &expected, &round_start);
+            scope.spawn(move || {
+                let mut engine = Engine::from_decoder(Box::new(batcher.sequence()));
+                for round in 0..4 {
+                    let case = (engine_index + round) % cases.len();
+                    let (prompt, params) = &cases[case];
+                    round_start.wait();
+                    let ids = engine
+                        .generate(prompt, NEW_TOKENS, *params, &[], None, |_| {
+                            ControlFlow::Continue(())
+                        })
+                        .expect("batched generation")
+                        .token_ids;
+                    assert_eq!(ids, expected[case], "round {round}");
+                }
+            });
+        }
+    });
+    assert!(batcher.stats().adopted.load(Ordering::Relaxed) > 0);
+}
