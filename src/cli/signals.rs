@@ -167,9 +167,12 @@ impl Shared {
 
     /// Sets the agents' flags; true if one was set already (nobody has honoured it yet).
     fn set_interrupt(&self) -> bool {
-        lock(&self.interrupt).iter().fold(false, |already, flag| {
-            flag.swap(true, Ordering::SeqCst) || already
-        })
+        // Every flag is set (no short-circuit): all running agents stop.
+        let mut already = false;
+        for flag in lock(&self.interrupt).iter() {
+            already |= flag.swap(true, Ordering::SeqCst);
+        }
+        already
     }
 
     fn exit_now(&self, signal: Signal) -> ! {
