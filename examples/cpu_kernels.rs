@@ -83,7 +83,7 @@ fn time(repeats: usize, mut f: impl FnMut()) -> (f64, f64) {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(args.next().unwrap_or("/tmp/q8b".into()));
+    let dir = PathBuf::from(args.next().unwrap_or_else(|| "/tmp/q8b".into()));
     let threads: usize = args.next().map_or(2, |a| a.parse().expect("THREADS"));
     let repeats: usize = args.next().map_or(5, |a| a.parse().expect("REPEATS"));
     let pool = rayon::ThreadPoolBuilder::new()
@@ -138,11 +138,10 @@ fn main() {
         };
         // One decode step's linears in order, with no attention in between.
         let step_bytes: usize = layers.iter().flatten().map(|l| l.bytes()).sum();
-        let buffers: Vec<(Vec<f32>, Vec<f32>)> = layers[0]
+        let mut buffers: Vec<(Vec<f32>, Vec<f32>)> = layers[0]
             .iter()
             .map(|l| (input(l.in_features, 1), vec![0f32; l.out_features]))
             .collect();
-        let mut buffers = buffers;
         let calls = layers.len() * LINEARS.len();
         let sweep = time(repeats, || {
             for layer in &layers {
