@@ -5,12 +5,15 @@
 //!
 //! Repacked layout: for word column c (8 output columns), group g, and chunk i (8 input rows), 32 bytes
 //! where byte 4j+b holds, for output column 8c+j, q[row 8i+b] in its low nibble and q[row 8i+4+b] in its
-//! high nibble (rows counted within the group). Chunks are ordered [c][g][i].
+//! high nibble (rows counted within the group). Each group's chunks are followed by a 32-byte header: the
+//! 8 columns' f16 scales, then their zero points as bytes (8 bytes of padding keep chunks aligned).
+//! Blocks are ordered [c][g], so one column block is a single stream: the checkpoint's scales and zeros,
+//! a row of `out` values per group, would otherwise be a scattered read per group (llama.cpp's Q4_0
+//! repack interleaves its scales the same way).
 
 use super::awq::{AwqLinear, SharedOut, unpack_word};
 use super::dense::assert_matmul_lens;
 use super::int8_matrix::quantize_group;
-use super::weights::MappedSlice;
 use half::f16;
 use rayon::prelude::*;
 
@@ -21,9 +24,10 @@ pub struct Int8AwqLinear {
     /// Anonymous memory asking for huge pages: the weights are streamed every token, and 4 KiB pages
     /// cost a TLB miss per 4 KiB of weights.
     packed: memmap2::MmapMut,
-    qzeros: MappedSlice<u32>,
-    scales: MappedSlice<f16>,
 }
+
+/// Bytes of a group's header: 8 f16 scales, 8 zero points, 8 bytes of padding.
+const HEADER: usize = 32;
 
 /// Output word columns per task.
 const WORDS_PER_TASK: usize = 8;
@@ -40,12 +44,15 @@ impl Int8AwqLinear {
     /// Bytes of its repacked weights, zeros and scales: what one pass over the layer reads.
     pub fn bytes(&self) -> usize {
         self.packed.len()
-            + std::mem::size_of_val(&self.qzeros[..])
-            + std::mem::size_of_val(&self.scales[..])
     }
 
-    /// Repacks the mapped AWQ tensors; the original qweight pages are released afterwards so the
-    /// weights stay in memory once.
+    /// Bytes of one group of one column block: its chunks and header.
+    fn group_stride(&self) -> usize {
+        self.group_size * 4 + HEADER
+    }
+
+    /// Repacks the mapped AWQ tensors; the original pages are released afterwards so the weights stay
+    /// in memory once.
     ///
     /// # Panics
     /// When the group size is not a multiple of 8 (the repacked chunks hold 8 rows; config.rs rejects
@@ -59,18 +66,18 @@ impl Int8AwqLinear {
         let (qweight, qzeros, scales) = linear.into_parts();
         let words = outf / 8;
         let groups = inf / group;
-        let chunks = group / 8;
-        let mut packed =
-            memmap2::MmapMut::map_anon(inf * outf / 2).expect("allocating the repacked weights");
+        let stride = group * 4 + HEADER;
+        let mut packed = memmap2::MmapMut::map_anon(words * groups * stride)
+            .expect("allocating the repacked weights");
         #[cfg(target_os = "linux")]
         let _ = packed.advise(memmap2::Advice::HugePage);
         packed
-            .par_chunks_mut(groups * chunks * 32)
+            .par_chunks_mut(groups * stride)
             .enumerate()
             .for_each(|(c, column)| {
-                for g in 0..groups {
-                    for i in 0..chunks {
-                        let chunk = &mut column[(g * chunks + i) * 32..(g * chunks + i + 1) * 32];
+                for (g, block) in column.chunks_exact_mut(stride).enumerate() {
+                    let (data, header) = block.split_at_mut(group * 4);
+                    for (i, chunk) in data.chunks_exact_mut(32).enumerate() {
                         for b in 0..4 {
                             let lo = unpack_word(qweight[(g * group + 8 * i + b) * words + c]);
                             let hi = unpack_word(qweight[(g * group + 8 * i + 4 + b) * words + c]);
@@ -79,16 +86,21 @@ impl Int8AwqLinear {
                             }
                         }
                     }
+                    for j in 0..8 {
+                        let scale = scales[g * outf + 8 * c + j].to_bits().to_le_bytes();
+                        header[2 * j..2 * j + 2].copy_from_slice(&scale);
+                    }
+                    header[16..24].copy_from_slice(&unpack_word(qzeros[g * words + c]));
                 }
             });
         qweight.release();
+        qzeros.release();
+        scales.release();
         Int8AwqLinear {
             in_features: inf,
             out_features: outf,
             group_size: group,
             packed,
-            qzeros,
-            scales,
         }
     }
 
@@ -153,17 +165,12 @@ impl Int8AwqLinear {
         c: usize,
         out: &mut [[f32; 8]; 4],
     ) {
-        let groups = self.in_features / self.group_size;
-        let base = c * groups * self.group_size * 4;
+        let column = self.in_features / self.group_size * self.group_stride();
         let args = ColumnArgs {
-            data: &self.packed[base..base + groups * self.group_size * 4],
+            data: &self.packed[c * column..(c + 1) * column],
             rows,
-            qzeros: &self.qzeros,
-            scales: &self.scales,
             inf: self.in_features,
-            outf: self.out_features,
             group: self.group_size,
-            c,
             t,
         };
         #[cfg(target_arch = "x86_64")]
@@ -196,15 +203,11 @@ impl Int8AwqLinear {
 
 /// What the column kernels read.
 struct ColumnArgs<'a> {
-    /// This column block's chunks, [group][chunk][32 bytes].
+    /// This column block's groups, each [chunk][32 bytes] then its header.
     data: &'a [u8],
     rows: &'a QuantizedRows,
-    qzeros: &'a [u32],
-    scales: &'a [f16],
     inf: usize,
-    outf: usize,
     group: usize,
-    c: usize,
     t: usize,
 }
 
@@ -212,10 +215,10 @@ impl ColumnArgs<'_> {
     /// Plain Rust for CPUs without AVX2 (and the reference the SIMD kernels are tested against).
     fn portable(&self, block: usize, out: &mut [[f32; 8]; 4]) {
         let groups = self.inf / self.group;
-        let words = self.outf / 8;
+        let stride = self.group * 4 + HEADER;
         for g in 0..groups {
-            let z = unpack_word(self.qzeros[g * words + self.c]);
-            let group_data = &self.data[g * self.group * 4..(g + 1) * self.group * 4];
+            let (group_data, header) =
+                self.data[g * stride..(g + 1) * stride].split_at(self.group * 4);
             for (r, out_row) in out.iter_mut().enumerate().take(block) {
                 let row = self.t + r;
                 let x = &self.rows.x8[row * self.inf + g * self.group..];
@@ -234,8 +237,8 @@ impl ColumnArgs<'_> {
                     self.rows.sum8[row * groups + g],
                 );
                 for j in 0..8 {
-                    let s = self.scales[g * self.outf + 8 * self.c + j].to_f32();
-                    out_row[j] += s * dx * (dots[j] - z[j] as i32 * sum8) as f32;
+                    let s = f16::from_le_bytes([header[2 * j], header[2 * j + 1]]).to_f32();
+                    out_row[j] += s * dx * (dots[j] - header[16 + j] as i32 * sum8) as f32;
                 }
             }
         }
@@ -244,7 +247,7 @@ impl ColumnArgs<'_> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::ColumnArgs;
+    use super::{ColumnArgs, HEADER};
     use std::arch::x86_64::*;
 
     /// Prefetch distance in the weight stream.
@@ -267,19 +270,17 @@ mod x86 {
     unsafe fn column<const R: usize, const VNNI: bool>(a: &ColumnArgs, out: &mut [[f32; 8]; 4]) {
         unsafe {
             let groups = a.inf / a.group;
-            let words = a.outf / 8;
             let chunks = a.group / 8;
+            let stride = a.group * 4 + HEADER;
             let mask = _mm256_set1_epi8(0x0F);
             let high_mask = _mm256_set1_epi8(0xF0u8 as i8);
             let ones = _mm256_set1_epi16(1);
-            let shifts = _mm256_setr_epi32(0, 16, 4, 20, 8, 24, 12, 28);
-            let nibble = _mm256_set1_epi32(0xF);
             let mut y = [_mm256_setzero_ps(); R];
             for g in 0..groups {
                 // Four independent accumulators per row (lo/hi nibbles of even/odd chunks): the dot
                 // instructions' latency, not memory, would otherwise bound single-row decoding.
                 let mut acc = [[_mm256_setzero_si256(); 4]; R];
-                let data = a.data.as_ptr().add(g * chunks * 32);
+                let data = a.data.as_ptr().add(g * stride);
                 // A macro, not a closure, so the body is always inlined with this function's target
                 // features and every accumulator index is a constant that stays in a register.
                 macro_rules! step {
@@ -312,7 +313,9 @@ mod x86 {
                 let mut i = 0;
                 while i + 2 <= chunks {
                     // One cache line per two chunks; fetch well ahead so DRAM latency overlaps compute.
-                    _mm_prefetch::<_MM_HINT_T0>(data.add(32 * i + PREFETCH_BYTES) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        data.wrapping_add(32 * i + PREFETCH_BYTES) as *const i8
+                    );
                     step!(i, 0);
                     step!(i + 1, 2);
                     i += 2;
@@ -320,14 +323,11 @@ mod x86 {
                 if i < chunks {
                     step!(i, 0);
                 }
-                let zword = *a.qzeros.get_unchecked(g * words + a.c);
-                let z = _mm256_cvtepi32_ps(_mm256_and_si256(
-                    _mm256_srlv_epi32(_mm256_set1_epi32(zword as i32), shifts),
-                    nibble,
-                ));
-                let s = _mm256_cvtph_ps(_mm_loadu_si128(
-                    a.scales.as_ptr().add(g * a.outf + 8 * a.c) as *const __m128i,
-                ));
+                let header = data.add(a.group * 4);
+                let s = _mm256_cvtph_ps(_mm_loadu_si128(header as *const __m128i));
+                let z = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                    header.add(16) as *const __m128i
+                )));
                 for r in 0..R {
                     let row = (a.t + r) * groups + g;
                     let sum = if VNNI {
