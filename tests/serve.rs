@@ -1034,8 +1034,9 @@ fn eight_streaming_clients_for_a_minute_then_one_leaves() {
     eprintln!(
         "soak: {pairs} plain+streamed pairs in {seconds} s; VmRSS {before} KiB -> {after} KiB"
     );
-    // Flat: a per-request leak over hundreds of requests (each prompt, answer and event buffer is
-    // tens of KiB) would pass this margin; allocator arenas settling may add a few MiB.
+    // Flat: +0.3 MiB over 378 pairs (756 requests) when written. 16 MiB leaves room for the
+    // allocator's arenas settling, while a leak of 20 KiB per request (a prompt's text and ids, an
+    // answer's events) would exceed it within a minute's requests.
     assert!(
         after < before + 16 * 1024,
         "VmRSS grew from {before} KiB to {after} KiB over {pairs} pairs"
