@@ -684,3 +684,59 @@ fn a_history_of_only_system_messages_that_does_not_fit_fails_cleanly() {
     assert_eq!(failure.rounds, 0);
     assert_eq!(failure.messages.len(), 1);
 }
+
+/// A backend that answers in words and keeps the answer format each call asked for.
+struct FormatProbe(Arc<Mutex<Vec<Option<qwen3_agent::chat::AnswerFormat>>>>);
+
+impl qwen3_agent::backend::Backend for FormatProbe {
+    fn complete(
+        &mut self,
+        request: &qwen3_agent::backend::BackendRequest,
+        _on_event: &mut dyn FnMut(&qwen3_agent::chat::ParseEvent),
+    ) -> anyhow::Result<qwen3_agent::backend::BackendResponse> {
+        self.0.lock().unwrap().push(request.format.cloned());
+        Ok(qwen3_agent::backend::BackendResponse {
+            output: qwen3_agent::chat::ParsedOutput {
+                content: "Done.".into(),
+                ..Default::default()
+            },
+            finish_reason: qwen3_agent::chat::FinishReason::Stop,
+            prompt_text: Some(String::new()),
+            raw_output: "Done.".into(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            timings: None,
+        })
+    }
+}
+
+/// `generate.constrain_tool_calls` asks the backend for optional, parallel calls of the agent's own
+/// tools (free text until a `<tool_call>`, then their schemas); unset, no format is asked for.
+#[test]
+fn constrain_tool_calls_asks_for_the_tools_grammar() {
+    for constrain in [None, Some(false), Some(true)] {
+        let formats = Arc::new(Mutex::new(Vec::new()));
+        let mut tools = ToolRegistry::new(Duration::from_secs(5));
+        tools.register(CityTime::new()).unwrap();
+        let schemas = tools.schemas();
+        let mut agent = Agent::new(
+            Box::new(FormatProbe(formats.clone())),
+            tools,
+            GenerateSpec {
+                constrain_tool_calls: constrain,
+                ..Default::default()
+            },
+            None,
+            2,
+        );
+        let (result, _, _) = run(&mut agent, vec![Message::user("Tokyo?")]);
+        assert_eq!(result.content, "Done.");
+        let expected =
+            (constrain == Some(true)).then(|| qwen3_agent::chat::AnswerFormat::ToolCalls {
+                tools: schemas.clone(),
+                parallel: true,
+                optional: true,
+            });
+        assert_eq!(*formats.lock().unwrap(), [expected], "{constrain:?}");
+    }
+}

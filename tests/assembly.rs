@@ -40,6 +40,7 @@ fn a_local_models_prefill_reaches_the_callers_reporter() {
         interrupt: &AtomicBool::new(false),
         calls: CallParsing::Calls,
         format: None,
+        logprobs: None,
     };
     let response = backend.complete(&request, &mut |_| {}).unwrap();
 

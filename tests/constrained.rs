@@ -110,6 +110,7 @@ fn fuzzed_schemas_and_tools_always_give_valid_output() {
                 interrupt: &interrupt,
                 calls: CallParsing::Text,
                 format: Some(&format),
+                logprobs: None,
             };
             let response = backend
                 .borrow_mut()
@@ -152,6 +153,7 @@ fn fuzzed_schemas_and_tools_always_give_valid_output() {
                     interrupt: &interrupt,
                     calls: CallParsing::CallsElseText,
                     format: Some(&format),
+                    logprobs: None,
                 };
                 let response = backend
                     .borrow_mut()

@@ -209,6 +209,7 @@ fn complete(
         interrupt,
         calls: CallParsing::Calls,
         format: None,
+        logprobs: None,
     };
     backend.complete(&request, on_event)
 }

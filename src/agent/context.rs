@@ -31,6 +31,7 @@ impl Agent {
                 interrupt: &self.interrupt,
                 calls: CallParsing::Calls,
                 format: None,
+                logprobs: None,
             })
         };
         let Some(mut usage) = try_measure(messages)? else {

@@ -9,7 +9,7 @@ mod context;
 pub mod transcript;
 
 use crate::backend::{Backend, BackendRequest, BackendResponse, CallParsing};
-use crate::chat::{FinishReason, Message, ParseEvent, ToolCall};
+use crate::chat::{AnswerFormat, FinishReason, Message, ParseEvent, ToolCall};
 use crate::config::GenerateSpec;
 use crate::engine::SamplingParams;
 use crate::tools::mcp::McpToolSource;
@@ -234,6 +234,14 @@ impl Agent {
             let schemas = self.tools.schemas();
             let messages = &mut progress.messages;
             self.fit_context(messages, &schemas, thinking, max_new_tokens, on_event)?;
+            // `constrain_tool_calls`: any call the model opens is a valid call of one of the tools.
+            let constrained = (self.generate.constrain_tool_calls == Some(true)
+                && !schemas.is_empty())
+            .then(|| AnswerFormat::ToolCalls {
+                tools: schemas.clone(),
+                parallel: true,
+                optional: true,
+            });
             let request = BackendRequest {
                 messages,
                 tools: &schemas,
@@ -243,7 +251,8 @@ impl Agent {
                 stop: self.generate.stop.as_deref().unwrap_or_default(),
                 interrupt: &self.interrupt,
                 calls: CallParsing::Calls,
-                format: None,
+                format: constrained.as_ref(),
+                logprobs: None,
             };
             let response = self
                 .backend
@@ -418,6 +427,7 @@ impl Agent {
                 interrupt: &self.interrupt,
                 calls: CallParsing::Text,
                 format: None,
+                logprobs: None,
             };
             let answer = match self.backend.complete(&completion, &mut |_| {}) {
                 // A cut-short answer is not the server's completion: tell it why there is none.

@@ -2,13 +2,15 @@
 //! reuse across rounds, parses while streaming.
 
 use super::{
-    Backend, BackendRequest, BackendResponse, ContextUse, TextRequest, output_parser, render_prompt,
+    Backend, BackendRequest, BackendResponse, ContextUse, LogprobsRequest, TextRequest,
+    TokenLogprob, output_parser, render_prompt,
 };
 use crate::chat::{ChatTemplate, ParseEvent, ParsedOutput, Tokenizer};
-use crate::engine::{Constraint, Engine, Generation, Grammars, SamplingParams};
+use crate::engine::{Constraint, Engine, Generation, Grammars, SamplingParams, TokenLogprobs};
 use crate::model::GenerationConfig;
 use anyhow::Result;
 use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
 
 pub struct LocalBackend {
     template: ChatTemplate,
@@ -21,6 +23,8 @@ pub struct LocalBackend {
     measured: RefCell<Option<(String, Vec<u32>)>>,
     /// The vocabulary compiled for constrained decoding, on the first request that needs it.
     grammars: Option<Grammars>,
+    /// Every token's bytes by id, on the first request for logprobs.
+    token_bytes: Option<Arc<Vec<Vec<u8>>>>,
 }
 
 impl LocalBackend {
@@ -43,6 +47,7 @@ impl LocalBackend {
             generation,
             measured: RefCell::new(None),
             grammars: None,
+            token_bytes: None,
         }
     }
 
@@ -80,7 +85,18 @@ impl LocalBackend {
             .map(Some)
     }
 
-    /// Generates after `prompt`, passing text deltas to `on_text`.
+    /// Every token's bytes by id (ids past the tokenizer's vocabulary, the model's padding, have none).
+    fn token_bytes(&mut self) -> Result<Arc<Vec<Vec<u8>>>> {
+        if self.token_bytes.is_none() {
+            let vocabulary = self.tokenizer.vocabulary()?;
+            let bytes = vocabulary.into_iter().map(|(bytes, _)| bytes).collect();
+            self.token_bytes = Some(Arc::new(bytes));
+        }
+        Ok(self.token_bytes.clone().expect("built above"))
+    }
+
+    /// Generates after `prompt`, passing text deltas to `on_text`, and with `logprobs` each token's
+    /// log-probabilities to its sink just before the token's text.
     #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
@@ -90,9 +106,26 @@ impl LocalBackend {
         stop: &[String],
         interrupt: &std::sync::atomic::AtomicBool,
         constraint: Option<&mut Constraint>,
-        on_text: impl FnMut(&str),
+        logprobs: Option<LogprobsRequest>,
+        mut on_text: impl FnMut(&str),
     ) -> Result<(Generation, String)> {
-        self.engine.generate_text(
+        // The engine reports while it generates; its tokens wait here until the text callback,
+        // which runs right after each one, passes them on.
+        let reported: Arc<Mutex<Vec<TokenLogprobs>>> = Arc::default();
+        let table = match logprobs {
+            Some(request) => Some((request, self.token_bytes()?)),
+            None => None,
+        };
+        if let Some((request, _)) = &table {
+            let sink = reported.clone();
+            self.engine.set_logprobs(Some((
+                request.top,
+                Box::new(move |token: TokenLogprobs| {
+                    sink.lock().unwrap_or_else(|e| e.into_inner()).push(token)
+                }),
+            )));
+        }
+        let generated = self.engine.generate_text(
             &self.tokenizer,
             prompt,
             max_new_tokens,
@@ -101,12 +134,37 @@ impl LocalBackend {
             stop,
             Some(interrupt),
             constraint,
-            on_text,
-        )
+            |delta| {
+                if let Some((request, bytes)) = &table {
+                    let tokens =
+                        std::mem::take(&mut *reported.lock().unwrap_or_else(|e| e.into_inner()));
+                    for token in tokens {
+                        (request.sink)(token_logprob(bytes, &token));
+                    }
+                }
+                on_text(delta)
+            },
+        );
+        self.engine.set_logprobs(None);
+        generated
+    }
+}
+
+/// The engine's ids as bytes.
+fn token_logprob(bytes: &[Vec<u8>], token: &TokenLogprobs) -> TokenLogprob {
+    let of = |id: u32| bytes.get(id as usize).cloned().unwrap_or_default();
+    TokenLogprob {
+        token: of(token.id),
+        logprob: token.logprob,
+        top: token.top.iter().map(|&(id, l)| (of(id), l)).collect(),
     }
 }
 
 impl Backend for LocalBackend {
+    fn reports_logprobs(&self) -> bool {
+        true
+    }
+
     fn default_sampling(&self, thinking: bool) -> SamplingParams {
         SamplingParams::for_model(thinking, &self.generation)
     }
@@ -135,6 +193,7 @@ impl Backend for LocalBackend {
             request.stop,
             request.interrupt,
             constraint.as_mut(),
+            request.logprobs,
             |delta| parser.feed(delta).iter().for_each(&mut *on_event),
         )?;
         let finish_reason = generation.finish_reason;
@@ -165,6 +224,7 @@ impl Backend for LocalBackend {
             request.stop,
             request.interrupt,
             None,
+            request.logprobs,
             |delta| {
                 if !delta.is_empty() {
                     on_text(delta)

@@ -40,6 +40,33 @@ pub struct BackendRequest<'a> {
     /// A form the answer must take, enforced by constrained decoding (the local engine); the scripted
     /// backend replays its script regardless, and remote backends ignore it.
     pub format: Option<&'a AnswerFormat>,
+    /// Each generated token's log-probabilities, where the backend reports them (`reports_logprobs`).
+    pub logprobs: Option<LogprobsRequest<'a>>,
+}
+
+/// A request for each generated token's log-probability and the `top` most likely alternatives':
+/// `sink` gets one `TokenLogprob` per output token, in order, each before the text it makes is
+/// passed on (so a stream can carry them beside that text).
+#[derive(Clone, Copy)]
+pub struct LogprobsRequest<'a> {
+    pub top: usize,
+    pub sink: &'a dyn Fn(TokenLogprob),
+}
+
+impl std::fmt::Debug for LogprobsRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LogprobsRequest {{ top: {} }}", self.top)
+    }
+}
+
+/// One generated token's log-probability (the log-softmax of the model's raw logits, before
+/// penalties, temperature or a grammar's mask: vLLM's default), with the best tokens' in order.
+/// Tokens are their bytes: a byte-level token may hold part of a character.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    pub token: Vec<u8>,
+    pub logprob: f32,
+    pub top: Vec<(Vec<u8>, f32)>,
 }
 
 /// What becomes of `<tool_call>` blocks in the output.
@@ -75,6 +102,8 @@ pub struct TextRequest<'a> {
     pub stop: &'a [String],
     /// As `BackendRequest::interrupt`.
     pub interrupt: &'a AtomicBool,
+    /// As `BackendRequest::logprobs`.
+    pub logprobs: Option<LogprobsRequest<'a>>,
 }
 
 /// What a call produced.
@@ -121,6 +150,11 @@ pub trait Backend {
     /// A raw prompt's length in tokens and the context size, where the backend knows them.
     fn measure_text(&self, _prompt: &str) -> Result<Option<ContextUse>> {
         Ok(None)
+    }
+
+    /// Whether the backend honours `logprobs` in requests (the local engine); others ignore it.
+    fn reports_logprobs(&self) -> bool {
+        false
     }
 
     /// Sampling settings before the agent's own: the model's defaults where the backend knows them

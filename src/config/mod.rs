@@ -309,6 +309,11 @@ pub struct GenerateSpec {
     /// Texts that end the answer when generated (not included).
     #[serde(default)]
     pub stop: Option<Vec<String>>,
+    /// Tool calls under the tools' grammar (the local engine's constrained decoding): text stays
+    /// free until the model opens `<tool_call>`, then the call must name one of the tools with
+    /// arguments valid against its schema. A small model's calls then always parse.
+    #[serde(default)]
+    pub constrain_tool_calls: Option<bool>,
 }
 
 impl GenerateSpec {
@@ -327,7 +332,8 @@ impl GenerateSpec {
             presence_penalty,
             repetition_penalty,
             seed,
-            stop
+            stop,
+            constrain_tool_calls
         );
     }
 

@@ -13,7 +13,7 @@ use crate::model::decoder::TopKRequest;
 use crate::model::{CpuDecoder, Decoder, Qwen3};
 use anyhow::Result;
 pub use constraint::{Constraint, GrammarError, Grammars};
-pub use sampler::{Sampler, SamplingParams};
+pub use sampler::{Sampler, SamplingParams, TokenLogprobs};
 use serde::Serialize;
 pub use speculation::{PromptLookup, Speculation};
 use std::ops::ControlFlow;
@@ -57,12 +57,17 @@ pub use crate::model::decoder::PREFILL_STEP;
 /// cache are not counted (`n` is what this call computes).
 pub type PrefillProgress = Box<dyn FnMut(usize, usize) + Send>;
 
+/// Told each emitted token's log-probabilities (`Engine::set_logprobs`), before the token is emitted.
+pub type LogprobSink = Box<dyn FnMut(TokenLogprobs) + Send>;
+
 /// The model plus a KV cache kept between calls: an agent re-sends a growing prompt every round, and
 /// only the tokens after the longest common prefix with the previous call are computed again.
 pub struct Engine {
     decoder: Box<dyn Decoder>,
     prefill_progress: Option<PrefillProgress>,
     speculation: Speculation,
+    /// Where each emitted token's log-probabilities go, with how many of the best tokens to add.
+    logprobs: Option<(usize, LogprobSink)>,
 }
 
 impl Engine {
@@ -77,6 +82,7 @@ impl Engine {
             decoder,
             prefill_progress: None,
             speculation: Speculation::Off,
+            logprobs: None,
         }
     }
 
@@ -94,6 +100,14 @@ impl Engine {
     /// stops reporting. The library only counts: drawing a bar is the caller's business.
     pub fn set_prefill_progress(&mut self, progress: Option<PrefillProgress>) {
         self.prefill_progress = progress;
+    }
+
+    /// Reports every later generation's emitted tokens to `sink` with their log-probabilities under
+    /// the raw logits and the `top` most likely tokens' (`sampler::token_logprobs`), each before it
+    /// is emitted; None stops. The full logits are then read on the host for every token (no pick
+    /// where they are, no speculation): the ids stay what they would be, only slower on a GPU.
+    pub fn set_logprobs(&mut self, logprobs: Option<(usize, LogprobSink)>) {
+        self.logprobs = logprobs;
     }
 
     pub fn decoder(&self) -> &dyn Decoder {
@@ -167,26 +181,37 @@ impl Engine {
         constraint: Option<&mut Constraint>,
         on_token: impl FnMut(u32) -> ControlFlow<()>,
     ) -> Result<Generation> {
-        let generation = self.generate_unannounced(
+        let mut logprobs = self.logprobs.take();
+        let recording = logprobs.as_mut().map(|(top, sink)| Recording {
+            top: *top,
+            sink,
+            stop_ids,
+        });
+        let generation = self.generate_recording(
             prompt,
             max_new_tokens,
             params,
             stop_ids,
             constraint,
+            recording,
             on_token,
         );
+        self.logprobs = logprobs;
         self.decoder.generation_done();
         generation
     }
 
-    /// `generate` without telling the decoder that it ended.
-    fn generate_unannounced(
+    /// `generate`, reporting each emitted token's log-probabilities to `recording` if given, without
+    /// telling the decoder that it ended.
+    #[allow(clippy::too_many_arguments)]
+    fn generate_recording(
         &mut self,
         prompt: &[u32],
         max_new_tokens: usize,
         params: SamplingParams,
         stop_ids: &[u32],
         constraint: Option<&mut Constraint>,
+        recording: Option<Recording>,
         mut on_token: impl FnMut(u32) -> ControlFlow<()>,
     ) -> Result<Generation> {
         let mut timings = Timings::default();
@@ -203,6 +228,7 @@ impl Engine {
             prompt,
             fresh: true,
             constraint,
+            recording,
         };
         let mut output = Output {
             ids: Vec::new(),
@@ -215,7 +241,9 @@ impl Engine {
         if output.max > 0 {
             let first = state.sample(&mut logits, &[])?;
             match self.speculation {
-                Speculation::PromptLookup if state.constraint.is_none() => {
+                Speculation::PromptLookup
+                    if state.constraint.is_none() && state.recording.is_none() =>
+                {
                     self.decode_speculative(first, &mut state, &mut output, &mut timings)?
                 }
                 Speculation::Off | Speculation::PromptLookup => {
@@ -270,8 +298,8 @@ impl Engine {
         timings: &mut Timings,
     ) -> Result<()> {
         debug_assert!(
-            state.constraint.is_none(),
-            "drafts are sampled unmasked: a constraint decodes sequentially"
+            state.constraint.is_none() && state.recording.is_none(),
+            "drafts are sampled unmasked and unrecorded: a constraint or logprobs decode sequentially"
         );
         let mut lookup = PromptLookup::default();
         'emit: while output.take(next).is_continue() {
@@ -325,7 +353,7 @@ impl Engine {
         timings: &mut Timings,
     ) -> Result<u32> {
         let params = *state.sampler.params();
-        let picked = if state.constraint.is_some() {
+        let picked = if state.constraint.is_some() || state.recording.is_some() {
             None
         } else if params.is_greedy() {
             self.decoder.forward_argmax(id)?
@@ -414,6 +442,14 @@ impl Engine {
     }
 }
 
+/// Where `generate` reports log-probabilities: each sampled token that is not a stop id (so each
+/// emitted one, in order) goes to `sink` with the `top` best tokens.
+struct Recording<'r> {
+    top: usize,
+    sink: &'r mut LogprobSink,
+    stop_ids: &'r [u32],
+}
+
 /// What sampling carries from token to token within one `generate` call.
 struct DecodeState<'a, 'c> {
     sampler: Sampler,
@@ -422,15 +458,25 @@ struct DecodeState<'a, 'c> {
     fresh: bool,
     /// The grammar every emitted token must follow (it is committed to as each is emitted).
     constraint: Option<&'c mut Constraint>,
+    /// Log-probabilities to report, computed from the logits before the constraint and the sampler
+    /// change them.
+    recording: Option<Recording<'c>>,
 }
 
 impl DecodeState<'_, '_> {
     /// Samples the token after `generated` from full logits, masked by the constraint if any.
     fn sample(&mut self, logits: &mut [f32], generated: &[u32]) -> Result<u32> {
+        let raw = self.recording.as_ref().map(|_| logits.to_vec());
         if let Some(constraint) = self.constraint.as_deref_mut() {
             constraint.mask(logits)?;
         }
-        Ok(self.sampler.sample(logits, self.prompt, generated))
+        let id = self.sampler.sample(logits, self.prompt, generated);
+        if let (Some(raw), Some(recording)) = (raw, self.recording.as_mut())
+            && !recording.stop_ids.contains(&id)
+        {
+            (recording.sink)(sampler::token_logprobs(&raw, id, recording.top));
+        }
+        Ok(id)
     }
 }
 

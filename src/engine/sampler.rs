@@ -197,6 +197,49 @@ pub fn top_candidates(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     candidates
 }
 
+/// A token's log-probability under a set of logits, with the `top` most likely tokens' (OpenAI's
+/// `logprobs` / `top_logprobs`). The server reports the model's raw logits this way, before penalties,
+/// temperature or a grammar's mask change them (vLLM's default, `raw_logprobs`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLogprobs {
+    pub id: u32,
+    pub logprob: f32,
+    /// The `top` best (id, logprob) pairs, in `candidate_order`.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// The log-softmax of `logits` at `id`, and the `top` best tokens with theirs. NaN logits count as
+/// impossible (-inf); the sum runs in f64, so a 152k-token vocabulary loses no precision to it.
+pub fn token_logprobs(logits: &[f32], id: u32, top: usize) -> TokenLogprobs {
+    let max = logits
+        .iter()
+        .filter(|l| !l.is_nan())
+        .fold(f32::NEG_INFINITY, |m, &l| m.max(l));
+    let sum: f64 = logits
+        .iter()
+        .filter(|l| !l.is_nan())
+        .map(|&l| (l as f64 - max as f64).exp())
+        .sum();
+    let norm = max as f64 + sum.ln();
+    let logprob = |l: f32| {
+        if l.is_nan() || !norm.is_finite() {
+            f32::NEG_INFINITY
+        } else {
+            (l as f64 - norm) as f32
+        }
+    };
+    TokenLogprobs {
+        id,
+        logprob: logits
+            .get(id as usize)
+            .map_or(f32::NEG_INFINITY, |&l| logprob(l)),
+        top: top_candidates(logits, top)
+            .into_iter()
+            .map(|(id, l)| (id, logprob(l)))
+            .collect(),
+    }
+}
+
 /// The index of the largest logit (the first on ties, as torch.argmax; NaNs never win). Greedy
 /// decoding calls this once per token over the whole vocabulary (152k for Qwen3): a running-best loop
 /// (a compare chained on the last winner) took 100-230 µs there, a tenth of a GPU decode step; per-lane
@@ -423,6 +466,43 @@ pub(crate) mod tests {
             1000,
         );
         assert_eq!(f, [1.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn logprobs_are_the_log_softmax_with_the_best_tokens_in_order() {
+        // Probabilities 1/8, 1/2, 1/8, 1/4 (logits 10 + ln p: the shift cancels), and a NaN.
+        let ln2 = std::f32::consts::LN_2;
+        let logits = [
+            10.0 - 3.0 * ln2,
+            10.0 - ln2,
+            10.0 - 3.0 * ln2,
+            10.0 - 2.0 * ln2,
+            f32::NAN,
+        ];
+        let found = token_logprobs(&logits, 3, 3);
+        assert_eq!(found.id, 3);
+        assert!((found.logprob - (0.25f32).ln()).abs() < 1e-6, "{found:?}");
+        let ids: Vec<u32> = found.top.iter().map(|t| t.0).collect();
+        assert_eq!(ids, [1, 3, 0]);
+        assert!((found.top[0].1 - (0.5f32).ln()).abs() < 1e-6, "{found:?}");
+        assert_eq!(
+            found.top[1].1, found.logprob,
+            "the same math for the token and its rank"
+        );
+        let total: f32 = logits[..4]
+            .iter()
+            .map(|&l| token_logprobs(&logits, 0, 0).logprob - logits[0] + l)
+            .map(f32::exp)
+            .sum();
+        assert!((total - 1.0).abs() < 1e-5, "{total}");
+        assert_eq!(token_logprobs(&logits, 4, 0).logprob, f32::NEG_INFINITY);
+        assert!(token_logprobs(&logits, 0, 0).top.is_empty());
+        // A large vocabulary of equal logits: each exactly -ln(n), no drift in the sum.
+        let flat = vec![3.5f32; 151_936];
+        let expected = -(151_936f64.ln()) as f32;
+        assert!((token_logprobs(&flat, 7, 1).logprob - expected).abs() < 1e-6);
+        let dead = [f32::NEG_INFINITY; 3];
+        assert_eq!(token_logprobs(&dead, 1, 1).logprob, f32::NEG_INFINITY);
     }
 
     #[test]

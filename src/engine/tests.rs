@@ -215,3 +215,52 @@ fn a_constraint_keeps_decoding_on_the_masked_host_path() {
         assert!(value[0].as_u64().is_some_and(|d| d <= 9), "{text}");
     }
 }
+
+/// Recording logprobs reads every token's full logits on the host: the decoder is never asked to pick
+/// and speculation is skipped, the ids stay the host sampler's, and each emitted token (never the stop
+/// id that ends the output) is reported once, in order, with the raw logits' log-softmax.
+#[test]
+fn logprobs_are_reported_per_emitted_token_from_the_raw_logits() {
+    let prompt: Vec<u32> = (0..20).map(|i| (i * 29 % 500) as u32).collect();
+    for params in settings() {
+        let (mut host, mut device, served) = engines(64, 0);
+        let expected = ids(&mut host, &prompt, params);
+        // Stop on the 6th token's id: the output ends before its first occurrence.
+        let stop = expected[5];
+        let emitted = expected.iter().take_while(|&&id| id != stop).count();
+        let reported = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = reported.clone();
+        device.set_logprobs(Some((
+            3,
+            Box::new(move |t: TokenLogprobs| sink.lock().unwrap().push(t)),
+        )));
+        device.set_speculation(Speculation::PromptLookup);
+        let generation = device
+            .generate(&prompt, 40, params, &[stop], None, |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(generation.token_ids, expected[..emitted], "{params:?}");
+        assert_eq!(served.load(Ordering::Relaxed), 0, "{params:?}");
+        assert_eq!(generation.timings.verify_steps, 0, "{params:?}");
+        let reported = std::mem::take(&mut *reported.lock().unwrap());
+        let ids: Vec<u32> = reported.iter().map(|t| t.id).collect();
+        assert_eq!(ids, generation.token_ids, "{params:?}");
+        // The raw logits after each prefix, recomputed: the same numbers, before any penalty.
+        let mut fresh = Engine::new(model(), 256);
+        for (n, token) in reported.iter().enumerate() {
+            let context: Vec<u32> = prompt.iter().chain(&ids[..n]).copied().collect();
+            let logits = fresh.prefill(&context, &mut Timings::default()).unwrap();
+            assert_eq!(*token, sampler::token_logprobs(&logits, token.id, 3));
+            assert!(token.logprob <= 0.0 && token.top.len() == 3);
+        }
+        device.set_logprobs(None);
+        let again = device
+            .generate(&prompt, 8, params, &[], None, |_| ControlFlow::Continue(()))
+            .unwrap();
+        assert!(
+            again.timings.device_picked_tokens > 0,
+            "picking resumes: {params:?}"
+        );
+    }
+}

@@ -17,6 +17,7 @@ pub struct Metrics {
     latency_micros: AtomicU64,
     latency_count: AtomicU64,
     cancelled: AtomicU64,
+    cancelled_tokens: AtomicU64,
 }
 
 impl Metrics {
@@ -44,9 +45,11 @@ impl Metrics {
     }
 
     /// A request whose client left before its answer was complete (its generation was stopped, or
-    /// never started).
-    pub fn cancelled(&self) {
+    /// never started), and the tokens generated for it: how soon the engine let go shows there.
+    pub fn cancelled(&self, generated: usize) {
         self.cancelled.fetch_add(1, Ordering::Relaxed);
+        self.cancelled_tokens
+            .fetch_add(generated as u64, Ordering::Relaxed);
     }
 
     /// The exposition text; `queued` is the number of requests waiting now.
@@ -98,6 +101,12 @@ impl Metrics {
             "qwen3_agent_cancelled_total",
             "Requests whose client left before the answer was complete.",
             load(&self.cancelled),
+        );
+        counter(
+            &mut out,
+            "qwen3_agent_cancelled_completion_tokens_total",
+            "Tokens generated for requests whose client left (generation stops at the next token).",
+            load(&self.cancelled_tokens),
         );
         let _ = writeln!(
             out,

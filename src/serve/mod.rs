@@ -279,6 +279,8 @@ struct Queued {
     kind: Kind,
     stream: bool,
     include_usage: bool,
+    /// Whether the client asked for logprobs (then the answer has them, even none).
+    logprobs: bool,
     events: Events,
     cancel: CancelOnDrop,
 }
@@ -311,6 +313,7 @@ fn start(served: &Served, body: &[u8], kind: Kind) -> Result<Queued, ApiError> {
     let (sender, events) = tokio::sync::mpsc::unbounded_channel();
     let cancel = Arc::new(AtomicBool::new(false));
     let (stream, include_usage) = (settings.stream, settings.include_usage);
+    let logprobs = settings.logprobs.is_some();
     served.worker.submit(Job {
         work,
         events: sender,
@@ -320,6 +323,7 @@ fn start(served: &Served, body: &[u8], kind: Kind) -> Result<Queued, ApiError> {
         kind,
         stream,
         include_usage,
+        logprobs,
         events,
         cancel: CancelOnDrop(cancel),
     })
@@ -347,24 +351,36 @@ fn record(
 
 async fn complete(served: Arc<Served>, queued: Queued, started: Instant) -> Response {
     let Queued {
-        mut events, kind, ..
+        mut events,
+        kind,
+        logprobs,
+        ..
     } = queued;
+    let mut tokens = Vec::new();
     let outcome = loop {
         match events.recv().await {
             Some(WorkerEvent::Parse(_)) => continue,
+            Some(WorkerEvent::Logprobs(token)) => tokens.push(token),
             Some(WorkerEvent::Done(outcome)) => break *outcome,
             None => break Err(engine_gone()),
         }
     };
     record(&served, &outcome, started);
+    let logprobs = logprobs.then_some(&tokens[..]);
     match outcome {
         Ok(response) => axum::Json(match kind {
-            Kind::Chat => {
-                response::completion(&response::new_id("chatcmpl-"), &served.model, &response)
-            }
-            Kind::Text => {
-                response::text_completion(&response::new_id("cmpl-"), &served.model, &response)
-            }
+            Kind::Chat => response::completion(
+                &response::new_id("chatcmpl-"),
+                &served.model,
+                &response,
+                logprobs,
+            ),
+            Kind::Text => response::text_completion(
+                &response::new_id("cmpl-"),
+                &served.model,
+                &response,
+                logprobs,
+            ),
         })
         .into_response(),
         Err(error) => error.into_response(),
@@ -435,6 +451,7 @@ async fn stream(served: Arc<Served>, queued: Queued, started: Instant) -> Respon
                     let chunks = self.chunks.event(&event);
                     self.pending.extend(chunks.iter().map(|c| c.to_string()));
                 }
+                Some(WorkerEvent::Logprobs(token)) => self.chunks.logprob(token),
                 Some(WorkerEvent::Done(outcome)) => {
                     record(&self.served, &outcome, self.started);
                     match *outcome {

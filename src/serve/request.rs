@@ -19,6 +19,9 @@ pub struct Settings {
     pub stream: bool,
     /// `stream_options.include_usage`: a last chunk with the usage.
     pub include_usage: bool,
+    /// Each generated token's log-probability with this many of the most likely tokens' (chat's
+    /// `logprobs: true` + `top_logprobs`, completions' `logprobs: N`); None: not asked.
+    pub logprobs: Option<usize>,
 }
 
 /// A `POST /v1/chat/completions` body, checked.
@@ -46,13 +49,17 @@ pub struct CompletionRequest {
 /// OpenAI's default `max_tokens` for `/v1/completions` (vLLM's too).
 pub const COMPLETION_MAX_TOKENS: usize = 16;
 
+/// The most alternatives a token's logprobs may list: OpenAI's limit for chat (vLLM's default
+/// `max_logprobs` too).
+pub const MAX_TOP_LOGPROBS: usize = 20;
+
 impl ChatRequest {
     /// Reads a request body; malformed JSON, wrong types and values out of range are 400s.
     pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
         let body = object(body, "messages")?;
         let messages = messages(&body)?;
-        let settings = settings(&body)?;
-        unsupported(&body)?;
+        let mut settings = settings(&body)?;
+        settings.logprobs = chat_logprobs(&body)?;
         let (tools, forced) = tools(&body)?;
         let format = match (forced, response_format(&body)?) {
             (Some(_), Some(_)) => {
@@ -127,14 +134,11 @@ impl CompletionRequest {
                 "only best_of=1 is supported: leave it out",
             ));
         }
-        // The completions API's `logprobs` is a count; any count asks for what we do not report.
-        if field::<u64>(&body, "logprobs")?.is_some() {
-            return Err(ApiError::invalid(
-                "logprobs",
-                "logprobs are not supported yet: leave `logprobs` out",
-            ));
-        }
         let mut settings = settings(&body)?;
+        // The completions API's `logprobs` is the count of alternatives (0: the token's own only).
+        settings.logprobs = field::<u64>(&body, "logprobs")?
+            .map(|top| top_count("logprobs", top))
+            .transpose()?;
         settings
             .generate
             .max_new_tokens
@@ -188,6 +192,7 @@ fn settings(body: &Map<String, Json>) -> Result<Settings, ApiError> {
         max_tokens_given,
         stream: stream.unwrap_or(false),
         include_usage,
+        logprobs: None,
     })
 }
 
@@ -242,6 +247,7 @@ fn generate(body: &Map<String, Json>) -> Result<(GenerateSpec, bool), ApiError> 
         repetition_penalty: field(body, "repetition_penalty")?,
         seed: field(body, "seed")?,
         stop,
+        constrain_tool_calls: None,
     };
     check_generate(&spec, "request").map_err(|problem| {
         let param = problem.path.last().cloned().unwrap_or_default();
@@ -250,16 +256,32 @@ fn generate(body: &Map<String, Json>) -> Result<(GenerateSpec, bool), ApiError> 
     Ok((spec, max_tokens.is_some()))
 }
 
-/// Options that would change the answer, which this server cannot honour yet: refused rather than
-/// ignored.
-fn unsupported(body: &Map<String, Json>) -> Result<(), ApiError> {
-    if field::<bool>(body, "logprobs")? == Some(true) {
-        return Err(ApiError::invalid(
-            "logprobs",
-            "logprobs are not supported yet: leave `logprobs` out",
-        ));
+/// Chat's `logprobs: true` with `top_logprobs` alternatives (default 0); alternatives without
+/// `logprobs: true` are refused, as OpenAI does.
+fn chat_logprobs(body: &Map<String, Json>) -> Result<Option<usize>, ApiError> {
+    let wanted = field::<bool>(body, "logprobs")?.unwrap_or(false);
+    let top = field::<u64>(body, "top_logprobs")?
+        .map(|top| top_count("top_logprobs", top))
+        .transpose()?;
+    match (wanted, top) {
+        (false, Some(top)) if top > 0 => Err(ApiError::invalid(
+            "top_logprobs",
+            "top_logprobs needs `logprobs: true` as well",
+        )),
+        (false, _) => Ok(None),
+        (true, top) => Ok(Some(top.unwrap_or(0))),
     }
-    Ok(())
+}
+
+/// A count of alternatives per token, at most `MAX_TOP_LOGPROBS`.
+fn top_count(param: &str, top: u64) -> Result<usize, ApiError> {
+    match usize::try_from(top) {
+        Ok(top) if top <= MAX_TOP_LOGPROBS => Ok(top),
+        _ => Err(ApiError::invalid(
+            param,
+            format!("{param} must be between 0 and {MAX_TOP_LOGPROBS}, not {top}"),
+        )),
+    }
 }
 
 /// `response_format`: `text` (or none) leaves the answer free; `json_object` asks for any JSON
@@ -557,7 +579,16 @@ mod tests {
                 "messages[0]",
             ),
             (r#"{"messages": []}"#.into(), "messages"),
-            (format!("{{{user}, \"logprobs\": true}}"), "logprobs"),
+            (format!("{{{user}, \"logprobs\": 1}}"), "logprobs"),
+            (
+                format!("{{{user}, \"logprobs\": true, \"top_logprobs\": 21}}"),
+                "top_logprobs",
+            ),
+            (
+                format!("{{{user}, \"logprobs\": true, \"top_logprobs\": -1}}"),
+                "top_logprobs",
+            ),
+            (format!("{{{user}, \"top_logprobs\": 2}}"), "top_logprobs"),
         ] {
             let error = parse(&body).unwrap_err();
             assert_eq!(error.param.as_deref(), Some(param), "{body}: {error:?}");
@@ -586,7 +617,8 @@ mod tests {
             (r#"{"prompt": "a", "echo": true}"#, "echo"),
             (r#"{"prompt": "a", "suffix": "z"}"#, "suffix"),
             (r#"{"prompt": "a", "best_of": 2}"#, "best_of"),
-            (r#"{"prompt": "a", "logprobs": 1}"#, "logprobs"),
+            (r#"{"prompt": "a", "logprobs": 21}"#, "logprobs"),
+            (r#"{"prompt": "a", "logprobs": true}"#, "logprobs"),
             (r#"{"prompt": "a", "n": 3}"#, "n"),
             (r#"{"prompt": "a", "max_tokens": 0}"#, "max_tokens"),
         ] {
@@ -659,6 +691,30 @@ mod tests {
             r#", "tool_choice": "required", "response_format": {"type": "json_object"}"#,
         ));
         assert_eq!(both.unwrap_err().param.as_deref(), Some("response_format"));
+    }
+
+    #[test]
+    fn logprobs_are_read_as_a_count_of_alternatives() {
+        let user = r#""messages": [{"role": "user", "content": "hi"}]"#;
+        let chat = |extra: &str| {
+            parse(&format!("{{{user}{extra}}}"))
+                .unwrap()
+                .settings
+                .logprobs
+        };
+        assert_eq!(chat(""), None);
+        assert_eq!(chat(r#", "logprobs": false, "top_logprobs": 0"#), None);
+        assert_eq!(chat(r#", "logprobs": true"#), Some(0));
+        assert_eq!(chat(r#", "logprobs": true, "top_logprobs": 20"#), Some(20));
+        let text = |body: &str| {
+            CompletionRequest::parse(body.as_bytes())
+                .unwrap()
+                .settings
+                .logprobs
+        };
+        assert_eq!(text(r#"{"prompt": "a"}"#), None);
+        assert_eq!(text(r#"{"prompt": "a", "logprobs": 0}"#), Some(0));
+        assert_eq!(text(r#"{"prompt": "a", "logprobs": 5}"#), Some(5));
     }
 
     #[test]

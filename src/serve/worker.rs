@@ -9,7 +9,8 @@ use super::request::{ChatRequest, CompletionRequest, Settings};
 use crate::agent::backend_pool::BackendPool;
 use crate::agent::{DEFAULT_MAX_NEW_TOKENS, soft_switch_allows_thinking};
 use crate::backend::{
-    Backend, BackendRequest, BackendResponse, CallParsing, ContextUse, TextRequest,
+    Backend, BackendRequest, BackendResponse, CallParsing, ContextUse, LogprobsRequest,
+    TextRequest, TokenLogprob,
 };
 use crate::chat::{AnswerFormat, ParseEvent};
 use crate::config::GenerateSpec;
@@ -25,6 +26,8 @@ use tokio::sync::mpsc::UnboundedSender;
 #[derive(Debug)]
 pub enum WorkerEvent {
     Parse(ParseEvent),
+    /// A generated token's log-probabilities (when asked), sent before the text it makes.
+    Logprobs(TokenLogprob),
     Done(Box<Result<BackendResponse, ApiError>>),
 }
 
@@ -91,14 +94,14 @@ impl Worker {
                     while let Some(job) = next_job(&inbox) {
                         depth.fetch_sub(1, Ordering::Relaxed);
                         if job.cancel.load(Ordering::Relaxed) {
-                            metrics.cancelled();
+                            metrics.cancelled(0);
                             continue;
                         }
                         let result = answer(backend.as_mut(), defaults, &job);
                         // Until `Done` is sent the handler holds the flag, so it is set only if the
                         // client left.
                         if job.cancel.load(Ordering::Relaxed) {
-                            metrics.cancelled();
+                            metrics.cancelled(result.as_ref().map_or(0, |r| r.completion_tokens));
                         }
                         let _ = job.events.send(WorkerEvent::Done(Box::new(result)));
                     }
@@ -153,6 +156,25 @@ fn answer(
             job.cancel.store(true, Ordering::Relaxed);
         }
     };
+    let settings = match &job.work {
+        Work::Chat(request) => &request.settings,
+        Work::Text(request) => &request.settings,
+    };
+    if settings.logprobs.is_some() && !backend.reports_logprobs() {
+        return Err(ApiError::invalid(
+            "logprobs",
+            "this server's backend reports no logprobs (only the local engine does): leave \
+             `logprobs` out",
+        ));
+    }
+    let sink = |token: TokenLogprob| {
+        if job.events.send(WorkerEvent::Logprobs(token)).is_err() {
+            job.cancel.store(true, Ordering::Relaxed);
+        }
+    };
+    let logprobs = settings
+        .logprobs
+        .map(|top| LogprobsRequest { top, sink: &sink });
     let failed = |e: anyhow::Error| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -178,6 +200,7 @@ fn answer(
                     CallParsing::CallsElseText
                 },
                 format: request.format.as_ref(),
+                logprobs,
             };
             let measured = backend.measure(&call).map_err(|e| {
                 ApiError::invalid(
@@ -214,6 +237,7 @@ fn answer(
                 max_new_tokens: room(measured, max_new_tokens, &request.settings, "prompt")?,
                 stop: spec.stop.as_deref().unwrap_or_default(),
                 interrupt: &job.cancel,
+                logprobs,
             };
             backend
                 .complete_text(&call, &mut |text| {
