@@ -4,9 +4,12 @@
 mod assembly;
 mod bench_speculation;
 mod chat;
+mod chat_elicit;
+mod chat_input;
 mod chat_prompts;
 mod eval;
 mod inspect;
+mod mcp_auth;
 mod model_cmds;
 mod printer;
 mod progress;
@@ -45,6 +48,7 @@ enum Command {
     Python(python::PythonArgs),
     Eval(eval::EvalArgs),
     Serve(serve::ServeArgs),
+    Mcp(mcp_auth::McpArgs),
 }
 
 pub fn run(cli: Cli) -> std::process::ExitCode {
@@ -82,5 +86,6 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Python(args) => python::python(args),
         Command::Eval(args) => eval::eval(args),
         Command::Serve(args) => serve::serve_command(args),
+        Command::Mcp(args) => mcp_auth::mcp(args),
     }
 }
