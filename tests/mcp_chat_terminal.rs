@@ -45,9 +45,15 @@ impl Terminal {
                 &size,
             )
         };
-        assert_eq!(opened, 0, "openpty failed: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            opened,
+            0,
+            "openpty failed: {}",
+            std::io::Error::last_os_error()
+        );
         // SAFETY: both descriptors were just opened and are owned here alone.
-        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
         command
             .stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
@@ -108,7 +114,9 @@ impl Terminal {
 
     /// Types `line` and Enter.
     fn send(&mut self, line: &str) {
-        self.master.write_all(format!("{line}\n").as_bytes()).unwrap();
+        self.master
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
     }
 
     /// Types `/exit` and waits for the program to end.
@@ -116,7 +124,11 @@ impl Terminal {
         self.send("/exit");
         let start = Instant::now();
         while self.child.try_wait().unwrap().is_none() {
-            assert!(start.elapsed() < WAIT, "chat did not exit:\n{}", self.text());
+            assert!(
+                start.elapsed() < WAIT,
+                "chat did not exit:\n{}",
+                self.text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         self.text()
@@ -132,7 +144,9 @@ impl Drop for Terminal {
 
 /// A model call of `tool` with `arguments` (JSON), as the scripted backend's text.
 fn call(tool: &str, arguments: &str) -> String {
-    format!("<tool_call>\\n{{\\\"name\\\": \\\"{tool}\\\", \\\"arguments\\\": {arguments}}}\\n</tool_call>")
+    format!(
+        "<tool_call>\\n{{\\\"name\\\": \\\"{tool}\\\", \\\"arguments\\\": {arguments}}}\\n</tool_call>"
+    )
 }
 
 /// `qwen3-agent chat` on a terminal, in `dir`, with server-everything and a model that makes
@@ -216,7 +230,9 @@ fn a_servers_request_for_input_is_asked_of_the_person_at_the_terminal() {
     terminal.expect("done");
 
     terminal.send("Sign in.");
-    terminal.expect("[everything] asks you to open a URL: Please open the link to complete this action.");
+    terminal.expect(
+        "[everything] asks you to open a URL: Please open the link to complete this action.",
+    );
     terminal.expect("  https://example.com/sign-in");
     terminal.send("a");
     terminal.expect("User completed the URL elicitation flow.");
@@ -228,7 +244,9 @@ fn a_servers_request_for_input_is_asked_of_the_person_at_the_terminal() {
         .collect();
     assert_eq!(notices.len(), 3, "{everything}");
     assert!(
-        notices.iter().all(|n| !n.contains("Ada") && !n.contains("ada@")),
+        notices
+            .iter()
+            .all(|n| !n.contains("Ada") && !n.contains("ada@")),
         "notices say what was asked, never the answer: {notices:?}"
     );
     for said in [

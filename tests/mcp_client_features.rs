@@ -9,8 +9,8 @@ use common::{
     run_json, scratch, settings, tool_names, wait_for_port, write,
 };
 use qwen3_agent::config::{ElicitationChoice, ElicitationSpec, McpServerSpec};
-use qwen3_agent::tools::mcp::{McpSettings, ProgressReport};
 use qwen3_agent::tools::mcp::start_servers;
+use qwen3_agent::tools::mcp::{McpSettings, ProgressReport};
 use qwen3_agent::tools::sampling::{SampleQueue, Sampled};
 use qwen3_agent::tools::{Notices, ToolRegistry};
 use serde_json::{Value as Json, json};
@@ -393,7 +393,9 @@ fn progress_reaches_the_front_ends_sink_which_is_told_when_the_call_ends() {
         "the call's end comes last, with its token"
     );
     assert!(
-        notices.drain().contains(&"[everything] progress 2/2".to_string()),
+        notices
+            .drain()
+            .contains(&"[everything] progress 2/2".to_string()),
         "the notices stay"
     );
 }
@@ -423,7 +425,9 @@ fn a_resource_the_model_read_is_subscribed_to_and_its_updates_reported() {
     call(&registry, "toggle-subscriber-updates", json!({}));
     assert!(seen.contains(&expected), "{expected:?} not in {seen:?}");
     assert!(
-        !seen.iter().any(|n| n.contains("resource updated: demo://resource/static")),
+        !seen
+            .iter()
+            .any(|n| n.contains("resource updated: demo://resource/static")),
         "only what was read is followed: {seen:?}"
     );
 }

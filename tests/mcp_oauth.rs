@@ -61,7 +61,10 @@ fn sign_in_call_refresh_and_sign_out_never_showing_a_token() {
     let _server = KillOnDrop(
         Command::new(python())
             .args([
-                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mcp/oauth_server.py"),
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/mcp/oauth_server.py"
+                ),
                 &port.to_string(),
                 record.to_str().unwrap(),
                 &LIFETIME.to_string(),
@@ -102,7 +105,10 @@ fn sign_in_call_refresh_and_sign_out_never_showing_a_token() {
     let mut stderr = BufReader::new(login.stderr.take().unwrap());
     let authorize = loop {
         let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "login ended early: {shown}");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "login ended early: {shown}"
+        );
         shown.push_str(&line);
         let prefix = format!("http://127.0.0.1:{port}/authorize?");
         if line.starts_with(&prefix) {
@@ -110,7 +116,8 @@ fn sign_in_call_refresh_and_sign_out_never_showing_a_token() {
         }
     };
     assert!(
-        authorize.contains("code_challenge_method=S256") && authorize.contains("redirect_uri=http%3A%2F%2F127.0.0.1"),
+        authorize.contains("code_challenge_method=S256")
+            && authorize.contains("redirect_uri=http%3A%2F%2F127.0.0.1"),
         "PKCE and a loopback redirect: {authorize}"
     );
     // The browser: the authorization server approves at once and redirects to the listener.
@@ -125,7 +132,12 @@ fn sign_in_call_refresh_and_sign_out_never_showing_a_token() {
     assert!(page.text().unwrap().contains("Signed in"));
     let mut rest = String::new();
     stderr.read_to_string(&mut rest).unwrap();
-    login.stdout.take().unwrap().read_to_string(&mut shown).unwrap();
+    login
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut shown)
+        .unwrap();
     shown.push_str(&rest);
     assert!(login.wait().unwrap().success(), "{shown}");
     assert!(rest.contains("signed in to secure"), "{rest}");

@@ -94,7 +94,9 @@ impl Terminal<'_> {
 
     /// Asks every property of `schema` in turn.
     fn form(&mut self, schema: &Json) -> Answer {
-        self.say("  (Enter takes the [default] or skips an optional field; :decline or :cancel refuses)");
+        self.say(
+            "  (Enter takes the [default] or skips an optional field; :decline or :cancel refuses)",
+        );
         let required: Vec<&str> = schema["required"]
             .as_array()
             .into_iter()
@@ -207,9 +209,12 @@ impl Field {
             "boolean" => hints.push("y/n".into()),
             "array" => hints.push(format!(
                 "numbers or values, comma-separated{}",
-                bounds(self.min_items.map(|n| n as f64), self.max_items.map(|n| n as f64))
-                    .map(|b| format!(", {b} of them"))
-                    .unwrap_or_default()
+                bounds(
+                    self.min_items.map(|n| n as f64),
+                    self.max_items.map(|n| n as f64)
+                )
+                .map(|b| format!(", {b} of them"))
+                .unwrap_or_default()
             )),
             _ if !self.choices.is_empty() => hints.push("a number or a value".into()),
             "integer" | "number" => hints.extend(bounds(self.minimum, self.maximum)),
@@ -252,8 +257,11 @@ impl Field {
                 {
                     return Err(format!(
                         "pick {}",
-                        bounds(self.min_items.map(|n| n as f64), self.max_items.map(|n| n as f64))
-                            .unwrap_or_default()
+                        bounds(
+                            self.min_items.map(|n| n as f64),
+                            self.max_items.map(|n| n as f64)
+                        )
+                        .unwrap_or_default()
                     ));
                 }
                 Ok(Json::Array(picked))
@@ -265,7 +273,9 @@ impl Field {
                 _ => Err("type y or n".into()),
             },
             "integer" => {
-                let n: i64 = line.parse().map_err(|_| "type a whole number".to_string())?;
+                let n: i64 = line
+                    .parse()
+                    .map_err(|_| "type a whole number".to_string())?;
                 self.within(n as f64)?;
                 Ok(Json::from(n))
             }
@@ -404,19 +414,19 @@ mod tests {
     fn a_form_is_asked_property_by_property_with_defaults_choices_and_retries() {
         let lines = [
             "a",
-            "",           // name is required: asked again
-            "Ada",        // name
-            "maybe",      // not a boolean: asked again
-            "y",          // check
-            "500",        // above the maximum: asked again
-            "",           // count takes its default
-            "2.5",        // ratio
-            "",           // friend takes its default
-            "Batman",     // hero by title
-            "1",          // pet by number
-            "1, 2, 3",    // too many fish
-            "f1, Trout",  // by value and by title
-            "",           // note skipped
+            "",          // name is required: asked again
+            "Ada",       // name
+            "maybe",     // not a boolean: asked again
+            "y",         // check
+            "500",       // above the maximum: asked again
+            "",          // count takes its default
+            "2.5",       // ratio
+            "",          // friend takes its default
+            "Batman",    // hero by title
+            "1",         // pet by number
+            "1, 2, 3",   // too many fish
+            "f1, Trout", // by value and by title
+            "",          // note skipped
         ];
         let (answer, shown) = answered(&form(schema()), &lines);
         assert_eq!(
@@ -452,7 +462,10 @@ mod tests {
         let question = form(schema());
         assert_eq!(answered(&question, &["d"]).0, Answer::Decline);
         assert_eq!(answered(&question, &["c"]).0, Answer::Cancel);
-        assert_eq!(answered(&question, &["a", "Ada", ":decline"]).0, Answer::Decline);
+        assert_eq!(
+            answered(&question, &["a", "Ada", ":decline"]).0,
+            Answer::Decline
+        );
         assert_eq!(answered(&question, &["a", ":cancel"]).0, Answer::Cancel);
         assert_eq!(answered(&question, &["a", "Ada"]).0, Answer::Cancel);
         assert_eq!(answered(&question, &[]).0, Answer::Cancel);

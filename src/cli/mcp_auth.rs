@@ -45,7 +45,10 @@ pub fn mcp(args: McpArgs) -> Result<()> {
                 open_in_browser(authorize);
             })
             .with_context(|| format!("signing in to {}", server.server))?;
-            eprintln!("signed in to {}; its tokens are kept for later runs", server.server);
+            eprintln!(
+                "signed in to {}; its tokens are kept for later runs",
+                server.server
+            );
         }
         McpCommand::Logout(server) => {
             if oauth::logout(&server_url(&server)?)? {

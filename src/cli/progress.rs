@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 /// The MCP calls' bars, drawn together so a line printed meanwhile goes above them (`above_bars`).
-static MCP_BARS: LazyLock<MultiProgress> = LazyLock::new(|| MultiProgress::with_draw_target(target()));
+static MCP_BARS: LazyLock<MultiProgress> =
+    LazyLock::new(|| MultiProgress::with_draw_target(target()));
 
 /// Set by commands whose output is for programs (`--json`): then no bar is drawn in this process.
 static QUIET: AtomicBool = AtomicBool::new(false);
@@ -213,6 +214,10 @@ mod tests {
             server: "other".into(),
             token: "2".into(),
         });
-        assert_eq!(bars.bars.len(), 1, "another server's request is another bar");
+        assert_eq!(
+            bars.bars.len(),
+            1,
+            "another server's request is another bar"
+        );
     }
 }

@@ -7,8 +7,8 @@
 
 use anyhow::{Context, Result, bail};
 use rmcp::transport::auth::{
-    AuthClient, AuthError, AuthorizationManager, AuthorizationRequest, CredentialStore,
-    OAuthState, StoredCredentials,
+    AuthClient, AuthError, AuthorizationManager, AuthorizationRequest, CredentialStore, OAuthState,
+    StoredCredentials,
 };
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -121,8 +121,12 @@ pub(super) async fn authorized_client(url: &str) -> Result<Option<AuthClient<req
 /// (the browser's redirect to a loopback listener brings the code back); the tokens are saved for
 /// later runs. Waits for the redirect at most `LOGIN_WAIT`.
 pub fn login(url: &str, show_url: &dyn Fn(&str)) -> Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("opening a loopback port for the sign-in's redirect")?;
-    let redirect = format!("http://127.0.0.1:{}/callback", listener.local_addr()?.port());
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .context("opening a loopback port for the sign-in's redirect")?;
+    let redirect = format!(
+        "http://127.0.0.1:{}/callback",
+        listener.local_addr()?.port()
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -190,7 +194,9 @@ fn wait_for_redirect(listener: &TcpListener, redirect: &str) -> Result<String> {
         BufReader::new((&stream).take(16 << 10)).read_line(&mut line)?;
         let target = line.split_whitespace().nth(1).unwrap_or_default();
         if !target.starts_with("/callback?") {
-            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
             continue;
         }
         let _ = write!(
@@ -220,7 +226,10 @@ mod tests {
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(path.parent().unwrap()), 0o700);
-        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -230,6 +239,9 @@ mod tests {
         let b = token_file("https://b.example/mcp").unwrap();
         assert_ne!(a, b);
         assert!(a.ends_with(a.file_name().unwrap()));
-        assert!(a.parent().unwrap().ends_with("qwen3-agent/mcp-oauth"), "{a:?}");
+        assert!(
+            a.parent().unwrap().ends_with("qwen3-agent/mcp-oauth"),
+            "{a:?}"
+        );
     }
 }

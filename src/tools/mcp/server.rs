@@ -98,7 +98,10 @@ impl McpServer {
     /// offers subscriptions, so a change the model should know of is reported (see `client`); a
     /// refusal is a notice. (2026-07-28 servers take resource subscriptions on a
     /// `subscriptions/listen` stream instead: not followed yet.)
-    #[expect(deprecated, reason = "resources/subscribe is what 2025-era servers take")]
+    #[expect(
+        deprecated,
+        reason = "resources/subscribe is what 2025-era servers take"
+    )]
     pub fn follow(&self, uri: &str) {
         let offered = {
             let state = self.lock();
