@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+/// The scripted model's call of the fixture's tool (YAML double-quoted).
+const WHOAMI: &str = r#"<tool_call>\n{\"name\": \"whoami\", \"arguments\": {}}\n</tool_call>"#;
+
 /// Seconds an access token of the fixture lasts.
 const LIFETIME: u64 = 4;
 
@@ -79,8 +82,8 @@ fn sign_in_call_refresh_and_sign_out_never_showing_a_token() {
         &dir,
         "agent.yaml",
         &format!(
-            "name: oauth\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\nmcpServers:\n  secure:\n    \
-             url: http://127.0.0.1:{port}/mcp\n    required: true\n"
+            "name: oauth\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\n  script: [\"{WHOAMI}\", done]\n\
+             mcpServers:\n  secure:\n    url: http://127.0.0.1:{port}/mcp\n    required: true\n"
         ),
     );
     let agent = agent.to_str().unwrap();
@@ -154,6 +157,27 @@ fn sign_in_call_refresh_and_sign_out_never_showing_a_token() {
         second > first,
         "the expired token was refreshed: #{first} then #{second}"
     );
+
+    // A run's transcript holds the call and its result, not the token.
+    write(&dir, "task.yaml", "agent: agent.yaml\nprompt: Who am I?\n");
+    let transcript = dir.join("t.jsonl");
+    let run = cli(
+        &dir,
+        &config,
+        &[
+            "run",
+            "task.yaml",
+            "--json",
+            "--transcript",
+            transcript.to_str().unwrap(),
+        ],
+    );
+    shown.push_str(&text(&run.stdout));
+    shown.push_str(&text(&run.stderr));
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let lines = std::fs::read_to_string(&transcript).unwrap();
+    assert!(lines.contains("signed in as"), "{lines}");
+    shown.push_str(&lines);
 
     let out = cli(&dir, &config, &["mcp", "logout", "secure", agent]);
     shown.push_str(&text(&out.stderr));

@@ -12,7 +12,7 @@ use super::chat_input::Input;
 use super::chat_prompts;
 use super::printer::{Printer, printable};
 use super::signals::{Mode, Signals};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use qwen3_agent::agent::assemble::build_agent;
 use qwen3_agent::chat::Message;
@@ -40,7 +40,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         definition.agent.generate.thinking = Some(false);
     }
     args.engine.apply(&mut definition);
-    let input = Input::start();
+    let input = Input::start().context("starting chat's input thread")?;
     let mut options = assemble_options(print_notice)?;
     if std::io::stdin().is_terminal() {
         options.person = Some(chat_elicit::person(input.clone()));

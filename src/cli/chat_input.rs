@@ -20,7 +20,7 @@ pub struct Input {
 
 impl Input {
     /// Starts the thread that reads standard input until its end.
-    pub fn start() -> Arc<Self> {
+    pub fn start() -> std::io::Result<Arc<Self>> {
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("chat-input".into())
@@ -30,12 +30,11 @@ impl Input {
                         break;
                     }
                 }
-            })
-            .expect("a thread can be started");
-        Arc::new(Input {
+            })?;
+        Ok(Arc::new(Input {
             lines: Mutex::new(receiver),
             turn: AtomicU64::new(0),
-        })
+        }))
     }
 
     /// The next line; `None` at the end of input.
