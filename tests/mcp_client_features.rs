@@ -9,13 +9,14 @@ use common::{
     run_json, scratch, settings, tool_names, wait_for_port, write,
 };
 use qwen3_agent::config::{ElicitationChoice, ElicitationSpec, McpServerSpec};
-use qwen3_agent::tools::mcp::McpSettings;
 use qwen3_agent::tools::mcp::start_servers;
+use qwen3_agent::tools::mcp::{McpSettings, ProgressReport};
 use qwen3_agent::tools::sampling::{SampleQueue, Sampled};
 use qwen3_agent::tools::{Notices, ToolRegistry};
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A registry of the one server, and the queue its notices go to.
@@ -346,6 +347,89 @@ fn progress_and_warnings_become_notices() {
         let prefix = format!("[everything] {quiet} ");
         assert!(!seen.iter().any(|n| n.starts_with(&prefix)), "{seen:?}");
     }
+}
+
+#[test]
+fn progress_reaches_the_front_ends_sink_which_is_told_when_the_call_ends() {
+    let marker = format!("everything-progress-sink-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    let mut settings = settings(Duration::from_secs(30));
+    settings.progress = Some(Arc::new(move |report| sink.lock().unwrap().push(report)));
+    let (registry, notices) = started("everything", spec, settings);
+    reports.lock().unwrap().clear();
+    let done = call(
+        &registry,
+        "trigger-long-running-operation",
+        json!({"duration": 1, "steps": 2}),
+    );
+    assert!(!done.is_error, "{done:?}");
+    let reports = reports.lock().unwrap().clone();
+    let steps: Vec<(f64, Option<f64>)> = reports
+        .iter()
+        .filter_map(|r| match r {
+            ProgressReport::Step {
+                server,
+                progress,
+                total,
+                ..
+            } if server == "everything" => Some((*progress, *total)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps, [(1.0, Some(2.0)), (2.0, Some(2.0))], "{reports:?}");
+    let ProgressReport::Step { token, .. } = &reports[0] else {
+        panic!("{reports:?}")
+    };
+    assert_eq!(
+        reports.last(),
+        Some(&ProgressReport::Done {
+            server: "everything".into(),
+            token: token.clone()
+        }),
+        "the call's end comes last, with its token"
+    );
+    assert!(
+        notices
+            .drain()
+            .contains(&"[everything] progress 2/2".to_string()),
+        "the notices stay"
+    );
+}
+
+#[test]
+fn a_resource_the_model_read_is_subscribed_to_and_its_updates_reported() {
+    let marker = format!("everything-subscribe-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let (registry, notices) = everything(spec);
+    let uri = "demo://resource/dynamic/text/2";
+    let read = call(&registry, "everything-read_resource", json!({"uri": uri}));
+    assert!(!read.is_error, "{read:?}");
+    // The server sends an update for every subscribed resource as soon as its updates are turned
+    // on, then every 5 s.
+    let toggled = call(&registry, "toggle-subscriber-updates", json!({}));
+    assert!(!toggled.is_error, "{toggled:?}");
+    let expected =
+        format!("[everything] resource updated: {uri} (everything-read_resource reads it again)");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline && !seen.contains(&expected) {
+        std::thread::sleep(Duration::from_millis(100));
+        seen.extend(notices.drain());
+    }
+    call(&registry, "toggle-subscriber-updates", json!({}));
+    assert!(seen.contains(&expected), "{expected:?} not in {seen:?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|n| n.contains("resource updated: demo://resource/static")),
+        "only what was read is followed: {seen:?}"
+    );
 }
 
 #[test]

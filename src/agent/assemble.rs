@@ -12,7 +12,7 @@ use crate::config::{self, AgentFile, BackendKind, McpServerSpec, ResolvedAgent};
 use crate::engine::{Engine, PrefillProgress, Speculation};
 use crate::model::hub::Download;
 use crate::model::{Decoder, GenerationConfig, LoadOptions};
-use crate::tools::mcp::{self, McpSettings, McpToolSource};
+use crate::tools::mcp::{self, McpSettings, McpToolSource, Person, ProgressSink};
 use crate::tools::python::CodeInterpreter;
 use crate::tools::python::runtime::Runtime;
 use crate::tools::python::sandbox::SessionOptions;
@@ -65,6 +65,11 @@ pub struct AssembleOptions {
     /// The user's working directory, the first root MCP servers are told of (`roots/list`); the
     /// agent's `roots:` follow it. `None`: only those.
     pub working_dir: Option<PathBuf>,
+    /// Who MCP servers' requests for input are put to (`chat` on a terminal); `None`: the agent
+    /// file's `elicitation:` answers them.
+    pub person: Option<Person>,
+    /// Where MCP servers' progress reports go besides the notices (a bar on a terminal).
+    pub mcp_progress: Option<ProgressSink>,
 }
 
 impl AssembleOptions {
@@ -77,6 +82,8 @@ impl AssembleOptions {
             forward_server_stderr: false,
             prefill_progress: None,
             working_dir: None,
+            person: None,
+            mcp_progress: None,
         }
     }
 
@@ -405,6 +412,8 @@ fn start_servers(
             .cloned()
             .collect(),
         elicitation: agent.map(|a| a.elicitation.clone()).unwrap_or_default(),
+        person: options.person.clone(),
+        progress: options.mcp_progress.clone(),
         sampling: samples,
     };
     let started = mcp::start_servers(servers, &settings)?;

@@ -1,7 +1,7 @@
 //! The CLI's side of building an agent: tool files go to `qwen3-agent-output/` under the working
 //! directory (which MCP servers are also given as their first root), the model's download, load and
-//! long prefills are drawn as `progress`'s bars, and the servers starting and the notices are told on
-//! stderr.
+//! long prefills, and MCP servers' progress, are drawn as `progress`'s bars, and the servers starting
+//! and the notices are told on stderr.
 
 use super::progress;
 use anyhow::{Context, Result};
@@ -29,6 +29,7 @@ pub fn assemble_options(
     options.forward_server_stderr = std::env::var_os(FORWARD_STDERR).is_some();
     options.prefill_progress = Some(progress::prefilling);
     options.working_dir = Some(working_dir);
+    options.mcp_progress = Some(progress::mcp_calls());
     Ok(options.with_events(move |event| match event {
         AssembleEvent::Downloading(report) => {
             (downloading.lock().unwrap_or_else(|e| e.into_inner()))(report)
@@ -47,9 +48,9 @@ pub fn assemble_options(
     }))
 }
 
-/// A notice on stderr, as every command shows them.
+/// A notice on stderr, as every command shows them (above any MCP call's bar).
 pub fn print_notice(text: &str) {
-    eprintln!("note: {}", super::printer::printable(text));
+    progress::above_bars(|| eprintln!("note: {}", super::printer::printable(text)));
 }
 
 /// Flags over the agent file's local engine settings, shared by `run`, `chat` and `eval`.

@@ -2,18 +2,22 @@
 //! turn fails (a server down): `/retry` answers the last message again. `/prompts` lists the MCP
 //! servers' prompts; `/prompt NAME key=value …` adds one's messages to the conversation and answers. `/think` and `/no_think` in a
 //! message switch thinking for that turn; Ctrl-C stops the current answer, and at the prompt (or a
-//! second time before the answer has stopped) ends the program, as SIGTERM does.
+//! second time before the answer has stopped) ends the program, as SIGTERM does. On a terminal, an MCP
+//! server's request for input is asked of the person (see `chat_elicit`) instead of being answered by
+//! the agent file's `elicitation:`.
 
 use super::assembly::{EngineFlags, assemble_options, print_notice};
+use super::chat_elicit;
+use super::chat_input::Input;
 use super::chat_prompts;
 use super::printer::{Printer, printable};
 use super::signals::{Mode, Signals};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use qwen3_agent::agent::assemble::build_agent;
 use qwen3_agent::chat::Message;
 use qwen3_agent::config;
-use std::io::{BufRead, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
@@ -36,7 +40,12 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         definition.agent.generate.thinking = Some(false);
     }
     args.engine.apply(&mut definition);
-    let mut agent = build_agent(&definition, &assemble_options(print_notice)?)?;
+    let input = Input::start().context("starting chat's input thread")?;
+    let mut options = assemble_options(print_notice)?;
+    if std::io::stdin().is_terminal() {
+        options.person = Some(chat_elicit::person(input.clone()));
+    }
+    let mut agent = build_agent(&definition, &options)?;
     let interrupt = agent.interrupt_flag();
     signals.watch(interrupt.clone());
     eprintln!(
@@ -47,12 +56,10 @@ pub fn chat(args: ChatArgs) -> Result<()> {
     );
     let mut history: Vec<Message> = Vec::new();
     let mut printer = Printer::new(true);
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
     loop {
         print!("\n> ");
         std::io::stdout().flush()?;
-        let Some(line) = lines.next() else { break };
+        let Some(line) = input.next() else { break };
         let line = line?;
         match line.trim() {
             "" => continue,
@@ -97,6 +104,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
                 printer.show(&event)
             })
         });
+        input.end_turn();
         printer.end();
         history = match outcome {
             Ok(result) => result.messages,

@@ -5,9 +5,12 @@ mod assembly;
 mod bench_batch;
 mod bench_speculation;
 mod chat;
+mod chat_elicit;
+mod chat_input;
 mod chat_prompts;
 mod eval;
 mod inspect;
+mod mcp_auth;
 mod model_cmds;
 mod printer;
 mod progress;
@@ -46,6 +49,7 @@ enum Command {
     Python(python::PythonArgs),
     Eval(eval::EvalArgs),
     Serve(serve::ServeArgs),
+    Mcp(mcp_auth::McpArgs),
 }
 
 pub fn run(cli: Cli) -> std::process::ExitCode {
@@ -83,5 +87,6 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Python(args) => python::python(args),
         Command::Eval(args) => eval::eval(args),
         Command::Serve(args) => serve::serve_command(args),
+        Command::Mcp(args) => mcp_auth::mcp(args),
     }
 }

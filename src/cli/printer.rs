@@ -119,13 +119,13 @@ impl Printer {
                 )
             }
             AgentEvent::ModelCall { .. } => Ok(()),
-            AgentEvent::Notice(text) => {
+            AgentEvent::Notice(text) => super::progress::above_bars(|| {
                 writeln!(
                     out,
                     "\n{}",
                     self.paint("1", &printable(&format!("note: {text}")))
                 )
-            }
+            }),
         };
         let _ = out.flush();
     }

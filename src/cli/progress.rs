@@ -1,14 +1,22 @@
-//! Progress bars for long work (model downloads, loading, writing checkpoints, long prefills), drawn as
-//! cargo and pip draw theirs: on stderr, only when stderr is a terminal, and never once a command has
-//! asked for machine-readable output (`quiet`). The library reports through callbacks; this module
-//! turns each kind of report into a bar.
+//! Progress bars for long work (model downloads, loading, writing checkpoints, long prefills, MCP
+//! servers' long calls), drawn as cargo and pip draw theirs: on stderr, only when stderr is a
+//! terminal, and never once a command has asked for machine-readable output (`quiet`). The library
+//! reports through callbacks; this module turns each kind of report into a bar.
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
+use super::printer::printable;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 use qwen3_agent::engine::{PREFILL_STEP, PrefillProgress};
 use qwen3_agent::model::hub::Download;
+use qwen3_agent::tools::mcp::{ProgressReport, ProgressSink};
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+/// The MCP calls' bars, drawn together so a line printed meanwhile goes above them (`above_bars`).
+static MCP_BARS: LazyLock<MultiProgress> =
+    LazyLock::new(|| MultiProgress::with_draw_target(target()));
 
 /// Set by commands whose output is for programs (`--json`): then no bar is drawn in this process.
 static QUIET: AtomicBool = AtomicBool::new(false);
@@ -18,19 +26,22 @@ pub fn quiet() {
     QUIET.store(true, Ordering::Relaxed);
 }
 
-/// A bar with `template` and `message`, hidden unless it may be drawn; first drawn at its first
-/// report, and cleared when finished or dropped, so a failure's message is not left under a stale bar.
-fn bar(template: &str, message: String) -> ProgressBar {
-    let visible = !QUIET.load(Ordering::Relaxed) && std::io::stderr().is_terminal();
-    let target = if visible {
+/// stderr where bars may be drawn, else nowhere.
+fn target() -> ProgressDrawTarget {
+    if !QUIET.load(Ordering::Relaxed) && std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
     } else {
         ProgressDrawTarget::hidden()
-    };
+    }
+}
+
+/// A bar with `template` and `message`, hidden unless it may be drawn; first drawn at its first
+/// report, and cleared when finished or dropped, so a failure's message is not left under a stale bar.
+fn bar(template: &str, message: String) -> ProgressBar {
     let style = ProgressStyle::with_template(template)
         .expect("the bar templates are valid")
         .progress_chars("=> ");
-    ProgressBar::with_draw_target(Some(0), target)
+    ProgressBar::with_draw_target(Some(0), target())
         .with_style(style)
         .with_message(message)
         .with_finish(ProgressFinish::AndClear)
@@ -98,4 +109,115 @@ pub fn prefilling() -> PrefillProgress {
             current = None;
         }
     })
+}
+
+/// Runs `print` with the MCP calls' bars lifted, so its lines land above them, not through them.
+pub fn above_bars<T>(print: impl FnOnce() -> T) -> T {
+    MCP_BARS.suspend(print)
+}
+
+/// For MCP servers' progress reports: one bar per request in flight (its server, its progress out of
+/// the total, or a spinner when the server gives none, and its message), gone when the request ends.
+pub fn mcp_calls() -> ProgressSink {
+    let bars = Mutex::new(McpBars::default());
+    Arc::new(move |report: ProgressReport| {
+        bars.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .report(report)
+    })
+}
+
+/// Steps of a bar whose total the server gives (its progress need not be whole numbers).
+const BAR_STEPS: u64 = 1000;
+
+/// The bars of the requests in flight, by server and progress token.
+#[derive(Default)]
+struct McpBars {
+    bars: HashMap<(String, String), ProgressBar>,
+}
+
+impl McpBars {
+    fn report(&mut self, report: ProgressReport) {
+        match report {
+            ProgressReport::Step {
+                server,
+                token,
+                progress,
+                total,
+                message,
+            } => {
+                let bar = self.bars.entry((server.clone(), token)).or_insert_with(|| {
+                    let template = match total {
+                        Some(_) => "{msg} [{bar:30}] {percent:>3}% ({elapsed})",
+                        None => "{spinner} {msg} ({elapsed})",
+                    };
+                    MCP_BARS.add(bar(template, String::new()))
+                });
+                // The message first: a redraw is rate-limited, and the position's must show it.
+                let amount = match total {
+                    Some(total) => format!("{progress}/{total}"),
+                    None => progress.to_string(),
+                };
+                let message = message.map(|m| format!(": {m}")).unwrap_or_default();
+                let line = format!("[{server}] {amount}{message}");
+                bar.set_message(printable(&line).into_owned());
+                match total {
+                    Some(total) if total > 0.0 => {
+                        bar.set_length(BAR_STEPS);
+                        let done = (progress / total).clamp(0.0, 1.0);
+                        bar.set_position((done * BAR_STEPS as f64).round() as u64);
+                    }
+                    _ => bar.tick(),
+                }
+            }
+            ProgressReport::Done { server, token } => {
+                if let Some(bar) = self.bars.remove(&(server, token)) {
+                    MCP_BARS.remove(&bar);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(token: &str, progress: f64, total: Option<f64>) -> ProgressReport {
+        ProgressReport::Step {
+            server: "srv".into(),
+            token: token.into(),
+            progress,
+            total,
+            message: Some("working\u{1b}[2J".into()),
+        }
+    }
+
+    #[test]
+    fn each_request_has_a_bar_that_follows_its_reports_until_it_ends() {
+        let mut bars = McpBars::default();
+        bars.report(step("1", 1.0, Some(4.0)));
+        bars.report(step("2", 7.0, None));
+        bars.report(step("1", 3.0, Some(4.0)));
+        assert_eq!(bars.bars.len(), 2);
+        let first = &bars.bars[&("srv".to_string(), "1".to_string())];
+        assert_eq!((first.position(), first.length()), (750, Some(BAR_STEPS)));
+        assert_eq!(first.message(), "[srv] 3/4: working\\u{1b}[2J");
+        let second = &bars.bars[&("srv".to_string(), "2".to_string())];
+        assert_eq!(second.message(), "[srv] 7: working\\u{1b}[2J");
+        bars.report(ProgressReport::Done {
+            server: "srv".into(),
+            token: "1".into(),
+        });
+        assert_eq!(bars.bars.len(), 1);
+        bars.report(ProgressReport::Done {
+            server: "other".into(),
+            token: "2".into(),
+        });
+        assert_eq!(
+            bars.bars.len(),
+            1,
+            "another server's request is another bar"
+        );
+    }
 }

@@ -133,6 +133,8 @@ pub fn settings(call_timeout: Duration) -> McpSettings {
         forward_stderr: false,
         roots: Vec::new(),
         elicitation: Default::default(),
+        person: None,
+        progress: None,
         sampling: None,
     }
 }

@@ -1,15 +1,18 @@
 //! Our side of a connection (rmcp's `ClientHandler`): what we declare to servers and how we answer what
 //! they send us. Declared: roots (the directories the user gave), elicitation (form mode, answered
-//! at once as `elicitation` says) and, where the agent's model can answer and the server's entry allows
-//! it, sampling (see `sampling`). Log messages at warning or above and progress reports become notices,
-//! rate-limited; the tool-list-change flag is set when the server says so.
+//! at once as `elicitation` says, or by the person when one is there, who can also be sent to a URL)
+//! and, where the agent's model can answer and the server's entry allows it, sampling (see
+//! `sampling`). Log messages at warning or above and progress reports become notices, rate-limited,
+//! and progress also goes to the front end's sink (a bar); the tool-list-change flag is set when the
+//! server says so.
 //!
 //! Roots, sampling and logging are deprecated by the 2026-07-28 spec but are what 2025-era servers
 //! (the reference TypeScript SDK's among them) use; rmcp marks them deprecated.
 #![expect(deprecated, reason = "roots and logging are what 2025-era servers use")]
 
-use super::elicitation;
+use super::elicitation::{self, Answer, Person};
 use super::logging;
+use super::progress::{self, ProgressSink};
 use super::sampling::Sampler;
 use super::stderr::Limiter;
 use crate::config::{ElicitationSpec, LogLevel};
@@ -19,8 +22,8 @@ use rmcp::model::{
     ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
     ElicitRequestParams, ElicitResult, ElicitationCapability, ErrorData, FormElicitationCapability,
     Implementation, InputRequest, InputRequests, InputResponses, ListRootsResult,
-    LoggingMessageNotificationParam, ProgressNotificationParam, Root, RootsCapabilities,
-    SamplingCapability,
+    LoggingMessageNotificationParam, ProgressNotificationParam, ResourceUpdatedNotificationParam,
+    Root, RootsCapabilities, SamplingCapability, UrlElicitationCapability,
 };
 use rmcp::service::{MaybeSendFuture, NotificationContext, RequestContext};
 use rmcp::{ClientHandler, RoleClient};
@@ -36,6 +39,19 @@ const MAX_NOTICE_CHARS: usize = 500;
 #[derive(Clone, Debug, Default)]
 pub(super) struct Roots(Arc<Vec<Root>>);
 
+/// Who answers a server's requests and who hears its progress.
+#[derive(Clone, Default)]
+pub(super) struct Answering {
+    /// How requests for input are answered when no person is asked.
+    pub elicitation: Arc<ElicitationSpec>,
+    /// The person asked instead, when one is there; URL requests are declared only then.
+    pub person: Option<Person>,
+    /// Where sampling requests go; `None`: sampling is not declared and requests are refused.
+    pub sampler: Option<Arc<Sampler>>,
+    /// Where progress reports go besides the notices.
+    pub progress: Option<ProgressSink>,
+}
+
 /// The handler of one server's connection. Clones share the flag, the roots and the limiter.
 #[derive(Clone)]
 pub(super) struct Client {
@@ -45,10 +61,7 @@ pub(super) struct Client {
     roots: Roots,
     notices: Notices,
     limiter: Arc<Mutex<Limiter>>,
-    /// How requests for input are answered.
-    elicitation: Arc<ElicitationSpec>,
-    /// Where sampling requests go; `None`: sampling is not declared and requests are refused.
-    sampler: Option<Arc<Sampler>>,
+    answering: Answering,
     /// The entry's `log_level`: the lowest level shown as a notice (see `logging`).
     log_level: Option<LogLevel>,
 }
@@ -59,8 +72,7 @@ impl Client {
         tools_changed: Arc<AtomicBool>,
         roots: Roots,
         notices: Notices,
-        elicitation: Arc<ElicitationSpec>,
-        sampler: Option<Arc<Sampler>>,
+        answering: Answering,
         log_level: Option<LogLevel>,
     ) -> Self {
         Client {
@@ -69,8 +81,7 @@ impl Client {
             roots,
             notices,
             limiter: Arc::new(Mutex::new(Limiter::new(Instant::now(), "notifications"))),
-            elicitation,
-            sampler,
+            answering,
             log_level,
         }
     }
@@ -91,11 +102,27 @@ impl Client {
     }
 
     /// The answer to a request for input (a request of its own, or one of a 2026-07-28
-    /// input_required result's); the user is told what was asked and answered.
-    pub fn elicit(&self, request: &ElicitRequestParams) -> ElicitResult {
-        let (answer, notice) = elicitation::answer(&self.elicitation, request);
+    /// input_required result's): the person's when one is there (asked on a blocking thread, as long
+    /// as they take), else the agent file's at once; the user is told what was asked and answered.
+    pub async fn elicit(&self, request: &ElicitRequestParams) -> ElicitResult {
+        let asked = elicitation::question(&self.server, request);
+        let (answer, notice) = match (&self.answering.person, asked) {
+            (Some(person), Some(question)) => {
+                let (person, shown) = (person.clone(), question.clone());
+                let answer = tokio::task::spawn_blocking(move || person(&shown))
+                    .await
+                    .unwrap_or(Answer::Cancel);
+                elicitation::answered(&question, answer)
+            }
+            _ => elicitation::answer(&self.answering.elicitation, request),
+        };
         self.notice(&notice);
         answer
+    }
+
+    /// Where this server's progress reports go besides the notices, if anywhere.
+    pub fn progress(&self) -> Option<&ProgressSink> {
+        self.answering.progress.as_ref()
     }
 
     /// What `roots/list` answers.
@@ -109,7 +136,7 @@ impl Client {
         &self,
         params: &CreateMessageRequestParams,
     ) -> Result<CreateMessageResult, ErrorData> {
-        match &self.sampler {
+        match &self.answering.sampler {
             Some(sampler) => {
                 sampler
                     .answer(&self.server, params, &|text| self.notice(text))
@@ -132,7 +159,7 @@ impl Client {
         for (key, request) in requests {
             let answer = match request {
                 InputRequest::Elicitation(request) => {
-                    serde_json::to_value(self.elicit(&request.params))
+                    serde_json::to_value(self.elicit(&request.params).await)
                 }
                 InputRequest::ListRoots(_) => serde_json::to_value(self.root_list()),
                 InputRequest::CreateMessage(request) => {
@@ -156,10 +183,13 @@ impl Client {
         roots.list_changed = Some(true);
         let mut elicitation = ElicitationCapability::new();
         elicitation.form = Some(FormElicitationCapability::new());
+        if self.answering.person.is_some() {
+            elicitation.url = Some(UrlElicitationCapability::new());
+        }
         let mut capabilities = ClientCapabilities::default();
         capabilities.roots = Some(roots);
         capabilities.elicitation = Some(elicitation);
-        if self.sampler.is_some() {
+        if self.answering.sampler.is_some() {
             capabilities.sampling = Some(SamplingCapability::default());
         }
         capabilities
@@ -214,14 +244,13 @@ impl ClientHandler for Client {
         std::future::ready(Ok(self.root_list()))
     }
 
-    /// Answered at once from the agent file's `elicitation:` (see `elicitation`); the user is told
-    /// what was asked and answered.
-    fn create_elicitation(
+    /// Answered by the person, or at once from the agent file's `elicitation:` (see `elicit`).
+    async fn create_elicitation(
         &self,
         request: ElicitRequestParams,
         _context: RequestContext<RoleClient>,
-    ) -> impl Future<Output = Result<ElicitResult, ErrorData>> + MaybeSendFuture + '_ {
-        std::future::ready(Ok(self.elicit(&request)))
+    ) -> Result<ElicitResult, ErrorData> {
+        Ok(self.elicit(&request).await)
     }
 
     fn on_logging_message(
@@ -253,8 +282,25 @@ impl ClientHandler for Client {
             Some(total) => format!("{}/{total}", params.progress),
             None => params.progress.to_string(),
         };
+        if let Some(sink) = self.progress() {
+            sink(progress::step(&self.server, &params));
+        }
         let message = params.message.map(|m| format!(": {m}")).unwrap_or_default();
         self.notice(&format!("progress {amount}{message}"));
+        std::future::ready(())
+    }
+
+    /// A resource the model read (and we subscribed to) changed: the user is told, as the model
+    /// can read it again.
+    fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        self.notice(&format!(
+            "resource updated: {} ({}-read_resource reads it again)",
+            params.uri, self.server
+        ));
         std::future::ready(())
     }
 
@@ -297,8 +343,7 @@ mod tests {
             Default::default(),
             Default::default(),
             notices.clone(),
-            Default::default(),
-            None,
+            Answering::default(),
             None,
         );
         client.notice(&format!("evil\x1b[2J\nline {}", "x".repeat(2000)));

@@ -5,11 +5,13 @@
 
 use super::McpRuntime;
 use super::McpSettings;
-use super::client::{Client, Roots};
+use super::client::{Answering, Client, Roots};
 use super::environment::server_environment;
 use super::logging;
+use super::oauth;
 use super::policy::{self, CallError};
 use super::process::{Launch, ServerProcess, resolve_command};
+use super::progress::{ProgressReport, ProgressSink, token_text};
 use super::sampling::{self, Sampler};
 use super::stderr;
 use crate::config::{LogLevel, McpServerSpec, expand_env};
@@ -118,8 +120,12 @@ impl Endpoint {
             self.tools_changed.clone(),
             self.roots.clone(),
             self.settings.notices.clone(),
-            Arc::new(self.settings.elicitation.clone()),
-            self.sampler(),
+            Answering {
+                elicitation: Arc::new(self.settings.elicitation.clone()),
+                person: self.settings.person.clone(),
+                sampler: self.sampler(),
+                progress: self.settings.progress.clone(),
+            },
             self.spec.log_level,
         )
     }
@@ -215,14 +221,41 @@ impl Endpoint {
             .custom_headers(headers)
             .max_json_response_size(self.settings.max_message_bytes)
             .max_sse_event_size(self.settings.max_message_bytes);
+        let static_auth = self
+            .spec
+            .headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("authorization"));
         self.runtime.block_on(async {
-            let transport = StreamableHttpClientTransport::from_config(config);
-            let service = self.handshake(transport).await.map_err(|e| {
-                let refused = ["401", "403"].iter().any(|code| format!("{e:#}").contains(code));
+            let signed_in = if static_auth {
+                None
+            } else {
+                oauth::authorized_client(url)
+                    .await
+                    .with_context(|| format!("using the saved OAuth sign-in for {url}"))?
+            };
+            let connected = match signed_in {
+                Some(client) => {
+                    let transport = StreamableHttpClientTransport::with_client(client, config);
+                    self.handshake(transport).await
+                }
+                None => {
+                    let transport = StreamableHttpClientTransport::from_config(config);
+                    self.handshake(transport).await
+                }
+            };
+            let service = connected.map_err(|e| {
+                let text = format!("{e:#}");
+                let refused = ["401", "403", "Auth required", "authorization required"]
+                    .iter()
+                    .any(|code| text.contains(code));
                 let hint = if refused {
-                    " (the server refused the credentials: check the headers, e.g. Authorization: Bearer ${TOKEN}, and that the variable is set)"
+                    format!(
+                        " (the server refused the credentials: if it signs in with OAuth, run                          `qwen3-agent mcp login {} AGENT.yaml`; else check the headers, e.g.                          Authorization: Bearer ${{TOKEN}}, and that the variable is set)",
+                        self.name
+                    )
                 } else {
-                    ""
+                    String::new()
                 };
                 e.context(format!("connecting to {url}{hint}"))
             })?;
@@ -291,6 +324,8 @@ pub(super) struct Sending<'a> {
     pub cancel: &'a Cancel,
     /// The entry's `log_level`, asked for per request on 2026-07-28 connections (see `logging`).
     pub log_level: Option<LogLevel>,
+    /// The server's name and the sink its progress goes to, told when the request ends.
+    pub progress: Option<(&'a str, &'a ProgressSink)>,
 }
 
 /// Sends `tools/call` (see [`send`]). A 2026-07-28 server that needs input first answers with an
@@ -350,7 +385,8 @@ pub(super) async fn send(
         .map_err(|_| CallError::Unanswered(timeout))?
         .map_err(CallError::Service)?;
     let id = handle.id.clone();
-    tokio::select! {
+    let token = token_text(&handle.progress_token);
+    let reply = tokio::select! {
         biased;
         () = cancel.cancelled() => {
             let notice = CancelledNotificationParam::new(
@@ -361,7 +397,14 @@ pub(super) async fn send(
             Err(CallError::Interrupted { told: matches!(told, Ok(Ok(()))) })
         }
         reply = tokio::time::timeout(timeout.saturating_add(grace), handle.await_response()) => {
-            reply.map_err(|_| CallError::Unanswered(timeout))?.map_err(CallError::Service)
+            reply.map_err(|_| CallError::Unanswered(timeout)).and_then(|r| r.map_err(CallError::Service))
         }
+    };
+    if let Some((server, sink)) = sending.progress {
+        sink(ProgressReport::Done {
+            server: server.to_string(),
+            token,
+        });
     }
+    reply
 }

@@ -13,8 +13,9 @@ use rmcp::{Peer, RoleClient};
 /// The level notices start at when the entry sets none.
 const DEFAULT_SHOWN: LogLevel = LogLevel::Warning;
 
-/// Whether the connection speaks 2026-07-28 or later (no handshake, per-request log opt-in).
-fn modern(peer: &Peer<RoleClient>) -> bool {
+/// Whether the connection speaks 2026-07-28 or later (no handshake, per-request log opt-in, no
+/// `resources/subscribe`).
+pub(super) fn modern(peer: &Peer<RoleClient>) -> bool {
     peer.peer_info()
         .is_some_and(|info| info.protocol_version >= ProtocolVersion::V_2026_07_28)
 }

@@ -11,9 +11,13 @@
 //! - `client` — our side of a connection: the capabilities we declare (roots, elicitation, sampling),
 //!   the answers to the server's requests (`roots/list`, elicitation, sampling) and its log and progress
 //!   notifications as notices;
-//! - `elicitation` — a request for input answered without asking anyone, as the agent file says;
+//! - `elicitation` — a request for input answered by the person where one is there (`chat` on a
+//!   terminal), else at once as the agent file says;
+//! - `progress` — servers' progress reports for a front end's bar, and the end of each request;
 //! - `sampling` — a request for a completion checked, capped and queued for the agent's model;
 //! - `logging` — a server's `log_level`, by protocol version: `logging/setLevel` or per-request `_meta`;
+//! - `oauth` — OAuth 2.1 sign-in for Streamable HTTP servers (`mcp login` / `logout`), tokens kept
+//!   0600 in the user's config dir and sent, refreshed, by later connections;
 //! - `connection` — one rmcp connection (stdio or Streamable HTTP) with lifecycle probing (modern and
 //!   legacy servers) and the tool-list-change watch;
 //! - `policy` — what a failed call does: a JSON-RPC error reply is the model's tool error, a closed
@@ -32,8 +36,10 @@ mod connection;
 mod elicitation;
 mod environment;
 mod logging;
+pub mod oauth;
 mod policy;
 mod process;
+mod progress;
 mod prompts;
 mod resources;
 mod result;
@@ -42,7 +48,9 @@ mod server;
 mod source;
 mod stderr;
 
+pub use elicitation::{Answer, Person, Question, QuestionKind};
 pub use process::kill_all_servers;
+pub use progress::{ProgressReport, ProgressSink};
 pub use source::McpToolSource;
 
 use crate::config::{ElicitationSpec, McpServerSpec};
@@ -56,7 +64,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Settings shared by every server of a run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct McpSettings {
     pub connect_timeout: Duration,
     pub call_timeout: Duration,
@@ -76,8 +84,13 @@ pub struct McpSettings {
     /// Directories servers are told they may work in (`roots/list`, as `file://` URIs): the user's
     /// working directory and the agent's `roots:`. Each must exist.
     pub roots: Vec<PathBuf>,
-    /// How servers' requests for input are answered (the agent's `elicitation:`).
+    /// How servers' requests for input are answered when no person is asked (the agent's
+    /// `elicitation:`).
     pub elicitation: ElicitationSpec,
+    /// The person asked instead (`chat` on a terminal); `None` in runs no one watches.
+    pub person: Option<Person>,
+    /// Where progress reports go besides the notices (a bar on a terminal).
+    pub progress: Option<ProgressSink>,
     /// Where servers' sampling requests go (the registry's `samples()`, served by the agent loop with
     /// its model); `None` where no model answers, and then sampling is not declared.
     pub sampling: Option<SampleQueue>,

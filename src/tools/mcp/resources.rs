@@ -2,7 +2,8 @@
 //! `{server}-list_resources` (resources and resource templates: uri, name, title, mimeType,
 //! description) and `{server}-read_resource {uri}` (text inline, binary contents saved like blobs in a
 //! tool result, see `result`). Without them a `resource_link` in a result is a URI the model cannot open.
-//! Only servers that declare the resources capability get them.
+//! Only servers that declare the resources capability get them. A resource the model read is
+//! subscribed to where the server offers it, so its changes are reported.
 
 use super::result;
 use super::server::McpServer;
@@ -108,6 +109,7 @@ impl ResourceTool {
             }
             Err(output) => return output,
         };
+        self.server.follow(uri);
         let reply = serde_json::to_value(reply).unwrap_or_default();
         let blocks: Vec<Json> = reply["contents"]
             .as_array()

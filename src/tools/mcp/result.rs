@@ -161,6 +161,8 @@ mod tests {
             forward_stderr: false,
             roots: Vec::new(),
             elicitation: Default::default(),
+            person: None,
+            progress: None,
             sampling: None,
         }
     }

@@ -11,9 +11,12 @@ use super::{McpRuntime, McpSettings};
 use crate::config::McpServerSpec;
 use crate::tools::{Cancel, ToolOutput};
 use anyhow::{Context, Result};
-use rmcp::model::{ClientRequest, PaginatedRequestParams, ServerCapabilities, ServerResult};
+use rmcp::model::{
+    ClientRequest, PaginatedRequestParams, ServerCapabilities, ServerResult, SubscribeRequestParams,
+};
 use rmcp::{Peer, RoleClient};
 use serde_json::{Map, Value as Json};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -31,6 +34,8 @@ pub(super) struct McpServer {
 struct State {
     connection: Option<Connection>,
     health: Health,
+    /// The resources subscribed to on the current connection.
+    subscribed: HashSet<String>,
 }
 
 impl McpServer {
@@ -58,6 +63,7 @@ impl McpServer {
             state: Mutex::new(State {
                 connection: Some(connection),
                 health: Health::default(),
+                subscribed: HashSet::new(),
             }),
         }))
     }
@@ -88,6 +94,37 @@ impl McpServer {
             .is_some_and(|capabilities| capabilities.prompts.is_some())
     }
 
+    /// Asks for `uri`'s changes (`resources/subscribe`, once per connection) where a 2025-era server
+    /// offers subscriptions, so a change the model should know of is reported (see `client`); a
+    /// refusal is a notice. (2026-07-28 servers take resource subscriptions on a
+    /// `subscriptions/listen` stream instead: not followed yet.)
+    #[expect(
+        deprecated,
+        reason = "resources/subscribe is what 2025-era servers take"
+    )]
+    pub fn follow(&self, uri: &str) {
+        let offered = {
+            let state = self.lock();
+            let peer = state.connection.as_ref().map(Connection::peer);
+            peer.filter(|peer| !super::logging::modern(peer))
+                .and_then(|peer| peer.peer_info()?.capabilities.resources.clone()?.subscribe)
+                .unwrap_or(false)
+        };
+        if !offered || !self.lock().subscribed.insert(uri.to_string()) {
+            return;
+        }
+        let request = ClientRequest::SubscribeRequest(rmcp::model::SubscribeRequest::new(
+            SubscribeRequestParams::new(uri),
+        ));
+        if let Err(output) = self.request("resources/subscribe", request) {
+            self.notice(format!(
+                "[{}] subscribing to {uri} failed, its changes will not be reported: {}",
+                self.name(),
+                output.text
+            ));
+        }
+    }
+
     fn capabilities(&self) -> Option<ServerCapabilities> {
         let state = self.lock();
         let info = state.connection.as_ref()?.peer().peer_info()?;
@@ -101,6 +138,12 @@ impl McpServer {
     /// Reports `text` to the user (not the model).
     pub fn notice(&self, text: String) {
         self.endpoint.settings.notices.push(text);
+    }
+
+    /// The server's name and where its progress reports go, for requests on it.
+    fn progress(&self) -> Option<(&str, &super::progress::ProgressSink)> {
+        let sink = self.endpoint.settings.progress.as_ref()?;
+        Some((self.name(), sink))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -149,6 +192,7 @@ impl McpServer {
                 timeout,
                 cancel,
                 log_level: self.endpoint.spec.log_level,
+                progress: self.progress(),
             };
             call_tool(&peer, &client, tool, arguments, &sending).await
         });
@@ -171,6 +215,7 @@ impl McpServer {
                 timeout,
                 cancel: &Cancel::default(),
                 log_level: self.endpoint.spec.log_level,
+                progress: self.progress(),
             };
             send(&peer, request, &sending).await
         })? {
@@ -260,6 +305,7 @@ impl McpServer {
         if let Some(old) = state.connection.take() {
             self.endpoint.runtime.block_on(old.stop());
         }
+        state.subscribed.clear();
         if !state.health.begin_restart() {
             self.notice(format!(
                 "MCP server {:?} kept failing and was disabled for this run",
