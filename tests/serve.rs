@@ -978,6 +978,8 @@ fn concurrent_clients_get_the_answers_they_get_one_at_a_time() {
     assert!(
         together >= 2,
         "no pass ran two requests together:\n{metrics}"
+    );
+}
 
 /// The server's resident memory (VmRSS) in KiB.
 fn rss_kib(pid: u32) -> u64 {
