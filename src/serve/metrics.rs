@@ -55,12 +55,6 @@ impl Metrics {
     /// The exposition text; `queued` is the number of requests waiting now.
     pub fn render(&self, queued: usize) -> String {
         let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        };
         let _ = writeln!(
             out,
             "# HELP qwen3_agent_requests_total Chat completion requests by HTTP status.\n\
@@ -123,6 +117,14 @@ impl Metrics {
     }
 }
 
+/// One counter in the exposition format.
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
+}
+
 /// The shared model's batching counters, when the engine threads share one (`serve --parallel`).
 pub fn render_batch(stats: &BatchStats) -> String {
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -159,10 +161,7 @@ pub fn render_batch(stats: &BatchStats) -> String {
             load(&stats.adopted),
         ),
     ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
+        counter(&mut out, name, help, value);
     }
     let _ = writeln!(
         out,
