@@ -132,6 +132,10 @@ fn model_settings_out_of_range_and_missing_fields_are_located() {
             "name: a\nmodel:\n  backend: local\n  path: m\n  rope_scaling: {rope_type: yarn, factor: 0.5}\n",
             "5:35: model.rope_scaling.factor must be between 1 and 32",
         ),
+        (
+            "name: a\nmodel:\n  backend: local\n  path: m\n  device: cpu\n  kv_cache: fp8\n",
+            "6:3: kv_cache: fp8 runs on the GPU only",
+        ),
     ];
     for (text, want) in cases {
         let file = write(&dir, "agent.yaml", text);
@@ -377,6 +381,23 @@ fn out_of_range_flags_are_refused_by_name() {
     }
     let (err, ok) = run(&["bench", "--model", model, "--prompt-tokens", "0"]);
     assert!(!ok && err.contains("--prompt-tokens"), "{err}");
+    let (err, ok) = run(&[
+        "logits",
+        "--model",
+        model,
+        "--ids",
+        "1",
+        "--out",
+        "/dev/null",
+        "--device",
+        "cpu",
+        "--kv-cache",
+        "fp8",
+    ]);
+    assert!(
+        !ok && err.contains("fp8 KV cache runs on the GPU only"),
+        "{err}"
+    );
     let (err, ok) = run(&[
         "logits",
         "--model",

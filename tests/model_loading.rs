@@ -281,6 +281,7 @@ fn loading_reports_each_layer_then_the_embedding_and_head() {
         precision: Precision::Fast,
         rope_scaling: None,
         context_length: Some(16),
+        kv_cache: Default::default(),
     };
     let mut reports = Vec::new();
     let decoder = load_decoder(&fixture("awq-untied-gqa"), &options, |done, total| {

@@ -5,6 +5,8 @@
 #   scripts/cuda/device-run.sh BIN ab [VARIANT ...]
 #   scripts/cuda/device-run.sh BIN sampling
 #   scripts/cuda/device-run.sh BIN long [VARIANT ...]
+#   scripts/cuda/device-run.sh BIN fp8
+#   LLAMA_DIR=DIR GGUF=FILE scripts/cuda/device-run.sh BIN serve
 # ab: decode after DEPTH tokens (default 512; GEN tokens, default 128) for each VARIANT in turn, ROUNDS
 # times (default 2), so variants measured in one command share the machine's state; a variant is a
 # command prefix run with bash (another binary, or "QWEN3_AGENT_CUDA_OVERLAP=0 BIN"), optionally followed
@@ -12,6 +14,9 @@
 # on and off.
 # sampling: ab over greedy, sampled with the thinking defaults (on the device, and on the host as before
 # sample.rs), thinking + presence_penalty 1.5, and the non-thinking defaults.
+# fp8: check_fp8.py (the fp8 KV cache against the f16 one).
+# serve: scripts/bench-serve.sh on the GPU: our `serve` beside llama-server (built by `llamacpp.sh build
+# DIR`, -ngl 99 -fa on -np 8), MAX_TOKENS (default 128) per answer, REQUESTS (default 2) per client.
 # long: prefill of LENGTHS tokens (default 2048 8192 16384 32768) and GEN decoded tokens after them (default
 # 64), for each VARIANT in turn (as in ab; default BIN).
 set -uo pipefail
@@ -24,6 +29,16 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --f
 status=0
 if [[ $what == check || $what == all ]]; then
   python3 "$(dirname "$0")/check.py" "$bin" "$out/check" 2>&1 | tee "$out/check.txt" || status=1
+fi
+if [[ $what == fp8 ]]; then
+  python3 "$(dirname "$0")/check_fp8.py" "$bin" "$out/check" 2>&1 | tee "$out/check_fp8.txt" || status=1
+fi
+if [[ $what == serve ]]; then
+  model=/tmp/q8b
+  [[ -d $model ]] || "$bin" synth --preset qwen3-8b --out "$model"
+  BIN=$bin SERVER=${LLAMA_DIR:?}/build/bin/llama-server GGUF=${GGUF:?} MODEL_DIR=$model THREADS=16 \
+    LLAMA_ARGS="-ngl 99 -fa on -np 8" MAX_TOKENS=${MAX_TOKENS:-128} REQUESTS=${REQUESTS:-2} \
+    bash "$(dirname "$0")/../bench-serve.sh" 2>&1 | tee "$out/serve.txt" || status=1
 fi
 if [[ $what == bench || $what == all ]]; then
   model=/tmp/q8b

@@ -303,7 +303,8 @@ int main(int argc, char** argv) {
             CHECK(cudaMemcpy(step, host_step, 8, cudaMemcpyHostToDevice));
             auto launch = [&] {
                 attn_decode<<<dim3(kv_heads, len / 64), 256>>>(q, kv_new, kv_new + kv_heads * hd, norm, norm, cos_t, sin_t,
-                                                           k_cache, v_cache, partial, head_arrivals, out, step, heads,
+                                                           k_cache, v_cache, nullptr, nullptr, partial, head_arrivals,
+                                                           out, step, heads,
                                                            kv_heads, hd, capacity, 0.088f, 1e-6f);
             };
             launch();

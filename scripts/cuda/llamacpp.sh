@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # llama.cpp with CUDA on the GPU machine (no internet there), for the side-by-side decode / prefill numbers:
-#   scripts/cuda/llamacpp.sh build SRC_TARBALL DIR    builds llama-bench from llama.cpp sources (the copy
+#   scripts/cuda/llamacpp.sh build SRC_TARBALL DIR    builds llama-bench and llama-server from llama.cpp sources (the copy
 #                                                     vendored in the llama-cpp-python 0.3.36 sdist), sm_90
 #   scripts/cuda/llamacpp.sh gguf GGUF_WHEEL OUT.gguf  random Q4_0 Qwen3-8B (F16 lm_head) via make_llamacpp_gguf.py
 #   scripts/cuda/llamacpp.sh bench DIR OUT.gguf        llama-bench -p 512,2048 -n 128 -ngl 99 -r 3
@@ -13,8 +13,8 @@ case ${1:?usage: llamacpp.sh build|gguf|bench|long ...} in
     mkdir -p "$3" && tar xJf "$2" -C "$3"
     cmake -S "$3/llama.cpp" -B "$3/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
       -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-      -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DGGML_NATIVE=OFF > "$3/cmake.log" 2>&1 || { tail -30 "$3/cmake.log"; exit 1; }
-    cmake --build "$3/build" -j "${JOBS:-12}" --target llama-bench > "$3/build.log" 2>&1 || { tail -30 "$3/build.log"; exit 1; }
+      -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF -DGGML_NATIVE=OFF > "$3/cmake.log" 2>&1 || { tail -30 "$3/cmake.log"; exit 1; }
+    cmake --build "$3/build" -j "${JOBS:-12}" --target llama-bench llama-server > "$3/build.log" 2>&1 || { tail -30 "$3/build.log"; exit 1; }
     ;;
   gguf)
     python3 -m pip install -q --no-index --no-deps --target /tmp/gguf-site "$2"

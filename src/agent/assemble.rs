@@ -220,6 +220,7 @@ impl LocalModel {
                 precision: spec.precision.unwrap_or_default(),
                 rope_scaling: spec.rope_scaling.clone(),
                 context_length: spec.context_length,
+                kv_cache: spec.kv_cache,
             },
             dir,
         })

@@ -9,6 +9,7 @@ use clap::Args;
 use qwen3_agent::agent::assemble::{AssembleEvent, AssembleOptions};
 use qwen3_agent::config::ResolvedAgent;
 use qwen3_agent::engine::Speculation;
+use qwen3_agent::model::KvCacheFormat;
 use std::sync::Mutex;
 
 /// Where tools put the files they reference (images, figures), under the working directory.
@@ -53,7 +54,7 @@ pub fn print_notice(text: &str) {
     progress::above_bars(|| eprintln!("note: {}", super::printer::printable(text)));
 }
 
-/// Flags over the agent file's local engine settings, shared by `run`, `chat` and `eval`.
+/// Flags over the agent file's local engine settings, shared by `run`, `chat`, `eval` and `serve`.
 #[derive(Args)]
 pub struct EngineFlags {
     /// Speculative decoding on the local engine (over model.speculation): off, or prompt_lookup
@@ -61,6 +62,10 @@ pub struct EngineFlags {
     /// (`Speculation::default_for`, measured per device).
     #[arg(long, value_enum)]
     speculation: Option<Speculation>,
+    /// The KV cache's format on the GPU (over model.kv_cache): f16, or fp8 (half the memory per
+    /// position; see BENCHMARKS.md for its error).
+    #[arg(long, value_enum)]
+    kv_cache: Option<KvCacheFormat>,
 }
 
 impl EngineFlags {
@@ -68,6 +73,9 @@ impl EngineFlags {
     pub fn apply(&self, definition: &mut ResolvedAgent) {
         if let Some(speculation) = self.speculation {
             definition.agent.model.speculation = Some(speculation);
+        }
+        if let Some(format) = self.kv_cache {
+            definition.agent.model.kv_cache = format;
         }
     }
 }

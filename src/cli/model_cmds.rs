@@ -10,7 +10,7 @@ use qwen3_agent::config::check::{self, flag};
 use qwen3_agent::engine::{Engine, SamplingParams, Speculation};
 use qwen3_agent::model::config::RopeScaling;
 use qwen3_agent::model::{
-    self, Decoder, Device, GenerationConfig, LoadOptions, Precision, bandwidth, npy,
+    self, Decoder, Device, GenerationConfig, KvCacheFormat, LoadOptions, Precision, bandwidth, npy,
 };
 use serde_json::json;
 use std::io::Write;
@@ -77,6 +77,9 @@ pub struct LogitsArgs {
     precision: Precision,
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
+    /// The KV cache's format: f16, or fp8 (GPU only; half the memory per position).
+    #[arg(long, value_enum, default_value = "f16")]
+    kv_cache: KvCacheFormat,
     /// Run the first N ids as one forward and the rest as a second one over the cached prefix, as an
     /// agent's next round continues its history (the logits must match one forward's).
     #[arg(long, value_name = "N")]
@@ -90,6 +93,7 @@ pub fn logits(mut args: LogitsArgs) -> Result<()> {
         precision: args.precision,
         rope_scaling: None,
         context_length: Some(args.ids.len()),
+        kv_cache: args.kv_cache,
     };
     let (mut decoder, _) = load_decoder(&args.model, &options)?;
     let vocab = decoder.config().vocab_size;
@@ -167,6 +171,9 @@ pub struct GenerateArgs {
     /// auto: the GPU when this build has CUDA and one is present.
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
+    /// The KV cache's format: f16, or fp8 (GPU only; half the memory per position).
+    #[arg(long, value_enum, default_value = "f16")]
+    kv_cache: KvCacheFormat,
     /// Speculative decoding: off, or prompt_lookup (drafts looked up in the prompt and output,
     /// verified several per forward pass). Default: off (`Speculation::default_for` the device).
     #[arg(long, value_enum)]
@@ -208,6 +215,7 @@ pub fn generate(mut args: GenerateArgs) -> Result<()> {
         precision: args.precision,
         rope_scaling: args.rope_scaling_factor.map(yarn),
         context_length: Some(args.context_length.max(prompt.len() + 1)),
+        kv_cache: args.kv_cache,
     };
     let (decoder, _) = load_decoder(&args.model, &options)?;
     let generation_config = GenerationConfig::load(&args.model)?;
@@ -427,6 +435,9 @@ pub struct BenchArgs {
     /// auto: the GPU when this build has CUDA and one is present.
     #[arg(long, value_enum, default_value = "auto")]
     device: Device,
+    /// The KV cache's format: f16, or fp8 (GPU only; half the memory per position).
+    #[arg(long, value_enum, default_value = "f16")]
+    kv_cache: KvCacheFormat,
     /// KV cache positions (GPU memory is reported at this context); default: what the run needs.
     #[arg(long, value_parser = flag(check::tokens))]
     context_length: Option<usize>,
@@ -469,6 +480,7 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
                     .unwrap_or(0)
                     .max(args.prompt_tokens + args.gen_tokens + 1),
             ),
+            kv_cache: args.kv_cache,
         };
         return args.batch.run(
             &args.model,
@@ -497,6 +509,7 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
         precision: args.precision,
         rope_scaling: args.rope_scaling_factor.map(yarn),
         context_length: Some(args.context_length.unwrap_or(needed).max(needed)),
+        kv_cache: args.kv_cache,
     };
     let (decoder, load_s) = load_decoder(&args.model, &options)?;
     let vocab = decoder.config().vocab_size as u64;
@@ -570,7 +583,10 @@ pub fn bench(mut args: BenchArgs) -> Result<()> {
         "drafted_tokens": t.drafted_tokens,
         "accepted_tokens": t.accepted_tokens,
         "speculation_report": speculation,
-        // The ids decoded, so runs of two builds or two sampling paths can be compared.
+        "kv_cache": args.kv_cache,
+        // The ids made and decoded, so runs of two builds or two sampling paths can be compared, and
+        // a run replayed through `logits`.
+        "prompt_ids": prompt,
         "token_ids": generation.token_ids,
         "peak_rss_gb": peak_rss,
         "agent_rounds": rounds,

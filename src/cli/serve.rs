@@ -1,6 +1,6 @@
 //! `serve`: the OpenAI-compatible server (the library's `serve` module) on a model or an agent file.
 
-use super::assembly::{assemble_options, print_notice};
+use super::assembly::{EngineFlags, assemble_options, print_notice};
 use anyhow::{Context, Result};
 use clap::Args;
 use qwen3_agent::config::check;
@@ -33,6 +33,8 @@ pub struct ServeArgs {
     /// or the agent's name).
     #[arg(long, value_name = "NAME")]
     served_model_name: Option<String>,
+    #[command(flatten)]
+    engine: EngineFlags,
 }
 
 pub fn serve_command(args: ServeArgs) -> Result<()> {
@@ -50,7 +52,8 @@ pub fn serve_command(args: ServeArgs) -> Result<()> {
                 })
         })
         .transpose()?;
-    let definition = served_agent(&args.model)?;
+    let mut definition = served_agent(&args.model)?;
+    args.engine.apply(&mut definition);
     let options = ServeOptions {
         host: args.host,
         port: args.port,

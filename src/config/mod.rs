@@ -266,6 +266,10 @@ pub struct ModelSpec {
     /// replaces config.json's.
     #[serde(default)]
     pub rope_scaling: Option<crate::model::config::RopeScaling>,
+    /// The KV cache's format: `f16` (default) or `fp8` (GPU only: half the memory per position, a
+    /// small logits error; BENCHMARKS.md).
+    #[serde(default)]
+    pub kv_cache: crate::model::KvCacheFormat,
     /// How the local engine treats activations (see `Precision`; on the GPU it only picks the lm_head's
     /// format).
     #[serde(default)]

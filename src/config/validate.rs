@@ -7,6 +7,7 @@ use super::{
     AgentFile, BackendKind, CodeInterpreterSpec, ElicitationChoice, ElicitationSpec, GenerateSpec,
     McpServerSpec, TaskFile,
 };
+use crate::model::{Device, KvCacheFormat};
 use std::collections::BTreeMap;
 
 /// A failed check: where (key path from the document's root) and what is wrong (naming the field).
@@ -78,6 +79,13 @@ pub fn agent(agent: &AgentFile) -> Result<(), Problem> {
         check::tokens,
     )?;
     optional(&["model", "read_timeout"], m.read_timeout, check::seconds)?;
+    if m.kv_cache == KvCacheFormat::Fp8 && m.device == Device::Cpu {
+        return Err(Problem::new(
+            &["model", "kv_cache"],
+            "kv_cache: fp8 runs on the GPU only; with device: cpu leave it out (the CPU engine keeps \
+             its cache in f32)",
+        ));
+    }
     if let Some(rope) = &m.rope_scaling {
         optional(
             &["model", "rope_scaling", "factor"],

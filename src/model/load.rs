@@ -27,6 +27,39 @@ pub enum Device {
     Cuda,
 }
 
+/// How the KV cache stores keys and values. The CPU engine keeps f32 rows and takes only the default.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum KvCacheFormat {
+    /// The engine's own format: f16 on the GPU, f32 on the CPU.
+    #[default]
+    F16,
+    /// GPU only: e4m3 bytes with one f32 scale per position and KV head (its largest |value| / 448):
+    /// half the cache bytes of f16, so twice the context in the same memory and less to read per
+    /// decoded token at long contexts, for a small logits error (BENCHMARKS.md).
+    Fp8,
+}
+
+impl KvCacheFormat {
+    /// Bytes of one cached value on the GPU (the scales are extra).
+    pub fn bytes_per_value(self) -> usize {
+        match self {
+            KvCacheFormat::F16 => 2,
+            KvCacheFormat::Fp8 => 1,
+        }
+    }
+}
+
 /// What `load_decoder` needs besides the directory.
 pub struct LoadOptions {
     pub device: Device,
@@ -38,6 +71,8 @@ pub struct LoadOptions {
     pub rope_scaling: Option<RopeScaling>,
     /// KV cache positions; None takes min(default, max_position_embeddings).
     pub context_length: Option<usize>,
+    /// The cache's format (fp8: GPU only).
+    pub kv_cache: KvCacheFormat,
 }
 
 /// Context when none is asked for: agent prompts stay far below Qwen3's 40,960 positions, and the cache
@@ -67,6 +102,7 @@ pub fn load_cpu_model(
     options: &LoadOptions,
     progress: impl FnMut(usize, usize),
 ) -> Result<(Qwen3, usize)> {
+    check_cpu_cache(options)?;
     let (config, capacity) = config_and_capacity(dir, options)?;
     let model = super::qwen3::load_with_config(dir, config, options.precision, progress)?;
     Ok((model, capacity))
@@ -84,6 +120,17 @@ fn config_and_capacity(dir: &Path, options: &LoadOptions) -> Result<(Qwen3Config
     Ok((config, capacity))
 }
 
+/// The CPU engine's cache is f32: an fp8 request is refused rather than silently ignored.
+fn check_cpu_cache(options: &LoadOptions) -> Result<()> {
+    if options.kv_cache == KvCacheFormat::Fp8 {
+        anyhow::bail!(
+            "the fp8 KV cache runs on the GPU only (--device cuda); the CPU engine keeps its cache in \
+             f32: leave out kv_cache: fp8 / --kv-cache fp8"
+        );
+    }
+    Ok(())
+}
+
 fn load_cpu(
     dir: &Path,
     config: Qwen3Config,
@@ -91,6 +138,7 @@ fn load_cpu(
     capacity: usize,
     progress: impl FnMut(usize, usize),
 ) -> Result<Box<dyn Decoder>> {
+    check_cpu_cache(options)?;
     let model = super::qwen3::load_with_config(dir, config, options.precision, progress)?;
     Ok(Box::new(CpuDecoder::new(model, capacity)))
 }
@@ -118,8 +166,16 @@ fn load_cuda(
     use anyhow::Context;
     let weights = super::weights::Weights::open(dir)?;
     let int8_head = options.precision == Precision::Fast;
-    let model = super::cuda::CudaQwen3::load(&weights, config, 0, capacity, int8_head, progress)
-        .with_context(|| format!("loading the model in {} onto the GPU", dir.display()))?;
+    let model = super::cuda::CudaQwen3::load(
+        &weights,
+        config,
+        0,
+        capacity,
+        int8_head,
+        options.kv_cache,
+        progress,
+    )
+    .with_context(|| format!("loading the model in {} onto the GPU", dir.display()))?;
     Ok(Box::new(model))
 }
 

@@ -24,5 +24,5 @@ pub mod weights;
 pub use config::{GenerationConfig, Qwen3Config};
 pub use decoder::{CpuDecoder, Decoder, GpuReport};
 pub use kv_cache::KvCache;
-pub use load::{Device, LoadOptions, load_cpu_model, load_decoder};
+pub use load::{Device, KvCacheFormat, LoadOptions, load_cpu_model, load_decoder};
 pub use qwen3::{Precision, Qwen3, Segment, load_dir};

@@ -10,8 +10,10 @@
 // per query head. Tiles stream through shared memory with cp.async: the next tile's keys load while the
 // warps work on this tile's values, and its values while they score the next keys.
 //
-// q is [heads][M][hd] f16 (normed and rotated by qk_norm_rope), the caches [kv_heads][capacity][hd] f16;
-// out is [M][heads·hd] f16 (the o_proj input). HD is hd rounded up to 32, 64 or 128: the padded dims
+// q is [heads][M][hd] f16 (normed and rotated by qk_norm_rope), the caches [kv_heads][capacity][hd] in
+// C's format (kv_cache.cuh); out is [M][heads·hd] f16 (the o_proj input). An fp8 cache's tiles are
+// read into registers (the next tile's while the warps work on this one), scaled to f16 and stored to
+// the same shared tiles, so the products are the f16 kernel's. HD is hd rounded up to 32, 64 or 128: the padded dims
 // are zero in both operands, so they add nothing. Grid (row blocks, heads / heads_per_block), 128 threads;
 // row blocks run heaviest (latest rows, most tiles) first.
 
@@ -67,11 +69,54 @@ __device__ __forceinline__ void flash_stage_tile(half (*dst)[HD + 8], const half
     asm volatile("cp.async.commit_group;\n" ::);
 }
 
+// A tile of an fp8 cache on its way to shared memory: this thread's 16-byte pieces (16 values each) and
+// their rows' scales, loaded into registers by `load`, scaled to f16 into a staged tile by `store`.
 template <int HD>
-__device__ __forceinline__ void flash_prefill_body(const half* __restrict__ q, const half* __restrict__ k_cache,
-                                                   const half* __restrict__ v_cache, half* __restrict__ out, int M,
+struct Fp8TileLoad {
+    static constexpr int PIECES_PER_ROW = HD / 16;
+    static constexpr int PIECES = FLASH_TILE * PIECES_PER_ROW / (FLASH_WARPS * 32);
+    uint4 raw[PIECES];
+    float scale[PIECES];
+
+    // Rows first..first+64 (rows at or past len, and dims past hd, as zeros).
+    __device__ __forceinline__ void load(const unsigned char* cache, const float* scales, int first, int len,
+                                         int hd) {
+#pragma unroll
+        for (int i = 0; i < PIECES; i++) {
+            const int c = threadIdx.x + i * FLASH_WARPS * 32, r = c / PIECES_PER_ROW, p = c % PIECES_PER_ROW;
+            const bool valid = first + r < len && p * 16 < hd;
+            raw[i] = valid ? *reinterpret_cast<const uint4*>(cache + (size_t)(first + r) * hd + p * 16)
+                           : make_uint4(0, 0, 0, 0);
+            scale[i] = valid ? scales[first + r] : 0.f;
+        }
+    }
+
+    __device__ __forceinline__ void store(half (*dst)[HD + 8]) const {
+#pragma unroll
+        for (int i = 0; i < PIECES; i++) {
+            const int c = threadIdx.x + i * FLASH_WARPS * 32, r = c / PIECES_PER_ROW, p = c % PIECES_PER_ROW;
+            const unsigned short* two = reinterpret_cast<const unsigned short*>(&raw[i]);
+            uint32_t h[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const float2 f = Fp8Cache::to_float2(two[j]);
+                h[j] = pack_half2(f.x * scale[i], f.y * scale[i]);
+            }
+            *reinterpret_cast<uint4*>(&dst[r][p * 16]) = make_uint4(h[0], h[1], h[2], h[3]);
+            *reinterpret_cast<uint4*>(&dst[r][p * 16 + 8]) = make_uint4(h[4], h[5], h[6], h[7]);
+        }
+    }
+};
+
+template <int HD, typename C>
+__device__ __forceinline__ void flash_prefill_body(const half* __restrict__ q, const void* __restrict__ k_raw,
+                                                   const void* __restrict__ v_raw,
+                                                   const float* __restrict__ k_scales,
+                                                   const float* __restrict__ v_scales, half* __restrict__ out, int M,
                                                    int start, int heads, int group, int heads_per_block, int hd,
                                                    int capacity, float scale_log2) {
+    using T = typename C::T;
+    static_assert(C::scaled || sizeof(T) == 2, "an unscaled cache is f16");
     // Rows padded by 8 halves: the eight rows of an ldmatrix phase fall in eight different bank groups.
     __shared__ __align__(16) half ks[FLASH_TILE][HD + 8];
     __shared__ __align__(16) half vs[FLASH_TILE][HD + 8];
@@ -86,10 +131,21 @@ __device__ __forceinline__ void flash_prefill_body(const half* __restrict__ q, c
     const int len = start + M;
     const int block_last = min(row0 + block_rows, M) - 1;
     const int tiles = (start + block_last) / FLASH_TILE + 1;
-    const half* kc = k_cache + (size_t)kv * capacity * hd;
-    const half* vc = v_cache + (size_t)kv * capacity * hd;
-    flash_stage_tile<HD>(ks, kc, 0, len, hd);
-    flash_stage_tile<HD>(vs, vc, 0, len, hd);
+    const T* kc = static_cast<const T*>(k_raw) + (size_t)kv * capacity * hd;
+    const T* vc = static_cast<const T*>(v_raw) + (size_t)kv * capacity * hd;
+    const float* ksc = C::scaled ? k_scales + (size_t)kv * capacity : nullptr;
+    const float* vsc = C::scaled ? v_scales + (size_t)kv * capacity : nullptr;
+    // The fp8 path's next tile in registers (unused for f16).
+    Fp8TileLoad<HD> next;
+    if constexpr (C::scaled) {
+        next.load(reinterpret_cast<const unsigned char*>(kc), ksc, 0, len, hd);
+        next.store(ks);
+        next.load(reinterpret_cast<const unsigned char*>(vc), vsc, 0, len, hd);
+        next.store(vs);
+    } else {
+        flash_stage_tile<HD>(ks, reinterpret_cast<const half*>(kc), 0, len, hd);
+        flash_stage_tile<HD>(vs, reinterpret_cast<const half*>(vc), 0, len, hd);
+    }
 
     // This warp's 16 query rows as A fragments: rows g and g + 8, dims t4·2 (+8) of each 16-dim step.
     uint32_t qa[HD / 16][4];
@@ -113,6 +169,9 @@ __device__ __forceinline__ void flash_prefill_body(const half* __restrict__ q, c
         const bool active = base <= start + warp_row0 + 15;
         asm volatile("cp.async.wait_group 1;\n" ::: "memory");  // this tile's keys
         __syncthreads();
+        if constexpr (C::scaled)  // the next keys load while this tile's are scored
+            if (tile + 1 < tiles)
+                next.load(reinterpret_cast<const unsigned char*>(kc), ksc, base + FLASH_TILE, len, hd);
         float s[FLASH_TILE / 8][4];
         if (active) {
             for (int nt = 0; nt < FLASH_TILE / 8; nt++)
@@ -126,8 +185,16 @@ __device__ __forceinline__ void flash_prefill_body(const half* __restrict__ q, c
                 }
         }
         __syncthreads();  // every warp is done with the keys: stage the next tile's
-        if (tile + 1 < tiles) flash_stage_tile<HD>(ks, kc, base + FLASH_TILE, len, hd);
-        else asm volatile("cp.async.commit_group;\n" ::);
+        if constexpr (C::scaled) {
+            if (tile + 1 < tiles) {
+                next.store(ks);
+                next.load(reinterpret_cast<const unsigned char*>(vc), vsc, base + FLASH_TILE, len, hd);
+            }
+        } else if (tile + 1 < tiles) {
+            flash_stage_tile<HD>(ks, reinterpret_cast<const half*>(kc), base + FLASH_TILE, len, hd);
+        } else {
+            asm volatile("cp.async.commit_group;\n" ::);
+        }
         uint32_t pa[FLASH_TILE / 16][4];
         if (active) {
             const bool masked = base + FLASH_TILE - 1 > start + warp_row0;
@@ -176,8 +243,13 @@ __device__ __forceinline__ void flash_prefill_body(const half* __restrict__ q, c
                     mma_m16n8k16(o[dt + 1], pa[j], b[2], b[3]);
                 }
         __syncthreads();  // every warp is done with the values: stage the next tile's
-        if (tile + 1 < tiles) flash_stage_tile<HD>(vs, vc, base + FLASH_TILE, len, hd);
-        else asm volatile("cp.async.commit_group;\n" ::);
+        if constexpr (C::scaled) {
+            if (tile + 1 < tiles) next.store(vs);
+        } else if (tile + 1 < tiles) {
+            flash_stage_tile<HD>(vs, reinterpret_cast<const half*>(vc), base + FLASH_TILE, len, hd);
+        } else {
+            asm volatile("cp.async.commit_group;\n" ::);
+        }
     }
 
     for (int r = 0; r < 2; r++) {
@@ -198,17 +270,20 @@ __device__ __forceinline__ void flash_prefill_body(const half* __restrict__ q, c
     }
 }
 
-#define FLASH_PREFILL_PARAMS                                                                                   \
-    const half *q, const half *k_cache, const half *v_cache, half *out, int M, int start, int heads, int group, \
-        int heads_per_block, int hd, int capacity, float scale_log2
-#define FLASH_PREFILL_ARGS q, k_cache, v_cache, out, M, start, heads, group, heads_per_block, hd, capacity, scale_log2
+#define FLASH_PREFILL_PARAMS                                                                                  \
+    const half *q, const void *k_cache, const void *v_cache, const float *k_scales, const float *v_scales,    \
+        half *out, int M, int start, int heads, int group, int heads_per_block, int hd, int capacity,         \
+        float scale_log2
+#define FLASH_PREFILL_ARGS \
+    q, k_cache, v_cache, k_scales, v_scales, out, M, start, heads, group, heads_per_block, hd, capacity, scale_log2
+#define FLASH_PREFILL_KERNEL(NAME, HD, CACHE)                                                \
+    extern "C" __global__ void __launch_bounds__(FLASH_WARPS * 32) NAME(FLASH_PREFILL_PARAMS) { \
+        flash_prefill_body<HD, CACHE>(FLASH_PREFILL_ARGS);                                   \
+    }
 
-extern "C" __global__ void __launch_bounds__(FLASH_WARPS * 32) flash_prefill_32(FLASH_PREFILL_PARAMS) {
-    flash_prefill_body<32>(FLASH_PREFILL_ARGS);
-}
-extern "C" __global__ void __launch_bounds__(FLASH_WARPS * 32) flash_prefill_64(FLASH_PREFILL_PARAMS) {
-    flash_prefill_body<64>(FLASH_PREFILL_ARGS);
-}
-extern "C" __global__ void __launch_bounds__(FLASH_WARPS * 32) flash_prefill_128(FLASH_PREFILL_PARAMS) {
-    flash_prefill_body<128>(FLASH_PREFILL_ARGS);
-}
+FLASH_PREFILL_KERNEL(flash_prefill_32, 32, F16Cache)
+FLASH_PREFILL_KERNEL(flash_prefill_64, 64, F16Cache)
+FLASH_PREFILL_KERNEL(flash_prefill_128, 128, F16Cache)
+FLASH_PREFILL_KERNEL(flash_prefill_fp8_32, 32, Fp8Cache)
+FLASH_PREFILL_KERNEL(flash_prefill_fp8_64, 64, Fp8Cache)
+FLASH_PREFILL_KERNEL(flash_prefill_fp8_128, 128, Fp8Cache)

@@ -5,6 +5,7 @@ use super::device::{Arg, grid, int};
 use super::matmul::GemvInput;
 use super::sample::candidate;
 use super::{CudaQwen3, Layer};
+use crate::model::KvCacheFormat;
 use anyhow::{Context, Result};
 use cudarc::driver::{CudaGraph, result as driver};
 
@@ -85,9 +86,8 @@ impl CudaQwen3 {
         let s = &self.scratch;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
         let mut args = Vec::from(self.norm_rope_args(layer, 1));
+        args.extend(layer.kv.args());
         args.extend([
-            Arg::Ptr(layer.k_cache.ptr),
-            Arg::Ptr(layer.v_cache.ptr),
             Arg::Ptr(s.partial.ptr),
             Arg::Ptr(s.arrivals.ptr),
             Arg::Ptr(if join { s.attn_rows.ptr } else { 0 }),
@@ -99,7 +99,11 @@ impl CudaQwen3 {
             Arg::Float(scale),
             Arg::Float(c.rms_norm_eps as f32),
         ]);
-        self.launch(&self.kernels.attn_decode, grid((nkv, chunks), 256), &args)
+        let kernel = match self.kv_format {
+            KvCacheFormat::F16 => &self.kernels.attn_decode,
+            KvCacheFormat::Fp8 => &self.kernels.attn_decode_fp8,
+        };
+        self.launch(kernel, grid((nkv, chunks), 256), &args)
     }
 
     /// Records one decode step (embedding to logits) without running it.

@@ -70,8 +70,11 @@ pub(super) struct Kernels {
     pub(super) dense_gemv: CudaFunction,
     pub(super) qk_norm_rope: CudaFunction,
     pub(super) attn_decode: CudaFunction,
-    /// Prefill attention for head dims padded to 32, 64 and 128 (attn_prefill.cuh).
+    pub(super) attn_decode_fp8: CudaFunction,
+    /// Prefill attention for head dims padded to 32, 64 and 128 (attn_prefill.cuh), over an f16 cache.
     pub(super) flash_prefill: [CudaFunction; 3],
+    /// The same over an fp8 cache.
+    pub(super) flash_prefill_fp8: [CudaFunction; 3],
     pub(super) silu_mul: CudaFunction,
 }
 
@@ -102,10 +105,16 @@ impl Kernels {
             dense_gemv: f("dense_gemv")?,
             qk_norm_rope: f("qk_norm_rope")?,
             attn_decode: f("attn_decode")?,
+            attn_decode_fp8: f("attn_decode_fp8")?,
             flash_prefill: [
                 f("flash_prefill_32")?,
                 f("flash_prefill_64")?,
                 f("flash_prefill_128")?,
+            ],
+            flash_prefill_fp8: [
+                f("flash_prefill_fp8_32")?,
+                f("flash_prefill_fp8_64")?,
+                f("flash_prefill_fp8_128")?,
             ],
             silu_mul: f("silu_mul")?,
         })

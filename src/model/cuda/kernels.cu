@@ -206,6 +206,12 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* global) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(global));
 }
 
+// 4 bytes global → shared, asynchronously (committed with the 16-byte copies of the same group).
+__device__ __forceinline__ void cp_async4(void* smem, const void* global) {
+    const unsigned dst = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(global));
+}
+
 // Element d of query head `head`'s attention output from the decode attention's parts
 // (partial[head][part] = max, sum of exponentials, unnormalized output; see attn_decode), rounded to
 // f16 as the attention's own join writes it. The chunks' loads are batched so each batch is one L2
@@ -658,6 +664,8 @@ extern "C" __global__ void sample_top_k(const unsigned long long* block_top, int
 // Largest head_dim of the attention kernels (checked at load).
 #define ATTN_MAX_HD 128
 
+#include "kv_cache.cuh"
+
 // RMSNorm (weight w) of one head's hd values, then rotate-half RoPE with this position's cos/sin rows,
 // by one warp: into roped[0..hd), through the warp's scratch row.
 __device__ __forceinline__ void warp_norm_rope(const float* src, const float* w, const float* c, const float* s,
@@ -677,12 +685,14 @@ __device__ __forceinline__ void warp_norm_rope(const float* src, const float* w,
 }
 
 // Prefill, per (token, head): q_norm / k_norm and RoPE (warp_norm_rope), then q to f16 [heads][M][hd] and k, v
-// into the f16 cache [kv_heads][capacity][hd] at position start + t, where start = step[0].
+// into the cache [kv_heads][capacity][hd] at position start + t, where start = step[0]: f16, or e4m3 with
+// per-row scales when k_scales and v_scales are given (kv_cache.cuh).
 // grid (M, heads + kv_heads); block 32 threads (one warp); cos/sin are [positions][hd/2] tables.
 extern "C" __global__ void qk_norm_rope(const float* q, const float* k, const float* v, const float* q_norm,
                                         const float* k_norm, const float* cos_table, const float* sin_table,
-                                        half* q_out, half* k_cache, half* v_cache, int M, int heads,
-                                        int kv_heads, int hd, const int* step, int capacity, float eps) {
+                                        half* q_out, void* k_cache, void* v_cache, float* k_scales,
+                                        float* v_scales, int M, int heads, int kv_heads, int hd, const int* step,
+                                        int capacity, float eps) {
     start_dependents();
     wait_for_inputs();
     __shared__ float scratch[ATTN_MAX_HD], roped[ATTN_MAX_HD];
@@ -693,12 +703,19 @@ extern "C" __global__ void qk_norm_rope(const float* q, const float* k, const fl
     warp_norm_rope(src, is_q ? q_norm : k_norm, cos_table + (size_t)pos * half_dim,
                    sin_table + (size_t)pos * half_dim, hd, eps, scratch, roped);
     __syncwarp();
-    half* dst = is_q ? q_out + ((size_t)head * M + t) * hd : k_cache + ((size_t)kv * capacity + pos) * hd;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) dst[i] = __float2half(roped[i]);
-    if (!is_q) {
-        const float* vs = v + ((size_t)t * kv_heads + kv) * hd;
-        half* vd = v_cache + ((size_t)kv * capacity + pos) * hd;
-        for (int i = threadIdx.x; i < hd; i += blockDim.x) vd[i] = __float2half(vs[i]);
+    if (is_q) {
+        half* dst = q_out + ((size_t)head * M + t) * hd;
+        for (int i = threadIdx.x; i < hd; i += blockDim.x) dst[i] = __float2half(roped[i]);
+        return;
+    }
+    const size_t row = (size_t)kv * capacity + pos;
+    const float* v_row = v + ((size_t)t * kv_heads + kv) * hd;
+    if (k_scales) {
+        Fp8Cache::warp_write_row(k_cache, k_scales, row, roped, hd);
+        Fp8Cache::warp_write_row(v_cache, v_scales, row, v_row, hd);
+    } else {
+        F16Cache::warp_write_row(k_cache, nullptr, row, roped, hd);
+        F16Cache::warp_write_row(v_cache, nullptr, row, v_row, hd);
     }
 }
 
@@ -717,22 +734,31 @@ extern "C" __global__ void qk_norm_rope(const float* q, const float* k, const fl
 // [heads·hd] row o_proj reads), unless out is null: then the decode GEMV of o_proj joins them as it
 // reads its input. Blocks past len return at once, so one captured graph serves every length up to its
 // grid, and every length beyond it once the grid is at its cap.
-// hd % 8 == 0, hd <= ATTN_MAX_HD, heads / kv_heads <= ATTN_MAX_GROUP (checked at load).
+// hd % 8 == 0 (f16 cache) or hd % 16 == 0 (fp8), hd <= ATTN_MAX_HD, heads / kv_heads <= ATTN_MAX_GROUP
+// (checked at load).
 #define ATTN_MAX_GROUP 8
-// Halves per staged row: 16-byte aligned for cp.async, and 4 banks further per row, so the eight
-// threads of a 16-byte shared load phase read eight different rows without a bank conflict.
-#define ATTN_ROW (ATTN_MAX_HD + 8)
 // Output pairs (query head, two dims) per thread of the 256.
 #define ATTN_ITEMS ((ATTN_MAX_GROUP * ATTN_MAX_HD / 2 + 255) / 256)
 
-extern "C" __global__ void __launch_bounds__(256) attn_decode(
-    const float* q, const float* k, const float* v, const float* q_norm, const float* k_norm,
-    const float* cos_table, const float* sin_table, half* k_cache, half* v_cache, float* partial,
-    unsigned* arrivals, half* out, const int* step, int heads, int kv_heads, int hd, int capacity, float scale,
-    float eps) {
+// The cache is C's format (kv_cache.cuh); with Fp8Cache the rows' scales are staged beside them.
+template <typename C>
+__device__ __forceinline__ void attn_decode_body(const float* q, const float* k, const float* v, const float* q_norm,
+                                                 const float* k_norm, const float* cos_table, const float* sin_table,
+                                                 void* k_cache_raw, void* v_cache_raw, float* k_scales,
+                                                 float* v_scales, float* partial, unsigned* arrivals, half* out,
+                                                 const int* step, int heads, int kv_heads, int hd, int capacity,
+                                                 float scale, float eps) {
+    using T = typename C::T;
+    // Values per staged row: 16-byte aligned for cp.async, and 4 banks further per row, so the eight
+    // threads of a 16-byte shared load phase read eight different f16 rows without a bank conflict.
+    constexpr int ROW = ATTN_MAX_HD + 16 / (int)sizeof(T);
+    T* k_cache = static_cast<T*>(k_cache_raw);
+    T* v_cache = static_cast<T*>(v_cache_raw);
     start_dependents();
-    __shared__ __align__(16) half ks[ATTN_CHUNK][ATTN_ROW];
-    __shared__ __align__(16) half vs[ATTN_CHUNK][ATTN_ROW];
+    __shared__ __align__(16) T ks[ATTN_CHUNK][ROW];
+    __shared__ __align__(16) T vs[ATTN_CHUNK][ROW];
+    // The staged rows' scales (Fp8Cache only).
+    __shared__ float k_row_scale[ATTN_CHUNK], v_row_scale[ATTN_CHUNK];
     __shared__ __align__(16) float qs[ATTN_MAX_GROUP][ATTN_MAX_HD];
     __shared__ float scratch[GEMV_WARPS][ATTN_MAX_HD];
     __shared__ float kn[ATTN_MAX_HD];
@@ -751,12 +777,17 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
     const size_t cache_base = (size_t)kv * capacity;
     // Stages tile t's cached rows (not the new position's, which this kernel writes).
     auto stage_tile = [&](int t) {
-        const int first = t * ATTN_CHUNK, cached = min(ATTN_CHUNK, pos_new - first), pieces = hd >> 3;
+        const int first = t * ATTN_CHUNK, cached = min(ATTN_CHUNK, pos_new - first), pieces = (hd * (int)sizeof(T)) >> 4;
         for (int i = threadIdx.x; i < cached * pieces; i += blockDim.x) {
-            const int r = i / pieces, p = 8 * (i % pieces);
+            const int r = i / pieces, p = C::PER_PIECE * (i % pieces);
             cp_async16(&ks[r][p], k_cache + (cache_base + first + r) * hd + p);
             cp_async16(&vs[r][p], v_cache + (cache_base + first + r) * hd + p);
         }
+        if constexpr (C::scaled)
+            for (int r = threadIdx.x; r < cached; r += blockDim.x) {
+                cp_async4(&k_row_scale[r], k_scales + cache_base + first + r);
+                cp_async4(&v_row_scale[r], v_scales + cache_base + first + r);
+            }
         asm volatile("cp.async.commit_group;\n" ::);
     };
     // The norms' weights and this position's RoPE rows are constants: copied before the wait (their
@@ -785,12 +816,8 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
         } else {
             warp_norm_rope(k + (size_t)kv * hd, norm_w[1], c, s, hd, eps, scratch[warp], kn);
             __syncwarp();
-            half* kd = k_cache + (cache_base + pos_new) * hd;
-            half* vd = v_cache + (cache_base + pos_new) * hd;
-            for (int i = lane; i < hd; i += 32) {
-                kd[i] = __float2half(kn[i]);
-                vd[i] = __float2half(v[(size_t)kv * hd + i]);
-            }
+            C::warp_write_row(k_cache, k_scales, cache_base + pos_new, kn, hd);
+            C::warp_write_row(v_cache, v_scales, cache_base + pos_new, v + (size_t)kv * hd, hd);
         }
         __syncwarp();
     }
@@ -810,10 +837,22 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
             stage_tile(tile);
         }
         asm volatile("cp.async.wait_all;\n" ::: "memory");
-        if (first + count - 1 == pos_new) {  // the last tile: the new row from kn and v
-            for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-                ks[count - 1][i] = __float2half(kn[i]);
-                vs[count - 1][i] = __float2half(v[(size_t)kv * hd + i]);
+        if (first + count - 1 == pos_new) {  // the last tile: the new row as the cache holds it
+            if constexpr (C::scaled) {
+                // Written to the cache by one warp before the barrier above: visible to the block.
+                for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+                    ks[count - 1][i] = k_cache[(cache_base + pos_new) * hd + i];
+                    vs[count - 1][i] = v_cache[(cache_base + pos_new) * hd + i];
+                }
+                if (threadIdx.x == 0) {
+                    k_row_scale[count - 1] = k_scales[cache_base + pos_new];
+                    v_row_scale[count - 1] = v_scales[cache_base + pos_new];
+                }
+            } else {
+                for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+                    ks[count - 1][i] = __float2half(kn[i]);
+                    vs[count - 1][i] = __float2half(v[(size_t)kv * hd + i]);
+                }
             }
         }
         __syncthreads();
@@ -823,15 +862,8 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
             float dot = 0.f;
             if (pos < count) {
                 const float* qh = qs[h];
-                for (int d = 0; d < hd; d += 8) {
-                    const uint4 raw = *reinterpret_cast<const uint4*>(&ks[pos][d]);
-                    const half2* kh = reinterpret_cast<const half2*>(&raw);
-#pragma unroll
-                    for (int j = 0; j < 4; j++) {
-                        const float2 kf = __half22float2(kh[j]);
-                        dot += qh[d + 2 * j] * kf.x + qh[d + 2 * j + 1] * kf.y;
-                    }
-                }
+                for (int d = 0; d < hd; d += 8) C::add_dot8(&ks[pos][d], qh + d, dot);
+                if constexpr (C::scaled) dot *= k_row_scale[pos];
             }
             probs[h][pos] = pos < count ? dot * scale : -INFINITY;
         }
@@ -862,9 +894,10 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
                 float2 o = make_float2(acc[it].x * rescale[h], acc[it].y * rescale[h]);
 #pragma unroll 8
                 for (int j = 0; j < count; j++) {
-                    const float2 vf = __half22float2(reinterpret_cast<const half2*>(vs[j])[pair]);
-                    o.x += probs[h][j] * vf.x;
-                    o.y += probs[h][j] * vf.y;
+                    const float2 vf = C::load2(vs[j], pair);
+                    const float p = C::scaled ? probs[h][j] * v_row_scale[j] : probs[h][j];
+                    o.x += p * vf.x;
+                    o.y += p * vf.y;
                 }
                 acc[it] = o;
             }
@@ -923,6 +956,23 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
         }
         out[(size_t)(kv * group + h) * hd + d] = __float2half(o / head_sum[h]);
     }
+}
+
+#define ATTN_DECODE_PARAMS                                                                                        \
+    const float *q, const float *k, const float *v, const float *q_norm, const float *k_norm,                    \
+        const float *cos_table, const float *sin_table, void *k_cache, void *v_cache, float *k_scales,           \
+        float *v_scales, float *partial, unsigned *arrivals, half *out, const int *step, int heads, int kv_heads, \
+        int hd, int capacity, float scale, float eps
+#define ATTN_DECODE_ARGS                                                                                    \
+    q, k, v, q_norm, k_norm, cos_table, sin_table, k_cache, v_cache, k_scales, v_scales, partial, arrivals, out, \
+        step, heads, kv_heads, hd, capacity, scale, eps
+
+// Four blocks per multiprocessor (ATTN_BLOCKS_PER_SM in upload.rs): registers capped to fit them.
+extern "C" __global__ void __launch_bounds__(256, 4) attn_decode(ATTN_DECODE_PARAMS) {
+    attn_decode_body<F16Cache>(ATTN_DECODE_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(256, 4) attn_decode_fp8(ATTN_DECODE_PARAMS) {
+    attn_decode_body<Fp8Cache>(ATTN_DECODE_ARGS);
 }
 
 // act = silu(gate) * up, as f16.

@@ -6,7 +6,8 @@
 //! Decode (one token) runs our own kernels (kernels.cu), five per AWQ layer: an int4 GEMV that reads each
 //! packed weight once, computes its own input (the RMSNorm, silu(gate) · up, or the attention's parts
 //! joined) and multiplies it as int8 per AWQ group, for q/k/v, o, gate/up and down; and one
-//! split-context attention kernel that also applies q/k-norm and RoPE and writes the cache. The lm_head
+//! split-context attention kernel that also applies q/k-norm and RoPE and writes the cache (f16, or
+//! opt-in fp8 e4m3 with a scale per row: kv_cache.cuh). The lm_head
 //! is an f16 GEMV, or an int8 one (`Precision::Fast`, untied heads), or the AWQ GEMV (a packed tied
 //! table); greedy decoding picks the token on the device (`argmax_logits`).
 //! Prefill dequantizes each AWQ matrix to f16 and multiplies with cuBLAS (tensor cores), in chunks of
@@ -18,7 +19,8 @@
 //! the feature runs on machines without a GPU until `--device cuda` is asked for.
 //!
 //! The files: device.rs (buffers, the kernel table, launches, cuBLAS, copies), formats.rs (the weight
-//! formats and their repacking), upload.rs (`CudaQwen3::load`), matmul.rs (the linear layers),
+//! formats and their repacking), kv_cache.rs (the cache's buffers), upload.rs (`CudaQwen3::load`),
+//! matmul.rs (the linear layers),
 //! layers.rs (the pass over the layers), prefill.rs, decode.rs (the step and its CUDA graphs),
 //! sample.rs (sampled decoding's candidates on the device) and report.rs (what `bench` reports); this
 //! file ties them into the `Decoder`.
@@ -26,6 +28,7 @@
 mod decode;
 mod device;
 mod formats;
+mod kv_cache;
 mod layers;
 mod matmul;
 mod prefill;
@@ -33,6 +36,7 @@ mod report;
 mod sample;
 mod upload;
 
+use crate::model::KvCacheFormat;
 use crate::model::config::Qwen3Config;
 use crate::model::decoder::{Decoder, GpuReport, TopKRequest};
 use anyhow::{Result, bail};
@@ -42,6 +46,7 @@ use decode::DecodeGraph;
 use device::{Buf, Kernels};
 use formats::Linear;
 use half::f16;
+use kv_cache::LayerKvCache;
 use sample::Sampling;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,8 +64,7 @@ struct Layer {
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
-    k_cache: Buf<f16>,
-    v_cache: Buf<f16>,
+    kv: LayerKvCache,
 }
 
 impl Layer {
@@ -135,6 +139,8 @@ pub struct CudaQwen3 {
     /// and waits in the kernel for its inputs, so launch gaps and the GEMVs' weight loads overlap the
     /// small kernels before them.
     overlap: bool,
+    /// How the cache stores keys and values (picks the attention kernels).
+    kv_format: KvCacheFormat,
     /// Streaming multiprocessors: the decode GEMV sizes its blocks to keep them all busy.
     multiprocessors: usize,
     /// Positions one prefill chunk runs at once (the scratch is sized for it).

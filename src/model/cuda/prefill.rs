@@ -5,6 +5,7 @@
 use super::decode::ATTN_CHUNK;
 use super::device::{Arg, Buf, grid, int};
 use super::{CudaQwen3, Layer};
+use crate::model::KvCacheFormat;
 use anyhow::Result;
 use cudarc::driver::LaunchConfig;
 
@@ -59,10 +60,14 @@ impl CudaQwen3 {
         let group = nh / nkv;
         let heads_per_block = gcd(group, FLASH_WARPS);
         let rows_per_block = 16 * FLASH_WARPS / heads_per_block;
+        let kernels = match self.kv_format {
+            KvCacheFormat::F16 => &self.kernels.flash_prefill,
+            KvCacheFormat::Fp8 => &self.kernels.flash_prefill_fp8,
+        };
         let kernel = match hd {
-            ..=32 => &self.kernels.flash_prefill[0],
-            33..=64 => &self.kernels.flash_prefill[1],
-            _ => &self.kernels.flash_prefill[2],
+            ..=32 => &kernels[0],
+            33..=64 => &kernels[1],
+            _ => &kernels[2],
         };
         self.qk_norm_rope(layer, m)?;
         let cfg = LaunchConfig {
@@ -74,24 +79,20 @@ impl CudaQwen3 {
             block_dim: (32 * FLASH_WARPS as u32, 1, 1),
             shared_mem_bytes: 0,
         };
-        self.launch(
-            kernel,
-            cfg,
-            &[
-                Arg::Ptr(s.q_heads.ptr),
-                Arg::Ptr(layer.k_cache.ptr),
-                Arg::Ptr(layer.v_cache.ptr),
-                Arg::Ptr(s.attn_rows.ptr),
-                int(m),
-                int(start),
-                int(nh),
-                int(group),
-                int(heads_per_block),
-                int(hd),
-                int(self.capacity),
-                Arg::Float(scale * std::f32::consts::LOG2_E),
-            ],
-        )
+        let mut args = vec![Arg::Ptr(s.q_heads.ptr)];
+        args.extend(layer.kv.args());
+        args.extend([
+            Arg::Ptr(s.attn_rows.ptr),
+            int(m),
+            int(start),
+            int(nh),
+            int(group),
+            int(heads_per_block),
+            int(hd),
+            int(self.capacity),
+            Arg::Float(scale * std::f32::consts::LOG2_E),
+        ]);
+        self.launch(kernel, cfg, &args)
     }
 
     /// q/k RMSNorm and RoPE of m rows: q into `q_heads`, k and v into the cache.
@@ -100,10 +101,9 @@ impl CudaQwen3 {
         let s = &self.scratch;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
         let mut args = Vec::from(self.norm_rope_args(layer, m));
+        args.push(Arg::Ptr(s.q_heads.ptr));
+        args.extend(layer.kv.args());
         args.extend([
-            Arg::Ptr(s.q_heads.ptr),
-            Arg::Ptr(layer.k_cache.ptr),
-            Arg::Ptr(layer.v_cache.ptr),
             int(m),
             int(nh),
             int(nkv),

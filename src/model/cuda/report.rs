@@ -26,11 +26,7 @@ impl CudaQwen3 {
         ]
         .iter()
         .sum::<usize>();
-        let cache: usize = self
-            .layers
-            .iter()
-            .map(|l| l.k_cache.bytes() + l.v_cache.bytes())
-            .sum();
+        let cache: usize = self.layers.iter().map(|l| l.kv.bytes()).sum();
         let embed = self.embed.as_ref().map_or(0, Buf::bytes);
         self.decode_bytes_per_token()
             + cache

@@ -4,9 +4,11 @@
 use super::decode::ATTN_CHUNK;
 use super::device::{Buf, Kernels};
 use super::formats::{Linear, to_f16};
+use super::kv_cache::LayerKvCache;
 use super::prefill::DEFAULT_CHUNK;
 use super::sample::Sampling;
 use super::{CudaQwen3, Layer, Scratch};
+use crate::model::KvCacheFormat;
 use crate::model::config::Qwen3Config;
 use crate::model::rope::Rope;
 use crate::model::weights::Weights;
@@ -34,7 +36,8 @@ const MAX_CHUNK: usize = 16384;
 const ATTN_BLOCKS_PER_SM: usize = 4;
 
 impl CudaQwen3 {
-    /// Uploads the checkpoint to GPU `ordinal` and allocates a KV cache for `capacity` positions.
+    /// Uploads the checkpoint to GPU `ordinal` and allocates a KV cache for `capacity` positions in
+    /// `kv_format`.
     /// `int8_head`: an untied f16 lm_head of a width i8_gemv takes is quantized to int8 per row and
     /// group of 128 (`Linear::Int8`), as the CPU engine's fast precision does. `progress` counts
     /// steps as `Qwen3::load` does: each layer once it is uploaded and repacked, then the embedding
@@ -45,6 +48,7 @@ impl CudaQwen3 {
         ordinal: usize,
         capacity: usize,
         int8_head: bool,
+        kv_format: KvCacheFormat,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Self> {
         // cudarc panics on a missing library; check first so the user gets an answer instead.
@@ -89,6 +93,11 @@ impl CudaQwen3 {
             "the CUDA engine supports head_dim up to 128, in multiples of 8; this model has {hd}"
         );
         ensure!(
+            kv_format == KvCacheFormat::F16 || hd.is_multiple_of(16),
+            "the fp8 KV cache needs head_dim in multiples of 16 (16-byte rows); this model has {hd}: \
+             use the f16 cache"
+        );
+        ensure!(
             nh.is_multiple_of(nkv) && nh / nkv <= 8,
             "the CUDA engine supports up to 8 query heads per KV head; this model has {nh} for {nkv}"
         );
@@ -120,8 +129,7 @@ impl CudaQwen3 {
                 gate_proj: linear("mlp.gate_proj", h, inter)?,
                 up_proj: linear("mlp.up_proj", h, inter)?,
                 down_proj: linear("mlp.down_proj", inter, h)?,
-                k_cache: Buf::zeros(&stream, nkv * capacity * hd)?,
-                v_cache: Buf::zeros(&stream, nkv * capacity * hd)?,
+                kv: LayerKvCache::zeros(&stream, kv_format, nkv * capacity, hd)?,
             });
             progress(i + 1, config.num_hidden_layers + 1);
         }
@@ -222,6 +230,7 @@ impl CudaQwen3 {
             capacity,
             device_name,
             overlap: std::env::var(OVERLAP_ENV).map_or(true, |v| v != "0"),
+            kv_format,
             multiprocessors,
             prefill_chunk: chunk,
             attn_max_splits: attn_max_splits(multiprocessors, nkv)?,
