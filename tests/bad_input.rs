@@ -181,10 +181,7 @@ fn task_overrides_and_inline_agents_are_checked_where_they_are_written() {
             "agent: agent.yaml\nprompts:\n  - a\nmessages: [{role: user, content: hi}]\n",
             "4:1: give one of prompt, prompts, messages or prompt_from, not several",
         ),
-        (
-            "agent: agent.yaml\nprompts: [a, [b]]\n",
-            "2:",
-        ),
+        ("agent: agent.yaml\nprompts: [a, [b]]\n", "2:"),
         (
             "agent: agent.yaml\n",
             "1:1: the task needs a prompt (or prompts, messages, or prompt_from: {server, name, arguments})",

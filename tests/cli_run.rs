@@ -465,14 +465,27 @@ fn several_runs_give_one_json_array_in_input_order_and_a_transcript_each() {
     three_runs(&dir, "a");
     let (out, err, ok) = run_in(
         &dir,
-        &["run", "one.yaml", "two.yaml", "--json", "--transcript", "t.jsonl"],
+        &[
+            "run",
+            "one.yaml",
+            "two.yaml",
+            "--json",
+            "--transcript",
+            "t.jsonl",
+        ],
     );
     assert!(ok, "{err}");
     let results: Json = serde_json::from_str(&out).unwrap();
     let results = results.as_array().unwrap();
-    let labels: Vec<&str> = results.iter().map(|r| r["label"].as_str().unwrap()).collect();
+    let labels: Vec<&str> = results
+        .iter()
+        .map(|r| r["label"].as_str().unwrap())
+        .collect();
     assert_eq!(labels, ["one.yaml", "two.yaml#1", "two.yaml#2"]);
-    let answers: Vec<&str> = results.iter().map(|r| r["content"].as_str().unwrap()).collect();
+    let answers: Vec<&str> = results
+        .iter()
+        .map(|r| r["content"].as_str().unwrap())
+        .collect();
     assert_eq!(answers, ["Alpha", "Beta", "Gamma"]);
     for (result, prompt) in results.iter().zip(["first", "second", "third"]) {
         assert_eq!(result["stop_reason"], "answer");
@@ -506,7 +519,10 @@ fn a_failed_check_in_one_of_three_runs_fails_the_command_naming_it() {
         err.contains("two.yaml#1 failed: expectations failed: the answer does not contain \"mm\""),
         "{err}"
     );
-    assert!(err.contains("error: 1 of 3 runs failed: two.yaml#1\n"), "{err}");
+    assert!(
+        err.contains("error: 1 of 3 runs failed: two.yaml#1\n"),
+        "{err}"
+    );
     let (out, _, ok) = run_in(&dir, &["run", "one.yaml", "two.yaml", "--json", "--quiet"]);
     assert!(!ok);
     let results: Json = serde_json::from_str(&out).unwrap();
@@ -534,7 +550,9 @@ fn several_runs_need_one_model_and_every_file_is_checked_first() {
     let (out, err, ok) = run_in(&dir, &["run", "one.yaml", "other.yaml"]);
     assert!(!ok && out.is_empty(), "{out}");
     assert!(
-        err.contains("one.yaml (agent agent.yaml) and other.yaml (agent other.yaml) use different models"),
+        err.contains(
+            "one.yaml (agent agent.yaml) and other.yaml (agent other.yaml) use different models"
+        ),
         "{err}"
     );
     write(&dir, "bad.yaml", "agent: agent.yaml\nprompts: []\n");

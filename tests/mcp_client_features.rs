@@ -742,7 +742,9 @@ fn prompt_from_is_checked_at_load_with_its_line() {
     );
     let both = error("agent: agent.yaml\nprompt: hi\nprompt_from: {server: everything, name: p}\n");
     assert!(
-        both.contains("task.yaml:3:1: give one of prompt, prompts, messages or prompt_from, not several"),
+        both.contains(
+            "task.yaml:3:1: give one of prompt, prompts, messages or prompt_from, not several"
+        ),
         "{both}"
     );
     let nested = error(
@@ -1123,7 +1125,11 @@ fn tools_call_answers_server_everythings_sampling_with_the_demo_model_over_stdio
                 .unwrap_or_else(|| panic!("{text}")),
         )
         .unwrap();
-        assert_eq!(reply["content"]["text"], expected.as_str(), "{entry}: {reply}");
+        assert_eq!(
+            reply["content"]["text"],
+            expected.as_str(),
+            "{entry}: {reply}"
+        );
         assert_eq!(reply["model"], "qwen3-agent", "{reply}");
         assert!(
             stderr.contains(

@@ -139,7 +139,10 @@ impl Printer {
             }
             AgentEvent::ModelCall { .. } => return,
             AgentEvent::Notice(text) => {
-                format!("\n{}\n", self.paint("1", &printable(&format!("note: {text}"))))
+                format!(
+                    "\n{}\n",
+                    self.paint("1", &printable(&format!("note: {text}")))
+                )
             }
         };
         match &mut self.buffer {

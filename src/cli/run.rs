@@ -210,7 +210,10 @@ pub(super) fn result_json(result: &RunResult) -> Json {
 }
 
 /// The transcript's `run_end` fields for a run's outcome (`interrupted` when a signal stopped it).
-pub(super) fn end_fields(outcome: &Result<RunResult, RunError>, stopped_by: Option<Signal>) -> Json {
+pub(super) fn end_fields(
+    outcome: &Result<RunResult, RunError>,
+    stopped_by: Option<Signal>,
+) -> Json {
     let mut end = match outcome {
         Ok(result) => json!({"rounds": result.rounds, "stop_reason": result.stop_reason,
             "usage": result.usage, "content": result.content}),
@@ -269,23 +272,25 @@ pub fn tools(args: ToolsArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&prompts)?);
         return Ok(());
     }
-    let arguments = args.call.as_ref().map(|_| call_arguments(&args.args)).transpose()?;
+    let arguments = args
+        .call
+        .as_ref()
+        .map(|_| call_arguments(&args.args))
+        .transpose()?;
     if let (Some(agent), Some(name), Some(arguments)) = (&args.agent, &args.call, &arguments) {
         let definition = config::load_agent(agent)?;
         if may_sample(&definition)? {
             let mut agent = build_agent(&definition, &options)?;
-            let record = agent.call_tool(name, arguments.clone(), &mut |event| {
-                match event {
-                    AgentEvent::Notice(text) => print_notice(text),
-                    AgentEvent::Sampling { ask, outcome } => print_notice(&match outcome {
-                        Ok(response) => format!(
-                            "the model answered {}: {}",
-                            ask.source, response.output.content
-                        ),
-                        Err(error) => format!("the model did not answer {}: {error}", ask.source),
-                    }),
-                    _ => {}
-                }
+            let record = agent.call_tool(name, arguments.clone(), &mut |event| match event {
+                AgentEvent::Notice(text) => print_notice(text),
+                AgentEvent::Sampling { ask, outcome } => print_notice(&match outcome {
+                    Ok(response) => format!(
+                        "the model answered {}: {}",
+                        ask.source, response.output.content
+                    ),
+                    Err(error) => format!("the model did not answer {}: {error}", ask.source),
+                }),
+                _ => {}
             })?;
             return print_record(&record);
         }

@@ -9,9 +9,7 @@
 use super::assembly::{assemble_options, print_notice};
 use super::printer::{Printer, printable};
 use super::progress;
-use super::run::{
-    Outputs, Planned, end_fields, failed_checks, interrupted_end, result_json,
-};
+use super::run::{Outputs, Planned, end_fields, failed_checks, interrupted_end, result_json};
 use super::signals::{Signals, StoppedBy};
 use anyhow::{Context, Result, bail};
 use qwen3_agent::agent::assemble::{AgentTools, AssembleOptions, check_rounds};
@@ -94,10 +92,16 @@ pub(super) fn run_all(
     for run in &runs {
         check_rounds(&run.definition)?;
     }
-    // Each run opens its own when it starts; a file that cannot be opened fails the command first.
+    // Each run opens its own when it starts; a file that cannot be opened fails the command first
+    // (and one made by the check is removed, so a run that never starts leaves none).
     if let Some(path) = &outputs.transcript {
         for n in 1..=runs.len() {
-            Transcript::open(&numbered(path, n))?;
+            let file = numbered(path, n);
+            let existed = file.exists();
+            Transcript::open(&file)?;
+            if !existed {
+                let _ = std::fs::remove_file(&file);
+            }
         }
     }
     let transcripts: Transcripts = Arc::new(Mutex::new(runs.iter().map(|_| None).collect()));
