@@ -1143,3 +1143,44 @@ fn tools_call_answers_server_everythings_sampling_with_the_demo_model_over_stdio
         );
     }
 }
+
+#[test]
+fn tools_call_loads_the_agents_model_only_when_a_server_asks_for_a_completion() {
+    let marker = format!("everything-lazy-model-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let dir = scratch("client-features", "lazy-model");
+    let agent = write(
+        &dir,
+        "agent.yaml",
+        &format!(
+            "name: unloadable\nmodel:\n  path: no-such-model\n  device: cpu\nmcpServers:\n  everything:\n    \
+             command: node\n    args: {}\n",
+            Json::Array(spec.args.iter().map(|a| json!(a)).collect())
+        ),
+    );
+    let (echoed, _) = tools_command(
+        &dir,
+        &agent,
+        &["--call", "echo", "--args", r#"{"message": "hi"}"#],
+    );
+    assert_eq!(echoed["is_error"], false, "no model needed: {echoed}");
+    assert_eq!(echoed["text"], "Echo: hi");
+    let (sampled, stderr) = tools_command(
+        &dir,
+        &agent,
+        &[
+            "--call",
+            "trigger-sampling-request",
+            "--args",
+            r#"{"prompt": "hi"}"#,
+        ],
+    );
+    assert_eq!(sampled["is_error"], true, "{sampled}");
+    assert!(
+        stderr.contains("the model did not answer everything: the agent's model failed:")
+            && stderr.contains("no-such-model"),
+        "{stderr}"
+    );
+}

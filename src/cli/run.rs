@@ -7,9 +7,13 @@ use super::printer::Printer;
 use super::signals::{Mode, Signal, Signals, StoppedBy};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use qwen3_agent::agent::assemble::{build_agent, build_mcp_tools, build_tools, start_mcp_servers};
+use qwen3_agent::agent::assemble::{
+    AgentTools, AssembleOptions, build_agent, build_backend, build_mcp_tools, build_tools,
+    start_mcp_servers,
+};
 use qwen3_agent::agent::transcript::Transcript;
 use qwen3_agent::agent::{AgentEvent, RunError, RunResult};
+use qwen3_agent::backend::Deferred;
 use qwen3_agent::chat::Message;
 use qwen3_agent::config::check::{self, flag};
 use qwen3_agent::config::{self, Expect, ResolvedAgent, ResolvedTask};
@@ -241,8 +245,8 @@ pub struct ToolsArgs {
     /// An MCP config file (Claude Desktop's mcpServers or VS Code's servers format) instead of an agent.
     #[arg(long)]
     mcp_config: Option<PathBuf>,
-    /// Call this tool and print {"is_error", "text", "files"}. With an agent file whose MCP servers may
-    /// ask for sampling, the agent's model is loaded first and answers them, as in a run.
+    /// Call this tool and print {"is_error", "text", "files"}. With an agent file, MCP servers' sampling
+    /// requests are answered by the agent's model, as in a run (loaded when the first one comes).
     #[arg(long)]
     call: Option<String>,
     /// Print the agent's MCP prompts instead of its tools: [{"server", "name", "title", "description",
@@ -260,7 +264,7 @@ pub struct ToolsArgs {
 pub fn tools(args: ToolsArgs) -> Result<()> {
     // No part of this command watches an interrupt flag: a signal kills the servers and exits at once.
     let _signals = Signals::install(Mode::Batch)?;
-    let options = assemble_options(print_notice)?;
+    let options = Arc::new(assemble_options(print_notice)?);
     if args.prompts {
         let agent = args
             .agent
@@ -278,22 +282,12 @@ pub fn tools(args: ToolsArgs) -> Result<()> {
         .map(|_| call_arguments(&args.args))
         .transpose()?;
     if let (Some(agent), Some(name), Some(arguments)) = (&args.agent, &args.call, &arguments) {
-        let definition = config::load_agent(agent)?;
-        if may_sample(&definition)? {
-            let mut agent = build_agent(&definition, &options)?;
-            let record = agent.call_tool(name, arguments.clone(), &mut |event| match event {
-                AgentEvent::Notice(text) => print_notice(text),
-                AgentEvent::Sampling { ask, outcome } => print_notice(&match outcome {
-                    Ok(response) => format!(
-                        "the model answered {}: {}",
-                        ask.source, response.output.content
-                    ),
-                    Err(error) => format!("the model did not answer {}: {error}", ask.source),
-                }),
-                _ => {}
-            })?;
-            return print_record(&record);
-        }
+        return print_record(&call_with_model(
+            &config::load_agent(agent)?,
+            &options,
+            name,
+            arguments.clone(),
+        )?);
     }
     let registry = match (&args.agent, &args.mcp_config) {
         (Some(agent), _) => build_tools(&config::load_agent(agent)?, &options)?,
@@ -326,12 +320,29 @@ pub fn tools(args: ToolsArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether one of the agent's enabled MCP servers may ask its model for completions (sampling): then
-/// `tools --call` loads the model first, so the call is answered as in a run.
-fn may_sample(definition: &config::ResolvedAgent) -> Result<bool> {
-    Ok(config::mcp_servers(definition)?
-        .values()
-        .any(|spec| !spec.disabled && spec.sampling != Some(false)))
+/// One call of an agent's tool, its MCP servers' sampling requests answered by the agent's model —
+/// loaded when the first one comes (`Deferred`), so a call that never samples loads nothing.
+fn call_with_model(
+    definition: &ResolvedAgent,
+    options: &Arc<AssembleOptions>,
+    name: &str,
+    arguments: serde_json::Map<String, Json>,
+) -> Result<CallRecord> {
+    let tools = AgentTools::start(definition, options)?;
+    let (model, made_with) = (definition.clone(), options.clone());
+    let backend = Deferred::new(move || build_backend(&model, &made_with));
+    let mut agent = tools.with_backend(definition, Box::new(backend));
+    agent.call_tool(name, arguments, &mut |event| match event {
+        AgentEvent::Notice(text) => print_notice(text),
+        AgentEvent::Sampling { ask, outcome } => print_notice(&match outcome {
+            Ok(response) => format!(
+                "the model answered {}: {}",
+                ask.source, response.output.content
+            ),
+            Err(error) => format!("the model did not answer {}: {error}", ask.source),
+        }),
+        _ => {}
+    })
 }
 
 fn call_arguments(text: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
