@@ -167,15 +167,28 @@ fn task_overrides_and_inline_agents_are_checked_where_they_are_written() {
         ),
         (
             "agent: agent.yaml\nprompt: hi\nmessages: [{role: user, content: hi}]\n",
-            "3:1: give one of prompt, messages or prompt_from, not several",
+            "3:1: give one of prompt, prompts, messages or prompt_from, not several",
         ),
         (
             "agent: agent.yaml\nmessages: []\n",
             "2:1: messages is empty",
         ),
         (
+            "agent: agent.yaml\nprompts: []\n",
+            "2:1: prompts is empty: list at least one prompt",
+        ),
+        (
+            "agent: agent.yaml\nprompts: [a, b]\nprompt: c\n",
+            "2:1: give one of prompt, prompts, messages or prompt_from, not several",
+        ),
+        (
+            "agent: agent.yaml\nprompts:\n  - a\nmessages: [{role: user, content: hi}]\n",
+            "4:1: give one of prompt, prompts, messages or prompt_from, not several",
+        ),
+        ("agent: agent.yaml\nprompts: [a, [b]]\n", "2:"),
+        (
             "agent: agent.yaml\n",
-            "1:1: the task needs a prompt (or messages, or prompt_from: {server, name, arguments})",
+            "1:1: the task needs a prompt (or prompts, messages, or prompt_from: {server, name, arguments})",
         ),
         (
             &format!(

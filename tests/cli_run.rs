@@ -421,3 +421,142 @@ fn chat_keeps_the_conversation_when_the_server_fails_and_retry_answers_it() {
         "the retry sent the kept history"
     );
 }
+
+/// `qwen3-agent ARGS…` run in `dir` (so task files are labelled as given): (stdout, stderr, success).
+fn run_in(dir: &Path, args: &[&str]) -> (String, String, bool) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3-agent"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+        out.status.success(),
+    )
+}
+
+/// A scripted agent answering its runs in turn (one backend: the script goes on from run to run),
+/// a task with one prompt and a task with two `prompts:`; `expect` on the second.
+fn three_runs(dir: &Path, expect: &str) {
+    write(
+        dir,
+        "agent.yaml",
+        &format!(
+            "name: demo\nmodel:\n  backend: scripted\n  path: {TOKENIZER}\n  script: [Alpha, Beta, Gamma]\n\
+             generate: {{thinking: false}}\n"
+        ),
+    );
+    write(
+        dir,
+        "one.yaml",
+        "agent: agent.yaml\nprompt: first\nexpect:\n  contains: [Alpha]\n",
+    );
+    write(
+        dir,
+        "two.yaml",
+        &format!("agent: agent.yaml\nprompts: [second, third]\nexpect:\n  contains: [{expect}]\n"),
+    );
+}
+
+#[test]
+fn several_runs_give_one_json_array_in_input_order_and_a_transcript_each() {
+    let dir = scratch("many-json");
+    three_runs(&dir, "a");
+    let (out, err, ok) = run_in(
+        &dir,
+        &[
+            "run",
+            "one.yaml",
+            "two.yaml",
+            "--json",
+            "--transcript",
+            "t.jsonl",
+        ],
+    );
+    assert!(ok, "{err}");
+    let results: Json = serde_json::from_str(&out).unwrap();
+    let results = results.as_array().unwrap();
+    let labels: Vec<&str> = results
+        .iter()
+        .map(|r| r["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["one.yaml", "two.yaml#1", "two.yaml#2"]);
+    let answers: Vec<&str> = results
+        .iter()
+        .map(|r| r["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(answers, ["Alpha", "Beta", "Gamma"]);
+    for (result, prompt) in results.iter().zip(["first", "second", "third"]) {
+        assert_eq!(result["stop_reason"], "answer");
+        assert_eq!(result["rounds"], 1);
+        assert_eq!(result["messages"][0]["content"], prompt, "{result}");
+        assert_eq!(result["failed_checks"], json!([]), "{result}");
+        assert!(result.get("error").is_none(), "{result}");
+    }
+    assert!(err.contains("all 3 runs succeeded"), "{err}");
+    for (n, label) in (1..=3).zip(labels) {
+        let lines = read_jsonl(&dir.join(format!("t-{n}.jsonl")));
+        let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+        assert_eq!(events, ["run_start", "model_call", "run_end"]);
+        assert_eq!(lines[2]["label"], label);
+    }
+    assert!(!dir.join("t.jsonl").exists());
+}
+
+#[test]
+fn a_failed_check_in_one_of_three_runs_fails_the_command_naming_it() {
+    let dir = scratch("many-expect");
+    three_runs(&dir, "mm");
+    let (out, err, ok) = run_in(&dir, &["run", "one.yaml", "two.yaml"]);
+    assert!(!ok, "{out}");
+    // Each result whole and labelled, in the order the runs ended (here one after another).
+    assert_eq!(
+        out,
+        "=== one.yaml ===\nAlpha\n=== two.yaml#1 ===\nBeta\n=== two.yaml#2 ===\nGamma\n"
+    );
+    assert!(
+        err.contains("two.yaml#1 failed: expectations failed: the answer does not contain \"mm\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: 1 of 3 runs failed: two.yaml#1\n"),
+        "{err}"
+    );
+    let (out, _, ok) = run_in(&dir, &["run", "one.yaml", "two.yaml", "--json", "--quiet"]);
+    assert!(!ok);
+    let results: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        results[1]["failed_checks"],
+        json!(["the answer does not contain \"mm\""])
+    );
+    assert_eq!(results[2]["failed_checks"], json!([]));
+    let (out, _, ok) = run_in(&dir, &["run", "two.yaml", "--quiet"]);
+    assert!(!ok);
+    assert_eq!(out, "=== two.yaml#1 ===\nAlpha\n=== two.yaml#2 ===\nBeta\n");
+}
+
+#[test]
+fn several_runs_need_one_model_and_every_file_is_checked_first() {
+    let dir = scratch("many-errors");
+    three_runs(&dir, "a");
+    write(
+        &dir,
+        "other.yaml",
+        &format!(
+            "agent:\n  name: other\n  model: {{backend: scripted, path: {TOKENIZER}, script: [x]}}\nprompt: hi\n"
+        ),
+    );
+    let (out, err, ok) = run_in(&dir, &["run", "one.yaml", "other.yaml"]);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(
+        err.contains(
+            "one.yaml (agent agent.yaml) and other.yaml (agent other.yaml) use different models"
+        ),
+        "{err}"
+    );
+    write(&dir, "bad.yaml", "agent: agent.yaml\nprompts: []\n");
+    let (out, err, ok) = run_in(&dir, &["run", "one.yaml", "bad.yaml", "--json"]);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("bad.yaml:2:1: prompts is empty"), "{err}");
+}

@@ -212,3 +212,66 @@ fn speculation_gives_the_ids_of_sequential_decoding_greedy_and_seeded() {
         assert!(accepted > 10, "{sampling:?}: {accepted} accepted");
     }
 }
+
+/// `run --json` on task files: its JSON (an object for one run, an array for several).
+fn run_json(tasks: &[&Path], extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["run", "--json"];
+    args.extend(tasks.iter().map(|t| t.to_str().unwrap()));
+    args.extend(extra);
+    let (stdout, stderr, ok) = qwen3_agent(&args);
+    assert!(ok, "{stdout}\n{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[test]
+fn several_tasks_and_a_prompts_list_answer_as_each_does_alone_greedy() {
+    let agent = demo_agent_in_utc();
+    let dir = agent.parent().unwrap();
+    let prompts = [
+        "Convert 09:30 from Paris to New York.",
+        "What is 37 * 48?",
+        "Convert 18:00 from Tokyo to London.",
+    ];
+    let task = |name: &str, input: &str| {
+        let path = dir.join(name);
+        let text = format!(
+            "agent: {}\ngenerate: {{temperature: 0}}\n{input}\n",
+            agent.display()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let alone: Vec<serde_json::Value> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, prompt)| {
+            let file = task(&format!("alone-{i}.yaml"), &format!("prompt: {prompt:?}"));
+            run_json(&[&file], &[])
+        })
+        .collect();
+    let listed = task(
+        "listed.yaml",
+        &format!("prompts: [{:?}, {:?}]", prompts[0], prompts[1]),
+    );
+    let single = task("single.yaml", &format!("prompt: {:?}", prompts[2]));
+    // Three agents at once on one batched model: the same ids, so the same conversations.
+    let together = run_json(&[&listed, &single], &["--parallel", "3"]);
+    let together = together.as_array().unwrap();
+    assert_eq!(together.len(), 3);
+    let labels = [
+        format!("{}#1", listed.display()),
+        format!("{}#2", listed.display()),
+        single.display().to_string(),
+    ];
+    for ((alone, together), label) in alone.iter().zip(together).zip(labels) {
+        assert_eq!(together["label"], label.as_str());
+        assert_eq!(alone["stop_reason"], "answer", "{alone}");
+        assert_eq!(alone["messages"], together["messages"], "{label}");
+        assert_eq!(alone["content"], together["content"], "{label}");
+    }
+    assert!(
+        together[1]["content"].as_str().unwrap().contains("1776"),
+        "{}",
+        together[1]
+    );
+}

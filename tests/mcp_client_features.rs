@@ -742,7 +742,9 @@ fn prompt_from_is_checked_at_load_with_its_line() {
     );
     let both = error("agent: agent.yaml\nprompt: hi\nprompt_from: {server: everything, name: p}\n");
     assert!(
-        both.contains("task.yaml:3:1: give one of prompt, messages or prompt_from, not several"),
+        both.contains(
+            "task.yaml:3:1: give one of prompt, prompts, messages or prompt_from, not several"
+        ),
         "{both}"
     );
     let nested = error(
@@ -1019,5 +1021,166 @@ fn server_entry_client_settings_are_checked_at_their_line() {
     assert!(
         tokens.contains("agent.yaml:8:5: mcpServers.s.sampling_max_tokens must be at least 1"),
         "{tokens}"
+    );
+}
+
+/// The demo model's own completion of server-everything's sampling request (its system prompt and
+/// message, thinking off, the request's temperature 0.7 with the agent's other settings and seed),
+/// through `generate`: what the agent's model must have answered.
+fn demo_model_completes(dir: &Path, prompt: &str, max_tokens: usize) -> String {
+    let messages = write(
+        dir,
+        "sampling.json",
+        &json!([
+            {"role": "system", "content": "You are a helpful test server."},
+            {"role": "user", "content": format!("Resource trigger-sampling-request context: {prompt}")}
+        ])
+        .to_string(),
+    );
+    let max_tokens = max_tokens.to_string();
+    let (out, err, ok) = run_cli(
+        &[
+            "generate",
+            "--model",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/models/qwen3-agent-demo"),
+            "--messages",
+            messages.to_str().unwrap(),
+            "--no-thinking",
+            "--device",
+            "cpu",
+            "--max-new-tokens",
+            &max_tokens,
+            "--temperature",
+            "0.7",
+            "--top-k",
+            "20",
+            "--top-p",
+            "0.8",
+            "--min-p",
+            "0",
+            "--presence-penalty",
+            "0",
+            "--seed",
+            "7",
+            "--json",
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let generated: Json = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    generated["content"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn tools_call_answers_server_everythings_sampling_with_the_demo_model_over_stdio_and_http() {
+    let marker = format!("everything-demo-sampling-{}", std::process::id());
+    let Some(stdio) = everything_server(&marker) else {
+        return;
+    };
+    let port = free_port();
+    let _http = KillOnDrop(
+        std::process::Command::new("node")
+            .args([stdio.args[0].as_str(), "streamableHttp"])
+            .env("PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port, "server-everything over Streamable HTTP");
+    let dir = scratch("client-features", "demo-sampling");
+    let expected = demo_model_completes(&dir, "Name a colour.", 24);
+    assert!(!expected.trim().is_empty(), "the demo model said nothing");
+    let stdio_entry = format!(
+        "command: node\n    args: {}",
+        Json::Array(stdio.args.iter().map(|a| json!(a)).collect())
+    );
+    let http_entry = format!("type: http\n    url: http://127.0.0.1:{port}/mcp");
+    for entry in [stdio_entry, http_entry] {
+        let agent = write(
+            &dir,
+            "agent.yaml",
+            &format!(
+                "name: sampler\nmodel:\n  path: {}/models/qwen3-agent-demo\n  device: cpu\n  \
+                 context_length: 4096\ngenerate: {{top_k: 20, top_p: 0.8, min_p: 0, presence_penalty: 0, \
+                 repetition_penalty: 1, seed: 7}}\nmcpServers:\n  everything:\n    {entry}\n    \
+                 sampling_max_tokens: 24\n",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+        );
+        let (result, stderr) = tools_command(
+            &dir,
+            &agent,
+            &[
+                "--call",
+                "trigger-sampling-request",
+                "--args",
+                r#"{"prompt": "Name a colour.", "maxTokens": 500}"#,
+            ],
+        );
+        assert_eq!(result["is_error"], false, "{entry}: {result}");
+        let text = result["text"].as_str().unwrap();
+        let reply: Json = serde_json::from_str(
+            text.strip_prefix("LLM sampling result: \n")
+                .unwrap_or_else(|| panic!("{text}")),
+        )
+        .unwrap();
+        assert_eq!(
+            reply["content"]["text"],
+            expected.as_str(),
+            "{entry}: {reply}"
+        );
+        assert_eq!(reply["model"], "qwen3-agent", "{reply}");
+        assert!(
+            stderr.contains(
+                "[everything] asked the agent's model for a completion (1 messages, up to 24 tokens)"
+            ),
+            "{entry}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("the model answered everything: {expected}")),
+            "{entry}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn tools_call_loads_the_agents_model_only_when_a_server_asks_for_a_completion() {
+    let marker = format!("everything-lazy-model-{}", std::process::id());
+    let Some(spec) = everything_server(&marker) else {
+        return;
+    };
+    let dir = scratch("client-features", "lazy-model");
+    let agent = write(
+        &dir,
+        "agent.yaml",
+        &format!(
+            "name: unloadable\nmodel:\n  path: no-such-model\n  device: cpu\nmcpServers:\n  everything:\n    \
+             command: node\n    args: {}\n",
+            Json::Array(spec.args.iter().map(|a| json!(a)).collect())
+        ),
+    );
+    let (echoed, _) = tools_command(
+        &dir,
+        &agent,
+        &["--call", "echo", "--args", r#"{"message": "hi"}"#],
+    );
+    assert_eq!(echoed["is_error"], false, "no model needed: {echoed}");
+    assert_eq!(echoed["text"], "Echo: hi");
+    let (sampled, stderr) = tools_command(
+        &dir,
+        &agent,
+        &[
+            "--call",
+            "trigger-sampling-request",
+            "--args",
+            r#"{"prompt": "hi"}"#,
+        ],
+    );
+    assert_eq!(sampled["is_error"], true, "{sampled}");
+    assert!(
+        stderr.contains("the model did not answer everything: the agent's model failed:")
+            && stderr.contains("no-such-model"),
+        "{stderr}"
     );
 }

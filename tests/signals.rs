@@ -149,6 +149,32 @@ fn sigterm_during_a_long_call_of_run_exits_143() {
 }
 
 #[test]
+fn sigint_during_several_runs_stops_them_and_ends_the_transcript_of_each_that_started() {
+    let (dir, marker, ready) = setup("run-many");
+    std::fs::write(
+        dir.join("many.yaml"),
+        "agent: agent.yaml\nprompts: [Call the slow tool., Call it again.]\n",
+    )
+    .unwrap();
+    // A scripted agent answers its runs one after another: the first is in its call, the second
+    // waits.
+    let child = start(
+        &dir,
+        &["run", "many.yaml", "--json", "--transcript", "t.jsonl"],
+    );
+    let stderr = interrupt_call(child, &marker, &ready, libc::SIGINT, 130);
+    assert!(stderr.contains("stopped by SIGINT"), "{stderr}");
+    let end = read_jsonl(&dir.join("t-1.jsonl")).pop().unwrap();
+    assert_eq!(end["event"], "run_end");
+    assert_eq!(end["stop_reason"], "interrupted");
+    assert_eq!(end["label"], "many.yaml#1");
+    assert!(
+        !dir.join("t-2.jsonl").exists(),
+        "the second run never started"
+    );
+}
+
+#[test]
 fn sigint_during_tools_call_kills_the_servers_and_exits_130() {
     let (dir, marker, ready) = setup("tools");
     let child = start(&dir, &["tools", "agent.yaml", "--call", "slow"]);

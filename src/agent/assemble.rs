@@ -117,20 +117,40 @@ pub fn agent_with_backend(
     options: &AssembleOptions,
     backend: Box<dyn Backend>,
 ) -> Result<Agent> {
-    check_rounds(definition)?;
-    let a = &definition.agent;
-    let (tools, servers) = tools_and_servers(definition, options, true)?;
-    let agent = Agent::new(
-        backend,
-        tools,
-        a.generate.clone(),
-        a.system.clone(),
-        a.max_rounds,
-    );
-    Ok(match servers {
-        Some(servers) => agent.with_mcp_servers(servers),
-        None => agent,
-    })
+    Ok(AgentTools::start(definition, options)?.with_backend(definition, backend))
+}
+
+/// An agent's tools started (its MCP servers running, their sampling routed to the model it will
+/// get), waiting for a backend: `run` starts a run's tools before it hands over a backend, so a run
+/// whose tools fail keeps the backend (a loaded model) for the next.
+pub struct AgentTools {
+    registry: ToolRegistry,
+    servers: Option<Arc<McpToolSource>>,
+}
+
+impl AgentTools {
+    /// Starts the tools of a definition that may call its model (`check_rounds`).
+    pub fn start(definition: &ResolvedAgent, options: &AssembleOptions) -> Result<Self> {
+        check_rounds(definition)?;
+        let (registry, servers) = tools_and_servers(definition, options, true)?;
+        Ok(AgentTools { registry, servers })
+    }
+
+    /// The agent of `definition` (the one the tools were started for) answering with `backend`.
+    pub fn with_backend(self, definition: &ResolvedAgent, backend: Box<dyn Backend>) -> Agent {
+        let a = &definition.agent;
+        let agent = Agent::new(
+            backend,
+            self.registry,
+            a.generate.clone(),
+            a.system.clone(),
+            a.max_rounds,
+        );
+        match self.servers {
+            Some(servers) => agent.with_mcp_servers(servers),
+            None => agent,
+        }
+    }
 }
 
 /// The backend a definition's `model` describes; a local model is loaded here (progress reported as

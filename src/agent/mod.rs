@@ -147,6 +147,29 @@ impl Agent {
         self
     }
 
+    /// Ends the agent (its tools stopped, its MCP servers with them) and gives its backend back, model
+    /// still loaded, for the next agent: `run` builds every run a fresh agent (fresh tool state, as
+    /// if run alone) on one backend of its pool.
+    pub fn into_backend(self) -> Box<dyn Backend> {
+        self.backend
+    }
+
+    /// Calls one tool as a run calls it, outside any run (`qwen3-agent tools AGENT --call`): the
+    /// tools' notices are reported and MCP servers' sampling requests answered by this agent's model
+    /// while the call runs.
+    pub fn call_tool(
+        &mut self,
+        name: &str,
+        arguments: Map<String, Json>,
+        on_event: &mut dyn FnMut(AgentEvent),
+    ) -> anyhow::Result<CallRecord> {
+        let (mut records, _) = self.dispatch(vec![(name.to_string(), arguments)], on_event)?;
+        self.report_notices(on_event);
+        records
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("the registry returned no record for the call"))
+    }
+
     /// The MCP servers' prompts (see `McpToolSource::prompts`); none without servers.
     pub fn prompts(&self) -> Vec<Json> {
         self.mcp

@@ -2,10 +2,12 @@
 //! returns the same parsed output, so an agent definition moves between the local engine, a remote
 //! OpenAI-compatible server and a scripted test run without changes.
 
+mod deferred;
 mod local;
 mod openai;
 mod scripted;
 
+pub use deferred::Deferred;
 pub use local::LocalBackend;
 pub use openai::OpenAiBackend;
 pub use scripted::ScriptedBackend;

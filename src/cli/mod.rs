@@ -16,6 +16,7 @@ mod printer;
 mod progress;
 mod python;
 mod run;
+mod run_many;
 mod serve;
 mod signals;
 

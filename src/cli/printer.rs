@@ -27,11 +27,14 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(shown)
 }
 
-/// Streams events to the terminal: thinking dimmed, tool activity coloured (plain when piped).
+/// Streams events to the terminal: thinking dimmed, tool activity coloured (plain when piped). A
+/// buffered printer keeps what it would show until `take` (`run` with several tasks shows each run
+/// whole when it ends, never interleaved).
 pub struct Printer {
     enabled: bool,
     color: bool,
     in_reasoning: bool,
+    buffer: Option<String>,
 }
 
 /// Tool results longer than this are shortened on screen (the model and transcript get them whole).
@@ -43,7 +46,25 @@ impl Printer {
             enabled,
             color: std::io::stdout().is_terminal(),
             in_reasoning: false,
+            buffer: None,
         }
+    }
+
+    /// An enabled printer that keeps its output for `take` instead of writing it.
+    pub fn buffered() -> Self {
+        Printer {
+            buffer: Some(String::new()),
+            ..Printer::new(true)
+        }
+    }
+
+    /// What a buffered printer kept since the last `take`, ended by a newline as `end` would.
+    pub fn take(&mut self) -> String {
+        let mut shown = self.buffer.as_mut().map(std::mem::take).unwrap_or_default();
+        if !shown.ends_with('\n') {
+            shown.push('\n');
+        }
+        shown
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
@@ -61,21 +82,21 @@ impl Printer {
             }
             return;
         }
-        let mut out = std::io::stdout().lock();
-        let _ = match event {
+        let shown = match event {
             AgentEvent::Stream(ParseEvent::ReasoningDelta(d)) => {
                 self.in_reasoning = true;
-                write!(out, "{}", self.paint("2", &printable(d)))
+                self.paint("2", &printable(d))
             }
             AgentEvent::Stream(ParseEvent::ContentDelta(d)) => {
-                if std::mem::take(&mut self.in_reasoning) {
-                    let _ = writeln!(out);
-                }
-                write!(out, "{}", printable(d))
+                let newline = if std::mem::take(&mut self.in_reasoning) {
+                    "\n"
+                } else {
+                    ""
+                };
+                format!("{newline}{}", printable(d))
             }
-            AgentEvent::Stream(ParseEvent::ToolCall(call)) => writeln!(
-                out,
-                "\n{}",
+            AgentEvent::Stream(ParseEvent::ToolCall(call)) => format!(
+                "\n{}\n",
                 self.paint(
                     "36",
                     &printable(&format!(
@@ -86,13 +107,12 @@ impl Printer {
                 )
             ),
             AgentEvent::Stream(ParseEvent::Error(e)) => {
-                writeln!(out, "\n{}", self.paint("31", &printable(&format!("✗ {e}"))))
+                format!("\n{}\n", self.paint("31", &printable(&format!("✗ {e}"))))
             }
             AgentEvent::ToolResult { record, .. } => {
                 let code = if record.output.is_error { "31" } else { "33" };
-                writeln!(
-                    out,
-                    "{}",
+                format!(
+                    "{}\n",
                     self.paint(
                         code,
                         &printable(&format!(
@@ -109,29 +129,41 @@ impl Printer {
                     Ok(response) => shortened(&response.output.content),
                     Err(error) => format!("failed: {error}"),
                 };
-                writeln!(
-                    out,
-                    "{}",
+                format!(
+                    "{}\n",
                     self.paint(
                         "2",
                         &printable(&format!("⇄ the model answered {}: {said}", ask.source))
                     )
                 )
             }
-            AgentEvent::ModelCall { .. } => Ok(()),
-            AgentEvent::Notice(text) => super::progress::above_bars(|| {
-                writeln!(
-                    out,
-                    "\n{}",
+            AgentEvent::ModelCall { .. } => return,
+            AgentEvent::Notice(text) => {
+                format!(
+                    "\n{}\n",
                     self.paint("1", &printable(&format!("note: {text}")))
                 )
-            }),
+            }
         };
-        let _ = out.flush();
+        match &mut self.buffer {
+            Some(buffer) => buffer.push_str(&shown),
+            None => {
+                let write = || {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(shown.as_bytes());
+                    let _ = out.flush();
+                };
+                if matches!(event, AgentEvent::Notice(_)) {
+                    super::progress::above_bars(write);
+                } else {
+                    write();
+                }
+            }
+        }
     }
 
     pub fn end(&self) {
-        if self.enabled {
+        if self.enabled && self.buffer.is_none() {
             println!();
         }
     }

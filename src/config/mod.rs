@@ -369,6 +369,9 @@ pub struct TaskFile {
     pub agent: serde_saphyr::Spanned<AgentRef>,
     #[serde(default)]
     pub prompt: Option<String>,
+    /// Several prompts, each its own run of the agent (`run` runs them at once, batched on one model).
+    #[serde(default)]
+    pub prompts: Option<Vec<String>>,
     #[serde(default)]
     pub messages: Option<Vec<crate::chat::Message>>,
     /// The input as one of the agent's MCP servers' prompts makes it (got when the run starts).
@@ -451,8 +454,9 @@ pub struct ResolvedAgent {
 #[derive(Debug, Clone)]
 pub struct ResolvedTask {
     pub agent: ResolvedAgent,
-    /// The input; empty when it comes from `prompt_from`.
-    pub messages: Vec<crate::chat::Message>,
+    /// The input of each run: one for `prompt` or `messages`, one per entry of `prompts`; none when the
+    /// input comes from `prompt_from`.
+    pub inputs: Vec<Vec<crate::chat::Message>>,
     /// The MCP prompt the input comes from, its argument values as strings.
     pub prompt_from: Option<PromptFrom>,
     pub expect: Option<Expect>,
@@ -674,14 +678,17 @@ pub fn parse_task(text: &str, file: &Path) -> Result<ResolvedTask> {
         Some(from) => Some(resolve_prompt_from(from, &agent, file, text)?),
         None => None,
     };
-    // `validate::task` saw exactly one of them, and a non-empty list.
-    let messages = match task.prompt {
-        Some(prompt) => vec![crate::chat::Message::user(prompt)],
-        None => task.messages.unwrap_or_default(),
+    // `validate::task` saw at most one of them (none: `prompt_from`), and no empty list.
+    let user = |prompt: String| vec![crate::chat::Message::user(prompt)];
+    let inputs = match (task.prompt, task.prompts, task.messages) {
+        (Some(prompt), _, _) => vec![user(prompt)],
+        (_, Some(prompts), _) => prompts.into_iter().map(user).collect(),
+        (_, _, Some(messages)) => vec![messages],
+        (None, None, None) => Vec::new(),
     };
     Ok(ResolvedTask {
         agent,
-        messages,
+        inputs,
         prompt_from,
         expect: task.expect,
         source: file.to_path_buf(),

@@ -209,33 +209,32 @@ pub fn roots(roots: &[std::path::PathBuf]) -> Result<(), Problem> {
 
 /// A task's own fields (its agent is checked by [`agent`]).
 pub fn task(task: &TaskFile) -> Result<(), Problem> {
-    let given = [
-        task.prompt.is_some(),
-        task.messages.is_some(),
-        task.prompt_from.is_some(),
-    ];
-    match (&task.prompt, &task.messages, &task.prompt_from) {
-        _ if given.iter().filter(|g| **g).count() > 1 => {
-            let second = if task.prompt.is_some() && task.messages.is_some() {
-                "messages"
-            } else {
-                "prompt_from"
-            };
-            return Err(Problem::new(
-                &[second],
-                "give one of prompt, messages or prompt_from, not several",
-            ));
-        }
-        (None, Some(messages), None) if messages.is_empty() => {
+    let given: Vec<&str> = [
+        ("prompt", task.prompt.is_some()),
+        ("prompts", task.prompts.is_some()),
+        ("messages", task.messages.is_some()),
+        ("prompt_from", task.prompt_from.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(key, set)| set.then_some(key))
+    .collect();
+    if let [_, second, ..] = given[..] {
+        return Err(Problem::new(
+            &[second],
+            "give one of prompt, prompts, messages or prompt_from, not several",
+        ));
+    }
+    match (&task.messages, &task.prompts, &task.prompt_from) {
+        (Some(messages), _, _) if messages.is_empty() => {
             return Err(Problem::new(
                 &["messages"],
                 "messages is empty: the task needs a prompt or at least one message",
             ));
         }
-        (None, None, None) => {
+        (_, Some(prompts), _) if prompts.is_empty() => {
             return Err(Problem::new(
-                &[],
-                "the task needs a prompt (or messages, or prompt_from: {server, name, arguments})",
+                &["prompts"],
+                "prompts is empty: list at least one prompt (each is its own run of the agent)",
             ));
         }
         (_, _, Some(from)) => {
@@ -249,6 +248,12 @@ pub fn task(task: &TaskFile) -> Result<(), Problem> {
                     ));
                 }
             }
+        }
+        _ if given.is_empty() => {
+            return Err(Problem::new(
+                &[],
+                "the task needs a prompt (or prompts, messages, or prompt_from: {server, name, arguments})",
+            ));
         }
         _ => {}
     }
