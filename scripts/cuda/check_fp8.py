@@ -6,9 +6,10 @@ logits move and whether its readers agree with each other.
 - Long prefills (4,100 random ids: flash attention reading fp8 tiles) against the CPU engine, in one forward
   and in two (the second after a cached prefix of 2,777); the two fp8 runs must agree with each other as
   closely as the f16 ones do (both read the same quantized rows).
-- The decode kernel against the prefill kernel: greedy ids decoded with the fp8 cache after a 9,000-token
-  prompt, fed back through one prefill with the fp8 cache, must be that prefill's argmax at (nearly) every
-  position; and the same run's ids against the f16 cache's (information).
+- The decode kernel against the prefill kernel: greedy ids decoded after a 9,000-token prompt, fed back
+  through one prefill, should be that prefill's argmax at every position; decode (int8 activations) and
+  prefill (f16) round differently, so on a deep random model some near-ties flip even with the f16 cache:
+  the fp8 cache must agree as often as the f16 one does. Its ids against the f16 cache's: information.
 - The demo model's greedy answer with each cache (information: how many ids agree).
 
     python3 scripts/cuda/check_fp8.py BINARY OUT_DIR      (exit 1 on any failure)
@@ -25,8 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN, OUT = sys.argv[1], Path(sys.argv[2])
 OUT.mkdir(parents=True, exist_ok=True)
 # Relative L2 bound of the fp8 cache's logits (against transformers, or the CPU engine): e4m3 keeps 3
-# mantissa bits, so each cached value moves by up to 1/16 of itself; attention averages that down.
-FP8_LIMIT = 5e-2
+# mantissa bits, so each cached value moves by up to 1/16 of itself. Measured (H100, BENCHMARKS.md):
+# 0.9-3.7e-2 on the fixtures and the demo model, 6.8e-2 on the 28-layer random 0.6B; a reader's bug (a
+# wrong scale, row or tile) moves logits by their own size.
+FP8_LIMIT = 1e-1
 # Two fp8 runs over the same rows (one forward, or two after a cached prefix) differ only by f16
 # summation order, as two f16 runs do (check.py's bound).
 SAME_ROWS_LIMIT = 2e-3
@@ -91,21 +94,20 @@ for model in [f for f in fixtures if f.name.startswith("awq")] + [demo, qwen06]:
     if not (e8 < FP8_LIMIT and split < SAME_ROWS_LIMIT):
         failures.append(f"long prefill {model.name}")
 
-print(f"{'long decode':<16} {'decode = prefill argmax':>24} {'ids as f16 cache':>17}")
+print(f"{'long decode':<16} {'decode = prefill argmax, f16':>29} {'fp8':>5} {'fp8 ids as f16 cache':>21}")
 for model in [f for f in fixtures if f.name.startswith("awq")] + [qwen06]:
-    def long_ids(cache):
+    def decode_agreement(cache):
         out = run("bench", "--device", "cuda", "--kv-cache", cache, "--model", str(model), "--prompt-tokens", "9000",
                   "--gen-tokens", "32", "--context-length", "9100", "--json")
         result = json.loads(out.strip().splitlines()[-1])
-        return result["prompt_ids"], result["token_ids"]
-    prompt, fp8_ids = long_ids("fp8")
-    _, f16_ids = long_ids("f16")
-    # The prompt plus all generated ids but the last: row len(prompt) - 1 + i predicts generated id i.
-    forced = logits(model, prompt + fp8_ids[:-1], "fp8")[len(prompt) - 1:].argmax(axis=1).tolist()
-    agree = sum(a == b for a, b in zip(forced, fp8_ids))
-    print(f"{model.name:<16} {agree:>20}/{len(fp8_ids)} {common(fp8_ids, f16_ids):>13}/{len(f16_ids)}")
-    # Near-ties between the two kernels' summation orders may flip an argmax; a reader bug flips most.
-    if agree < 0.9 * len(fp8_ids):
+        prompt, ids = result["prompt_ids"], result["token_ids"]
+        # Row len(prompt) - 1 + i of the prompt plus the ids but the last predicts generated id i.
+        forced = logits(model, prompt + ids[:-1], cache)[len(prompt) - 1:].argmax(axis=1).tolist()
+        return sum(a == b for a, b in zip(forced, ids)), ids
+    (agree16, f16_ids), (agree8, fp8_ids) = decode_agreement("f16"), decode_agreement("fp8")
+    print(f"{model.name:<16} {agree16:>26}/{len(f16_ids)} {agree8:>2}/{len(fp8_ids)} "
+          f"{common(fp8_ids, f16_ids):>18}/{len(f16_ids)}")
+    if agree8 < agree16 - 2:
         failures.append(f"long decode {model.name}")
 
 request = OUT / "demo-request.json"
