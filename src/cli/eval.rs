@@ -9,6 +9,7 @@
 
 use super::assembly::{EngineFlags, assemble_options, print_notice};
 use super::signals::{Mode, Signals, StoppedBy};
+use super::workers::run_on_workers;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use qwen3_agent::agent::assemble::{agent_with_backend, check_rounds};
@@ -23,8 +24,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Score an agent on held-out cases: right tool with right arguments, and answers that contain the
@@ -166,66 +167,27 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 /// is built (model loaded, servers started) before any case runs, so a failure there runs nothing and
 /// a signal during it exits at once; once cases run, a signal interrupts every running agent.
 fn run_cases(pool: &BackendPool, cases: &[Case], signals: &Signals) -> Result<Vec<Verdict>> {
-    let (next, finished) = (&AtomicUsize::new(0), &AtomicUsize::new(0));
-    let verdicts: &Mutex<Vec<Option<Verdict>>> = &Mutex::new(cases.iter().map(|_| None).collect());
-    std::thread::scope(|scope| -> Result<()> {
-        let (ready, built) = mpsc::channel::<Result<Arc<AtomicBool>>>();
-        let (starts, workers): (Vec<mpsc::Sender<bool>>, Vec<_>) = (0..pool.size())
-            .map(|_| {
-                let (start, go) = mpsc::channel::<bool>();
-                let ready = ready.clone();
-                let worker = scope.spawn(move || {
-                    let agent = pool.backend().and_then(|backend| {
-                        agent_with_backend(pool.definition(), pool.options(), backend)
-                    });
-                    let mut agent = match agent {
-                        Ok(agent) => agent,
-                        Err(error) => return ready.send(Err(error)).unwrap_or(()),
-                    };
-                    let _ = ready.send(Ok(agent.interrupt_flag()));
-                    if go.recv() != Ok(true) {
-                        return;
-                    }
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= cases.len() || signals.received().is_some() {
-                            return;
-                        }
-                        let case = &cases[i];
-                        let start = Instant::now();
-                        let outcome =
-                            agent.run(vec![Message::user(case.prompt.clone())], &mut |_| {});
-                        let verdict = judge(case, outcome, start.elapsed().as_secs_f64());
-                        let done = finished.fetch_add(1, Ordering::Relaxed) + 1;
-                        print_verdict(&verdict, done, cases.len());
-                        verdicts.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(verdict);
-                    }
-                });
-                (start, worker)
-            })
-            .unzip();
-        drop(ready);
-        let mut failure = None;
-        // One message per worker (each keeps its sender while it waits for the start).
-        for agent in built.iter().take(pool.size()) {
-            match agent {
-                Ok(interrupt) => signals.watch(interrupt),
-                Err(error) => failure = failure.or(Some(error)),
-            }
-        }
-        let go = failure.is_none();
-        signals.busy(|| {
-            starts.iter().for_each(|start| {
-                let _ = start.send(go);
-            });
-            workers
-                .into_iter()
-                .for_each(|w| w.join().expect("an eval thread panicked"));
-        });
-        failure.map_or(Ok(()), Err)
-    })?;
-    let verdicts = std::mem::take(&mut *verdicts.lock().unwrap_or_else(|e| e.into_inner()));
-    Ok(verdicts.into_iter().flatten().collect())
+    let finished = &AtomicUsize::new(0);
+    run_on_workers(
+        pool.size(),
+        cases.len(),
+        signals,
+        || {
+            let backend = pool.backend()?;
+            let agent = agent_with_backend(pool.definition(), pool.options(), backend)?;
+            let interrupt = agent.interrupt_flag();
+            Ok((agent, Some(interrupt)))
+        },
+        |agent, i| {
+            let case = &cases[i];
+            let start = Instant::now();
+            let outcome = agent.run(vec![Message::user(case.prompt.clone())], &mut |_| {});
+            let verdict = judge(case, outcome, start.elapsed().as_secs_f64());
+            let done = finished.fetch_add(1, Ordering::Relaxed) + 1;
+            print_verdict(&verdict, done, cases.len());
+            verdict
+        },
+    )
 }
 
 /// One line per finished case on stderr: `[done/total]`, the two verdicts, the time, the prompt.

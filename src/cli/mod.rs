@@ -19,6 +19,7 @@ mod run;
 mod run_many;
 mod serve;
 mod signals;
+mod workers;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

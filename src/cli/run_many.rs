@@ -11,6 +11,7 @@ use super::printer::{Printer, printable};
 use super::progress;
 use super::run::{Outputs, Planned, end_fields, failed_checks, interrupted_end, result_json};
 use super::signals::{Signals, StoppedBy};
+use super::workers::run_on_workers;
 use anyhow::{Context, Result, bail};
 use qwen3_agent::agent::assemble::{AgentTools, AssembleOptions, check_rounds};
 use qwen3_agent::agent::backend_pool::{BackendPool, DEFAULT_PARALLEL};
@@ -20,8 +21,8 @@ use qwen3_agent::backend::Backend;
 use serde_json::{Value as Json, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// What became of one run.
@@ -198,60 +199,26 @@ fn run_on_pool(
     transcripts: &Transcripts,
     signals: &Signals,
 ) -> Result<Vec<Finished>> {
-    let next = &AtomicUsize::new(0);
-    let finished: &Mutex<Vec<Option<Finished>>> = &Mutex::new(runs.iter().map(|_| None).collect());
-    std::thread::scope(|scope| -> Result<()> {
-        let (ready, made) = mpsc::channel::<Result<()>>();
-        let (starts, workers): (Vec<mpsc::Sender<bool>>, Vec<_>) = (0..pool.size())
-            .map(|_| {
-                let (start, go) = mpsc::channel::<bool>();
-                let ready = ready.clone();
-                let worker = scope.spawn(move || {
-                    let mut backend = match pool.backend() {
-                        Ok(backend) => Some(backend),
-                        Err(error) => return ready.send(Err(error)).unwrap_or(()),
-                    };
-                    let _ = ready.send(Ok(()));
-                    if go.recv() != Ok(true) {
-                        return;
-                    }
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= runs.len() || signals.received().is_some() {
-                            return;
-                        }
-                        let run = RunContext {
-                            run: &runs[i],
-                            index: i,
-                            options: pool.options(),
-                            outputs,
-                            transcripts,
-                            signals,
-                        };
-                        let done = run.go(&mut backend);
-                        show(&done, outputs);
-                        lock(finished)[i] = Some(done);
-                    }
-                });
-                (start, worker)
-            })
-            .unzip();
-        drop(ready);
-        // One message per worker (each keeps its sender while it waits for the start).
-        let failure = made.iter().take(pool.size()).find_map(Result::err);
-        let go = failure.is_none();
-        signals.busy(|| {
-            starts.iter().for_each(|start| {
-                let _ = start.send(go);
-            });
-            workers
-                .into_iter()
-                .for_each(|w| w.join().expect("a run thread panicked"));
-        });
-        failure.map_or(Ok(()), Err)
-    })?;
-    let finished = std::mem::take(&mut *lock(finished));
-    Ok(finished.into_iter().flatten().collect())
+    // Each run's agent registers its own interrupt flag while it runs (`RunContext::go`).
+    run_on_workers(
+        pool.size(),
+        runs.len(),
+        signals,
+        || Ok((Some(pool.backend()?), None)),
+        |backend, i| {
+            let run = RunContext {
+                run: &runs[i],
+                index: i,
+                options: pool.options(),
+                outputs,
+                transcripts,
+                signals,
+            };
+            let done = run.go(backend);
+            show(&done, outputs);
+            done
+        },
+    )
 }
 
 /// One run about to go, and what it reports to.
