@@ -230,13 +230,11 @@ fn a_python_sdk_server_that_needs_input_gets_the_agents_answers_and_roots() {
     assert_eq!(declined.text, "No name given (decline).", "{declined:?}");
 }
 
-#[test]
-fn over_streamable_http_roots_elicitation_and_resources_work_too() {
-    let Some(stdio) = everything_server("unused") else {
-        return;
-    };
+/// server-everything (the script of the stdio `spec`) serving Streamable HTTP on a free port, stopped
+/// when the guard drops.
+fn everything_over_http(stdio: &McpServerSpec) -> (KillOnDrop, u16) {
     let port = free_port();
-    let _server = KillOnDrop(
+    let server = KillOnDrop(
         std::process::Command::new("node")
             .args([stdio.args[0].as_str(), "streamableHttp"])
             .env("PORT", port.to_string())
@@ -246,6 +244,15 @@ fn over_streamable_http_roots_elicitation_and_resources_work_too() {
             .unwrap(),
     );
     wait_for_port(port, "server-everything over Streamable HTTP");
+    (server, port)
+}
+
+#[test]
+fn over_streamable_http_roots_elicitation_and_resources_work_too() {
+    let Some(stdio) = everything_server("unused") else {
+        return;
+    };
+    let (_server, port) = everything_over_http(&stdio);
     let dir = scratch("client-features", "http");
     let mut settings = settings(Duration::from_secs(30));
     settings.roots = vec![dir.clone()];
@@ -1077,17 +1084,7 @@ fn tools_call_answers_server_everythings_sampling_with_the_demo_model_over_stdio
     let Some(stdio) = everything_server(&marker) else {
         return;
     };
-    let port = free_port();
-    let _http = KillOnDrop(
-        std::process::Command::new("node")
-            .args([stdio.args[0].as_str(), "streamableHttp"])
-            .env("PORT", port.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(port, "server-everything over Streamable HTTP");
+    let (_http, port) = everything_over_http(&stdio);
     let dir = scratch("client-features", "demo-sampling");
     let expected = demo_model_completes(&dir, "Name a colour.", 24);
     assert!(!expected.trim().is_empty(), "the demo model said nothing");
