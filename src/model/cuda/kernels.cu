@@ -777,7 +777,7 @@ __device__ __forceinline__ void attn_decode_body(const float* q, const float* k,
     const size_t cache_base = (size_t)kv * capacity;
     // Stages tile t's cached rows (not the new position's, which this kernel writes).
     auto stage_tile = [&](int t) {
-        const int first = t * ATTN_CHUNK, cached = min(ATTN_CHUNK, pos_new - first), pieces = (hd * (int)sizeof(T)) >> 4;
+        const int first = t * ATTN_CHUNK, cached = min(ATTN_CHUNK, pos_new - first), pieces = hd / C::PER_PIECE;
         for (int i = threadIdx.x; i < cached * pieces; i += blockDim.x) {
             const int r = i / pieces, p = C::PER_PIECE * (i % pieces);
             cp_async16(&ks[r][p], k_cache + (cache_base + first + r) * hd + p);
